@@ -1,0 +1,168 @@
+//! The command line: `run`, `once`, `check`, `status`, `files`, `retry`,
+//! `forget`. Exit codes: 0 ok, 1 some file or rule failed (`once`) or
+//! nothing matched, 2 invalid configuration or usage, 3 runtime error
+//! (state database, lock).
+
+mod check;
+mod files;
+mod status;
+
+use crate::logging::LogFormat;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferry",
+    version,
+    about = "Moves files between servers and local systems, safely."
+)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "FERRY_CONFIG",
+        default_value = "/etc/ferry/ferry.toml"
+    )]
+    pub config: PathBuf,
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: poll every rule until SIGTERM or SIGINT; SIGHUP reloads.
+    Run,
+    /// Poll every rule once, process what is due, then exit.
+    Once,
+    /// Validate the configuration and print a summary.
+    Check,
+    /// Each rule's last poll, its duration and error, and its files by state.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List files from the state database.
+    Files {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// At most this many rows.
+        #[arg(long)]
+        limit: Option<i64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Requeue failed files (delivered ones repeat only their post-action).
+    Retry {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Requeue every failed file.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Drop files from the state database; one still on the server is then new.
+    Forget {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Forget every file that matches (required when no filter is given).
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct FilterArgs {
+    /// Only this rule.
+    #[arg(long)]
+    pub rule: Option<String>,
+    /// Only this state (seen, stable, downloading, downloaded, delivered, done, failed).
+    #[arg(long)]
+    pub state: Option<crate::state::FileState>,
+    /// Only paths matching this glob (relative to the rule's remote_dir).
+    #[arg(long)]
+    pub path: Option<String>,
+    /// Only the row with this id.
+    #[arg(long)]
+    pub id: Option<i64>,
+}
+
+impl FilterArgs {
+    fn is_empty(&self) -> bool {
+        self.rule.is_none() && self.state.is_none() && self.path.is_none() && self.id.is_none()
+    }
+
+    fn to_filter(&self, limit: Option<i64>) -> crate::state::FileFilter {
+        crate::state::FileFilter {
+            rule: self.rule.clone(),
+            state: self.state,
+            path: self.path.clone(),
+            id: self.id,
+            limit,
+        }
+    }
+}
+
+/// Runs the parsed command and returns the process exit code.
+pub async fn execute(cli: Cli) -> i32 {
+    use crate::daemon;
+    match cli.command {
+        Command::Run => daemon::run(&cli.config).await,
+        Command::Once => daemon::once(&cli.config).await,
+        Command::Check => check::check(&cli.config),
+        Command::Status { json } => status::status(&cli.config, json).await,
+        Command::Files {
+            filter,
+            limit,
+            json,
+        } => files::list(&cli.config, &filter.to_filter(limit), json).await,
+        Command::Retry { filter, all } => {
+            if filter.is_empty() && !all {
+                eprintln!("ferry retry: name what to requeue (--rule, --path, --id) or pass --all");
+                return daemon::EXIT_CONFIG;
+            }
+            files::retry(&cli.config, &filter.to_filter(None)).await
+        }
+        Command::Forget { filter, all } => {
+            if filter.is_empty() && !all {
+                eprintln!(
+                    "ferry forget: name what to forget (--rule, --state, --path, --id) or pass --all"
+                );
+                return daemon::EXIT_CONFIG;
+            }
+            files::forget(&cli.config, &filter.to_filter(None)).await
+        }
+    }
+}
+
+/// Opens the state database named by the configuration, for the inspection commands.
+async fn open_state(config: &std::path::Path) -> Result<crate::state::State, i32> {
+    let cfg = crate::config::load(config).map_err(|e| {
+        eprintln!("{e}");
+        crate::daemon::EXIT_CONFIG
+    })?;
+    crate::state::State::open(&cfg.daemon.state)
+        .await
+        .map_err(|e| {
+            eprintln!(
+                "cannot open the state database {}: {e}",
+                cfg.daemon.state.display()
+            );
+            crate::daemon::EXIT_RUNTIME
+        })
+}
+
+/// `2026-11-24T00:15:00Z` for a time in Unix milliseconds.
+fn time(ms: Option<i64>) -> String {
+    match ms {
+        Some(ms) => {
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+            humantime::format_rfc3339_seconds(t).to_string()
+        }
+        None => "-".into(),
+    }
+}

@@ -1,0 +1,62 @@
+//! `ferry status`: per rule, its last poll and its files by state.
+
+use super::{open_state, time};
+use crate::daemon::{EXIT_OK, EXIT_RUNTIME};
+use crate::state::FileState;
+use std::path::Path;
+
+pub async fn status(config: &Path, json: bool) -> i32 {
+    let state = match open_state(config).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let rules = match state.rule_health().await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot read the state database: {e}");
+            return EXIT_RUNTIME;
+        }
+    };
+    if json {
+        let out: Vec<_> = rules
+            .iter()
+            .map(|r| {
+                let counts: serde_json::Map<_, _> = r.counts.iter().map(|(s, n)| (s.clone(), (*n).into())).collect();
+                serde_json::json!({
+                    "rule": r.name, "last_poll": time(r.last_poll_ms), "last_duration_ms": r.last_duration_ms,
+                    "last_listed": r.last_listed, "last_success": time(r.last_success_ms),
+                    "consecutive_errors": r.consecutive_errors, "last_error": r.last_error, "files": counts,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return EXIT_OK;
+    }
+    print!(
+        "{:<20} {:<21} {:>8} {:>7}",
+        "RULE", "LAST POLL", "TOOK", "LISTED"
+    );
+    for s in FileState::ALL {
+        print!(" {:>11}", s.as_str());
+    }
+    println!("  LAST ERROR");
+    for r in &rules {
+        print!(
+            "{:<20} {:<21} {:>8} {:>7}",
+            r.name,
+            time(r.last_poll_ms),
+            r.last_duration_ms.map_or("-".into(), |d| format!("{d}ms")),
+            r.last_listed.map_or("-".into(), |n| n.to_string())
+        );
+        for s in FileState::ALL {
+            let n = r
+                .counts
+                .iter()
+                .find(|(st, _)| st == s.as_str())
+                .map_or(0, |(_, n)| *n);
+            print!(" {n:>11}");
+        }
+        println!("  {}", r.last_error.as_deref().unwrap_or("-"));
+    }
+    EXIT_OK
+}

@@ -1,0 +1,13 @@
+//! Configuration: the TOML file (`raw`), its validation (`resolve`) and the
+//! runtime model the rest of ferry uses (`model`).
+
+mod error;
+mod model;
+mod raw;
+mod resolve;
+mod secret;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use model::*;
+pub use resolve::{HANDLER_PLACEHOLDERS, load, parse};
+pub use secret::Secret;

@@ -1,0 +1,94 @@
+//! The configuration file as written: serde structs that keep every value's
+//! span, so that later validation can still point at file:line:col.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub daemon: Option<Spanned<RawDaemon>>,
+    #[serde(default)]
+    pub servers: BTreeMap<Spanned<String>, Spanned<RawServer>>,
+    #[serde(default)]
+    pub watch: Vec<Spanned<RawWatch>>,
+    #[serde(default)]
+    pub send: Vec<Spanned<toml::Table>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDaemon {
+    pub state: Option<Spanned<String>>,
+    pub spool_dir: Option<Spanned<String>>,
+    pub max_transfers: Option<Spanned<i64>>,
+    pub grace_period: Option<Spanned<String>>,
+    pub metrics: Option<Spanned<String>>,
+}
+
+/// Where a secret comes from; never the secret itself.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecret {
+    pub env: Option<Spanned<String>>,
+    pub file: Option<Spanned<String>>,
+    /// A systemd credential name, read from `$CREDENTIALS_DIRECTORY/NAME`.
+    pub credential: Option<Spanned<String>>,
+}
+
+/// Accepts a table (the only valid form) or a plain string, which resolve
+/// refuses with a pointer to the right form instead of a type error.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawSecretValue {
+    Source(RawSecret),
+    /// The value is deliberately not kept: it is never echoed anywhere.
+    Inline(serde::de::IgnoredAny),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub protocol: Spanned<String>,
+    pub host: Option<Spanned<String>>,
+    pub port: Option<Spanned<i64>>,
+    pub user: Option<Spanned<String>>,
+    pub password: Option<Spanned<RawSecretValue>>,
+    pub max_sessions: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    pub attempts: Option<Spanned<i64>>,
+    pub first: Option<Spanned<String>>,
+    pub max: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWatch {
+    pub name: Spanned<String>,
+    pub server: Option<Spanned<String>>,
+    pub remote_dir: Spanned<String>,
+    #[serde(default)]
+    pub include: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub exclude: Vec<Spanned<String>>,
+    pub recursive: Option<bool>,
+    pub interval: Option<Spanned<String>>,
+    pub stable_for: Option<Spanned<String>>,
+    pub min_age: Option<Spanned<String>>,
+    pub min_size: Option<Spanned<i64>>,
+    pub max_size: Option<Spanned<i64>>,
+    pub ready_marker: Option<Spanned<String>>,
+    pub local_dir: Option<Spanned<String>>,
+    pub handler: Option<Spanned<Vec<Spanned<String>>>>,
+    pub handler_timeout: Option<Spanned<String>>,
+    pub move_to: Option<Spanned<String>>,
+    pub delete: Option<Spanned<bool>>,
+    pub failed_move_to: Option<Spanned<String>>,
+    pub retry: Option<Spanned<RawRetry>>,
+}

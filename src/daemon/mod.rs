@@ -1,0 +1,188 @@
+//! The daemon's lifecycle: start, poll, reload on SIGHUP, stop on
+//! SIGTERM/SIGINT with a grace period, and systemd notifications.
+
+mod lock;
+mod scheduler;
+
+use crate::config::{self, Config};
+use crate::engine::Engine;
+use crate::state::State;
+use futures::StreamExt;
+use scheduler::Scheduler;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+pub use lock::StateLock;
+
+/// Exit codes, documented in the README.
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILURES: i32 = 1;
+pub const EXIT_CONFIG: i32 = 2;
+pub const EXIT_RUNTIME: i32 = 3;
+
+/// Everything a working process holds: keep the lock alive as long as the state.
+struct Opened {
+    _lock: StateLock,
+    engine: Arc<Engine>,
+}
+
+async fn open(config: &Config) -> Result<Opened, String> {
+    let lock = StateLock::acquire(&config.daemon.state)?;
+    let state = State::open(&config.daemon.state).await.map_err(|e| {
+        format!(
+            "cannot open the state database {}: {e}",
+            config.daemon.state.display()
+        )
+    })?;
+    Ok(Opened {
+        _lock: lock,
+        engine: Engine::new(state, &config.daemon),
+    })
+}
+
+fn load_or_report(path: &Path) -> Option<Config> {
+    match config::load(path) {
+        Ok(c) => Some(c),
+        Err(errors) => {
+            for e in &errors.0 {
+                tracing::error!(file = %e.file.display(), line = e.line, col = e.col, "{}", e.message);
+            }
+            None
+        }
+    }
+}
+
+/// `ferry run`: poll every rule until stopped.
+pub async fn run(config_path: &Path) -> i32 {
+    let Some(config) = load_or_report(config_path) else {
+        return EXIT_CONFIG;
+    };
+    let opened = match open(&config).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!("{e}");
+            return EXIT_RUNTIME;
+        }
+    };
+    let mut signals = match signal_hook_tokio::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install signal handlers");
+            return EXIT_RUNTIME;
+        }
+    };
+    let stop = CancellationToken::new();
+    let mut scheduler = Scheduler::new(opened.engine.clone(), stop.clone());
+    scheduler.apply(&config.rules);
+    let mut daemon_settings = config.daemon.clone();
+    tracing::info!(rules = config.rules.len(), state = %config.daemon.state.display(), "ferry started");
+    notify(&[sd_notify::NotifyState::Ready]);
+    let watchdog = spawn_watchdog(stop.clone());
+    while let Some(signal) = signals.next().await {
+        if signal == SIGHUP {
+            notify(&[sd_notify::NotifyState::Reloading]);
+            reload(config_path, &mut scheduler, &mut daemon_settings);
+            notify(&[sd_notify::NotifyState::Ready]);
+            continue;
+        }
+        tracing::info!(
+            signal,
+            grace_period_ms = daemon_settings.grace_period.as_millis() as u64,
+            "stopping: no new transfers; waiting for those in flight"
+        );
+        break;
+    }
+    notify(&[sd_notify::NotifyState::Stopping]);
+    stop.cancel();
+    shutdown(scheduler, &opened.engine, daemon_settings.grace_period).await;
+    watchdog.abort();
+    tracing::info!("ferry stopped");
+    EXIT_OK
+}
+
+fn reload(path: &Path, scheduler: &mut Scheduler, daemon: &mut config::Daemon) {
+    tracing::info!(config = %path.display(), "reloading the configuration");
+    let Some(new) = load_or_report(path) else {
+        tracing::error!("the new configuration is invalid; still running on the previous one");
+        return;
+    };
+    if new.daemon != *daemon {
+        tracing::warn!("[daemon] settings changed; they take effect at the next restart");
+    }
+    scheduler.apply(&new.rules);
+    tracing::info!(rules = new.rules.len(), "configuration reloaded");
+}
+
+/// Waits for rule tasks to finish their transfers, up to `grace`; then
+/// abandons what is left (it resumes at the next start).
+async fn shutdown(scheduler: Scheduler, engine: &Engine, grace: Duration) {
+    let joined = scheduler.join();
+    tokio::pin!(joined);
+    if tokio::time::timeout(grace, &mut joined).await.is_err() {
+        tracing::warn!("grace period over; abandoning transfers in flight");
+        engine.abort_token().cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), joined).await;
+    }
+}
+
+/// `ferry once`: one poll of every rule, concurrently, then exit.
+pub async fn once(config_path: &Path) -> i32 {
+    let Some(config) = load_or_report(config_path) else {
+        return EXIT_CONFIG;
+    };
+    let opened = match open(&config).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!("{e}");
+            return EXIT_RUNTIME;
+        }
+    };
+    let stop = CancellationToken::new();
+    if let Ok(mut signals) = signal_hook_tokio::Signals::new([SIGTERM, SIGINT]) {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if signals.next().await.is_some() {
+                stop.cancel();
+            }
+        });
+    }
+    let engine = &opened.engine;
+    let polls = config.rules.iter().map(|rule| engine.poll(rule, &stop));
+    let reports = futures::future::join_all(polls).await;
+    let troubled = reports.iter().any(|r| r.error.is_some() || r.failed > 0);
+    let done: usize = reports.iter().map(|r| r.done).sum();
+    let failed: usize = reports.iter().map(|r| r.failed).sum();
+    let retrying: usize = reports.iter().map(|r| r.retrying).sum();
+    tracing::info!(
+        rules = reports.len(),
+        done,
+        failed,
+        retrying,
+        "pass finished"
+    );
+    if troubled { EXIT_FAILURES } else { EXIT_OK }
+}
+
+fn notify(states: &[sd_notify::NotifyState]) {
+    // Outside systemd there is no socket and this does nothing.
+    let _ = sd_notify::notify(states);
+}
+
+/// Pings the systemd watchdog at half its period, when the unit enables it.
+fn spawn_watchdog(stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let Some(timeout) = sd_notify::watchdog_enabled() else {
+            return;
+        };
+        let period = timeout / 2;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(period) => notify(&[sd_notify::NotifyState::Watchdog]),
+                _ = stop.cancelled() => return,
+            }
+        }
+    })
+}

@@ -1,0 +1,81 @@
+//! Downloading one file version into its temporary name, resuming from the
+//! bytes already there, and making it durable before anyone is told.
+
+use super::error::FileError;
+use crate::remote::{ErrorKind, PooledSession};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
+
+/// Fetches `remote_path` (expected `size` bytes) into `temp`, continuing a
+/// partial file of the same version. Returns the bytes fetched in this call.
+pub async fn download(
+    session: &mut PooledSession,
+    remote_path: &str,
+    size: u64,
+    temp: &Path,
+) -> Result<u64, FileError> {
+    let ctx = |what: &str| format!("{what} {}", temp.display());
+    let std_file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        // A planted symlink must not redirect the download.
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(temp)
+        .map_err(|e| FileError::local(ctx("open"), &e))?;
+    let mut file = tokio::fs::File::from_std(std_file);
+    let mut offset = file
+        .metadata()
+        .await
+        .map_err(|e| FileError::local(ctx("stat"), &e))?
+        .len();
+    if offset > size {
+        file.set_len(0)
+            .await
+            .map_err(|e| FileError::local(ctx("truncate"), &e))?;
+        offset = 0;
+    }
+    if offset > 0 {
+        tracing::info!(offset, size, "resuming download");
+    }
+    file.seek(std::io::SeekFrom::Start(offset))
+        .await
+        .map_err(|e| FileError::local(ctx("seek"), &e))?;
+    let mut sink = BufWriter::with_capacity(256 * 1024, file);
+    let fetched = if offset < size {
+        let r = session.read_into(remote_path, offset, &mut sink).await;
+        session.check(r)?
+    } else {
+        0
+    };
+    sink.flush()
+        .await
+        .map_err(|e| FileError::local(ctx("write"), &e))?;
+    let file = sink.into_inner();
+    let len = offset + fetched;
+    if len != size {
+        if len > size {
+            // It grew while we read: a new version that the next listing will see.
+            file.set_len(0)
+                .await
+                .map_err(|e| FileError::local(ctx("truncate"), &e))?;
+        }
+        return Err(FileError::temporary(
+            ErrorKind::Other,
+            format!(
+                "read {len} bytes of {remote_path}, expected {size}: it changed during the download"
+            ),
+        ));
+    }
+    file.sync_all()
+        .await
+        .map_err(|e| FileError::local(ctx("fsync"), &e))?;
+    Ok(fetched)
+}
+
+/// Bytes already in a partial file, for the progress column after a failure.
+pub fn partial_len(temp: &Path) -> u64 {
+    std::fs::symlink_metadata(temp).map_or(0, |m| m.len())
+}

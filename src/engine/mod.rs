@@ -1,0 +1,238 @@
+//! The Listen pipeline. A poll of one rule reads top-down: list, filter,
+//! diff, gate, then per file fetch, deliver, record, post-action. The engine
+//! never names a protocol: it talks to [`crate::remote::Session`]s.
+
+mod deliver;
+mod error;
+mod fetch;
+mod filter;
+mod handler;
+mod post;
+mod process;
+mod retry;
+mod safe_path;
+mod target;
+mod walk;
+
+pub use error::FileError;
+pub use process::Outcome;
+pub use target::is_temp_name;
+
+use crate::config::{Daemon, Rule, Server};
+use crate::remote::Pool;
+use crate::state::{FileRow, FileState, State, now_ms};
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// Shared by every rule: the state database, the session pools and the
+/// global bound on transfers.
+pub struct Engine {
+    state: State,
+    spool_dir: PathBuf,
+    transfers: Arc<Semaphore>,
+    max_transfers: usize,
+    pools: Mutex<HashMap<String, Arc<Pool>>>,
+    /// Cancelled when the grace period after a stop runs out: transfers in
+    /// flight are dropped and resume from their state at the next start.
+    abort: CancellationToken,
+}
+
+/// What one poll of one rule did.
+#[derive(Debug, Default, Clone)]
+pub struct PollReport {
+    pub listed: usize,
+    pub done: usize,
+    pub retrying: usize,
+    pub failed: usize,
+    pub error: Option<String>,
+}
+
+impl Engine {
+    pub fn new(state: State, daemon: &Daemon) -> Arc<Self> {
+        Arc::new(Self {
+            state,
+            spool_dir: daemon.spool_dir.clone(),
+            transfers: Arc::new(Semaphore::new(daemon.max_transfers)),
+            max_transfers: daemon.max_transfers,
+            pools: Mutex::new(HashMap::new()),
+            abort: CancellationToken::new(),
+        })
+    }
+
+    pub fn abort_token(&self) -> CancellationToken {
+        self.abort.clone()
+    }
+
+    /// The pool for a server, replaced when its configuration changed (reload).
+    fn pool_for(&self, server: &Arc<Server>) -> Arc<Pool> {
+        let mut pools = self.pools.lock().expect("pools lock");
+        match pools.get(&server.name) {
+            Some(p) if *p.server == **server => p.clone(),
+            _ => {
+                let p = Pool::new(server.clone());
+                pools.insert(server.name.clone(), p.clone());
+                p
+            }
+        }
+    }
+
+    /// One poll of `rule`. Never fails: errors are logged, stored as the
+    /// rule's health, and returned in the report. `stop` ends the poll early
+    /// between files (files in flight finish).
+    pub async fn poll(&self, rule: &Arc<Rule>, stop: &CancellationToken) -> PollReport {
+        let span = tracing::info_span!("poll", rule = %rule.name, server = %rule.server.name);
+        async {
+            let started_ms = now_ms();
+            let t0 = Instant::now();
+            let mut report = PollReport::default();
+            if let Err(e) = self.poll_steps(rule, stop, &mut report).await {
+                tracing::error!(error = %e, remote = %rule.remote_dir, "poll failed");
+                report.error = Some(e.to_string());
+            }
+            let duration_ms = t0.elapsed().as_millis() as i64;
+            let listed = report.error.is_none().then_some(report.listed);
+            if let Err(e) = self
+                .state
+                .record_poll(
+                    &rule.name,
+                    started_ms,
+                    duration_ms,
+                    listed,
+                    report.error.as_deref(),
+                )
+                .await
+            {
+                tracing::error!(error = %e, "cannot record the poll in the state database");
+            }
+            tracing::debug!(
+                listed = report.listed,
+                done = report.done,
+                failed = report.failed,
+                duration_ms,
+                "poll finished"
+            );
+            report
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn poll_steps(
+        &self,
+        rule: &Arc<Rule>,
+        stop: &CancellationToken,
+        report: &mut PollReport,
+    ) -> Result<(), FileError> {
+        let pool = self.pool_for(&rule.server);
+        let listing = {
+            let mut session = pool.get().await?;
+            walk::list(&mut session, rule).await?
+        };
+        report.listed = listing.files.len();
+        let now = now_ms();
+        let outcome = self
+            .state
+            .record_listing(&rule.name, &listing.files, now)
+            .await?;
+        if outcome.ignored_empty {
+            tracing::warn!(remote = %rule.remote_dir, "the listing came back empty while files were pending; treating it as unknown");
+        }
+        for f in outcome.new.iter().chain(&outcome.changed) {
+            tracing::info!(state = "seen", path = %f.path, size = f.size, mtime = f.mtime, "seen");
+        }
+        for path in &outcome.vanished {
+            tracing::error!(state = "failed", path = %path, "disappeared from the server before it was delivered");
+        }
+        let due = self
+            .state
+            .due(&rule.name, now, ms(rule.stable_for), ms(rule.min_age))
+            .await?;
+        let due = self.gate(rule, due, &listing).await?;
+        self.run_files(rule, &pool, due, stop, report).await;
+        pool.close_idle();
+        Ok(())
+    }
+
+    /// Keeps rows whose ready marker exists (when the rule asks for one) and
+    /// records the pending ones as `stable`.
+    async fn gate(
+        &self,
+        rule: &Rule,
+        due: Vec<FileRow>,
+        listing: &walk::Listing,
+    ) -> Result<Vec<FileRow>, FileError> {
+        let due: Vec<FileRow> = match &rule.ready_marker {
+            Some(pattern) => due
+                .into_iter()
+                .filter(|r| {
+                    !r.state.is_pending() || listing.all.contains(&marker_path(pattern, &r.path))
+                })
+                .collect(),
+            None => due,
+        };
+        let newly: Vec<i64> = due
+            .iter()
+            .filter(|r| r.state == FileState::Seen)
+            .map(|r| r.id)
+            .collect();
+        self.state.mark_stable(&newly, now_ms()).await?;
+        for r in due.iter().filter(|r| r.state == FileState::Seen) {
+            tracing::info!(state = "stable", path = %r.path, size = r.size, "stable");
+        }
+        Ok(due)
+    }
+
+    async fn run_files(
+        &self,
+        rule: &Arc<Rule>,
+        pool: &Arc<Pool>,
+        due: Vec<FileRow>,
+        stop: &CancellationToken,
+        report: &mut PollReport,
+    ) {
+        let outcomes = Mutex::new(Vec::new());
+        futures::stream::iter(due)
+            .for_each_concurrent(self.max_transfers, |row| {
+                let outcomes = &outcomes;
+                async move {
+                    let permit = tokio::select! {
+                        p = self.transfers.acquire() => p.expect("transfer semaphore is never closed"),
+                        _ = stop.cancelled() => return,
+                    };
+                    if stop.is_cancelled() {
+                        return;
+                    }
+                    let span = tracing::info_span!("file", path = %row.path, id = row.id);
+                    let outcome = self.process(rule, pool, row).instrument(span).await;
+                    drop(permit);
+                    outcomes.lock().expect("outcomes lock").push(outcome);
+                }
+            })
+            .await;
+        for o in outcomes.into_inner().expect("outcomes lock") {
+            match o {
+                Outcome::Done => report.done += 1,
+                Outcome::Retrying => report.retrying += 1,
+                Outcome::Failed => report.failed += 1,
+                Outcome::Abandoned => {}
+            }
+        }
+    }
+}
+
+fn marker_path(pattern: &str, rel: &str) -> String {
+    match rel.rsplit_once('/') {
+        Some((dir, name)) => format!("{dir}/{}", filter::marker_for(pattern, name)),
+        None => filter::marker_for(pattern, rel),
+    }
+}
+
+fn ms(d: std::time::Duration) -> i64 {
+    d.as_millis() as i64
+}

@@ -1,0 +1,153 @@
+//! The remote post-action after a delivery (move to an archive directory,
+//! delete, or keep) and the move of a failed file to `failed_move_to`.
+
+use super::error::FileError;
+use super::filter;
+use crate::config::{PostAction, Rule};
+use crate::remote::{self, ErrorKind, PooledSession};
+use crate::state::FileRow;
+use std::time::SystemTime;
+
+/// Runs the rule's post-action for a delivered row. Safe to repeat: a file
+/// already gone, or replaced by a newer version since, is left alone.
+pub async fn after_delivery(
+    session: &mut PooledSession,
+    rule: &Rule,
+    row: &FileRow,
+) -> Result<(), FileError> {
+    if rule.after == PostAction::Keep {
+        return Ok(());
+    }
+    let path = remote::join(&rule.remote_dir, &row.path);
+    let stat = session.stat(&path).await;
+    match session.check(stat) {
+        Err(e) if e.kind == ErrorKind::NotFound => {
+            tracing::info!(remote = %path, "already gone from the server; nothing to move or delete");
+        }
+        Err(e) => return Err(e.into()),
+        Ok(e) if e.size as i64 != row.size || e.mtime != row.mtime => {
+            tracing::info!(remote = %path, "the file changed after delivery; the new version is left for the next poll");
+            return Ok(());
+        }
+        Ok(_) => match &rule.after {
+            PostAction::Delete => {
+                let r = session.remove(&path).await;
+                ignore_not_found(session.check(r))?;
+                tracing::info!(remote = %path, "deleted on the server");
+            }
+            PostAction::MoveTo(dir) => {
+                let to = move_into(session, &path, dir, &row.path).await?;
+                tracing::info!(remote = %path, moved_to = %to, "moved on the server");
+            }
+            PostAction::Keep => {}
+        },
+    }
+    remove_marker(session, rule, &path).await
+}
+
+/// Moves a file that failed for good into `failed_move_to`, if configured.
+pub async fn move_failed(
+    session: &mut PooledSession,
+    rule: &Rule,
+    row: &FileRow,
+) -> Result<Option<String>, FileError> {
+    let Some(dir) = &rule.failed_move_to else {
+        return Ok(None);
+    };
+    let path = remote::join(&rule.remote_dir, &row.path);
+    Ok(Some(move_into(session, &path, dir, &row.path).await?))
+}
+
+/// Moves `from` to `dir/rel`, creating directories. An existing target is
+/// never overwritten: the moved file gets a UTC timestamp suffix instead.
+async fn move_into(
+    session: &mut PooledSession,
+    from: &str,
+    dir: &str,
+    rel: &str,
+) -> Result<String, FileError> {
+    let target = remote::join(dir, rel);
+    let r = session.create_dirs(remote::parent(&target)).await;
+    session.check(r)?;
+    let stamp = utc_stamp(SystemTime::now());
+    let mut candidate = target.clone();
+    for n in 0..100 {
+        let r = session.rename(from, &candidate).await;
+        match session.check(r) {
+            Ok(()) => return Ok(candidate),
+            Err(e) if e.kind == ErrorKind::AlreadyExists => {
+                let tag = if n == 0 {
+                    stamp.clone()
+                } else {
+                    format!("{stamp}-{n}")
+                };
+                candidate = with_suffix(&target, &tag);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(FileError::temporary(
+        ErrorKind::AlreadyExists,
+        format!("no free name for {target} in {dir}"),
+    ))
+}
+
+async fn remove_marker(
+    session: &mut PooledSession,
+    rule: &Rule,
+    path: &str,
+) -> Result<(), FileError> {
+    let Some(pattern) = &rule.ready_marker else {
+        return Ok(());
+    };
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let marker = remote::join(remote::parent(path), &filter::marker_for(pattern, name));
+    let r = session.remove(&marker).await;
+    ignore_not_found(session.check(r))
+}
+
+fn ignore_not_found(r: remote::Result<()>) -> Result<(), FileError> {
+    match r {
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+/// `20261124T001500Z`: sortable, and free of `:` for servers that dislike it.
+pub fn utc_stamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t)
+        .to_string()
+        .replace(['-', ':'], "")
+}
+
+/// `dir/name.ext` -> `dir/name.TAG.ext`; names without an extension get `.TAG`.
+pub fn with_suffix(path: &str, tag: &str) -> String {
+    let (dir, name) = match path.rfind('/') {
+        Some(i) => (&path[..=i], &path[i + 1..]),
+        None => ("", path),
+    };
+    match name.rfind('.') {
+        Some(i) if i > 0 => format!("{dir}{}.{tag}{}", &name[..i], &name[i..]),
+        _ => format!("{dir}{name}.{tag}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn suffixes_keep_the_extension() {
+        assert_eq!(with_suffix("/a/b.csv", "T"), "/a/b.T.csv");
+        assert_eq!(with_suffix("/a/b", "T"), "/a/b.T");
+        assert_eq!(with_suffix("/a/.hidden", "T"), "/a/.hidden.T");
+        assert_eq!(with_suffix("/a/b.tar.gz", "T"), "/a/b.tar.T.gz");
+    }
+
+    #[test]
+    fn stamp_is_compact_utc() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_479_300);
+        assert_eq!(utc_stamp(t), "20261124T001500Z");
+    }
+}

@@ -1,0 +1,74 @@
+//! Where a file version lands locally: its final path, and the temporary
+//! name beside it that holds the bytes until the atomic rename.
+
+use super::error::FileError;
+use super::safe_path;
+use crate::config::Rule;
+use crate::remote::ErrorKind;
+use crate::state::FileRow;
+use std::path::{Path, PathBuf};
+
+pub struct Target {
+    pub final_path: PathBuf,
+    /// In the same directory as `final_path`, so the rename is atomic. The
+    /// version is in the name: a partial file can only resume the same version.
+    pub temp_path: PathBuf,
+    /// For handler-only rules: the spool directory to remove once done.
+    pub spool_dir: Option<PathBuf>,
+}
+
+const TEMP_SUFFIX: &str = ".ferry-part";
+/// Leaves room for the version and suffix within the usual 255-byte limit.
+const MAX_NAME_IN_TEMP: usize = 200;
+
+pub fn resolve(rule: &Rule, spool_root: &Path, row: &FileRow) -> Result<Target, FileError> {
+    let (final_path, spool_dir) = match &rule.local_dir {
+        Some(dir) => (safe_path::prepare(dir, &row.path)?, None),
+        None => {
+            let parts = safe_path::components(&row.path)
+                .map_err(|m| FileError::permanent(ErrorKind::PermissionDenied, m))?;
+            let dir = spool_root.join(&rule.name).join(row.id.to_string());
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| FileError::local(format!("create {}", dir.display()), &e))?;
+            (dir.join(parts[parts.len() - 1]), Some(dir))
+        }
+    };
+    let temp_path = temp_path(&final_path, row.size, row.mtime);
+    Ok(Target {
+        final_path,
+        temp_path,
+        spool_dir,
+    })
+}
+
+fn temp_path(final_path: &Path, size: i64, mtime: i64) -> PathBuf {
+    let name = final_path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let mut cut = name.len().min(MAX_NAME_IN_TEMP);
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    final_path.with_file_name(format!(".{}.{mtime}-{size}{TEMP_SUFFIX}", &name[..cut]))
+}
+
+/// Whether a local file name is one of ferry's partial downloads.
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(TEMP_SUFFIX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_carry_the_version_and_stay_short() {
+        let t = temp_path(Path::new("/out/a.csv"), 10, 1700000000);
+        assert_eq!(t, PathBuf::from("/out/.a.csv.1700000000-10.ferry-part"));
+        assert!(is_temp_name(t.file_name().unwrap().to_str().unwrap()));
+        let long = "é".repeat(200);
+        let t = temp_path(&Path::new("/out").join(&long), 1, 1);
+        assert!(t.file_name().unwrap().len() <= 255);
+    }
+}

@@ -1,0 +1,10 @@
+//! ferry: moves files between partners' servers and local systems without
+//! losing, doubling or truncating any. See ARCHITECTURE.md for the rooms.
+
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod engine;
+pub mod logging;
+pub mod remote;
+pub mod state;

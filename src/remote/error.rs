@@ -1,0 +1,92 @@
+//! Errors from transports, mapped once to a kind and to whether trying again
+//! can help. Retry and failure routing read only these two facts.
+
+use std::fmt;
+use std::io;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    NotFound,
+    PermissionDenied,
+    AlreadyExists,
+    /// The connection broke or could not be made; the session is unusable.
+    Connection,
+    Timeout,
+    Auth,
+    /// The server is out of space or quota.
+    Storage,
+    Other,
+}
+
+#[derive(Debug)]
+pub struct RemoteError {
+    pub kind: ErrorKind,
+    pub temporary: bool,
+    /// What was being done, e.g. `list /outbound`.
+    pub context: String,
+    pub message: String,
+}
+
+impl RemoteError {
+    pub fn new(
+        kind: ErrorKind,
+        temporary: bool,
+        context: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind,
+            temporary,
+            context: context.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Classifies a local I/O error. Out-of-space, interruptions and timeouts
+    /// can pass; missing files and permissions do not fix themselves.
+    pub fn from_io(context: impl Into<String>, e: &io::Error) -> Self {
+        use io::ErrorKind as K;
+        let (kind, temporary) = match e.kind() {
+            K::NotFound => (ErrorKind::NotFound, false),
+            K::PermissionDenied | K::ReadOnlyFilesystem => (ErrorKind::PermissionDenied, false),
+            K::AlreadyExists => (ErrorKind::AlreadyExists, false),
+            K::TimedOut => (ErrorKind::Timeout, true),
+            K::StorageFull | K::QuotaExceeded => (ErrorKind::Storage, true),
+            K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::NotConnected => {
+                (ErrorKind::Connection, true)
+            }
+            _ => (ErrorKind::Other, true),
+        };
+        Self::new(kind, temporary, context, e.to_string())
+    }
+
+    /// Whether the session that produced this error should be discarded.
+    pub fn breaks_session(&self) -> bool {
+        matches!(self.kind, ErrorKind::Connection | ErrorKind::Timeout)
+    }
+}
+
+impl fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.context, self.message)
+    }
+}
+
+impl std::error::Error for RemoteError {}
+
+pub type Result<T> = std::result::Result<T, RemoteError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_are_classified() {
+        let nf = RemoteError::from_io("stat /x", &io::Error::from(io::ErrorKind::NotFound));
+        assert_eq!((nf.kind, nf.temporary), (ErrorKind::NotFound, false));
+        let full = RemoteError::from_io("write", &io::Error::from(io::ErrorKind::StorageFull));
+        assert!(full.temporary);
+        let reset = RemoteError::from_io("read", &io::Error::from(io::ErrorKind::ConnectionReset));
+        assert!(reset.temporary && reset.breaks_session());
+    }
+}

@@ -1,0 +1,274 @@
+//! Diffing a whole listing against the database in one transaction, and
+//! picking the files that are due for work.
+
+use super::{FileRow, FileState, Result, State};
+use std::collections::{HashMap, HashSet};
+
+/// One file from a filtered listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Relative to the rule's remote_dir.
+    pub path: String,
+    pub size: u64,
+    pub mtime: i64,
+}
+
+/// What a listing changed, for logging one event per state change.
+#[derive(Debug, Default)]
+pub struct ListingOutcome {
+    /// The listing came back empty while files were pending: treated as
+    /// unknown, nothing was changed.
+    pub ignored_empty: bool,
+    pub new: Vec<Listed>,
+    pub changed: Vec<Listed>,
+    /// Pending files that disappeared after ferry had started on them.
+    pub vanished: Vec<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Latest {
+    id: i64,
+    path: String,
+    size: i64,
+    mtime: i64,
+    #[sqlx(try_from = "String")]
+    state: FileState,
+    attempts: i64,
+}
+
+const VANISHED: &str = "disappeared from the server before it was delivered";
+
+impl State {
+    /// Records a complete listing of a rule: new paths and new versions get a
+    /// `seen` row, pending rows whose file changed restart their stability
+    /// window, pending rows whose file is gone are dropped (never started) or
+    /// failed (started). One read and only the needed writes, in one
+    /// transaction, so an unchanged directory costs a single query.
+    pub async fn record_listing(
+        &self,
+        rule: &str,
+        listing: &[Listed],
+        now: i64,
+    ) -> Result<ListingOutcome> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let rows: Vec<Latest> = sqlx::query_as(
+            "SELECT id, path, size, mtime, state, attempts FROM files WHERE rule = ? ORDER BY id",
+        )
+        .bind(rule)
+        .fetch_all(&mut *tx)
+        .await?;
+        // Later rows are later versions: keep the last one per path.
+        let latest: HashMap<&str, &Latest> = rows.iter().map(|r| (r.path.as_str(), r)).collect();
+        let mut out = ListingOutcome::default();
+        if listing.is_empty() && latest.values().any(|r| r.state.is_pending()) {
+            out.ignored_empty = true;
+            return Ok(out);
+        }
+        for f in listing {
+            match latest.get(f.path.as_str()) {
+                Some(r) if r.size == f.size as i64 && r.mtime == f.mtime => {}
+                Some(r) if r.state.is_pending() => {
+                    sqlx::query(
+                        "UPDATE files SET size = ?, mtime = ?, state = 'seen', stable_since_ms = ?,
+                         attempts = 0, next_attempt_ms = NULL, bytes_done = 0, last_error = NULL,
+                         updated_at_ms = ? WHERE id = ?",
+                    )
+                    .bind(f.size as i64)
+                    .bind(f.mtime)
+                    .bind(now)
+                    .bind(now)
+                    .bind(r.id)
+                    .execute(&mut *tx)
+                    .await?;
+                    out.changed.push(f.clone());
+                }
+                _ => {
+                    sqlx::query(
+                        "INSERT INTO files (rule, path, size, mtime, state, first_seen_ms, stable_since_ms, updated_at_ms)
+                         VALUES (?, ?, ?, ?, 'seen', ?, ?, ?)",
+                    )
+                    .bind(rule)
+                    .bind(&f.path)
+                    .bind(f.size as i64)
+                    .bind(f.mtime)
+                    .bind(now)
+                    .bind(now)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    out.new.push(f.clone());
+                }
+            }
+        }
+        let listed: HashSet<&str> = listing.iter().map(|f| f.path.as_str()).collect();
+        for r in latest
+            .values()
+            .filter(|r| r.state.is_pending() && !listed.contains(r.path.as_str()))
+        {
+            if r.attempts == 0 {
+                sqlx::query("DELETE FROM files WHERE id = ?")
+                    .bind(r.id)
+                    .execute(&mut *tx)
+                    .await?;
+            } else {
+                sqlx::query("UPDATE files SET state = 'failed', last_error = ?, updated_at_ms = ? WHERE id = ?")
+                    .bind(VANISHED)
+                    .bind(now)
+                    .bind(r.id)
+                    .execute(&mut *tx)
+                    .await?;
+                out.vanished.push(r.path.clone());
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Rows of `rule` that have work to do now: pending rows past their
+    /// stability window and min_age, and rows a crash or stop left half-way
+    /// (downloading, downloaded, delivered), in each case once any retry delay
+    /// has passed.
+    pub async fn due(
+        &self,
+        rule: &str,
+        now: i64,
+        stable_for_ms: i64,
+        min_age_ms: i64,
+    ) -> Result<Vec<FileRow>> {
+        sqlx::query_as(
+            "SELECT * FROM files WHERE rule = ?1
+               AND (next_attempt_ms IS NULL OR next_attempt_ms <= ?2)
+               AND ( state IN ('downloading', 'downloaded', 'delivered')
+                  OR (state IN ('seen', 'stable') AND stable_since_ms <= ?2 - ?3 AND first_seen_ms <= ?2 - ?4))
+             ORDER BY id",
+        )
+        .bind(rule)
+        .bind(now)
+        .bind(stable_for_ms)
+        .bind(min_age_ms)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Marks `seen` rows as having passed the stability gate.
+    pub async fn mark_stable(&self, ids: &[i64], now: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for id in ids {
+            sqlx::query("UPDATE files SET state = 'stable', updated_at_ms = ? WHERE id = ? AND state = 'seen'")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(path: &str, size: u64, mtime: i64) -> Listed {
+        Listed {
+            path: path.into(),
+            size,
+            mtime,
+        }
+    }
+
+    async fn state() -> (tempfile::TempDir, State) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = State::open(&dir.path().join("s.db")).await.unwrap();
+        (dir, s)
+    }
+
+    #[tokio::test]
+    async fn new_unchanged_and_changed_files() {
+        let (_d, s) = state().await;
+        let out = s
+            .record_listing("r", &[f("a", 1, 10), f("b", 2, 10)], 1000)
+            .await
+            .unwrap();
+        assert_eq!(out.new.len(), 2);
+        let out = s
+            .record_listing("r", &[f("a", 1, 10), f("b", 2, 10)], 2000)
+            .await
+            .unwrap();
+        assert!(out.new.is_empty() && out.changed.is_empty());
+        let out = s
+            .record_listing("r", &[f("a", 5, 11), f("b", 2, 10)], 3000)
+            .await
+            .unwrap();
+        assert_eq!(out.changed, vec![f("a", 5, 11)]);
+        // The change restarted a's stability window only.
+        let due = s.due("r", 3500, 1000, 0).await.unwrap();
+        assert_eq!(
+            due.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
+            vec!["b"]
+        );
+        let due = s.due("r", 4000, 1000, 0).await.unwrap();
+        assert_eq!(due.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_empty_listing_while_files_are_pending_changes_nothing() {
+        let (_d, s) = state().await;
+        s.record_listing("r", &[f("a", 1, 10)], 1000).await.unwrap();
+        let out = s.record_listing("r", &[], 2000).await.unwrap();
+        assert!(out.ignored_empty);
+        assert_eq!(s.due("r", 5000, 0, 0).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_delivered_file_that_changes_is_a_new_version() {
+        let (_d, s) = state().await;
+        s.record_listing("r", &[f("a", 1, 10)], 1000).await.unwrap();
+        let id = s.due("r", 1000, 0, 0).await.unwrap()[0].id;
+        s.claim(id, 1000).await.unwrap();
+        s.mark_downloaded(id, 1, "/x/a", 1000).await.unwrap();
+        s.mark_delivered(id, "/x/a", 1000).await.unwrap();
+        s.mark_done(id, 1000).await.unwrap();
+        let out = s.record_listing("r", &[f("a", 1, 10)], 2000).await.unwrap();
+        assert!(
+            out.new.is_empty(),
+            "an unchanged delivered file is never new again"
+        );
+        let out = s.record_listing("r", &[f("a", 2, 10)], 3000).await.unwrap();
+        assert_eq!(out.new, vec![f("a", 2, 10)]);
+        // And a revert to the first version is new again too.
+        let due = s.due("r", 3000, 0, 0).await.unwrap();
+        s.claim(due[0].id, 3000).await.unwrap();
+        s.mark_failed(due[0].id, "x", 3000).await.unwrap();
+        let out = s.record_listing("r", &[f("a", 1, 10)], 4000).await.unwrap();
+        assert_eq!(out.new.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn vanished_files_are_dropped_or_failed() {
+        let (_d, s) = state().await;
+        s.record_listing("r", &[f("a", 1, 10), f("b", 1, 10), f("c", 1, 10)], 1000)
+            .await
+            .unwrap();
+        let b = s
+            .due("r", 1000, 0, 0)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.path == "b")
+            .unwrap();
+        s.claim(b.id, 1000).await.unwrap();
+        let out = s.record_listing("r", &[f("c", 1, 10)], 2000).await.unwrap();
+        assert_eq!(out.vanished, vec!["b".to_string()]);
+        let failed = s
+            .files(&super::super::FileFilter {
+                state: Some(FileState::Failed),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].last_error.as_deref(), Some(VANISHED));
+        let all = s.files(&Default::default()).await.unwrap();
+        assert_eq!(all.len(), 2, "a was never started and is simply forgotten");
+    }
+}

@@ -1,0 +1,58 @@
+//! The state database: every file's version and progress through the
+//! pipeline, and every rule's polling health. All SQL lives in this folder,
+//! behind functions named for what they do.
+
+mod listing;
+mod query;
+mod row;
+mod transitions;
+
+pub use listing::{Listed, ListingOutcome};
+pub use query::{FileFilter, RuleHealth};
+pub use row::{FileRow, FileState};
+
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub type Result<T> = std::result::Result<T, sqlx::Error>;
+
+/// The open database. Cloning shares the connection.
+#[derive(Clone)]
+pub struct State {
+    pool: SqlitePool,
+}
+
+impl State {
+    /// Opens (creating if needed) the database and applies the embedded migrations.
+    pub async fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL + NORMAL survives a process crash losing nothing committed;
+            // a power loss may drop the last commits, which replay as repeats
+            // of steps that are themselves idempotent (resume, rename check).
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(30));
+        // One connection: SQLite has one writer anyway, and a single
+        // connection can never deadlock upgrading a read to a write.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+/// Milliseconds since the Unix epoch, the unit of every time ferry records.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,128 @@
+//! Read and maintenance queries behind `ferry status`, `files`, `retry` and
+//! `forget`. Filters are bound parameters, never SQL built from text.
+
+use super::{FileRow, FileState, Result, State};
+use serde::Serialize;
+
+/// Which rows a command is about. Every field narrows; `path` is a glob
+/// (SQLite GLOB: `*`, `?`, `[...]`) on the path relative to remote_dir.
+#[derive(Debug, Clone, Default)]
+pub struct FileFilter {
+    pub rule: Option<String>,
+    pub state: Option<FileState>,
+    pub path: Option<String>,
+    pub id: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+/// One rule's polling health and its files counted by state.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct RuleHealth {
+    pub name: String,
+    pub last_poll_ms: Option<i64>,
+    pub last_duration_ms: Option<i64>,
+    pub last_listed: Option<i64>,
+    pub last_success_ms: Option<i64>,
+    pub consecutive_errors: i64,
+    pub last_error: Option<String>,
+    #[sqlx(skip)]
+    pub counts: Vec<(String, i64)>,
+}
+
+// The shared filter, written once and joined into each statement at
+// compile time, so no SQL is ever formatted at run time.
+macro_rules! where_clause {
+    () => {
+        "(?1 IS NULL OR rule = ?1) AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR path GLOB ?3) AND (?4 IS NULL OR id = ?4)"
+    };
+}
+
+const FILES_SQL: &str = concat!(
+    "SELECT * FROM files WHERE ",
+    where_clause!(),
+    " ORDER BY id LIMIT ?5"
+);
+
+const RETRY_SQL: &str = concat!(
+    "UPDATE files SET attempts = 0, next_attempt_ms = NULL, updated_at_ms = ?5,
+       state = CASE WHEN delivered_at_ms IS NOT NULL THEN 'delivered' ELSE 'stable' END
+     WHERE ",
+    where_clause!()
+);
+
+const FORGET_SQL: &str = concat!("DELETE FROM files WHERE ", where_clause!());
+
+macro_rules! filtered {
+    ($sql:expr, $f:expr) => {
+        sqlx::query($sql)
+            .bind($f.rule.as_deref())
+            .bind($f.state.map(FileState::as_str))
+            .bind($f.path.as_deref())
+            .bind($f.id)
+    };
+}
+
+impl State {
+    pub async fn files(&self, f: &FileFilter) -> Result<Vec<FileRow>> {
+        sqlx::query_as(FILES_SQL)
+            .bind(f.rule.as_deref())
+            .bind(f.state.map(FileState::as_str))
+            .bind(f.path.as_deref())
+            .bind(f.id)
+            .bind(f.limit.unwrap_or(-1))
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    /// Health of every rule the database knows, with counts by state.
+    pub async fn rule_health(&self) -> Result<Vec<RuleHealth>> {
+        let mut rules: Vec<RuleHealth> = sqlx::query_as("SELECT * FROM rules ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        let counts: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT rule, state, count(*) FROM files GROUP BY rule, state ORDER BY rule, state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for (rule, state, n) in counts {
+            let idx = match rules.iter().position(|r| r.name == rule) {
+                Some(i) => i,
+                None => {
+                    rules.push(RuleHealth {
+                        name: rule.clone(),
+                        last_poll_ms: None,
+                        last_duration_ms: None,
+                        last_listed: None,
+                        last_success_ms: None,
+                        consecutive_errors: 0,
+                        last_error: None,
+                        counts: Vec::new(),
+                    });
+                    rules.len() - 1
+                }
+            };
+            rules[idx].counts.push((state, n));
+        }
+        Ok(rules)
+    }
+
+    /// Requeues failed rows: delivered ones repeat only their post-action,
+    /// the others start over with a fresh attempt count.
+    pub async fn retry(&self, f: &FileFilter, now: i64) -> Result<u64> {
+        let f = FileFilter {
+            state: Some(FileState::Failed),
+            ..f.clone()
+        };
+        let done = filtered!(RETRY_SQL, f)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Drops rows: a file still on the server is then seen as new.
+    pub async fn forget(&self, f: &FileFilter) -> Result<u64> {
+        let done = filtered!(FORGET_SQL, f).execute(&self.pool).await?;
+        Ok(done.rows_affected())
+    }
+}

@@ -1,0 +1,112 @@
+//! A file's row and the states it moves through.
+
+use serde::Serialize;
+use std::fmt;
+use std::str::FromStr;
+
+/// Where a file version is in the pipeline. The order of the crash-safe
+/// steps: `downloaded` (whole and fsynced under its temporary name) before
+/// the rename, `delivered` before the remote post-action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileState {
+    Seen,
+    Stable,
+    Downloading,
+    Downloaded,
+    Delivered,
+    Done,
+    Failed,
+}
+
+impl FileState {
+    pub const ALL: [FileState; 7] = [
+        FileState::Seen,
+        FileState::Stable,
+        FileState::Downloading,
+        FileState::Downloaded,
+        FileState::Delivered,
+        FileState::Done,
+        FileState::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileState::Seen => "seen",
+            FileState::Stable => "stable",
+            FileState::Downloading => "downloading",
+            FileState::Downloaded => "downloaded",
+            FileState::Delivered => "delivered",
+            FileState::Done => "done",
+            FileState::Failed => "failed",
+        }
+    }
+
+    /// Not yet taken: a new version of the file may replace this one in place.
+    pub fn is_pending(self) -> bool {
+        matches!(
+            self,
+            FileState::Seen | FileState::Stable | FileState::Downloading
+        )
+    }
+}
+
+impl fmt::Display for FileState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for FileState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        FileState::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                let all: Vec<_> = FileState::ALL.iter().map(|s| s.as_str()).collect();
+                format!("unknown state \"{s}\" (one of: {})", all.join(", "))
+            })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct FileRow {
+    pub id: i64,
+    pub rule: String,
+    pub path: String,
+    pub size: i64,
+    pub mtime: i64,
+    #[sqlx(try_from = "String")]
+    pub state: FileState,
+    pub first_seen_ms: i64,
+    pub stable_since_ms: i64,
+    pub attempts: i64,
+    pub next_attempt_ms: Option<i64>,
+    pub bytes_done: i64,
+    pub local_path: Option<String>,
+    pub last_error: Option<String>,
+    pub delivered_at_ms: Option<i64>,
+    pub done_at_ms: Option<i64>,
+    pub updated_at_ms: i64,
+}
+
+impl TryFrom<String> for FileState {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip() {
+        for s in FileState::ALL {
+            assert_eq!(s.as_str().parse::<FileState>().unwrap(), s);
+        }
+        assert!("gone".parse::<FileState>().unwrap_err().contains("one of"));
+    }
+}

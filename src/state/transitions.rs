@@ -1,0 +1,132 @@
+//! Single-file state changes, one statement each. Their order is the
+//! crash-safety contract described in ARCHITECTURE.md.
+
+use super::{Result, State};
+
+impl State {
+    /// Starts an attempt: counts it (handlers see the count as FERRY_ATTEMPT)
+    /// and moves a pending row to `downloading`. Returns the attempt number.
+    pub async fn claim(&self, id: i64, now: i64) -> Result<i64> {
+        sqlx::query_scalar(
+            "UPDATE files SET attempts = attempts + 1, next_attempt_ms = NULL, updated_at_ms = ?,
+               state = CASE WHEN state IN ('seen', 'stable') THEN 'downloading' ELSE state END
+             WHERE id = ? RETURNING attempts",
+        )
+        .bind(now)
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// The whole file is on local disk under its temporary name and fsynced;
+    /// from here a crash finishes the rename instead of downloading again.
+    pub async fn mark_downloaded(
+        &self,
+        id: i64,
+        bytes: u64,
+        local_path: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE files SET state = 'downloaded', bytes_done = ?, local_path = ?, updated_at_ms = ? WHERE id = ?",
+        )
+        .bind(bytes as i64)
+        .bind(local_path)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The file is in place (or the handler succeeded). Recorded before the
+    /// remote post-action, so a crash repeats the post-action, never delivery.
+    pub async fn mark_delivered(&self, id: i64, local_path: &str, now: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE files SET state = 'delivered', local_path = ?, delivered_at_ms = ?, last_error = NULL,
+               updated_at_ms = ? WHERE id = ?",
+        )
+        .bind(local_path)
+        .bind(now)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn mark_done(&self, id: i64, now: i64) -> Result<()> {
+        sqlx::query("UPDATE files SET state = 'done', done_at_ms = ?, last_error = NULL, updated_at_ms = ? WHERE id = ?")
+            .bind(now)
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records a temporary failure; the row keeps its state and becomes due
+    /// again at `next_attempt_ms`. A `downloading` row goes back to `stable`.
+    pub async fn schedule_retry(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt_ms: i64,
+        bytes_done: u64,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE files SET last_error = ?, next_attempt_ms = ?, bytes_done = max(bytes_done, ?), updated_at_ms = ?,
+               state = CASE WHEN state = 'downloading' THEN 'stable' ELSE state END
+             WHERE id = ?",
+        )
+        .bind(error)
+        .bind(next_attempt_ms)
+        .bind(bytes_done as i64)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn mark_failed(&self, id: i64, error: &str, now: i64) -> Result<()> {
+        sqlx::query("UPDATE files SET state = 'failed', last_error = ?, next_attempt_ms = NULL, updated_at_ms = ? WHERE id = ?")
+            .bind(error)
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records how one poll of a rule went.
+    pub async fn record_poll(
+        &self,
+        rule: &str,
+        started_ms: i64,
+        duration_ms: i64,
+        listed: Option<usize>,
+        error: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO rules (name, last_poll_ms, last_duration_ms, last_listed, last_success_ms, consecutive_errors, last_error)
+             VALUES (?1, ?2, ?3, ?4, CASE WHEN ?5 IS NULL THEN ?2 END, CASE WHEN ?5 IS NULL THEN 0 ELSE 1 END, ?5)
+             ON CONFLICT (name) DO UPDATE SET
+               last_poll_ms = excluded.last_poll_ms,
+               last_duration_ms = excluded.last_duration_ms,
+               last_listed = coalesce(excluded.last_listed, last_listed),
+               last_success_ms = coalesce(excluded.last_success_ms, last_success_ms),
+               consecutive_errors = CASE WHEN ?5 IS NULL THEN 0 ELSE consecutive_errors + 1 END,
+               last_error = ?5",
+        )
+        .bind(rule)
+        .bind(started_ms)
+        .bind(duration_ms)
+        .bind(listed.map(|n| n as i64))
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
