@@ -41,6 +41,20 @@ fn consume(outbox: &Path, taken_dir: &Path, taken: &Mutex<Vec<(String, Vec<u8>)>
     }
 }
 
+/// Distinct content per file without generating every byte: the name, then a
+/// random 64 KiB block repeated with a running counter mixed in.
+fn content(name: &str, len: usize) -> Vec<u8> {
+    let block: Vec<u8> = std::iter::repeat_with(|| fastrand::u8(..)).take(64 * 1024).collect();
+    let mut data = name.as_bytes().to_vec();
+    let mut n: u8 = 0;
+    while data.len() < len {
+        data.extend(block.iter().map(|b| b ^ n));
+        n = n.wrapping_add(1);
+    }
+    data.truncate(len);
+    data
+}
+
 fn partials(dir: &Path) -> Vec<String> {
     names(dir).into_iter().filter(|n| n.ends_with(".ferry-part")).collect()
 }
@@ -75,13 +89,19 @@ fn sigkill_at_random_moments_loses_nothing_and_delivers_each_file_once() {
     for round in 0..KILLS {
         for i in 0..FILES_PER_ROUND {
             let name = format!("f{round:02}-{i}.bin");
-            let len = fastrand::usize(16 * 1024..4 * 1024 * 1024);
-            let data: Vec<u8> = std::iter::repeat_with(|| fastrand::u8(..)).take(len).collect();
+            let len = fastrand::usize(16 * 1024..6 * 1024 * 1024);
+            let data = content(&name, len);
             produce(&f, &name, &data);
             expected.insert(name, data);
         }
         let mut d = f.spawn_run();
-        std::thread::sleep(Duration::from_millis(fastrand::u64(20..450)));
+        if round % 2 == 0 {
+            // Aim at the middle of the pipeline: just after a transfer starts.
+            wait_for(Duration::from_secs(10), "a transfer to start", || d.log().contains("downloading"));
+            std::thread::sleep(Duration::from_millis(fastrand::u64(0..8)));
+        } else {
+            std::thread::sleep(Duration::from_millis(fastrand::u64(20..450)));
+        }
         d.kill9();
         let mid_way = f
             .files(None)

@@ -271,3 +271,24 @@ fn a_second_process_on_the_same_state_is_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("another ferry process"));
     d.kill9();
 }
+
+#[test]
+fn an_interrupted_download_resumes_from_the_bytes_on_disk() {
+    use std::os::unix::fs::MetadataExt;
+    let f = Fixture::new("");
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    let src = f.put("big.bin", &data);
+    let meta = std::fs::metadata(&src).unwrap();
+    // What a killed run leaves: the first 600 kB under the version's temp name.
+    std::fs::create_dir_all(&f.outbox).unwrap();
+    let temp = f.outbox.join(format!(".big.bin.{}-{}.ferry-part", meta.mtime(), meta.len()));
+    std::fs::write(&temp, &data[..600_000]).unwrap();
+    // A partial of another version of the file is never used.
+    let stale = f.outbox.join(format!(".big.bin.{}-{}.ferry-part", meta.mtime() - 5, meta.len()));
+    std::fs::write(&stale, vec![0u8; 600_000]).unwrap();
+    let log = f.once(0);
+    assert!(log.contains("resuming download") && log.contains("offset=600000"), "{log}");
+    assert!(log.contains("bytes=400000"), "only the rest is fetched: {log}");
+    assert_eq!(std::fs::read(f.outbox.join("big.bin")).unwrap(), data);
+    assert!(!temp.exists());
+}
