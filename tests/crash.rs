@@ -26,7 +26,9 @@ fn produce(f: &Fixture, name: &str, data: &[u8]) {
 /// Takes every visible file out of `outbox` by atomic rename, the way a
 /// downstream system would, and records each taking.
 fn consume(outbox: &Path, taken_dir: &Path, taken: &Mutex<Vec<(String, Vec<u8>)>>) {
-    let Ok(rd) = std::fs::read_dir(outbox) else { return };
+    let Ok(rd) = std::fs::read_dir(outbox) else {
+        return;
+    };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if name.starts_with('.') {
@@ -44,7 +46,9 @@ fn consume(outbox: &Path, taken_dir: &Path, taken: &Mutex<Vec<(String, Vec<u8>)>
 /// Distinct content per file without generating every byte: the name, then a
 /// random 64 KiB block repeated with a running counter mixed in.
 fn content(name: &str, len: usize) -> Vec<u8> {
-    let block: Vec<u8> = std::iter::repeat_with(|| fastrand::u8(..)).take(64 * 1024).collect();
+    let block: Vec<u8> = std::iter::repeat_with(|| fastrand::u8(..))
+        .take(64 * 1024)
+        .collect();
     let mut data = name.as_bytes().to_vec();
     let mut n: u8 = 0;
     while data.len() < len {
@@ -56,12 +60,18 @@ fn content(name: &str, len: usize) -> Vec<u8> {
 }
 
 fn partials(dir: &Path) -> Vec<String> {
-    names(dir).into_iter().filter(|n| n.ends_with(".ferry-part")).collect()
+    names(dir)
+        .into_iter()
+        .filter(|n| n.ends_with(".ferry-part"))
+        .collect()
 }
 
 #[test]
 fn sigkill_at_random_moments_loses_nothing_and_delivers_each_file_once() {
-    let f = Fixture::new(&format!("exclude = [\".*\"]\nmove_to = \"{}\"", "@@archive@@"));
+    let f = Fixture::new(&format!(
+        "exclude = [\".*\"]\nmove_to = \"{}\"",
+        "@@archive@@"
+    ));
     let text = std::fs::read_to_string(&f.config)
         .unwrap()
         .replace("@@archive@@", &f.path("archive").display().to_string())
@@ -74,7 +84,12 @@ fn sigkill_at_random_moments_loses_nothing_and_delivers_each_file_once() {
     let taken = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let consumer = {
-        let (outbox, taken_dir, taken, stop) = (f.outbox.clone(), taken_dir.clone(), taken.clone(), stop.clone());
+        let (outbox, taken_dir, taken, stop) = (
+            f.outbox.clone(),
+            taken_dir.clone(),
+            taken.clone(),
+            stop.clone(),
+        );
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 consume(&outbox, &taken_dir, &taken);
@@ -97,7 +112,9 @@ fn sigkill_at_random_moments_loses_nothing_and_delivers_each_file_once() {
         let mut d = f.spawn_run();
         if round % 2 == 0 {
             // Aim at the middle of the pipeline: just after a transfer starts.
-            wait_for(Duration::from_secs(10), "a transfer to start", || d.log().contains("downloading"));
+            wait_for(Duration::from_secs(10), "a transfer to start", || {
+                d.log().contains("downloading")
+            });
             std::thread::sleep(Duration::from_millis(fastrand::u64(0..8)));
         } else {
             std::thread::sleep(Duration::from_millis(fastrand::u64(20..450)));
@@ -106,7 +123,12 @@ fn sigkill_at_random_moments_loses_nothing_and_delivers_each_file_once() {
         let mid_way = f
             .files(None)
             .iter()
-            .filter(|r| matches!(r["state"].as_str(), Some("downloading" | "downloaded" | "delivered")))
+            .filter(|r| {
+                matches!(
+                    r["state"].as_str(),
+                    Some("downloading" | "downloaded" | "delivered")
+                )
+            })
             .count();
         if mid_way > 0 || !partials(&f.outbox).is_empty() {
             interrupted += 1;
@@ -126,19 +148,42 @@ fn sigkill_at_random_moments_loses_nothing_and_delivers_each_file_once() {
     consumer.join().unwrap();
 
     eprintln!("{KILLS} kills, {interrupted} left work half-way");
-    assert!(interrupted > 0, "no kill interrupted any work: the test proved nothing");
+    assert!(
+        interrupted > 0,
+        "no kill interrupted any work: the test proved nothing"
+    );
     let taken = taken.lock().unwrap();
     let mut counts: HashMap<&str, usize> = HashMap::new();
     for (name, data) in taken.iter() {
         *counts.entry(name).or_default() += 1;
-        let want = expected.get(name).unwrap_or_else(|| panic!("unexpected file {name}"));
-        assert!(data == want, "{name} delivered with wrong content ({} bytes, want {})", data.len(), want.len());
+        let want = expected
+            .get(name)
+            .unwrap_or_else(|| panic!("unexpected file {name}"));
+        assert!(
+            data == want,
+            "{name} delivered with wrong content ({} bytes, want {})",
+            data.len(),
+            want.len()
+        );
     }
     for name in expected.keys() {
-        assert_eq!(counts.get(name.as_str()).copied(), Some(1), "{name} delivered {:?} times", counts.get(name.as_str()));
+        assert_eq!(
+            counts.get(name.as_str()).copied(),
+            Some(1),
+            "{name} delivered {:?} times",
+            counts.get(name.as_str())
+        );
     }
-    assert!(partials(&f.outbox).is_empty(), "left behind: {:?}", partials(&f.outbox));
-    assert!(names(&f.outbox).is_empty(), "unexpected files in outbox: {:?}", names(&f.outbox));
+    assert!(
+        partials(&f.outbox).is_empty(),
+        "left behind: {:?}",
+        partials(&f.outbox)
+    );
+    assert!(
+        names(&f.outbox).is_empty(),
+        "unexpected files in outbox: {:?}",
+        names(&f.outbox)
+    );
     let mut archived = names(&f.path("archive"));
     let mut want: Vec<String> = expected.keys().cloned().collect();
     archived.sort();

@@ -14,13 +14,19 @@ fn delivers_whole_files_keeping_subpaths_and_never_repeats_an_unchanged_one() {
     f.put("name with spaces ünï.txt", b"x");
     f.once(0);
     assert_eq!(std::fs::read(f.outbox.join("a.csv")).unwrap(), b"alpha");
-    assert_eq!(std::fs::read(f.outbox.join("deep/er/b.csv")).unwrap(), vec![7u8; 300_000]);
+    assert_eq!(
+        std::fs::read(f.outbox.join("deep/er/b.csv")).unwrap(),
+        vec![7u8; 300_000]
+    );
     assert!(f.outbox.join("name with spaces ünï.txt").exists());
     assert_eq!(f.files(Some("done")).len(), 3);
     // A consumer takes the files; an unchanged source is never delivered again.
     std::fs::remove_file(f.outbox.join("a.csv")).unwrap();
     f.once(0);
-    assert!(!f.outbox.join("a.csv").exists(), "unchanged file was delivered twice");
+    assert!(
+        !f.outbox.join("a.csv").exists(),
+        "unchanged file was delivered twice"
+    );
     assert_eq!(f.files(None).len(), 3);
 }
 
@@ -31,14 +37,20 @@ fn a_changed_file_is_a_new_version_and_is_delivered_again() {
     f.once(0);
     std::fs::write(&src, b"version two").unwrap();
     f.once(0);
-    assert_eq!(std::fs::read(f.outbox.join("a.csv")).unwrap(), b"version two");
+    assert_eq!(
+        std::fs::read(f.outbox.join("a.csv")).unwrap(),
+        b"version two"
+    );
     let rows = f.files(Some("done"));
     assert_eq!(rows.len(), 2, "one row per version: {rows:?}");
 }
 
 #[test]
 fn move_to_archives_and_never_overwrites_an_archived_file() {
-    let f = Fixture::new(&format!("move_to = \"{}\"\nrecursive = true", f_path("archive")));
+    let f = Fixture::new(&format!(
+        "move_to = \"{}\"\nrecursive = true",
+        f_path("archive")
+    ));
     let f = rebase(f, "archive");
     f.put("a.csv", b"first");
     f.put("sub/b.csv", b"b");
@@ -51,9 +63,15 @@ fn move_to_archives_and_never_overwrites_an_archived_file() {
     f.once(0);
     assert_eq!(std::fs::read(f.path("archive/a.csv")).unwrap(), b"first");
     let archived = names(&f.path("archive"));
-    let suffixed: Vec<_> = archived.iter().filter(|n| n.starts_with("a.") && n.ends_with("Z.csv")).collect();
+    let suffixed: Vec<_> = archived
+        .iter()
+        .filter(|n| n.starts_with("a.") && n.ends_with("Z.csv"))
+        .collect();
     assert_eq!(suffixed.len(), 1, "{archived:?}");
-    assert_eq!(std::fs::read(f.path("archive").join(suffixed[0])).unwrap(), b"second");
+    assert_eq!(
+        std::fs::read(f.path("archive").join(suffixed[0])).unwrap(),
+        b"second"
+    );
     assert_eq!(std::fs::read(f.outbox.join("a.csv")).unwrap(), b"second");
 }
 
@@ -84,16 +102,29 @@ fn delete_removes_the_source_after_delivery() {
 fn handler_gets_arguments_and_tracked_properties_without_a_shell() {
     let f = Fixture::new("");
     let out = f.path("handler.out");
-    let h = script(&f, "h.sh", &format!("{{ printf '%s|' \"$@\"; env | grep ^FERRY_ | sort; }} > '{}'", out.display()));
+    let h = script(
+        &f,
+        "h.sh",
+        &format!(
+            "{{ printf '%s|' \"$@\"; env | grep ^FERRY_ | sort; }} > '{}'",
+            out.display()
+        ),
+    );
     let text = std::fs::read_to_string(&f.config).unwrap().replace(
         &format!("local_dir = \"{}\"\n", f.outbox.display()),
-        &format!("handler = [\"{}\", \"{{local_path}}\", \"{{name}}\", \"--size={{size}}\"]\n", h.display()),
+        &format!(
+            "handler = [\"{}\", \"{{local_path}}\", \"{{name}}\", \"--size={{size}}\"]\n",
+            h.display()
+        ),
     );
     std::fs::write(&f.config, text).unwrap();
     f.put("odd $(name); rm -rf x.csv", b"12345");
     f.once(0);
     let got = std::fs::read_to_string(&out).unwrap();
-    assert!(got.contains("|odd $(name); rm -rf x.csv|--size=5|"), "{got}");
+    assert!(
+        got.contains("|odd $(name); rm -rf x.csv|--size=5|"),
+        "{got}"
+    );
     for var in [
         "FERRY_FILE_NAME=odd $(name); rm -rf x.csv",
         "FERRY_RULE=r",
@@ -101,7 +132,10 @@ fn handler_gets_arguments_and_tracked_properties_without_a_shell() {
         "FERRY_ATTEMPT=1",
         "FERRY_HOST=localhost",
         &format!("FERRY_REMOTE_DIR={}", f.inbox.display()),
-        &format!("FERRY_REMOTE_PATH={}/odd $(name); rm -rf x.csv", f.inbox.display()),
+        &format!(
+            "FERRY_REMOTE_PATH={}/odd $(name); rm -rf x.csv",
+            f.inbox.display()
+        ),
         "FERRY_TIMESTAMP=20",
         "FERRY_MOVE_TO_DIR=",
         "FERRY_PORT=0",
@@ -123,7 +157,11 @@ fn a_failing_handler_is_retried_with_its_attempt_number_then_succeeds() {
     let h = script(
         &f,
         "h.sh",
-        &format!("echo \"$FERRY_ATTEMPT\" >> '{}'; test -e '{}' || {{ echo backend down >&2; exit 1; }}", seen.display(), flag.display()),
+        &format!(
+            "echo \"$FERRY_ATTEMPT\" >> '{}'; test -e '{}' || {{ echo backend down >&2; exit 1; }}",
+            seen.display(),
+            flag.display()
+        ),
     );
     let text = std::fs::read_to_string(&f.config).unwrap()
         + &format!("handler = [\"{}\", \"{{local_path}}\"]\n", h.display());
@@ -132,8 +170,17 @@ fn a_failing_handler_is_retried_with_its_attempt_number_then_succeeds() {
     let log = f.once(0);
     assert!(log.contains("backend down"), "{log}");
     let rows = f.files(Some("downloaded"));
-    assert_eq!(rows.len(), 1, "the download is kept while the handler retries");
-    assert!(rows[0]["last_error"].as_str().unwrap().contains("backend down"));
+    assert_eq!(
+        rows.len(),
+        1,
+        "the download is kept while the handler retries"
+    );
+    assert!(
+        rows[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("backend down")
+    );
     std::fs::write(&flag, b"").unwrap();
     f.once(0);
     assert_eq!(std::fs::read_to_string(&seen).unwrap(), "1\n2\n");
@@ -147,7 +194,8 @@ fn exhausted_attempts_fail_the_file_move_it_aside_and_retry_requeues_it() {
     let f = rebase(f, "failed");
     let flag = f.path("ok");
     let h = script(&f, "h.sh", &format!("test -e '{}'", flag.display()));
-    let text = std::fs::read_to_string(&f.config).unwrap()
+    let text = std::fs::read_to_string(&f.config)
+        .unwrap()
         .replace("attempts = 3", "attempts = 2")
         + &format!("handler = [\"{}\"]\n", h.display());
     std::fs::write(&f.config, text).unwrap();
@@ -157,13 +205,23 @@ fn exhausted_attempts_fail_the_file_move_it_aside_and_retry_requeues_it() {
     f.once(1);
     let failed = f.files(Some("failed"));
     assert_eq!(failed.len(), 2);
-    assert!(failed[0]["last_error"].as_str().unwrap().contains("moved to"), "{failed:?}");
+    assert!(
+        failed[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("moved to"),
+        "{failed:?}"
+    );
     assert_eq!(names(&f.path("failed")), vec!["a.csv", "b.csv"]);
     // Put one back and requeue it by hand.
     std::fs::rename(f.path("failed/a.csv"), f.inbox.join("a.csv")).unwrap();
     std::fs::write(&flag, b"").unwrap();
     let out = f.ferry(&["retry", "--path", "a.*"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     f.once(0);
     assert_eq!(f.files(Some("done")).len(), 1);
     assert_eq!(f.files(Some("failed")).len(), 1);
@@ -182,7 +240,11 @@ fn unsafe_names_fail_alone_and_the_rest_of_the_batch_proceeds() {
     f.put("fine.csv", b"z");
     f.once(1);
     assert_eq!(std::fs::read(f.outbox.join("fine.csv")).unwrap(), b"z");
-    assert!(names(&outside).is_empty(), "wrote outside local_dir: {:?}", names(&outside));
+    assert!(
+        names(&outside).is_empty(),
+        "wrote outside local_dir: {:?}",
+        names(&outside)
+    );
     let failed = f.files(Some("failed"));
     assert_eq!(failed.len(), 2, "{failed:?}");
     for row in &failed {
@@ -195,7 +257,9 @@ fn unsafe_names_fail_alone_and_the_rest_of_the_batch_proceeds() {
 #[test]
 fn stable_for_waits_until_size_and_mtime_hold_still() {
     let f = Fixture::new("");
-    let text = std::fs::read_to_string(&f.config).unwrap().replace("stable_for = \"0s\"", "stable_for = \"1500ms\"");
+    let text = std::fs::read_to_string(&f.config)
+        .unwrap()
+        .replace("stable_for = \"0s\"", "stable_for = \"1500ms\"");
     std::fs::write(&f.config, text).unwrap();
     let src = f.put("growing.csv", b"part");
     f.once(0);
@@ -207,10 +271,16 @@ fn stable_for_waits_until_size_and_mtime_hold_still() {
     std::thread::sleep(Duration::from_millis(800));
     // 1.8 s since first seen, but only 0.8 s since the last change.
     f.once(0);
-    assert!(!f.outbox.join("growing.csv").exists(), "taken while still changing");
+    assert!(
+        !f.outbox.join("growing.csv").exists(),
+        "taken while still changing"
+    );
     std::thread::sleep(Duration::from_millis(900));
     f.once(0);
-    assert_eq!(std::fs::read(f.outbox.join("growing.csv")).unwrap(), b"part and more");
+    assert_eq!(
+        std::fs::read(f.outbox.join("growing.csv")).unwrap(),
+        b"part and more"
+    );
 }
 
 #[test]
@@ -222,13 +292,17 @@ fn ready_marker_gates_delivery_and_is_removed_with_the_file() {
     f.put("a.csv.done", b"");
     f.once(0);
     assert_eq!(std::fs::read(f.outbox.join("a.csv")).unwrap(), b"a");
-    assert!(!f.outbox.join("a.csv.done").exists(), "the marker is never delivered");
+    assert!(
+        !f.outbox.join("a.csv.done").exists(),
+        "the marker is never delivered"
+    );
     assert!(names(&f.inbox).is_empty(), "{:?}", names(&f.inbox));
 }
 
 #[test]
 fn include_exclude_and_size_filters() {
-    let f = Fixture::new("include = [\"*.csv\"]\nexclude = [\"skip*\"]\nmin_size = 2\nmax_size = 5");
+    let f =
+        Fixture::new("include = [\"*.csv\"]\nexclude = [\"skip*\"]\nmin_size = 2\nmax_size = 5");
     f.put("ok.csv", b"abc");
     f.put("skip.csv", b"abc");
     f.put("other.txt", b"abc");
@@ -246,26 +320,38 @@ fn status_files_and_forget_show_and_edit_the_state() {
     let out = f.ferry(&["status"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    let line = text.lines().find(|l| l.starts_with("r ")).unwrap_or_else(|| panic!("{text}"));
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("r "))
+        .unwrap_or_else(|| panic!("{text}"));
     assert!(line.split_whitespace().any(|w| w == "1"), "{line}");
     let out = f.ferry(&["status", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v[0]["files"]["done"], 1);
     assert_eq!(v[0]["last_listed"], 1);
     let out = f.ferry(&["forget"]);
-    assert_eq!(out.status.code(), Some(2), "forget without a filter is refused");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "forget without a filter is refused"
+    );
     let out = f.ferry(&["forget", "--rule", "r"]);
     assert!(out.status.success());
     std::fs::remove_file(f.outbox.join("a.csv")).unwrap();
     f.once(0);
-    assert!(f.outbox.join("a.csv").exists(), "a forgotten file is new again");
+    assert!(
+        f.outbox.join("a.csv").exists(),
+        "a forgotten file is new again"
+    );
 }
 
 #[test]
 fn a_second_process_on_the_same_state_is_refused() {
     let f = Fixture::new("");
     let mut d = f.spawn_run();
-    wait_for(Duration::from_secs(10), "daemon start", || d.log().contains("ferry started"));
+    wait_for(Duration::from_secs(10), "daemon start", || {
+        d.log().contains("ferry started")
+    });
     let out = f.ferry(&["once"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("another ferry process"));
@@ -281,14 +367,28 @@ fn an_interrupted_download_resumes_from_the_bytes_on_disk() {
     let meta = std::fs::metadata(&src).unwrap();
     // What a killed run leaves: the first 600 kB under the version's temp name.
     std::fs::create_dir_all(&f.outbox).unwrap();
-    let temp = f.outbox.join(format!(".big.bin.{}-{}.ferry-part", meta.mtime(), meta.len()));
+    let temp = f.outbox.join(format!(
+        ".big.bin.{}-{}.ferry-part",
+        meta.mtime(),
+        meta.len()
+    ));
     std::fs::write(&temp, &data[..600_000]).unwrap();
     // A partial of another version of the file is never used.
-    let stale = f.outbox.join(format!(".big.bin.{}-{}.ferry-part", meta.mtime() - 5, meta.len()));
+    let stale = f.outbox.join(format!(
+        ".big.bin.{}-{}.ferry-part",
+        meta.mtime() - 5,
+        meta.len()
+    ));
     std::fs::write(&stale, vec![0u8; 600_000]).unwrap();
     let log = f.once(0);
-    assert!(log.contains("resuming download") && log.contains("offset=600000"), "{log}");
-    assert!(log.contains("bytes=400000"), "only the rest is fetched: {log}");
+    assert!(
+        log.contains("resuming download") && log.contains("offset=600000"),
+        "{log}"
+    );
+    assert!(
+        log.contains("bytes=400000"),
+        "only the rest is fetched: {log}"
+    );
     assert_eq!(std::fs::read(f.outbox.join("big.bin")).unwrap(), data);
     assert!(!temp.exists());
 }

@@ -146,6 +146,9 @@ impl Engine {
         for f in outcome.new.iter().chain(&outcome.changed) {
             tracing::info!(state = "seen", path = %f.path, size = f.size, mtime = f.mtime, "seen");
         }
+        for v in &outcome.superseded {
+            target::discard_partial(rule, &self.spool_dir, v);
+        }
         for path in &outcome.vanished {
             tracing::error!(state = "failed", path = %path, "disappeared from the server before it was delivered");
         }

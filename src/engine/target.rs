@@ -5,7 +5,7 @@ use super::error::FileError;
 use super::safe_path;
 use crate::config::Rule;
 use crate::remote::ErrorKind;
-use crate::state::FileRow;
+use crate::state::{FileRow, Superseded};
 use std::path::{Path, PathBuf};
 
 pub struct Target {
@@ -22,18 +22,45 @@ const TEMP_SUFFIX: &str = ".ferry-part";
 const MAX_NAME_IN_TEMP: usize = 200;
 
 pub fn resolve(rule: &Rule, spool_root: &Path, row: &FileRow) -> Result<Target, FileError> {
+    resolve_version(rule, spool_root, row.id, &row.path, row.size, row.mtime)
+}
+
+/// Removes the partial download of a version that was replaced or vanished.
+pub fn discard_partial(rule: &Rule, spool_root: &Path, v: &Superseded) {
+    let Ok(t) = resolve_version(rule, spool_root, v.id, &v.path, v.size, v.mtime) else {
+        return;
+    };
+    match std::fs::remove_file(&t.temp_path) {
+        Ok(()) => {
+            tracing::info!(path = %v.path, partial = %t.temp_path.display(), "removed the partial download of a replaced version")
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(partial = %t.temp_path.display(), error = %e, "cannot remove a stale partial download")
+        }
+    }
+}
+
+fn resolve_version(
+    rule: &Rule,
+    spool_root: &Path,
+    id: i64,
+    path: &str,
+    size: i64,
+    mtime: i64,
+) -> Result<Target, FileError> {
     let (final_path, spool_dir) = match &rule.local_dir {
-        Some(dir) => (safe_path::prepare(dir, &row.path)?, None),
+        Some(dir) => (safe_path::prepare(dir, path)?, None),
         None => {
-            let parts = safe_path::components(&row.path)
+            let parts = safe_path::components(path)
                 .map_err(|m| FileError::permanent(ErrorKind::PermissionDenied, m))?;
-            let dir = spool_root.join(&rule.name).join(row.id.to_string());
+            let dir = spool_root.join(&rule.name).join(id.to_string());
             std::fs::create_dir_all(&dir)
                 .map_err(|e| FileError::local(format!("create {}", dir.display()), &e))?;
             (dir.join(parts[parts.len() - 1]), Some(dir))
         }
     };
-    let temp_path = temp_path(&final_path, row.size, row.mtime);
+    let temp_path = temp_path(&final_path, size, mtime);
     Ok(Target {
         final_path,
         temp_path,

@@ -23,6 +23,17 @@ pub struct ListingOutcome {
     pub changed: Vec<Listed>,
     /// Pending files that disappeared after ferry had started on them.
     pub vanished: Vec<String>,
+    /// Versions ferry had started downloading that are now replaced or gone:
+    /// their partial files can be removed.
+    pub superseded: Vec<Superseded>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Superseded {
+    pub id: i64,
+    pub path: String,
+    pub size: i64,
+    pub mtime: i64,
 }
 
 #[derive(sqlx::FromRow)]
@@ -34,6 +45,17 @@ struct Latest {
     #[sqlx(try_from = "String")]
     state: FileState,
     attempts: i64,
+}
+
+impl Latest {
+    fn superseded(&self) -> Superseded {
+        Superseded {
+            id: self.id,
+            path: self.path.clone(),
+            size: self.size,
+            mtime: self.mtime,
+        }
+    }
 }
 
 const VANISHED: &str = "disappeared from the server before it was delivered";
@@ -68,6 +90,9 @@ impl State {
             match latest.get(f.path.as_str()) {
                 Some(r) if r.size == f.size as i64 && r.mtime == f.mtime => {}
                 Some(r) if r.state.is_pending() => {
+                    if r.attempts > 0 {
+                        out.superseded.push(r.superseded());
+                    }
                     sqlx::query(
                         "UPDATE files SET size = ?, mtime = ?, state = 'seen', stable_since_ms = ?,
                          attempts = 0, next_attempt_ms = NULL, bytes_done = 0, last_error = NULL,
@@ -118,6 +143,7 @@ impl State {
                     .execute(&mut *tx)
                     .await?;
                 out.vanished.push(r.path.clone());
+                out.superseded.push(r.superseded());
             }
         }
         tx.commit().await?;
@@ -200,6 +226,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(out.changed, vec![f("a", 5, 11)]);
+        assert!(
+            out.superseded.is_empty(),
+            "a was never started: no partial to remove"
+        );
         // The change restarted a's stability window only.
         let due = s.due("r", 3500, 1000, 0).await.unwrap();
         assert_eq!(
@@ -259,6 +289,8 @@ mod tests {
         s.claim(b.id, 1000).await.unwrap();
         let out = s.record_listing("r", &[f("c", 1, 10)], 2000).await.unwrap();
         assert_eq!(out.vanished, vec!["b".to_string()]);
+        assert_eq!(out.superseded.len(), 1, "b's partial download can go");
+        assert_eq!(out.superseded[0].id, b.id);
         let failed = s
             .files(&super::super::FileFilter {
                 state: Some(FileState::Failed),

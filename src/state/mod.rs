@@ -7,7 +7,7 @@ mod query;
 mod row;
 mod transitions;
 
-pub use listing::{Listed, ListingOutcome};
+pub use listing::{Listed, ListingOutcome, Superseded};
 pub use query::{FileFilter, RuleHealth};
 pub use row::{FileRow, FileState};
 

@@ -77,7 +77,11 @@ impl Fixture {
     pub fn once(&self, expect_code: i32) -> String {
         let out = self.ferry(&["once"]);
         let log = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(out.status.code(), Some(expect_code), "ferry once log:\n{log}");
+        assert_eq!(
+            out.status.code(),
+            Some(expect_code),
+            "ferry once log:\n{log}"
+        );
         log
     }
 
@@ -88,7 +92,11 @@ impl Fixture {
             args.extend(["--state", s]);
         }
         let out = self.ferry(&args);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
@@ -105,14 +113,21 @@ impl Fixture {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        Daemon { child: Some(child), log }
+        Daemon {
+            child: Some(child),
+            log,
+        }
     }
 }
 
 fn fastrand_name() -> String {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A running `ferry run`, killed on drop so a failing test leaves nothing behind.
@@ -145,7 +160,10 @@ impl Daemon {
                 return status.code();
             }
             if Instant::now() > deadline {
-                panic!("ferry did not exit within {timeout:?}; log:\n{}", self.log());
+                panic!(
+                    "ferry did not exit within {timeout:?}; log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -177,7 +195,9 @@ pub fn wait_for(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
 /// Names of regular files directly in `dir`, sorted.
 pub fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
         Err(_) => Vec::new(),
     };
     v.sort();

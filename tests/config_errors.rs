@@ -1,0 +1,1094 @@
+//! Broken configurations: each one must be refused with the position of the
+//! offending value (1-based line and column) and a message that says which
+//! field is wrong and why.
+//!
+//! Configs are written into a temp dir and loaded with `ferry::config::load`.
+//! `$T` in a template stands for the temp dir's absolute path; templates keep
+//! it at the end of a line, so it never shifts the column of an error.
+
+use ferry::config::{self, Config, ConfigError, ConfigErrors};
+use std::fs;
+use std::path::{Path, PathBuf};
+use tempfile::TempDir;
+
+/// A temp dir with `in/` and `out/` subdirectories and a `ferry.toml` path.
+struct Fx {
+    dir: TempDir,
+}
+
+impl Fx {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        fs::create_dir(dir.path().join("in")).unwrap();
+        fs::create_dir(dir.path().join("out")).unwrap();
+        Self { dir }
+    }
+
+    fn root(&self) -> String {
+        self.dir
+            .path()
+            .to_str()
+            .expect("UTF-8 temp dir")
+            .to_string()
+    }
+
+    fn file(&self) -> PathBuf {
+        self.dir.path().join("ferry.toml")
+    }
+
+    fn text(&self, template: &str) -> String {
+        template.replace("$T", &self.root())
+    }
+
+    /// Writes the config and loads it from disk; returns the text as written.
+    fn load(&self, template: &str) -> (String, Result<Config, ConfigErrors>) {
+        let text = self.text(template);
+        fs::write(self.file(), &text).unwrap();
+        (text, config::load(&self.file()))
+    }
+
+    fn errors(&self, template: &str) -> (String, Vec<ConfigError>) {
+        match self.load(template) {
+            (_, Ok(c)) => panic!("config was accepted but should not be: {c:?}"),
+            (text, Err(e)) => (text, e.0),
+        }
+    }
+
+    /// Asserts exactly one error, at `line`:`col`, where the source text
+    /// starts with `at`, and whose message contains every one of `needles`.
+    #[track_caller]
+    fn expect_one(
+        &self,
+        template: &str,
+        line: usize,
+        col: usize,
+        at: &str,
+        needles: &[&str],
+    ) -> ConfigError {
+        let (text, errors) = self.errors(template);
+        assert_eq!(
+            errors.len(),
+            1,
+            "expected exactly one error, got: {}",
+            ConfigErrors(errors.clone())
+        );
+        let e = errors.into_iter().next().unwrap();
+        assert_error(&text, &self.file(), &e, line, col, at, needles);
+        e
+    }
+}
+
+/// The source text from 1-based `line`:`col` (columns in characters) to the end of that line.
+fn text_at(text: &str, line: usize, col: usize) -> String {
+    let l = text
+        .lines()
+        .nth(line - 1)
+        .unwrap_or_else(|| panic!("no line {line} in:\n{text}"));
+    l.chars().skip(col - 1).collect()
+}
+
+#[track_caller]
+fn assert_error(
+    text: &str,
+    file: &Path,
+    e: &ConfigError,
+    line: usize,
+    col: usize,
+    at: &str,
+    needles: &[&str],
+) {
+    assert_eq!(e.file, file, "error names the wrong file: {e}");
+    assert_eq!(
+        (e.line, e.col),
+        (line, col),
+        "wrong position for: {}",
+        e.message
+    );
+    let here = text_at(text, line, col);
+    assert!(
+        here.starts_with(at),
+        "position {line}:{col} points at {here:?}, expected it to start with {at:?}"
+    );
+    for n in needles {
+        assert!(
+            e.message.contains(n),
+            "message {:?} does not contain {n:?}",
+            e.message
+        );
+    }
+    assert_eq!(
+        e.to_string(),
+        format!("{}:{line}:{col}: {}", file.display(), e.message)
+    );
+}
+
+/// The base every test below breaks in one place; it must itself be valid.
+const VALID: &str = r#"[daemon]
+state = "$T/state.db"
+
+[[watch]]
+name = "inbox"
+remote_dir = "$T/in"
+local_dir = "$T/out"
+"#;
+
+#[test]
+fn the_base_config_is_valid() {
+    let fx = Fx::new();
+    let (_, result) = fx.load(VALID);
+    let c = result.unwrap_or_else(|e| panic!("base config refused:\n{e}"));
+    assert_eq!(c.rules.len(), 1);
+    let rule = &c.rules[0];
+    assert_eq!(rule.name, "inbox");
+    assert_eq!(rule.remote_dir, format!("{}/in", fx.root()));
+    assert_eq!(rule.local_dir, Some(fx.dir.path().join("out")));
+    assert_eq!(c.daemon.state, fx.dir.path().join("state.db"));
+}
+
+#[test]
+fn missing_file_is_reported_at_1_1() {
+    let fx = Fx::new();
+    let missing = fx.dir.path().join("nope.toml");
+    let e = config::load(&missing).unwrap_err();
+    assert_eq!(e.0.len(), 1);
+    let e = &e.0[0];
+    assert_eq!((e.file.as_path(), e.line, e.col), (missing.as_path(), 1, 1));
+    assert!(
+        e.message.contains("cannot read the configuration"),
+        "{}",
+        e.message
+    );
+}
+
+// ---- TOML and schema errors (reported by the parser, one at a time) ----
+
+#[test]
+fn toml_syntax_error_unterminated_string() {
+    let fx = Fx::new();
+    fx.expect_one(
+        r#"[daemon]
+state = "$T/state.db"
+
+[[watch]]
+name = "inbox
+remote_dir = "$T/in"
+local_dir = "$T/out"
+"#,
+        5,
+        14,
+        "",
+        &["invalid basic string", "expected `\"`"],
+    );
+}
+
+#[test]
+fn toml_syntax_error_duplicate_key() {
+    let fx = Fx::new();
+    fx.expect_one(
+        &format!("{VALID}interval = \"10s\"\ninterval = \"20s\"\n"),
+        9,
+        1,
+        "interval = \"20s\"",
+        &["duplicate key"],
+    );
+}
+
+#[test]
+fn unknown_key_in_watch_is_named_and_the_right_one_listed() {
+    let fx = Fx::new();
+    fx.expect_one(
+        &format!("{VALID}intervall = \"30s\"\n"),
+        8,
+        1,
+        "intervall",
+        &["unknown field `intervall`", "`interval`"],
+    );
+}
+
+#[test]
+fn unknown_key_in_daemon() {
+    let fx = Fx::new();
+    fx.expect_one(
+        r#"[daemon]
+state = "$T/state.db"
+max_transfer = 4
+"#,
+        3,
+        1,
+        "max_transfer",
+        &["unknown field `max_transfer`", "`max_transfers`"],
+    );
+}
+
+#[test]
+fn wrong_type_interval_as_integer() {
+    let fx = Fx::new();
+    // The parser's message does not name `interval`; the position does: it
+    // points at the value on the `interval = 30` line.
+    let e = fx.expect_one(
+        &format!("{VALID}interval = 30\n"),
+        8,
+        12,
+        "30",
+        &["invalid type: integer `30`", "expected a string"],
+    );
+    let line = fx
+        .text(&format!("{VALID}interval = 30\n"))
+        .lines()
+        .nth(e.line - 1)
+        .unwrap()
+        .to_string();
+    assert!(line.starts_with("interval"), "{line}");
+}
+
+#[test]
+fn wrong_type_handler_as_string() {
+    let fx = Fx::new();
+    fx.expect_one(
+        &format!("{VALID}handler = \"/usr/bin/true\"\n"),
+        8,
+        11,
+        "\"/usr/bin/true\"",
+        &[
+            "invalid type: string \"/usr/bin/true\"",
+            "expected a sequence",
+        ],
+    );
+}
+
+#[test]
+fn missing_required_remote_dir() {
+    let fx = Fx::new();
+    // Reported at the [[watch]] header of the table that lacks it.
+    fx.expect_one(
+        r#"[daemon]
+state = "$T/state.db"
+
+[[watch]]
+name = "inbox"
+local_dir = "$T/out"
+"#,
+        4,
+        1,
+        "[[watch]]",
+        &["missing field `remote_dir`"],
+    );
+}
+
+#[test]
+fn missing_required_server_protocol() {
+    let fx = Fx::new();
+    fx.expect_one(
+        r#"[daemon]
+state = "$T/state.db"
+
+[servers.nas]
+host = "nas.example.com"
+"#,
+        4,
+        1,
+        "[servers.nas]",
+        &["missing field `protocol`"],
+    );
+}
+
+// ---- Servers ----
+
+#[test]
+fn unknown_server() {
+    let fx = Fx::new();
+    fx.expect_one(
+        &format!("{VALID}server = \"nas\"\n"),
+        8,
+        10,
+        "\"nas\"",
+        &[
+            "watch \"inbox\": server:",
+            "unknown server \"nas\"",
+            "defined: none",
+        ],
+    );
+}
+
+#[test]
+fn unknown_server_lists_the_defined_ones() {
+    let fx = Fx::new();
+    fx.expect_one(
+        r#"[daemon]
+state = "$T/state.db"
+
+[servers.alpha]
+protocol = "local"
+
+[servers.beta]
+protocol = "local"
+
+[[watch]]
+name = "inbox"
+server = "gamma"
+remote_dir = "$T/in"
+local_dir = "$T/out"
+"#,
+        12,
+        10,
+        "\"gamma\"",
+        &[
+            "server:",
+            "unknown server \"gamma\"",
+            "defined: alpha, beta",
+        ],
+    );
+}
+
+#[test]
+fn sftp_is_not_supported_yet() {
+    let fx = Fx::new();
+    fx.expect_one(
+        r#"[daemon]
+state = "$T/state.db"
+
+[servers.partner]
+protocol = "sftp"
+host = "sftp.example.com"
+"#,
+        5,
+        12,
+        "\"sftp\"",
+        &[
+            "servers.partner.protocol",
+            "\"sftp\" is not supported yet",
+            "supported: local",
+        ],
+    );
+}
+
+#[test]
+fn unknown_protocol() {
+    let fx = Fx::new();
+    fx.expect_one(
+        r#"[daemon]
+state = "$T/state.db"
+
+[servers.partner]
+protocol = "gopher"
+"#,
+        5,
+        12,
+        "\"gopher\"",
+        &[
+            "servers.partner.protocol",
+            "unknown protocol \"gopher\"",
+            "local, sftp, ftp, ftps, ftps-implicit",
+        ],
+    );
+}
+
+#[test]
+fn server_port_out_of_range() {
+    let fx = Fx::new();
+    fx.expect_one(
+        r#"[daemon]
+state = "$T/state.db"
+
+[servers.partner]
+protocol = "local"
+port = 70000
+"#,
+        6,
+        8,
+        "70000",
+        &["servers.partner.port", "70000 is not a TCP port"],
+    );
+}
+
+#[test]
+fn inline_password_is_refused_without_echoing_it() {
+    let fx = Fx::new();
+    let secret = "Sw0rdf1sh-do-not-print";
+    let template = format!(
+        r#"[daemon]
+state = "$T/state.db"
+
+[servers.partner]
+protocol = "local"
+password = "{secret}"
+"#
+    );
+    let e = fx.expect_one(
+        &template,
+        6,
+        12,
+        &format!("\"{secret}\""),
+        &[
+            "servers.partner.password",
+            "secrets are not written into the configuration",
+            "{ env = \"NAME\" }",
+        ],
+    );
+    assert!(!e.message.contains(secret), "secret echoed: {e}");
+    assert!(!e.to_string().contains(secret), "secret echoed: {e}");
+    assert!(!format!("{e:?}").contains(secret), "secret echoed: {e:?}");
+}
+
+// BUG (src/config/raw.rs): `RawSecretValue` is `#[serde(untagged)]`, so the
+// table is buffered by serde before `RawSecret` sees it, and the buffered
+// content cannot deserialize `Spanned<String>`. The `Source` variant never
+// matches, every table falls through to `Inline(IgnoredAny)`, and every
+// password, even `{ env = "..." }`, is refused as an inline secret.
+
+#[test]
+#[ignore = "bug: src/config/raw.rs: untagged RawSecretValue cannot hold Spanned fields, so every password table is refused as inline"]
+fn password_from_env_is_accepted() {
+    let fx = Fx::new();
+    // PATH is set in every test environment.
+    let (_, result) = fx.load(
+        r#"[daemon]
+state = "$T/state.db"
+
+[servers.partner]
+protocol = "local"
+password = { env = "PATH" }
+"#,
+    );
+    let c = result.unwrap_or_else(|e| panic!("refused:\n{e}"));
+    let password = c.servers["partner"].password.as_ref().expect("password");
+    assert_eq!(password.expose(), std::env::var("PATH").unwrap());
+    assert_eq!(format!("{password:?}"), "***");
+}
+
+#[test]
+#[ignore = "bug: src/config/raw.rs: untagged RawSecretValue cannot hold Spanned fields, so every password table is refused as inline"]
+fn password_env_var_not_set() {
+    let fx = Fx::new();
+    fx.expect_one(
+        r#"[daemon]
+state = "$T/state.db"
+
+[servers.partner]
+protocol = "local"
+password = { env = "FERRY_TEST_SURELY_UNSET_7f3a" }
+"#,
+        6,
+        21,
+        "\"FERRY_TEST_SURELY_UNSET_7f3a\"",
+        &[
+            "servers.partner.password",
+            "environment variable FERRY_TEST_SURELY_UNSET_7f3a is not set",
+        ],
+    );
+}
+
+#[test]
+#[ignore = "bug: src/config/raw.rs: untagged RawSecretValue cannot hold Spanned fields, so every password table is refused as inline"]
+fn password_file_unreadable() {
+    let fx = Fx::new();
+    fx.expect_one(
+        r#"[daemon]
+state = "$T/state.db"
+
+[servers.partner]
+protocol = "local"
+password = { file = "{config_dir}/no-such-secret" }
+"#,
+        6,
+        22,
+        "\"{config_dir}/no-such-secret\"",
+        &["servers.partner.password", "cannot read", "no-such-secret"],
+    );
+}
+
+#[test]
+fn password_table_does_not_echo_the_secret_file_contents() {
+    // Whatever happens to a password table (today: the bug above), the
+    // secret itself must never appear in an error.
+    let fx = Fx::new();
+    let secret = "c0ntents-of-the-secret-file";
+    fs::write(fx.dir.path().join("secret"), secret).unwrap();
+    let (_, result) = fx.load(
+        r#"[daemon]
+state = "$T/state.db"
+
+[servers.partner]
+protocol = "local"
+password = { file = "$T/secret" }
+max_sessions = 0
+"#,
+    );
+    let shown = match result {
+        Ok(c) => format!("{c:?}"),
+        Err(e) => format!("{e}\n{e:?}"),
+    };
+    assert!(!shown.contains(secret), "secret shown:\n{shown}");
+    assert!(shown.contains("servers.partner.max_sessions"), "{shown}");
+}
+
+// ---- Daemon ----
+
+#[test]
+fn daemon_max_transfers_zero() {
+    let fx = Fx::new();
+    fx.expect_one(
+        r#"[daemon]
+state = "$T/state.db"
+max_transfers = 0
+"#,
+        3,
+        17,
+        "0",
+        &["daemon.max_transfers", "must be at least 1, got 0"],
+    );
+}
+
+#[test]
+fn daemon_state_relative() {
+    let fx = Fx::new();
+    fx.expect_one(
+        r#"[daemon]
+state = "state.db"
+"#,
+        2,
+        9,
+        "\"state.db\"",
+        &["daemon.state", "\"state.db\" is relative", "{config_dir}"],
+    );
+}
+
+#[test]
+fn send_blocks_are_not_supported() {
+    let fx = Fx::new();
+    fx.expect_one(
+        &format!("{VALID}\n[[send]]\nname = \"out\"\n"),
+        9,
+        1,
+        "[[send]]",
+        &["[[send]]", "not supported yet"],
+    );
+}
+
+// ---- Rules ----
+
+#[test]
+fn duplicate_rule_name() {
+    let fx = Fx::new();
+    // Reported at the second rule's name.
+    fx.expect_one(
+        &format!("{VALID}\n{}", VALID.split_once("\n\n").unwrap().1),
+        10,
+        8,
+        "\"inbox\"",
+        &["duplicate rule name \"inbox\""],
+    );
+}
+
+#[test]
+fn invalid_rule_name() {
+    let fx = Fx::new();
+    fx.expect_one(
+        &VALID.replace("name = \"inbox\"", "name = \"in box\""),
+        5,
+        8,
+        "\"in box\"",
+        &[
+            "watch.name",
+            "\"in box\"",
+            "only letters, digits, '-', '_' and '.'",
+        ],
+    );
+}
+
+#[test]
+fn bad_glob() {
+    let fx = Fx::new();
+    fx.expect_one(
+        &format!("{VALID}include = [\"*.csv\", \"report[.txt\"]\n"),
+        8,
+        21,
+        "\"report[.txt\"",
+        &[
+            "watch \"inbox\": include",
+            "bad glob \"report[.txt\"",
+            "unclosed",
+        ],
+    );
+}
+
+#[test]
+fn bad_duration() {
+    let fx = Fx::new();
+    fx.expect_one(
+        &format!("{VALID}stable_for = \"soon\"\n"),
+        8,
+        14,
+        "\"soon\"",
+        &[
+            "watch \"inbox\": stable_for",
+            "bad duration \"soon\"",
+            "\"30s\"",
+        ],
+    );
+}
+
+#[test]
+fn duration_without_unit() {
+    let fx = Fx::new();
+    fx.expect_one(
+        &format!("{VALID}interval = \"30\"\n"),
+        8,
+        12,
+        "\"30\"",
+        &[
+            "watch \"inbox\": interval",
+            "bad duration \"30\"",
+            "time unit needed",
+        ],
+    );
+}
+
+#[test]
+fn zero_interval() {
+    let fx = Fx::new();
+    fx.expect_one(
+        &format!("{VALID}interval = \"0s\"\n"),
+        8,
+        12,
+        "\"0s\"",
+        &["watch \"inbox\": interval", "must be longer than 0s"],
+    );
+}
+
+#[test]
+fn relative_local_dir() {
+    let fx = Fx::new();
+    fx.expect_one(
+        r#"[daemon]
+state = "$T/state.db"
+
+[[watch]]
+name = "inbox"
+local_dir = "out"
+remote_dir = "$T/in"
+"#,
+        6,
+        13,
+        "\"out\"",
+        &[
+            "watch \"inbox\": local_dir",
+            "\"out\" is relative",
+            "{config_dir}",
+        ],
+    );
+}
+
+#[test]
+fn relative_remote_dir() {
+    let fx = Fx::new();
+    fx.expect_one(
+        r#"[daemon]
+state = "$T/state.db"
+
+[[watch]]
+name = "inbox"
+remote_dir = "in"
+local_dir = "$T/out"
+"#,
+        6,
+        14,
+        "\"in\"",
+        &[
+            "watch \"inbox\": remote_dir",
+            "\"in\" must be an absolute path",
+        ],
+    );
+}
+
+/// `local_dir` under a regular file: its nearest existing ancestor is not a
+/// directory, whoever runs the test.
+#[test]
+fn local_dir_under_a_regular_file() {
+    let fx = Fx::new();
+    fs::write(fx.dir.path().join("plain"), "x").unwrap();
+    let e = fx.expect_one(
+        r#"[daemon]
+state = "$T/state.db"
+
+[[watch]]
+name = "inbox"
+local_dir = "$T/plain/sub"
+remote_dir = "$T/in"
+"#,
+        6,
+        13,
+        "\"",
+        &[
+            "watch \"inbox\": local_dir",
+            "cannot be used",
+            "is not a directory",
+        ],
+    );
+    let plain = fx.dir.path().join("plain");
+    assert!(
+        e.message
+            .contains(&format!("{} is not a directory", plain.display())),
+        "{}",
+        e.message
+    );
+}
+
+/// A read-only `local_dir`. As root, access(2) grants W_OK on any directory,
+/// so there the test falls back to a regular file as the nearest ancestor.
+#[test]
+fn local_dir_not_writable() {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = Fx::new();
+    let ro = fx.dir.path().join("readonly");
+    fs::create_dir(&ro).unwrap();
+    fs::set_permissions(&ro, fs::Permissions::from_mode(0o555)).unwrap();
+    let privileged = fs::write(ro.join("probe"), "x").is_ok();
+    let template = r#"[daemon]
+state = "$T/state.db"
+
+[[watch]]
+name = "inbox"
+local_dir = "$T/readonly/sub"
+remote_dir = "$T/in"
+"#;
+    if privileged {
+        // Running as root: make `readonly` a regular file instead.
+        fs::set_permissions(&ro, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::remove_dir_all(&ro).unwrap();
+        fs::write(&ro, "x").unwrap();
+        fx.expect_one(
+            template,
+            6,
+            13,
+            "\"",
+            &["watch \"inbox\": local_dir", "is not a directory"],
+        );
+    } else {
+        let e = fx.expect_one(
+            template,
+            6,
+            13,
+            "\"",
+            &[
+                "watch \"inbox\": local_dir",
+                "cannot be used",
+                "is not writable",
+            ],
+        );
+        assert!(e.message.contains(&ro.display().to_string()), "{e}");
+        fs::set_permissions(&ro, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+#[test]
+fn move_to_together_with_delete() {
+    let fx = Fx::new();
+    fx.expect_one(
+        &format!("{VALID}move_to = \"$T/done\"\ndelete = true\n"),
+        8,
+        11,
+        "\"",
+        &[
+            "watch \"inbox\": move_to",
+            "cannot be used together with delete = true",
+        ],
+    );
+}
+
+#[test]
+fn move_to_the_watched_directory() {
+    let fx = Fx::new();
+    fx.expect_one(
+        &format!("{VALID}move_to = \"$T/in/\"\n"),
+        8,
+        11,
+        "\"",
+        &[
+            "watch \"inbox\": move_to",
+            "is the watched directory itself",
+        ],
+    );
+}
+
+#[test]
+fn neither_local_dir_nor_handler() {
+    let fx = Fx::new();
+    // Reported at the rule's name.
+    fx.expect_one(
+        r#"[daemon]
+state = "$T/state.db"
+
+[[watch]]
+name = "inbox"
+remote_dir = "$T/in"
+"#,
+        5,
+        8,
+        "\"inbox\"",
+        &["watch \"inbox\"", "set local_dir, handler, or both"],
+    );
+}
+
+#[test]
+fn min_size_greater_than_max_size() {
+    let fx = Fx::new();
+    fx.expect_one(
+        &format!("{VALID}min_size = 1000\nmax_size = 10\n"),
+        9,
+        12,
+        "10",
+        &[
+            "watch \"inbox\": max_size",
+            "10 is smaller than min_size 1000",
+        ],
+    );
+}
+
+#[test]
+fn negative_min_size() {
+    let fx = Fx::new();
+    fx.expect_one(
+        &format!("{VALID}min_size = -1\n"),
+        8,
+        12,
+        "-1",
+        &["watch \"inbox\": min_size", "must not be negative, got -1"],
+    );
+}
+
+#[test]
+fn empty_handler_array() {
+    let fx = Fx::new();
+    fx.expect_one(
+        &format!("{VALID}handler = []\n"),
+        8,
+        11,
+        "[]",
+        &[
+            "watch \"inbox\": handler",
+            "needs at least the program to run",
+        ],
+    );
+}
+
+#[test]
+fn unknown_handler_placeholder() {
+    let fx = Fx::new();
+    fx.expect_one(
+        &format!("{VALID}handler = [\"/usr/bin/import\", \"--file={{localpath}}\"]\n"),
+        8,
+        31,
+        "\"--file={localpath}\"",
+        &[
+            "watch \"inbox\": handler",
+            "unknown placeholder {localpath}",
+            "local_path",
+        ],
+    );
+}
+
+#[test]
+fn retry_attempts_zero() {
+    let fx = Fx::new();
+    fx.expect_one(
+        &format!("{VALID}retry = {{ attempts = 0, first = \"1s\" }}\n"),
+        8,
+        22,
+        "0,",
+        &[
+            "watch \"inbox\": retry.attempts",
+            "must be at least 1, got 0",
+        ],
+    );
+}
+
+#[test]
+fn retry_attempts_zero_in_a_table() {
+    let fx = Fx::new();
+    fx.expect_one(
+        &format!("{VALID}\n[watch.retry]\nattempts = 0\n"),
+        10,
+        12,
+        "0",
+        &[
+            "watch \"inbox\": retry.attempts",
+            "must be at least 1, got 0",
+        ],
+    );
+}
+
+// BUG (src/config/resolve.rs, `retry`): `positive(..) as u32` truncates, so
+// attempts = 4294967296 (2^32) passes the ">= 1" check and becomes 0.
+#[test]
+#[ignore = "bug: src/config/resolve.rs: retry.attempts is truncated to u32 after the >= 1 check, so 2^32 becomes 0 attempts"]
+fn retry_attempts_too_large() {
+    let fx = Fx::new();
+    let (_, result) = fx.load(&format!("{VALID}retry = {{ attempts = 4294967296 }}\n"));
+    if let Ok(c) = result {
+        panic!(
+            "accepted, with retry.attempts = {}",
+            c.rules[0].retry.attempts
+        );
+    }
+}
+
+#[test]
+fn ready_marker_without_name_placeholder() {
+    let fx = Fx::new();
+    fx.expect_one(
+        &format!("{VALID}ready_marker = \"done\"\n"),
+        8,
+        16,
+        "\"done\"",
+        &[
+            "watch \"inbox\": ready_marker",
+            "\"done\" must contain {name}",
+        ],
+    );
+}
+
+#[test]
+fn ready_marker_with_slash() {
+    let fx = Fx::new();
+    fx.expect_one(
+        &format!("{VALID}ready_marker = \"ok/{{name}}\"\n"),
+        8,
+        16,
+        "\"ok/{name}\"",
+        &["watch \"inbox\": ready_marker", "no '/'"],
+    );
+}
+
+// ---- Several mistakes at once ----
+
+#[test]
+fn several_mistakes_are_all_reported_in_file_order() {
+    let fx = Fx::new();
+    let (text, errors) = fx.errors(
+        r#"[daemon]
+state = "$T/state.db"
+max_transfers = 0
+
+[servers.nas]
+protocol = "sftp"
+host = "nas.example.com"
+
+[[watch]]
+name = "inbox"
+remote_dir = "in"
+interval = "soon"
+local_dir = "out"
+handler = []
+"#,
+    );
+    let expected: &[(usize, usize, &str, &[&str])] = &[
+        (3, 17, "0", &["daemon.max_transfers", "at least 1"]),
+        (
+            6,
+            12,
+            "\"sftp\"",
+            &["servers.nas.protocol", "not supported yet"],
+        ),
+        (11, 14, "\"in\"", &["remote_dir", "absolute path"]),
+        (12, 12, "\"soon\"", &["interval", "bad duration"]),
+        (13, 13, "\"out\"", &["local_dir", "is relative"]),
+        (14, 11, "[]", &["handler", "at least the program"]),
+    ];
+    assert_eq!(
+        errors.len(),
+        expected.len(),
+        "got:\n{}",
+        ConfigErrors(errors.clone())
+    );
+    for (e, (line, col, at, needles)) in errors.iter().zip(expected) {
+        assert_error(&text, &fx.file(), e, *line, *col, at, needles);
+    }
+    // Display puts one error per line.
+    let shown = ConfigErrors(errors.clone()).to_string();
+    assert_eq!(shown.lines().count(), expected.len());
+    for line in shown.lines() {
+        assert!(
+            line.starts_with(&format!("{}:", fx.file().display())),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn errors_in_two_rules_are_both_reported() {
+    let fx = Fx::new();
+    let (text, errors) = fx.errors(
+        r#"[daemon]
+state = "$T/state.db"
+
+[[watch]]
+name = "first"
+remote_dir = "$T/in"
+local_dir = "$T/out"
+server = "missing"
+
+[[watch]]
+name = "second"
+remote_dir = "$T/in"
+local_dir = "$T/out"
+ready_marker = "ready"
+"#,
+    );
+    assert_eq!(errors.len(), 2, "{}", ConfigErrors(errors.clone()));
+    assert_error(
+        &text,
+        &fx.file(),
+        &errors[0],
+        8,
+        10,
+        "\"missing\"",
+        &["watch \"first\": server", "unknown server \"missing\""],
+    );
+    assert_error(
+        &text,
+        &fx.file(),
+        &errors[1],
+        14,
+        16,
+        "\"ready\"",
+        &["watch \"second\": ready_marker", "{name}"],
+    );
+}
+
+// ---- Shipped configurations ----
+
+#[test]
+fn every_shipped_config_loads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut found = Vec::new();
+    for entry in fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            if let Err(e) = config::load(&path) {
+                panic!("{} does not load:\n{e}", path.display());
+            }
+            found.push(path);
+        }
+    }
+    assert!(!found.is_empty(), "no *.toml in {}", dir.display());
+}
+
+#[test]
+fn config_dir_placeholder_expands_to_the_files_directory() {
+    let fx = Fx::new();
+    let (_, result) = fx.load(
+        r#"[daemon]
+state = "{config_dir}/state/ferry.db"
+
+[[watch]]
+name = "inbox"
+remote_dir = "{config_dir}/in/../in"
+local_dir = "{config_dir}/out"
+"#,
+    );
+    let c = result.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.daemon.state, fx.dir.path().join("state/ferry.db"));
+    assert_eq!(c.rules[0].remote_dir, format!("{}/in", fx.root()));
+    assert_eq!(c.rules[0].local_dir, Some(fx.dir.path().join("out")));
+}
