@@ -1,0 +1,301 @@
+//! `ferry check` as a user runs it: the real binary, a config file on disk,
+//! exit status and what lands on stdout and stderr.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use tempfile::TempDir;
+
+const SECRET: &str = "Xyzzy-7741-distinctive-secret-Qq";
+
+struct Fx {
+    dir: TempDir,
+}
+
+impl Fx {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        fs::create_dir(dir.path().join("in")).unwrap();
+        fs::create_dir(dir.path().join("out")).unwrap();
+        Self { dir }
+    }
+
+    fn root(&self) -> String {
+        self.dir
+            .path()
+            .to_str()
+            .expect("UTF-8 temp dir")
+            .to_string()
+    }
+
+    fn file(&self) -> PathBuf {
+        self.dir.path().join("ferry.toml")
+    }
+
+    /// Writes the config (`$T` = the temp dir) and returns its path.
+    fn write(&self, template: &str) -> PathBuf {
+        fs::write(self.file(), template.replace("$T", &self.root())).unwrap();
+        self.file()
+    }
+}
+
+fn ferry() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    cmd.env_remove("FERRY_CONFIG").env_remove("RUST_LOG");
+    cmd
+}
+
+fn check(config: &Path) -> Output {
+    ferry()
+        .arg("check")
+        .arg("-c")
+        .arg(config)
+        .output()
+        .expect("run ferry")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn describe(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}--- stderr\n{}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    )
+}
+
+const VALID: &str = r#"[daemon]
+state = "$T/state.db"
+
+[[watch]]
+name = "partner-invoices"
+remote_dir = "$T/in"
+include = ["*.pdf"]
+interval = "1m"
+local_dir = "$T/out"
+delete = true
+"#;
+
+#[test]
+fn check_valid_config_exits_0_and_summarizes_the_rule() {
+    let fx = Fx::new();
+    let file = fx.write(VALID);
+    let out = check(&file);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let stdout = text(&out.stdout);
+    let root = fx.root();
+    assert!(
+        stdout.starts_with(&format!("{}: OK\n", file.display())),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        stdout.contains(&format!("state {root}/state.db")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("rules:"), "{stdout}");
+    let rule_line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("partner-invoices"))
+        .unwrap_or_else(|| panic!("no line for the rule in:\n{stdout}"));
+    assert!(
+        rule_line.contains(&format!("{root}/in -> {root}/out")),
+        "{rule_line}"
+    );
+    assert!(stdout.contains("every 1m"), "{stdout}");
+    assert!(stdout.contains("*.pdf"), "{stdout}");
+    assert!(stdout.contains("then delete"), "{stdout}");
+    assert!(!text(&out.stderr).contains("error"), "{}", describe(&out));
+}
+
+#[test]
+fn check_broken_config_exits_2_with_file_line_col_on_stderr() {
+    let fx = Fx::new();
+    let file = fx.write(
+        r#"[daemon]
+state = "$T/state.db"
+max_transfers = 0
+
+[[watch]]
+name = "partner-invoices"
+remote_dir = "$T/in"
+interval = "often"
+local_dir = "out"
+"#,
+    );
+    let out = check(&file);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        out.stdout.is_empty(),
+        "nothing on stdout: {}",
+        describe(&out)
+    );
+    let f = file.display();
+    let stderr = text(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    let expected_prefixes = [
+        format!("{f}:3:17: daemon.max_transfers: must be at least 1, got 0"),
+        format!("{f}:8:12: watch \"partner-invoices\": interval: bad duration \"often\""),
+        format!("{f}:9:13: watch \"partner-invoices\": local_dir: \"out\" is relative"),
+        format!("{f}: 3 error(s)"),
+    ];
+    assert_eq!(lines.len(), expected_prefixes.len(), "{}", describe(&out));
+    for (line, prefix) in lines.iter().zip(&expected_prefixes) {
+        assert!(
+            line.starts_with(prefix.as_str()),
+            "{line:?} should start with {prefix:?}"
+        );
+    }
+}
+
+#[test]
+fn check_toml_syntax_error_exits_2_with_position() {
+    let fx = Fx::new();
+    let file = fx.write(&VALID.replace("interval = \"1m\"", "interval = 1m"));
+    let out = check(&file);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let stderr = text(&out.stderr);
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(&format!("{}:8:12: ", file.display())),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        stderr.contains(&format!("{}: 1 error(s)", file.display())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_missing_config_file_exits_2() {
+    let fx = Fx::new();
+    let file = fx.dir.path().join("absent.toml");
+    let out = check(&file);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        text(&out.stderr).starts_with(&format!(
+            "{}:1:1: cannot read the configuration",
+            file.display()
+        )),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn check_reads_the_config_path_from_ferry_config() {
+    let fx = Fx::new();
+    let file = fx.write(VALID);
+    let out = ferry()
+        .arg("check")
+        .env("FERRY_CONFIG", &file)
+        .output()
+        .expect("run ferry");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(
+        text(&out.stdout).starts_with(&format!("{}: OK", file.display())),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn check_the_shipped_demo_config() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo.toml");
+    if !file.exists() {
+        return; // covered by config_errors::every_shipped_config_loads
+    }
+    let out = check(&file);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(
+        text(&out.stdout)
+            .lines()
+            .any(|l| l.trim_start().starts_with("demo ")),
+        "{}",
+        describe(&out)
+    );
+}
+
+const WITH_ENV_PASSWORD: &str = r#"[daemon]
+state = "$T/state.db"
+
+[servers.partner]
+protocol = "local"
+password = { env = "FERRY_TEST_SECRET" }
+
+[[watch]]
+name = "partner-invoices"
+server = "partner"
+remote_dir = "$T/in"
+local_dir = "$T/out"
+"#;
+
+/// Whatever `check` makes of it, the secret from the environment is never
+/// printed.
+#[test]
+fn check_never_shows_a_secret_from_the_environment() {
+    let fx = Fx::new();
+    let file = fx.write(WITH_ENV_PASSWORD);
+    let out = ferry()
+        .arg("check")
+        .arg("-c")
+        .arg(&file)
+        .env("FERRY_TEST_SECRET", SECRET)
+        .output()
+        .expect("run ferry");
+    let shown = describe(&out);
+    assert!(!shown.contains(SECRET), "secret shown:\n{shown}");
+    assert!(
+        !shown.contains("7741"),
+        "part of the secret shown:\n{shown}"
+    );
+    assert!(matches!(out.status.code(), Some(0 | 2)), "{shown}");
+}
+
+/// The same with the check passing, as it should.
+#[test]
+#[ignore = "bug: src/config/raw.rs: untagged RawSecretValue cannot hold Spanned fields, so every password table is refused as inline"]
+fn check_passes_with_a_password_from_the_environment() {
+    let fx = Fx::new();
+    let file = fx.write(WITH_ENV_PASSWORD);
+    let out = ferry()
+        .arg("check")
+        .arg("-c")
+        .arg(&file)
+        .env("FERRY_TEST_SECRET", SECRET)
+        .output()
+        .expect("run ferry");
+    let shown = describe(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(!shown.contains(SECRET), "secret shown:\n{shown}");
+    let server_line = text(&out.stdout)
+        .lines()
+        .find(|l| l.trim_start().starts_with("partner "))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no server line:\n{shown}"));
+    assert!(server_line.contains("password: set"), "{server_line}");
+    assert!(text(&out.stdout).contains("partner-invoices"), "{shown}");
+}
+
+#[test]
+fn check_refuses_an_inline_password_without_echoing_it() {
+    let fx = Fx::new();
+    let file = fx.write(
+        &WITH_ENV_PASSWORD.replace("{ env = \"FERRY_TEST_SECRET\" }", &format!("\"{SECRET}\"")),
+    );
+    let out = check(&file);
+    let shown = describe(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(!shown.contains(SECRET), "secret shown:\n{shown}");
+    assert!(
+        text(&out.stderr).starts_with(&format!(
+            "{}:6:12: servers.partner.password: secrets are not written into the configuration",
+            file.display()
+        )),
+        "{shown}"
+    );
+}
