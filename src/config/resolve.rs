@@ -249,19 +249,17 @@ impl Resolver<'_> {
             .max_size
             .as_ref()
             .and_then(|v| self.non_negative(&field("max_size"), v));
-        if let (Some(lo), Some(hi), Some(span)) = (min_size, max_size, raw.max_size.as_ref()) {
-            if lo > hi {
-                let msg = format!("{}: {hi} is smaller than min_size {lo}", field("max_size"));
-                self.c.at(span.span(), msg);
-            }
+        if let (Some(lo), Some(hi), Some(span)) = (min_size, max_size, raw.max_size.as_ref())
+            && lo > hi
+        {
+            let msg = format!("{}: {hi} is smaller than min_size {lo}", field("max_size"));
+            self.c.at(span.span(), msg);
         }
-        if let Some(i) = &raw.interval {
-            if interval == Some(Duration::ZERO) {
-                self.c.at(
-                    i.span(),
-                    format!("{}: must be longer than 0s", field("interval")),
-                );
-            }
+        if let Some(i) = &raw.interval
+            && interval == Some(Duration::ZERO)
+        {
+            let msg = format!("{}: must be longer than 0s", field("interval"));
+            self.c.at(i.span(), msg);
         }
         let ready_marker = raw.ready_marker.as_ref().and_then(|m| {
             if m.get_ref().contains("{name}") && !m.get_ref().contains('/') {

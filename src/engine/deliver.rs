@@ -30,11 +30,10 @@ pub async fn place(t: &Target) -> Result<bool, FileError> {
 
 /// Removes a handler-only rule's spool directory once the file is delivered.
 pub async fn clean_spool(t: &Target) {
-    if let Some(dir) = &t.spool_dir {
-        if let Err(e) = tokio::fs::remove_dir_all(dir).await {
-            if e.kind() != io::ErrorKind::NotFound {
-                tracing::warn!(dir = %dir.display(), error = %e, "could not remove a spool directory");
-            }
-        }
+    if let Some(dir) = &t.spool_dir
+        && let Err(e) = tokio::fs::remove_dir_all(dir).await
+        && e.kind() != io::ErrorKind::NotFound
+    {
+        tracing::warn!(dir = %dir.display(), error = %e, "could not remove a spool directory");
     }
 }

@@ -147,13 +147,15 @@ impl Engine {
         let mut message = e.message.clone();
         // A delivered file that cannot be moved or deleted stays delivered;
         // only undelivered files go to the failed directory.
-        if stage != FileState::Delivered {
-            if let Ok(mut session) = pool.get().await {
-                match post::move_failed(&mut session, rule, row).await {
-                    Ok(Some(to)) => message.push_str(&format!(" (moved to {to} on the server)")),
-                    Ok(None) => {}
-                    Err(me) => message
-                        .push_str(&format!(" (moving it to failed_move_to failed too: {me})")),
+        if stage != FileState::Delivered
+            && rule.failed_move_to.is_some()
+            && let Ok(mut session) = pool.get().await
+        {
+            match post::move_failed(&mut session, rule, row).await {
+                Ok(Some(to)) => message.push_str(&format!(" (moved to {to} on the server)")),
+                Ok(None) => {}
+                Err(me) => {
+                    message.push_str(&format!(" (moving it to failed_move_to failed too: {me})"))
                 }
             }
         }

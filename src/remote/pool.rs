@@ -94,10 +94,10 @@ impl DerefMut for PooledSession {
 
 impl Drop for PooledSession {
     fn drop(&mut self) {
-        if let Some(s) = self.session.take() {
-            if !self.broken {
-                self.pool.idle.lock().expect("pool lock").push(s);
-            }
+        if let Some(s) = self.session.take()
+            && !self.broken
+        {
+            self.pool.idle.lock().expect("pool lock").push(s);
         }
     }
 }

@@ -63,14 +63,13 @@ impl Fixture {
     }
 
     pub fn ferry(&self, args: &[&str]) -> Output {
-        let out = Command::new(BIN)
+        Command::new(BIN)
             .args(args)
             .arg("-c")
             .arg(&self.config)
             .env("RUST_LOG", "info")
             .output()
-            .unwrap();
-        out
+            .unwrap()
     }
 
     /// `ferry once`, asserting its exit code.
