@@ -223,14 +223,13 @@ max_transfer = 4
 #[test]
 fn wrong_type_interval_as_integer() {
     let fx = Fx::new();
-    // The parser's message does not name `interval`; the position does: it
-    // points at the value on the `interval = 30` line.
+    // The message names the key and the position points at the value.
     let e = fx.expect_one(
         &format!("{VALID}interval = 30\n"),
         8,
         12,
         "30",
-        &["invalid type: integer `30`", "expected a string"],
+        &["interval: invalid type: integer `30`", "expected a string"],
     );
     let line = fx
         .text(&format!("{VALID}interval = 30\n"))
@@ -250,7 +249,7 @@ fn wrong_type_handler_as_string() {
         11,
         "\"/usr/bin/true\"",
         &[
-            "invalid type: string \"/usr/bin/true\"",
+            "handler: invalid type: string \"/usr/bin/true\"",
             "expected a sequence",
         ],
     );
@@ -437,7 +436,7 @@ password = "{secret}"
 // password, even `{ env = "..." }`, is refused as an inline secret.
 
 #[test]
-#[ignore = "bug: src/config/raw.rs: untagged RawSecretValue cannot hold Spanned fields, so every password table is refused as inline"]
+
 fn password_from_env_is_accepted() {
     let fx = Fx::new();
     // PATH is set in every test environment.
@@ -457,7 +456,7 @@ password = { env = "PATH" }
 }
 
 #[test]
-#[ignore = "bug: src/config/raw.rs: untagged RawSecretValue cannot hold Spanned fields, so every password table is refused as inline"]
+
 fn password_env_var_not_set() {
     let fx = Fx::new();
     fx.expect_one(
@@ -469,7 +468,7 @@ protocol = "local"
 password = { env = "FERRY_TEST_SURELY_UNSET_7f3a" }
 "#,
         6,
-        21,
+        20,
         "\"FERRY_TEST_SURELY_UNSET_7f3a\"",
         &[
             "servers.partner.password",
@@ -479,7 +478,7 @@ password = { env = "FERRY_TEST_SURELY_UNSET_7f3a" }
 }
 
 #[test]
-#[ignore = "bug: src/config/raw.rs: untagged RawSecretValue cannot hold Spanned fields, so every password table is refused as inline"]
+
 fn password_file_unreadable() {
     let fx = Fx::new();
     fx.expect_one(
@@ -491,7 +490,7 @@ protocol = "local"
 password = { file = "{config_dir}/no-such-secret" }
 "#,
         6,
-        22,
+        21,
         "\"{config_dir}/no-such-secret\"",
         &["servers.partner.password", "cannot read", "no-such-secret"],
     );
@@ -826,7 +825,7 @@ remote_dir = "$T/in"
         5,
         8,
         "\"inbox\"",
-        &["watch \"inbox\"", "set local_dir, handler, or both"],
+        &["watch \"inbox\"", "needs local_dir, handler, or both"],
     );
 }
 
@@ -921,7 +920,7 @@ fn retry_attempts_zero_in_a_table() {
 // BUG (src/config/resolve.rs, `retry`): `positive(..) as u32` truncates, so
 // attempts = 4294967296 (2^32) passes the ">= 1" check and becomes 0.
 #[test]
-#[ignore = "bug: src/config/resolve.rs: retry.attempts is truncated to u32 after the >= 1 check, so 2^32 becomes 0 attempts"]
+
 fn retry_attempts_too_large() {
     let fx = Fx::new();
     let (_, result) = fx.load(&format!("{VALID}retry = {{ attempts = 4294967296 }}\n"));
@@ -1091,4 +1090,28 @@ local_dir = "{config_dir}/out"
     assert_eq!(c.daemon.state, fx.dir.path().join("state/ferry.db"));
     assert_eq!(c.rules[0].remote_dir, format!("{}/in", fx.root()));
     assert_eq!(c.rules[0].local_dir, Some(fx.dir.path().join("out")));
+}
+
+#[test]
+fn type_errors_in_several_tables_are_all_reported() {
+    let fx = Fx::new();
+    let text = fx.text(&format!(
+        "{VALID}interval = 30\n\n[[watch]]\nname = \"second\"\nremote_dir = \"$T/in\"\nlocal_dir = \"$T/out\"\nintervall = \"1s\"\n"
+    ));
+    let path = fx.dir.path().join("several.toml");
+    std::fs::write(&path, &text).unwrap();
+    let errors = ferry::config::load(&path).unwrap_err().0;
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert_eq!((errors[0].line, errors[0].col), (8, 12));
+    assert!(
+        errors[0].message.starts_with("interval: invalid type"),
+        "{}",
+        errors[0].message
+    );
+    assert_eq!(errors[1].line, 14);
+    assert!(
+        errors[1].message.contains("unknown field `intervall`"),
+        "{}",
+        errors[1].message
+    );
 }

@@ -392,3 +392,37 @@ fn an_interrupted_download_resumes_from_the_bytes_on_disk() {
     assert_eq!(std::fs::read(f.outbox.join("big.bin")).unwrap(), data);
     assert!(!temp.exists());
 }
+
+#[test]
+fn json_logs_carry_rule_server_and_path_on_every_state_change() {
+    let f = Fixture::new("");
+    f.put("a.csv", b"abc");
+    let out = f.ferry(&["once", "--log-format", "json"]);
+    assert!(out.status.success());
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let states: Vec<&str> = events.iter().filter_map(|e| e["state"].as_str()).collect();
+    assert_eq!(
+        states,
+        [
+            "seen",
+            "stable",
+            "downloading",
+            "downloaded",
+            "delivered",
+            "done"
+        ]
+    );
+    for e in events.iter().filter(|e| e["state"].is_string()) {
+        let span = &e["span"];
+        assert_eq!(span["rule"], "r", "{e}");
+        assert_eq!(span["server"], "local", "{e}");
+        let path = e["path"].as_str().or(span["path"].as_str());
+        assert_eq!(path, Some("a.csv"), "{e}");
+    }
+    let downloaded = events.iter().find(|e| e["state"] == "downloaded").unwrap();
+    assert_eq!(downloaded["bytes"], 3);
+    assert!(downloaded["duration_ms"].is_u64());
+}

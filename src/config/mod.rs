@@ -6,6 +6,7 @@ mod model;
 mod raw;
 mod resolve;
 mod secret;
+mod syntax;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;

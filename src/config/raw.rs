@@ -38,14 +38,41 @@ pub struct RawSecret {
     pub credential: Option<Spanned<String>>,
 }
 
-/// Accepts a table (the only valid form) or a plain string, which resolve
+/// Accepts a table (the only valid form) or a plain value, which resolve
 /// refuses with a pointer to the right form instead of a type error.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub enum RawSecretValue {
     Source(RawSecret),
     /// The value is deliberately not kept: it is never echoed anywhere.
-    Inline(serde::de::IgnoredAny),
+    Inline,
+}
+
+/// Written by hand: serde's `untagged` buffers the value first, which loses
+/// the spans that `RawSecret`'s fields need.
+impl<'de> Deserialize<'de> for RawSecretValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawSecretValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a table such as { env = \"NAME\" }")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                RawSecret::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawSecretValue::Source)
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(RawSecretValue::Inline)
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(RawSecretValue::Inline)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Debug, Deserialize)]

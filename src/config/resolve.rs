@@ -1,7 +1,7 @@
 //! Turns the raw file into the runtime model, collecting every error with
 //! its position instead of stopping at the first.
 
-use super::error::{Collector, ConfigError, ConfigErrors, error_at};
+use super::error::{Collector, ConfigError, ConfigErrors};
 use super::model::*;
 use super::raw::*;
 use super::secret::Secret;
@@ -42,15 +42,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// Parses and validates configuration text; `path` names it in errors and
 /// anchors `{config_dir}`.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
-    let raw: RawConfig = toml::from_str(text).map_err(|e| {
-        let offset = e.span().map_or(0, |s| s.start);
-        ConfigErrors(vec![error_at(
-            path,
-            text,
-            offset,
-            e.message().trim().to_string(),
-        )])
-    })?;
+    let raw = super::syntax::deserialize(path, text).map_err(ConfigErrors)?;
     let config_dir = absolute_dir_of(path);
     let mut r = Resolver {
         c: Collector::new(path, text),
@@ -124,7 +116,9 @@ impl Resolver<'_> {
             None => state.parent().unwrap_or(Path::new("/")).join("spool"),
         };
         if let Some(dir) = state.parent() {
-            self.writable_dir("daemon.state", raw.state.as_ref().map(Spanned::span), dir);
+            // The default has no position of its own: report it at the top.
+            let span = raw.state.as_ref().map_or(0..0, Spanned::span);
+            self.writable_dir("daemon.state", Some(span), dir);
         }
         let max_transfers = raw
             .max_transfers
@@ -210,10 +204,11 @@ impl Resolver<'_> {
         let server = match &raw.server {
             Some(s) => match servers.get(s.get_ref()) {
                 Some(server) => Some(server.clone()),
+                None if s.get_ref() == LOCAL_SERVER => Some(Arc::new(local_server())),
                 None => {
                     let known: Vec<_> = servers.keys().map(String::as_str).collect();
                     let msg = format!(
-                        "{}: unknown server \"{}\" (defined: {})",
+                        "{}: unknown server \"{}\" (defined: {}; \"local\" is this machine)",
                         field("server"),
                         s.get_ref(),
                         if known.is_empty() {
@@ -281,7 +276,7 @@ impl Resolver<'_> {
         });
         let handler = self.handler(&field("handler"), &raw);
         if raw.local_dir.is_none() && raw.handler.is_none() {
-            let msg = format!("{}: set local_dir, handler, or both", field("local_dir"));
+            let msg = format!("{}needs local_dir, handler, or both", field(""));
             self.c.at(raw.name.span(), msg);
         }
         let after = self.post_action(&field(""), &raw, server.as_deref(), remote_dir.as_deref());
@@ -339,13 +334,15 @@ impl Resolver<'_> {
     }
 
     fn handler(&mut self, field: &str, raw: &RawWatch) -> Option<Option<Handler>> {
+        // Parsed before the handler itself, but not returned early, so that
+        // mistakes in both are reported in one pass.
         let timeout = self.duration(
             &format!("{field}_timeout"),
             raw.handler_timeout.as_ref(),
             Duration::from_secs(600),
-        )?;
+        );
         let Some(argv) = &raw.handler else {
-            return Some(None);
+            return timeout.map(|_| None);
         };
         if argv.get_ref().is_empty() {
             self.c.at(
@@ -365,6 +362,7 @@ impl Resolver<'_> {
                 ok = false;
             }
         }
+        let timeout = timeout?;
         ok.then(|| {
             Some(Handler {
                 argv: argv.get_ref().iter().map(|a| a.get_ref().clone()).collect(),
@@ -386,7 +384,7 @@ impl Resolver<'_> {
         let attempts = match &raw.attempts {
             Some(a) => self
                 .positive(&format!("{field}.attempts"), a)
-                .map(|a| a as u32),
+                .and_then(|n| self.at_most(&format!("{field}.attempts"), a, n, 1_000_000)),
             None => Some(default.attempts),
         };
         let first = self.duration(&format!("{field}.first"), raw.first.as_ref(), default.first);
@@ -506,7 +504,7 @@ impl Resolver<'_> {
 
     fn secret(&mut self, field: &str, raw: &Spanned<RawSecretValue>) -> Option<Secret> {
         let source = match raw.get_ref() {
-            RawSecretValue::Inline(_) => {
+            RawSecretValue::Inline => {
                 let msg = format!(
                     "{field}: secrets are not written into the configuration; use {{ env = \"NAME\" }}, {{ file = \"/path\" }} or {{ credential = \"NAME\" }}"
                 );
@@ -584,6 +582,16 @@ impl Resolver<'_> {
                 v.span(),
                 format!("{field}: must be at least 1, got {}", v.get_ref()),
             );
+            None
+        }
+    }
+
+    fn at_most(&mut self, field: &str, v: &Spanned<i64>, n: usize, max: u32) -> Option<u32> {
+        if n <= max as usize {
+            Some(n as u32)
+        } else {
+            self.c
+                .at(v.span(), format!("{field}: must be at most {max}, got {n}"));
             None
         }
     }

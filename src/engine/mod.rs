@@ -211,7 +211,9 @@ impl Engine {
                     if stop.is_cancelled() {
                         return;
                     }
-                    let span = tracing::info_span!("file", path = %row.path, id = row.id);
+                    // A root span with every key, so each line of a transfer carries rule,
+                    // server and path in text and JSON logs alike.
+                    let span = tracing::info_span!(parent: None, "file", rule = %rule.name, server = %rule.server.name, path = %row.path, id = row.id);
                     let outcome = self.process(rule, pool, row).instrument(span).await;
                     drop(permit);
                     outcomes.lock().expect("outcomes lock").push(outcome);
