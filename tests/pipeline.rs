@@ -426,3 +426,74 @@ fn json_logs_carry_rule_server_and_path_on_every_state_change() {
     assert_eq!(downloaded["bytes"], 3);
     assert!(downloaded["duration_ms"].is_u64());
 }
+
+#[test]
+fn a_broken_rule_never_stops_the_others() {
+    let f = Fixture::new("");
+    let broken = f.rule("broken", "").replace(
+        &format!("remote_dir = \"{}\"", f.inbox.display()),
+        &format!("remote_dir = \"{}\"", f.path("missing").display()),
+    );
+    f.write_config(&(broken + "\n" + &f.rule("r", "")));
+    f.put("a.csv", b"a");
+    let log = f.once(1);
+    assert_eq!(std::fs::read(f.outbox.join("a.csv")).unwrap(), b"a");
+    let failure = log
+        .lines()
+        .find(|l| l.contains("poll failed"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        failure.contains("rule=broken")
+            && failure.contains("server=local")
+            && failure.contains("missing"),
+        "{failure}"
+    );
+    let out = f.ferry(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let broken = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rule"] == "broken")
+        .unwrap();
+    assert_eq!(broken["consecutive_errors"], 1);
+    assert!(broken["last_error"].as_str().unwrap().contains("missing"));
+}
+
+#[test]
+fn max_transfers_bounds_the_files_in_flight() {
+    let f = Fixture::new("");
+    let log = f.path("spans.log");
+    let h = script(
+        &f,
+        "h.sh",
+        &format!(
+            "echo \"+ $(date +%s%N)\" >> '{l}'; sleep 0.3; echo \"- $(date +%s%N)\" >> '{l}'",
+            l = log.display()
+        ),
+    );
+    let text = std::fs::read_to_string(&f.config)
+        .unwrap()
+        .replace("max_transfers = 4", "max_transfers = 2")
+        + &format!("handler = [\"{}\"]\n", h.display());
+    std::fs::write(&f.config, text).unwrap();
+    for i in 0..6 {
+        f.put(&format!("f{i}.csv"), b"x");
+    }
+    f.once(0);
+    let mut events: Vec<(u128, i32)> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (sign, t) = l.split_once(' ').unwrap();
+            (t.parse().unwrap(), if sign == "+" { 1 } else { -1 })
+        })
+        .collect();
+    events.sort();
+    let (mut now, mut peak) = (0, 0);
+    for (_, d) in events {
+        now += d;
+        peak = peak.max(now);
+    }
+    assert_eq!(peak, 2, "at most max_transfers at once, and that many used");
+}

@@ -7,7 +7,7 @@ use std::path::Path;
 
 pub async fn list(config: &Path, filter: &FileFilter, json: bool) -> i32 {
     let state = match open_state(config).await {
-        Ok(s) => s,
+        Ok((_, s)) => s,
         Err(code) => return code,
     };
     let rows = match state.files(filter).await {
@@ -45,7 +45,7 @@ pub async fn list(config: &Path, filter: &FileFilter, json: bool) -> i32 {
 
 pub async fn retry(config: &Path, filter: &FileFilter) -> i32 {
     let state = match open_state(config).await {
-        Ok(s) => s,
+        Ok((_, s)) => s,
         Err(code) => return code,
     };
     match state.retry(filter, now_ms()).await {
@@ -62,7 +62,7 @@ pub async fn retry(config: &Path, filter: &FileFilter) -> i32 {
 
 pub async fn forget(config: &Path, filter: &FileFilter) -> i32 {
     let state = match open_state(config).await {
-        Ok(s) => s,
+        Ok((_, s)) => s,
         Err(code) => return code,
     };
     match state.forget(filter).await {

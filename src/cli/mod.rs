@@ -140,20 +140,23 @@ pub async fn execute(cli: Cli) -> i32 {
 }
 
 /// Opens the state database named by the configuration, for the inspection commands.
-async fn open_state(config: &std::path::Path) -> Result<crate::state::State, i32> {
+async fn open_state(
+    config: &std::path::Path,
+) -> Result<(crate::config::Config, crate::state::State), i32> {
     let cfg = crate::config::load(config).map_err(|e| {
         eprintln!("{e}");
         crate::daemon::EXIT_CONFIG
     })?;
-    crate::state::State::open(&cfg.daemon.state)
-        .await
-        .map_err(|e| {
+    match crate::state::State::open(&cfg.daemon.state).await {
+        Ok(state) => Ok((cfg, state)),
+        Err(e) => {
             eprintln!(
                 "cannot open the state database {}: {e}",
                 cfg.daemon.state.display()
             );
-            crate::daemon::EXIT_RUNTIME
-        })
+            Err(crate::daemon::EXIT_RUNTIME)
+        }
+    }
 }
 
 /// `2026-11-24T00:15:00Z` for a time in Unix milliseconds.

@@ -2,21 +2,27 @@
 
 use super::{open_state, time};
 use crate::daemon::{EXIT_OK, EXIT_RUNTIME};
-use crate::state::FileState;
+use crate::state::{FileState, RuleHealth};
 use std::path::Path;
 
 pub async fn status(config: &Path, json: bool) -> i32 {
-    let state = match open_state(config).await {
+    let (config, state) = match open_state(config).await {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let rules = match state.rule_health().await {
+    let mut rules = match state.rule_health().await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot read the state database: {e}");
             return EXIT_RUNTIME;
         }
     };
+    // Configured rules that have not polled yet are shown too.
+    for rule in &config.rules {
+        if !rules.iter().any(|r| r.name == rule.name) {
+            rules.push(RuleHealth::never_polled(&rule.name));
+        }
+    }
     if json {
         let out: Vec<_> = rules
             .iter()

@@ -62,6 +62,21 @@ macro_rules! filtered {
     };
 }
 
+impl RuleHealth {
+    pub fn never_polled(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            last_poll_ms: None,
+            last_duration_ms: None,
+            last_listed: None,
+            last_success_ms: None,
+            consecutive_errors: 0,
+            last_error: None,
+            counts: Vec::new(),
+        }
+    }
+}
+
 impl State {
     pub async fn files(&self, f: &FileFilter) -> Result<Vec<FileRow>> {
         sqlx::query_as(FILES_SQL)
@@ -88,16 +103,7 @@ impl State {
             let idx = match rules.iter().position(|r| r.name == rule) {
                 Some(i) => i,
                 None => {
-                    rules.push(RuleHealth {
-                        name: rule.clone(),
-                        last_poll_ms: None,
-                        last_duration_ms: None,
-                        last_listed: None,
-                        last_success_ms: None,
-                        consecutive_errors: 0,
-                        last_error: None,
-                        counts: Vec::new(),
-                    });
+                    rules.push(RuleHealth::never_polled(&rule));
                     rules.len() - 1
                 }
             };
