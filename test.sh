@@ -1,18 +1,39 @@
 #!/usr/bin/env bash
-# Runs ferry's whole test suite. First installs, when missing, what the tests
-# need on a Debian machine (the servers the transport tests start on
-# loopback), then runs `cargo test`. Fails when any test fails.
+# Runs ferry's whole test suite. First installs, when missing, the real
+# programs the tests start on loopback ports (OpenSSH sshd, vsftpd,
+# pyftpdlib, tinyproxy, dante, openssl for test certificates), then runs
+# `cargo test`. Fails when any test fails.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-need=()
-command -v sh >/dev/null || need+=(dash)
-command -v sleep >/dev/null || need+=(coreutils)
-if [ ${#need[@]} -gt 0 ]; then
-    echo "test.sh: installing ${need[*]}" >&2
-    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+# command-or-check -> Debian package
+declare -A needs=(
+    [/usr/sbin/sshd]=openssh-server
+    [/usr/bin/ssh-keygen]=openssh-client
+    [/usr/sbin/vsftpd]=vsftpd
+    [pyftpdlib]=python3-pyftpdlib
+    [/usr/bin/tinyproxy]=tinyproxy
+    [/usr/sbin/danted]=dante-server
+    [/usr/bin/openssl]=openssl
+)
+missing=()
+for what in "${!needs[@]}"; do
+    if [ "$what" = pyftpdlib ]; then
+        /usr/bin/python3 -c 'import pyftpdlib' 2>/dev/null || missing+=("${needs[$what]}")
+    elif [ ! -x "$what" ]; then
+        missing+=("${needs[$what]}")
+    fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "test.sh: installing ${missing[*]}" >&2
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+    # Installing must not start the services: the tests start their own.
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+    $SUDO rm -f /usr/sbin/policy-rc.d
 fi
 
 cargo test --all-targets "$@"

@@ -33,13 +33,42 @@ pub struct Daemon {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     Local,
+    Sftp,
+    Ftp,
+    /// Explicit FTPS: AUTH TLS on the plain FTP port.
+    Ftps,
+    /// Implicit FTPS: TLS from the first byte, usually port 990.
+    FtpsImplicit,
 }
 
 impl Protocol {
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Local => "local",
+            Protocol::Sftp => "sftp",
+            Protocol::Ftp => "ftp",
+            Protocol::Ftps => "ftps",
+            Protocol::FtpsImplicit => "ftps-implicit",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Protocol::Local, Protocol::Sftp, Protocol::Ftp, Protocol::Ftps, Protocol::FtpsImplicit]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
+
+    pub fn default_port(self) -> u16 {
+        match self {
+            Protocol::Local => 0,
+            Protocol::Sftp => 22,
+            Protocol::Ftp | Protocol::Ftps => 21,
+            Protocol::FtpsImplicit => 990,
+        }
+    }
+
+    pub fn is_ftp(self) -> bool {
+        matches!(self, Protocol::Ftp | Protocol::Ftps | Protocol::FtpsImplicit)
     }
 }
 
@@ -52,6 +81,75 @@ pub struct Server {
     pub user: Option<String>,
     pub password: Option<Secret>,
     pub max_sessions: usize,
+    /// Connecting, including the proxy, TLS and SSH handshakes and login.
+    pub connect_timeout: Duration,
+    /// Any single request or data read/write that makes no progress.
+    pub io_timeout: Duration,
+    pub proxy: Option<Proxy>,
+    pub sftp: SftpOptions,
+    pub ftp: FtpOptions,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyKind {
+    /// HTTP CONNECT.
+    Http,
+    Socks4,
+    Socks5,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Proxy {
+    pub kind: ProxyKind,
+    pub host: String,
+    pub port: u16,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+}
+
+/// How an SSH server's host key is trusted. There is no silent default:
+/// the configuration must name one.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum HostKeyPolicy {
+    /// An OpenSSH known_hosts file (hashed and `[host]:port` entries too).
+    KnownHosts(PathBuf),
+    /// `SHA256:...` fingerprints, as `ssh-keygen -lf` prints them.
+    Pinned(Vec<String>),
+    /// Any key; warned about at every connect.
+    #[default]
+    AcceptAny,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SftpOptions {
+    pub private_key: Option<PathBuf>,
+    pub private_key_content: Option<Secret>,
+    pub passphrase: Option<Secret>,
+    pub host_keys: HostKeyPolicy,
+    /// List symlinks as what they point to (size, mtime, kind of the target).
+    pub follow_symlinks: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FtpMode {
+    #[default]
+    Passive,
+    Active,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FtpOptions {
+    pub mode: FtpMode,
+    /// Local ports for active-mode data connections, inclusive.
+    pub active_ports: Option<(u16, u16)>,
+    /// PEM file of CA certificates to trust instead of the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Pinned SHA-256 of the server certificate (hex, `:` separators allowed).
+    pub certificate_sha256: Option<String>,
+    /// Accept any certificate; warned about at every connect.
+    pub insecure_skip_verify: bool,
+    /// Offset from UTC, in seconds, of the times in LIST output.
+    pub server_utc_offset: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -84,6 +84,32 @@ pub struct RawServer {
     pub user: Option<Spanned<String>>,
     pub password: Option<Spanned<RawSecretValue>>,
     pub max_sessions: Option<Spanned<i64>>,
+    pub connect_timeout: Option<Spanned<String>>,
+    pub io_timeout: Option<Spanned<String>>,
+    /// `http://`, `socks4://` or `socks5://[user[:password]@]host:port`.
+    pub proxy: Option<Spanned<String>>,
+    // SFTP
+    pub private_key: Option<Spanned<String>>,
+    pub private_key_content: Option<Spanned<RawSecretValue>>,
+    pub passphrase: Option<Spanned<RawSecretValue>>,
+    pub known_hosts: Option<Spanned<String>>,
+    pub host_key: Option<Spanned<StringOrList>>,
+    pub insecure_accept_any_host_key: Option<Spanned<bool>>,
+    pub follow_symlinks: Option<Spanned<bool>>,
+    // FTP / FTPS
+    pub mode: Option<Spanned<String>>,
+    pub active_ports: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub certificate_sha256: Option<Spanned<String>>,
+    pub insecure_skip_verify: Option<Spanned<bool>>,
+    pub server_timezone: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum StringOrList {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Debug, Deserialize)]

@@ -12,6 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use toml::Spanned;
 
+mod server;
+use server::local_server;
+
 /// Placeholders a handler argument may use.
 pub const HANDLER_PLACEHOLDERS: &[&str] = &[
     "local_path",
@@ -143,58 +146,6 @@ impl Resolver<'_> {
             max_transfers,
             grace_period,
         }
-    }
-
-    fn server(&mut self, name: &str, raw: Spanned<RawServer>) -> Option<Server> {
-        let raw = raw.into_inner();
-        let field = |f: &str| format!("servers.{name}.{f}");
-        let protocol = match raw.protocol.get_ref().as_str() {
-            "local" => Some(Protocol::Local),
-            p @ ("sftp" | "ftp" | "ftps" | "ftps-implicit") => {
-                let msg = format!(
-                    "{}: protocol \"{p}\" is not supported yet in this version (supported: local)",
-                    field("protocol")
-                );
-                self.c.at(raw.protocol.span(), msg);
-                None
-            }
-            p => {
-                let msg = format!(
-                    "{}: unknown protocol \"{p}\" (expected one of: local, sftp, ftp, ftps, ftps-implicit)",
-                    field("protocol")
-                );
-                self.c.at(raw.protocol.span(), msg);
-                None
-            }
-        };
-        let password = raw
-            .password
-            .as_ref()
-            .and_then(|p| self.secret(&field("password"), p));
-        let max_sessions = raw
-            .max_sessions
-            .map_or(Some(4), |v| self.positive(&field("max_sessions"), &v));
-        let port = match raw.port {
-            Some(p) if !(1..=65535).contains(p.get_ref()) => {
-                let msg = format!(
-                    "{}: {} is not a TCP port (1-65535)",
-                    field("port"),
-                    p.get_ref()
-                );
-                self.c.at(p.span(), msg);
-                None
-            }
-            p => Some(p.map_or(0, |p| *p.get_ref() as u16)),
-        };
-        Some(Server {
-            name: name.to_string(),
-            protocol: protocol?,
-            host: raw.host.map(Spanned::into_inner).unwrap_or_default(),
-            port: port?,
-            user: raw.user.map(Spanned::into_inner),
-            password,
-            max_sessions: max_sessions?,
-        })
     }
 
     fn rule(&mut self, servers: &BTreeMap<String, Arc<Server>>, raw: RawWatch) -> Option<Rule> {
@@ -621,18 +572,6 @@ impl Resolver<'_> {
 
     fn expand(&self, value: &str) -> String {
         value.replace("{config_dir}", &self.config_dir.to_string_lossy())
-    }
-}
-
-fn local_server() -> Server {
-    Server {
-        name: LOCAL_SERVER.into(),
-        protocol: Protocol::Local,
-        host: "localhost".into(),
-        port: 0,
-        user: None,
-        password: None,
-        max_sessions: 16,
     }
 }
 

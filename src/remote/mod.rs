@@ -73,6 +73,18 @@ pub trait Session: Send {
 pub fn choose(server: &Arc<Server>) -> Arc<dyn Transport> {
     match server.protocol {
         Protocol::Local => Arc::new(local::LocalTransport),
+        // Refused by the configuration until their transports land.
+        p @ (Protocol::Sftp | Protocol::Ftp | Protocol::Ftps | Protocol::FtpsImplicit) => Arc::new(Unbuilt(p)),
+    }
+}
+
+struct Unbuilt(Protocol);
+
+#[async_trait]
+impl Transport for Unbuilt {
+    async fn connect(&self) -> Result<Box<dyn Session>> {
+        let msg = format!("protocol {} is not built in this version", self.0.as_str());
+        Err(RemoteError::new(ErrorKind::Other, false, "connect", msg))
     }
 }
 
