@@ -340,7 +340,29 @@ local_dir = "$T/out"
 }
 
 #[test]
-fn sftp_is_not_supported_yet() {
+fn ftp_is_not_supported_yet() {
+    let fx = Fx::new();
+    fx.expect_one(
+        r#"[daemon]
+state = "$T/state.db"
+
+[servers.partner]
+protocol = "ftp"
+host = "ftp.example.com"
+"#,
+        5,
+        12,
+        "\"ftp\"",
+        &[
+            "servers.partner.protocol",
+            "\"ftp\" is not supported yet",
+            "supported: local, sftp",
+        ],
+    );
+}
+
+#[test]
+fn sftp_without_a_host_key_policy_is_refused() {
     let fx = Fx::new();
     fx.expect_one(
         r#"[daemon]
@@ -349,16 +371,64 @@ state = "$T/state.db"
 [servers.partner]
 protocol = "sftp"
 host = "sftp.example.com"
+user = "acme"
+password = { env = "PATH" }
 "#,
         5,
         12,
         "\"sftp\"",
         &[
-            "servers.partner.protocol",
-            "\"sftp\" is not supported yet",
-            "supported: local",
+            "servers.partner.known_hosts",
+            "needs known_hosts",
+            "host_key = \"SHA256:",
+            "test-connection partner",
         ],
     );
+}
+
+#[test]
+fn an_ftp_option_on_an_sftp_server_is_refused() {
+    let fx = Fx::new();
+    fx.expect_one(
+        r#"[daemon]
+state = "$T/state.db"
+
+[servers.partner]
+protocol = "sftp"
+host = "sftp.example.com"
+user = "acme"
+password = { env = "PATH" }
+insecure_accept_any_host_key = true
+mode = "active"
+"#,
+        10,
+        8,
+        "\"active\"",
+        &["servers.partner.mode", "applies only to ftp"],
+    );
+}
+
+#[test]
+fn a_bad_host_key_fingerprint_and_proxy_are_refused_without_echoing_secrets() {
+    let fx = Fx::new();
+    let (_text, errors) = fx.errors(
+        r#"[daemon]
+state = "$T/state.db"
+
+[servers.partner]
+protocol = "sftp"
+host = "sftp.example.com"
+user = "acme"
+password = { env = "PATH" }
+host_key = "MD5:ab:cd"
+proxy = "socks9://me:Hunter2secret@proxy"
+"#,
+    );
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert_eq!((errors[0].line, errors[0].col), (9, 12));
+    assert!(errors[0].message.contains("host_key") && errors[0].message.contains("SHA256:"));
+    assert_eq!((errors[1].line, errors[1].col), (10, 9));
+    assert!(errors[1].message.contains("proxy") && !errors[1].message.contains("Hunter2secret"));
 }
 
 #[test]
@@ -970,7 +1040,7 @@ state = "$T/state.db"
 max_transfers = 0
 
 [servers.nas]
-protocol = "sftp"
+protocol = "ftp"
 host = "nas.example.com"
 
 [[watch]]
@@ -986,7 +1056,7 @@ handler = []
         (
             6,
             12,
-            "\"sftp\"",
+            "\"ftp\"",
             &["servers.nas.protocol", "not supported yet"],
         ),
         (11, 14, "\"in\"", &["remote_dir", "absolute path"]),

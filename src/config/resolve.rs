@@ -55,6 +55,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     if r.c.errors.is_empty() {
         Ok(config)
     } else {
+        // Reported in file order, whatever order validation found them in.
+        r.c.errors.sort_by_key(|e| (e.line, e.col));
         Err(ConfigErrors(r.c.errors))
     }
 }

@@ -72,7 +72,7 @@ async fn move_into(
     let stamp = utc_stamp(SystemTime::now());
     let mut candidate = target.clone();
     for n in 0..100 {
-        let r = session.rename(from, &candidate).await;
+        let r = session.rename(from, &candidate, false).await;
         match session.check(r) {
             Ok(()) => return Ok(candidate),
             Err(e) if e.kind == ErrorKind::AlreadyExists => {

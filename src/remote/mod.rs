@@ -5,6 +5,8 @@
 mod error;
 pub mod local;
 mod pool;
+pub mod proxy;
+pub mod sftp;
 
 pub use error::{ErrorKind, RemoteError, Result};
 pub use pool::{Pool, PooledSession};
@@ -62,19 +64,33 @@ pub trait Session: Send {
         append: bool,
         source: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<u64>;
-    /// Renames `from` to `to`; fails with `AlreadyExists` if `to` exists.
-    async fn rename(&mut self, from: &str, to: &str) -> Result<()>;
+    /// Renames `from` to `to`. With `replace`, an existing `to` is replaced
+    /// (atomically where the protocol allows); without it the rename fails
+    /// with `AlreadyExists`, so an archive is never overwritten.
+    async fn rename(&mut self, from: &str, to: &str, replace: bool) -> Result<()>;
     async fn remove(&mut self, path: &str) -> Result<()>;
     /// Creates `dir` and its missing parents.
     async fn create_dirs(&mut self, dir: &str) -> Result<()>;
+    /// False once the connection is known to be gone: the pool drops it.
+    fn is_alive(&self) -> bool {
+        true
+    }
+    /// How the server proved who it is (host key, certificate), for
+    /// `ferry test-connection`.
+    fn identity(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Maps a `[servers.NAME]` block to its transport: the only `match` on protocol.
 pub fn choose(server: &Arc<Server>) -> Arc<dyn Transport> {
     match server.protocol {
         Protocol::Local => Arc::new(local::LocalTransport),
+        Protocol::Sftp => Arc::new(sftp::SftpTransport {
+            server: server.clone(),
+        }),
         // Refused by the configuration until their transports land.
-        p @ (Protocol::Sftp | Protocol::Ftp | Protocol::Ftps | Protocol::FtpsImplicit) => Arc::new(Unbuilt(p)),
+        p @ (Protocol::Ftp | Protocol::Ftps | Protocol::FtpsImplicit) => Arc::new(Unbuilt(p)),
     }
 }
 

@@ -32,7 +32,15 @@ impl Pool {
             .acquire_owned()
             .await
             .expect("pool semaphore is never closed");
-        let idle = self.idle.lock().expect("pool lock").pop();
+        let idle = loop {
+            let s = self.idle.lock().expect("pool lock").pop();
+            match s {
+                Some(s) if !s.is_alive() => {
+                    tracing::debug!(server = %self.server.name, "dropping a dead idle session")
+                }
+                other => break other,
+            }
+        };
         let session = match idle {
             Some(s) => s,
             None => self.transport.connect().await?,

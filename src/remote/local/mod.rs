@@ -67,6 +67,37 @@ fn list_blocking(dir: &Path) -> std::io::Result<Vec<Entry>> {
     Ok(out)
 }
 
+/// rename(2) replaces silently; renameat2 with RENAME_NOREPLACE refuses an
+/// existing target atomically. File systems without it (some network
+/// mounts) get a check-then-rename, which is as close as they allow.
+fn rename_noreplace(from: &str, to: &str) -> std::io::Result<()> {
+    use std::ffi::CString;
+    let (f, t) = (CString::new(from)?, CString::new(to)?);
+    // SAFETY: both strings are valid and NUL-terminated for the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            f.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
+            if std::fs::symlink_metadata(to).is_ok() {
+                return Err(std::io::Error::from(std::io::ErrorKind::AlreadyExists));
+            }
+            std::fs::rename(from, to)
+        }
+        _ => Err(e),
+    }
+}
+
 #[async_trait]
 impl Session for LocalSession {
     async fn list(&mut self, dir: &str) -> Result<Vec<Entry>> {
@@ -140,22 +171,19 @@ impl Session for LocalSession {
         Ok(n)
     }
 
-    async fn rename(&mut self, from: &str, to: &str) -> Result<()> {
+    async fn rename(&mut self, from: &str, to: &str, replace: bool) -> Result<()> {
         let ctx = format!("rename {from} -> {to}");
-        // rename(2) replaces silently; the interface promises AlreadyExists,
-        // so that a move never overwrites an archived file. The check and the
-        // rename are two steps, which is as close as plain rename(2) gets.
-        if tokio::fs::symlink_metadata(to).await.is_ok() {
-            return Err(RemoteError::new(
-                super::ErrorKind::AlreadyExists,
-                false,
-                ctx,
-                "target exists",
-            ));
-        }
-        tokio::fs::rename(from, to)
-            .await
-            .map_err(|e| RemoteError::from_io(ctx, &e))
+        let (f, t) = (from.to_string(), to.to_string());
+        let r = tokio::task::spawn_blocking(move || {
+            if replace {
+                std::fs::rename(f, t)
+            } else {
+                rename_noreplace(&f, &t)
+            }
+        })
+        .await
+        .map_err(|e| RemoteError::new(super::ErrorKind::Other, true, ctx.clone(), e.to_string()))?;
+        r.map_err(|e| RemoteError::from_io(ctx, &e))
     }
 
     async fn remove(&mut self, path: &str) -> Result<()> {
@@ -212,9 +240,11 @@ mod tests {
         let b = dir.path().join("b").to_str().unwrap().to_string();
         std::fs::write(&a, b"a").unwrap();
         std::fs::write(&b, b"b").unwrap();
-        let err = LocalSession.rename(&a, &b).await.unwrap_err();
+        let err = LocalSession.rename(&a, &b, false).await.unwrap_err();
         assert_eq!(err.kind, super::super::ErrorKind::AlreadyExists);
         assert_eq!(std::fs::read(&b).unwrap(), b"b");
+        LocalSession.rename(&a, &b, true).await.unwrap();
+        assert_eq!(std::fs::read(&b).unwrap(), b"a");
     }
 
     #[tokio::test]

@@ -1,0 +1,196 @@
+//! Pipelined transfers. SFTP answers one request per round trip, so a plain
+//! read loop is latency-bound (~35 MB/s on loopback); keeping several
+//! megabytes of requests in flight, as OpenSSH's own client does, lets the
+//! connection run at the speed of the cipher.
+
+use super::connect::Connected;
+use super::{error, is_status};
+use crate::remote::{RemoteError, Result};
+use futures::StreamExt;
+use futures::stream::{FuturesOrdered, FuturesUnordered};
+use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Bytes requested but not yet answered, per transfer.
+const IN_FLIGHT_BYTES: u64 = 8 * 1024 * 1024;
+
+fn depth(chunk: u32) -> usize {
+    (IN_FLIGHT_BYTES / u64::from(chunk.max(1))).clamp(4, 256) as usize
+}
+
+fn local(path: &str, e: &std::io::Error) -> RemoteError {
+    RemoteError::from_io(format!("write local copy of {path}"), e)
+}
+
+/// Copies `path` from byte `start` to its end into `sink`.
+pub async fn download(
+    c: &Connected,
+    path: &str,
+    start: u64,
+    sink: &mut (dyn AsyncWrite + Send + Unpin),
+) -> Result<u64> {
+    let handle = c
+        .sftp
+        .open(path, OpenFlags::READ, FileAttributes::empty())
+        .await
+        .map_err(|e| error::sftp("open", path, e))?
+        .handle;
+    let r = read_all(c, &handle, path, start, sink).await;
+    let _ = c.sftp.close(handle).await;
+    r
+}
+
+async fn read_all(
+    c: &Connected,
+    handle: &str,
+    path: &str,
+    start: u64,
+    sink: &mut (dyn AsyncWrite + Send + Unpin),
+) -> Result<u64> {
+    let sftp = &c.sftp;
+    let chunk = u64::from(c.read_chunk);
+    // Requests are planned up to the size the server reports now; anything
+    // beyond (a file that grew) is read sequentially afterwards.
+    let planned_end = match sftp.fstat(handle).await {
+        Ok(a) => a.attrs.size.unwrap_or(start),
+        Err(e) => return Err(error::sftp("stat", path, e)),
+    };
+    let mut queue = FuturesOrdered::new();
+    let mut next = start;
+    let mut pos = start;
+    loop {
+        while next < planned_end && queue.len() < depth(c.read_chunk) {
+            let len = chunk.min(planned_end - next) as u32;
+            let off = next;
+            queue.push_back(async move { (off, len, sftp.read(handle, off, len).await) });
+            next += u64::from(len);
+        }
+        let Some((off, len, result)) = queue.next().await else {
+            break;
+        };
+        debug_assert_eq!(off, pos);
+        match result {
+            Ok(d) => {
+                sink.write_all(&d.data).await.map_err(|e| local(path, &e))?;
+                pos += d.data.len() as u64;
+                // A short answer: fetch the rest of this range before the
+                // (already requested) ranges after it.
+                if pos < off + u64::from(len)
+                    && !read_range(c, handle, path, &mut pos, off + u64::from(len), sink).await?
+                {
+                    return Ok(pos - start);
+                }
+            }
+            Err(e) if is_status(&e, StatusCode::Eof) => return Ok(pos - start),
+            Err(e) => return Err(error::sftp("read", path, e)),
+        }
+    }
+    read_range(c, handle, path, &mut pos, u64::MAX, sink).await?;
+    Ok(pos - start)
+}
+
+/// Reads sequentially from `*pos` up to `end` or the end of the file;
+/// returns false when the file ended first.
+async fn read_range(
+    c: &Connected,
+    handle: &str,
+    path: &str,
+    pos: &mut u64,
+    end: u64,
+    sink: &mut (dyn AsyncWrite + Send + Unpin),
+) -> Result<bool> {
+    while *pos < end {
+        let len = u64::from(c.read_chunk).min(end - *pos) as u32;
+        match c.sftp.read(handle, *pos, len).await {
+            Ok(d) if d.data.is_empty() => return Ok(false),
+            Ok(d) => {
+                sink.write_all(&d.data).await.map_err(|e| local(path, &e))?;
+                *pos += d.data.len() as u64;
+            }
+            Err(e) if is_status(&e, StatusCode::Eof) => return Ok(false),
+            Err(e) => return Err(error::sftp("read", path, e)),
+        }
+    }
+    Ok(true)
+}
+
+/// Writes `source` to `path` (replacing it, or after its end with `append`),
+/// with many writes in flight; fsyncs on the server when it offers that.
+pub async fn upload(
+    c: &Connected,
+    path: &str,
+    append: bool,
+    source: &mut (dyn AsyncRead + Send + Unpin),
+) -> Result<u64> {
+    let sftp = &c.sftp;
+    let start = if append {
+        match sftp.lstat(path).await {
+            Ok(a) => a.attrs.size.unwrap_or(0),
+            Err(e) if is_status(&e, StatusCode::NoSuchFile) => 0,
+            Err(e) => return Err(error::sftp("stat", path, e)),
+        }
+    } else {
+        0
+    };
+    let mut flags = OpenFlags::WRITE | OpenFlags::CREATE;
+    if !append {
+        flags |= OpenFlags::TRUNCATE;
+    }
+    let handle = sftp
+        .open(path, flags, FileAttributes::empty())
+        .await
+        .map_err(|e| error::sftp("open", path, e))?
+        .handle;
+    let r = write_all(c, &handle, path, start, source).await;
+    let closed = sftp.close(handle).await;
+    let n = r?;
+    closed.map_err(|e| error::sftp("close", path, e))?;
+    Ok(n)
+}
+
+async fn write_all(
+    c: &Connected,
+    handle: &str,
+    path: &str,
+    start: u64,
+    source: &mut (dyn AsyncRead + Send + Unpin),
+) -> Result<u64> {
+    let sftp = &c.sftp;
+    let chunk = c.write_chunk as usize;
+    let mut pending = FuturesUnordered::new();
+    let mut offset = start;
+    loop {
+        let mut buf = vec![0u8; chunk];
+        let mut filled = 0;
+        while filled < chunk {
+            let n = source
+                .read(&mut buf[filled..])
+                .await
+                .map_err(|e| RemoteError::from_io(format!("read local data for {path}"), &e))?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled > 0 {
+            buf.truncate(filled);
+            let off = offset;
+            pending.push(async move { sftp.write(handle, off, buf).await });
+            offset += filled as u64;
+        }
+        while pending.len() >= depth(c.write_chunk) || (filled < chunk && !pending.is_empty()) {
+            if let Some(r) = pending.next().await {
+                r.map_err(|e| error::sftp("write", path, e))?;
+            }
+        }
+        if filled < chunk {
+            break;
+        }
+    }
+    if c.extensions.contains_key(russh_sftp::extensions::FSYNC) {
+        sftp.fsync(handle)
+            .await
+            .map_err(|e| error::sftp("fsync", path, e))?;
+    }
+    Ok(offset - start)
+}
