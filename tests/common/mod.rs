@@ -211,3 +211,5 @@ pub fn script(f: &Fixture, name: &str, body: &str) -> PathBuf {
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     p
 }
+
+pub mod sshd;

@@ -1,0 +1,251 @@
+//! A real OpenSSH sshd on a 127.0.0.1 port, with its own config, host key
+//! and authorized keys in a temp directory, and a test user. Stopped on drop.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const USER: &str = "ferrytest";
+pub const PASSWORD: &str = "Ferry-test-pw-4821";
+const SSHD: &str = "/usr/sbin/sshd";
+
+/// Fails the test with how to install what is missing.
+pub fn require(path: &str, package: &str) {
+    assert!(
+        Path::new(path).exists(),
+        "{path} is missing: install it with `apt-get install {package}` (./test.sh does this)"
+    );
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Creates the test user with its password, once per machine.
+pub fn ensure_user() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the SFTP tests run sshd and create a test user: run them as root"
+    );
+    let exists = Command::new("id")
+        .arg(USER)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    if !exists {
+        let _ = Command::new("useradd")
+            .args(["-m", "-s", "/bin/sh", USER])
+            .status();
+    }
+    let mut p = Command::new("chpasswd")
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    p.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{USER}:{PASSWORD}\n").as_bytes())
+        .unwrap();
+    assert!(p.wait().unwrap().success(), "chpasswd failed");
+}
+
+/// Runs `ssh-keygen` to make a key pair; returns the private key path.
+pub fn keygen(dir: &Path, name: &str, kind: &str, bits: Option<&str>, passphrase: &str) -> PathBuf {
+    require("/usr/bin/ssh-keygen", "openssh-client");
+    let path = dir.join(name);
+    let mut cmd = Command::new("ssh-keygen");
+    cmd.args(["-q", "-t", kind, "-N", passphrase, "-C", name, "-f"])
+        .arg(&path);
+    if let Some(b) = bits {
+        cmd.args(["-b", b]);
+    }
+    assert!(
+        cmd.status().unwrap().success(),
+        "ssh-keygen -t {kind} failed"
+    );
+    path
+}
+
+/// The `SHA256:...` fingerprint of a public key file.
+pub fn fingerprint(pub_path: &Path) -> String {
+    let out = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(pub_path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace().nth(1).unwrap().to_string()
+}
+
+pub struct Options {
+    pub password: bool,
+    /// Keyboard-interactive through PAM, with plain password auth off.
+    pub keyboard_interactive_only: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            password: true,
+            keyboard_interactive_only: false,
+        }
+    }
+}
+
+pub struct Sshd {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    /// The host key's public line (`ssh-ed25519 AAAA... comment`).
+    pub host_key_line: String,
+    pub host_key_fingerprint: String,
+    child: Child,
+}
+
+impl Sshd {
+    pub fn start(opts: Options, authorized_keys: &[PathBuf]) -> Sshd {
+        require(SSHD, "openssh-server");
+        ensure_user();
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let dir = tempfile::tempdir().unwrap();
+        let host_key = keygen(dir.path(), "host_ed25519", "ed25519", None, "");
+        let mut keys = String::new();
+        for k in authorized_keys {
+            keys.push_str(&std::fs::read_to_string(k.with_extension("pub")).unwrap());
+        }
+        let ak = dir.path().join("authorized_keys");
+        std::fs::write(&ak, keys).unwrap();
+        world_readable(dir.path());
+        world_readable(&ak);
+        let port = free_port();
+        let (pam, password, kbd) = if opts.keyboard_interactive_only {
+            ("yes", "no", "yes")
+        } else {
+            ("no", if opts.password { "yes" } else { "no" }, "no")
+        };
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {d}/sshd.pid\n\
+             AuthorizedKeysFile {ak}\nStrictModes no\nUsePAM {pam}\nPasswordAuthentication {password}\n\
+             KbdInteractiveAuthentication {kbd}\nPubkeyAuthentication yes\nPermitRootLogin no\n\
+             AllowUsers {USER}\nSubsystem sftp internal-sftp\nLogLevel VERBOSE\nMaxStartups 200\n\
+             MaxSessions 200\nMaxAuthTries 10\n",
+            hk = host_key.display(),
+            d = dir.path().display(),
+            ak = ak.display(),
+        );
+        let conf = dir.path().join("sshd_config");
+        std::fs::write(&conf, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("sshd.log")).unwrap();
+        let child = Command::new(SSHD)
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(&conf)
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let host_key_line = std::fs::read_to_string(host_key.with_extension("pub"))
+            .unwrap()
+            .trim()
+            .to_string();
+        let host_key_fingerprint = fingerprint(&host_key.with_extension("pub"));
+        let s = Sshd {
+            dir,
+            port,
+            host_key_line,
+            host_key_fingerprint,
+            child,
+        };
+        s.wait_ready();
+        s
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(mut c) = TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut banner = [0u8; 7];
+                if c.read_exact(&mut banner).is_ok() && &banner == b"SSH-2.0" {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sshd did not start; its log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+
+    /// A known_hosts file with this server's key for `[127.0.0.1]:port`.
+    pub fn known_hosts(&self, dir: &Path, hashed: bool) -> PathBuf {
+        let path = dir.join(if hashed {
+            "known_hosts_hashed"
+        } else {
+            "known_hosts"
+        });
+        let mut parts = self.host_key_line.split_whitespace();
+        let (alg, key) = (parts.next().unwrap(), parts.next().unwrap());
+        std::fs::write(&path, format!("[127.0.0.1]:{} {alg} {key}\n", self.port)).unwrap();
+        if hashed {
+            assert!(
+                Command::new("ssh-keygen")
+                    .arg("-H")
+                    .arg("-f")
+                    .arg(&path)
+                    .output()
+                    .unwrap()
+                    .status
+                    .success()
+            );
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(text.starts_with("|1|"), "not hashed: {text}");
+        }
+        path
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Lets the test user reach files the tests (root) created.
+pub fn world_readable(p: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = if p.is_dir() { 0o777 } else { 0o644 };
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Makes a directory tree the test user can read and write.
+pub fn shared_dir(p: &Path) {
+    std::fs::create_dir_all(p).unwrap();
+    // Only ever below the temp directory: never loosen anything else.
+    let tmp = std::env::temp_dir();
+    let mut cur = Some(p);
+    while let Some(d) = cur {
+        if d == tmp || !d.starts_with(&tmp) {
+            break;
+        }
+        world_readable(d);
+        cur = d.parent();
+    }
+}
