@@ -4,6 +4,7 @@
 //! (state database, lock).
 
 mod check;
+mod connection;
 mod files;
 mod status;
 
@@ -65,6 +66,15 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Connect to a server, authenticate, list a directory, and print how the
+    /// server identified itself (host key fingerprint).
+    TestConnection {
+        /// A `[servers.NAME]` from the configuration.
+        server: String,
+        /// Directory to list (default: the first rule's remote_dir on that server, else `/`).
+        #[arg(long)]
+        dir: Option<String>,
+    },
     /// Drop files from the state database; one still on the server is then new.
     Forget {
         #[command(flatten)]
@@ -114,6 +124,7 @@ pub async fn execute(cli: Cli) -> i32 {
         Command::Run => daemon::run(&cli.config).await,
         Command::Once => daemon::once(&cli.config).await,
         Command::Check => check::check(&cli.config),
+        Command::TestConnection { server, dir } => connection::test(&cli.config, &server, dir.as_deref()).await,
         Command::Status { json } => status::status(&cli.config, json).await,
         Command::Files {
             filter,

@@ -213,3 +213,4 @@ pub fn script(f: &Fixture, name: &str, body: &str) -> PathBuf {
 }
 
 pub mod sshd;
+pub mod cut;

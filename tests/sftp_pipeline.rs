@@ -1,0 +1,182 @@
+//! The whole Listen pipeline over SFTP, through the real binary against a
+//! real sshd: post-actions, handlers, session reuse, resume after a cut
+//! connection and after SIGKILL, dead connections replaced, test-connection.
+
+mod common;
+
+use common::cut::Relay;
+use common::sshd::{self, PASSWORD, Sshd, USER};
+use common::*;
+use std::path::PathBuf;
+use std::time::Duration;
+
+struct Sftp {
+    f: Fixture,
+    sshd: Sshd,
+    remote: PathBuf,
+}
+
+/// A fixture whose rules read `remote` (shared with the test user) over SFTP.
+fn sftp_fixture(port_override: Option<u16>) -> Sftp {
+    let sshd = Sshd::start(Default::default(), &[]);
+    let f = Fixture::new("");
+    let remote = f.path("remote");
+    sshd::shared_dir(&remote.join("inbox"));
+    std::fs::write(f.path("pw"), PASSWORD).unwrap();
+    let s = Sftp { f, sshd, remote };
+    s.write_rules(&[("r", "")], port_override);
+    s
+}
+
+impl Sftp {
+    fn write_rules(&self, rules: &[(&str, &str)], port: Option<u16>) {
+        let mut text = format!(
+            "[servers.s]\nprotocol = \"sftp\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{USER}\"\n\
+             password = {{ file = \"{}\" }}\nhost_key = \"{}\"\nmax_sessions = 2\nio_timeout = \"5s\"\n\n",
+            port.unwrap_or(self.sshd.port),
+            self.f.path("pw").display(),
+            self.sshd.host_key_fingerprint
+        );
+        for (name, extra) in rules {
+            text += &format!(
+                "[[watch]]\nname = \"{name}\"\nserver = \"s\"\nremote_dir = \"{}\"\nlocal_dir = \"{}\"\n\
+                 stable_for = \"0s\"\ninterval = \"200ms\"\nretry = {{ attempts = 5, first = \"0s\", max = \"0s\" }}\n{extra}\n",
+                self.remote.join("inbox").display(),
+                self.f.outbox.display()
+            );
+        }
+        self.f.write_config(&text);
+    }
+
+    fn put(&self, rel: &str, data: &[u8]) {
+        let p = self.remote.join("inbox").join(rel);
+        sshd::shared_dir(p.parent().unwrap());
+        std::fs::write(&p, data).unwrap();
+    }
+
+    fn logins(&self) -> usize {
+        self.sshd.log().matches("Accepted password").count()
+    }
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed).collect()
+}
+
+#[test]
+fn move_to_keeps_subpaths_and_one_poll_reuses_its_sessions() {
+    let s = sftp_fixture(None);
+    let archive = s.remote.join("archive");
+    sshd::shared_dir(&archive);
+    s.write_rules(&[("r", &format!("recursive = true\nmove_to = \"{}\"", archive.display()))], None);
+    for i in 0..20 {
+        s.put(&format!("batch/f {i} ü.csv"), &pattern(10_000 + i, i as u8));
+    }
+    s.put("top.csv", b"top");
+    s.f.once(0);
+    for i in 0..20 {
+        let name = format!("batch/f {i} ü.csv");
+        assert_eq!(std::fs::read(s.f.outbox.join(&name)).unwrap(), pattern(10_000 + i, i as u8));
+        assert!(archive.join(&name).exists(), "{name} not archived");
+    }
+    assert_eq!(std::fs::read(archive.join("top.csv")).unwrap(), b"top");
+    assert!(names(&s.remote.join("inbox/batch")).is_empty());
+    assert!(s.logins() <= 2, "{} logins for one poll with max_sessions = 2", s.logins());
+}
+
+#[test]
+fn delete_and_a_handler_over_sftp() {
+    let s = sftp_fixture(None);
+    let out = s.f.path("handler.out");
+    let h = script(&s.f, "h.sh", &format!("cat \"$1\" >> '{o}'; echo \" $FERRY_HOST:$FERRY_PORT $FERRY_REMOTE_PATH\" >> '{o}'", o = out.display()));
+    s.write_rules(&[("r", &format!("delete = true\nhandler = [\"{}\", \"{{local_path}}\"]", h.display()))], None);
+    s.put("a.csv", b"payload");
+    s.f.once(0);
+    let got = std::fs::read_to_string(&out).unwrap();
+    let want = format!("payload 127.0.0.1:{} {}", s.sshd.port, s.remote.join("inbox/a.csv").display());
+    assert_eq!(got.trim(), want);
+    assert!(!s.remote.join("inbox/a.csv").exists(), "not deleted on the server");
+    assert_eq!(s.f.files(Some("done")).len(), 1);
+}
+
+#[test]
+fn a_cut_connection_resumes_from_the_bytes_already_fetched() {
+    let sshd_first = sftp_fixture(None);
+    let relay = Relay::start(sshd_first.sshd.port);
+    sshd_first.write_rules(&[("r", "")], Some(relay.port));
+    let s = sshd_first;
+    let data = pattern(24 * 1024 * 1024, 7);
+    s.put("big.bin", &data);
+    relay.cut_after(9 * 1024 * 1024);
+    let log = s.f.once(0);
+    assert!(log.contains("will retry"), "{log}");
+    let partial: Vec<_> = names(&s.f.outbox).into_iter().filter(|n| n.ends_with(".ferry-part")).collect();
+    assert_eq!(partial.len(), 1, "{log}");
+    relay.unlimited();
+    let before = relay.passed.load(std::sync::atomic::Ordering::SeqCst);
+    let log = s.f.once(0);
+    let sent = relay.passed.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert!(log.contains("resuming download"), "{log}");
+    assert_eq!(std::fs::read(s.f.outbox.join("big.bin")).unwrap(), data, "not byte-identical");
+    assert!(sent < data.len() as u64, "re-sent {sent} bytes of {}", data.len());
+}
+
+#[test]
+fn sigkill_mid_download_then_restart_resumes() {
+    let s = sftp_fixture(None);
+    let data = pattern(400 * 1024 * 1024, 3);
+    s.put("huge.bin", &data);
+    let mut d = s.f.spawn_run();
+    wait_for(Duration::from_secs(60), "a partial download", || {
+        names(&s.f.outbox).iter().any(|n| {
+            n.ends_with(".ferry-part") && std::fs::metadata(s.f.outbox.join(n)).map_or(0, |m| m.len()) > 8 << 20
+        })
+    });
+    d.kill9();
+    let log = s.f.once(0);
+    assert!(log.contains("resuming download"), "{log}");
+    assert!(std::fs::read(s.f.outbox.join("huge.bin")).unwrap() == data, "not byte-identical");
+    assert!(names(&s.f.outbox).iter().all(|n| !n.ends_with(".ferry-part")));
+}
+
+#[tokio::test]
+async fn a_dead_pooled_connection_is_replaced() {
+    let s = sftp_fixture(None);
+    let relay = Relay::start(s.sshd.port);
+    s.write_rules(&[("r", "")], Some(relay.port));
+    let cfg = ferry::config::load(&s.f.config).unwrap();
+    let pool = ferry::remote::Pool::new(cfg.servers["s"].clone());
+    let dir = s.remote.join("inbox");
+    {
+        let mut session = pool.get().await.unwrap();
+        session.list(dir.to_str().unwrap()).await.unwrap();
+    }
+    relay.cut_all();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut session = pool.get().await.unwrap();
+    session.list(dir.to_str().unwrap()).await.expect("a fresh connection replaced the dead one");
+    assert_eq!(s.logins(), 2);
+}
+
+#[test]
+fn test_connection_prints_the_host_key_and_lists() {
+    let s = sftp_fixture(None);
+    s.put("x.csv", b"x");
+    let out = s.f.ferry(&["test-connection", "s"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains(&s.sshd.host_key_fingerprint), "{text}");
+    assert!(text.contains("1 entries (1 files)") && text.contains("x.csv"), "{text}");
+    // An unknown key: the refusal shows what to pin.
+    let empty = s.f.path("empty_known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    let text = std::fs::read_to_string(&s.f.config).unwrap().replace(
+        &format!("host_key = \"{}\"", s.sshd.host_key_fingerprint),
+        &format!("known_hosts = \"{}\"", empty.display()),
+    );
+    std::fs::write(&s.f.config, text).unwrap();
+    let out = s.f.ferry(&["test-connection", "s"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text.contains(&format!("host_key = \"{}\"", s.sshd.host_key_fingerprint)), "{text}");
+}
