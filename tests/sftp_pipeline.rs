@@ -60,7 +60,9 @@ impl Sftp {
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed).collect()
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed)
+        .collect()
 }
 
 #[test]
@@ -68,7 +70,13 @@ fn move_to_keeps_subpaths_and_one_poll_reuses_its_sessions() {
     let s = sftp_fixture(None);
     let archive = s.remote.join("archive");
     sshd::shared_dir(&archive);
-    s.write_rules(&[("r", &format!("recursive = true\nmove_to = \"{}\"", archive.display()))], None);
+    s.write_rules(
+        &[(
+            "r",
+            &format!("recursive = true\nmove_to = \"{}\"", archive.display()),
+        )],
+        None,
+    );
     for i in 0..20 {
         s.put(&format!("batch/f {i} ü.csv"), &pattern(10_000 + i, i as u8));
     }
@@ -76,26 +84,56 @@ fn move_to_keeps_subpaths_and_one_poll_reuses_its_sessions() {
     s.f.once(0);
     for i in 0..20 {
         let name = format!("batch/f {i} ü.csv");
-        assert_eq!(std::fs::read(s.f.outbox.join(&name)).unwrap(), pattern(10_000 + i, i as u8));
+        assert_eq!(
+            std::fs::read(s.f.outbox.join(&name)).unwrap(),
+            pattern(10_000 + i, i as u8)
+        );
         assert!(archive.join(&name).exists(), "{name} not archived");
     }
     assert_eq!(std::fs::read(archive.join("top.csv")).unwrap(), b"top");
     assert!(names(&s.remote.join("inbox/batch")).is_empty());
-    assert!(s.logins() <= 2, "{} logins for one poll with max_sessions = 2", s.logins());
+    assert!(
+        s.logins() <= 2,
+        "{} logins for one poll with max_sessions = 2",
+        s.logins()
+    );
 }
 
 #[test]
 fn delete_and_a_handler_over_sftp() {
     let s = sftp_fixture(None);
     let out = s.f.path("handler.out");
-    let h = script(&s.f, "h.sh", &format!("cat \"$1\" >> '{o}'; echo \" $FERRY_HOST:$FERRY_PORT $FERRY_REMOTE_PATH\" >> '{o}'", o = out.display()));
-    s.write_rules(&[("r", &format!("delete = true\nhandler = [\"{}\", \"{{local_path}}\"]", h.display()))], None);
+    let h = script(
+        &s.f,
+        "h.sh",
+        &format!(
+            "cat \"$1\" >> '{o}'; echo \" $FERRY_HOST:$FERRY_PORT $FERRY_REMOTE_PATH\" >> '{o}'",
+            o = out.display()
+        ),
+    );
+    s.write_rules(
+        &[(
+            "r",
+            &format!(
+                "delete = true\nhandler = [\"{}\", \"{{local_path}}\"]",
+                h.display()
+            ),
+        )],
+        None,
+    );
     s.put("a.csv", b"payload");
     s.f.once(0);
     let got = std::fs::read_to_string(&out).unwrap();
-    let want = format!("payload 127.0.0.1:{} {}", s.sshd.port, s.remote.join("inbox/a.csv").display());
+    let want = format!(
+        "payload 127.0.0.1:{} {}",
+        s.sshd.port,
+        s.remote.join("inbox/a.csv").display()
+    );
     assert_eq!(got.trim(), want);
-    assert!(!s.remote.join("inbox/a.csv").exists(), "not deleted on the server");
+    assert!(
+        !s.remote.join("inbox/a.csv").exists(),
+        "not deleted on the server"
+    );
     assert_eq!(s.f.files(Some("done")).len(), 1);
 }
 
@@ -110,15 +148,26 @@ fn a_cut_connection_resumes_from_the_bytes_already_fetched() {
     relay.cut_after(9 * 1024 * 1024);
     let log = s.f.once(0);
     assert!(log.contains("will retry"), "{log}");
-    let partial: Vec<_> = names(&s.f.outbox).into_iter().filter(|n| n.ends_with(".ferry-part")).collect();
+    let partial: Vec<_> = names(&s.f.outbox)
+        .into_iter()
+        .filter(|n| n.ends_with(".ferry-part"))
+        .collect();
     assert_eq!(partial.len(), 1, "{log}");
     relay.unlimited();
     let before = relay.passed.load(std::sync::atomic::Ordering::SeqCst);
     let log = s.f.once(0);
     let sent = relay.passed.load(std::sync::atomic::Ordering::SeqCst) - before;
     assert!(log.contains("resuming download"), "{log}");
-    assert_eq!(std::fs::read(s.f.outbox.join("big.bin")).unwrap(), data, "not byte-identical");
-    assert!(sent < data.len() as u64, "re-sent {sent} bytes of {}", data.len());
+    assert_eq!(
+        std::fs::read(s.f.outbox.join("big.bin")).unwrap(),
+        data,
+        "not byte-identical"
+    );
+    assert!(
+        sent < data.len() as u64,
+        "re-sent {sent} bytes of {}",
+        data.len()
+    );
 }
 
 #[test]
@@ -129,14 +178,22 @@ fn sigkill_mid_download_then_restart_resumes() {
     let mut d = s.f.spawn_run();
     wait_for(Duration::from_secs(60), "a partial download", || {
         names(&s.f.outbox).iter().any(|n| {
-            n.ends_with(".ferry-part") && std::fs::metadata(s.f.outbox.join(n)).map_or(0, |m| m.len()) > 8 << 20
+            n.ends_with(".ferry-part")
+                && std::fs::metadata(s.f.outbox.join(n)).map_or(0, |m| m.len()) > 8 << 20
         })
     });
     d.kill9();
     let log = s.f.once(0);
     assert!(log.contains("resuming download"), "{log}");
-    assert!(std::fs::read(s.f.outbox.join("huge.bin")).unwrap() == data, "not byte-identical");
-    assert!(names(&s.f.outbox).iter().all(|n| !n.ends_with(".ferry-part")));
+    assert!(
+        std::fs::read(s.f.outbox.join("huge.bin")).unwrap() == data,
+        "not byte-identical"
+    );
+    assert!(
+        names(&s.f.outbox)
+            .iter()
+            .all(|n| !n.ends_with(".ferry-part"))
+    );
 }
 
 #[tokio::test]
@@ -154,7 +211,10 @@ async fn a_dead_pooled_connection_is_replaced() {
     relay.cut_all();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut session = pool.get().await.unwrap();
-    session.list(dir.to_str().unwrap()).await.expect("a fresh connection replaced the dead one");
+    session
+        .list(dir.to_str().unwrap())
+        .await
+        .expect("a fresh connection replaced the dead one");
     assert_eq!(s.logins(), 2);
 }
 
@@ -164,9 +224,16 @@ fn test_connection_prints_the_host_key_and_lists() {
     s.put("x.csv", b"x");
     let out = s.f.ferry(&["test-connection", "s"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains(&s.sshd.host_key_fingerprint), "{text}");
-    assert!(text.contains("1 entries (1 files)") && text.contains("x.csv"), "{text}");
+    assert!(
+        text.contains("1 entries (1 files)") && text.contains("x.csv"),
+        "{text}"
+    );
     // An unknown key: the refusal shows what to pin.
     let empty = s.f.path("empty_known_hosts");
     std::fs::write(&empty, "").unwrap();
@@ -178,5 +245,8 @@ fn test_connection_prints_the_host_key_and_lists() {
     let out = s.f.ferry(&["test-connection", "s"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text.contains(&format!("host_key = \"{}\"", s.sshd.host_key_fingerprint)), "{text}");
+    assert!(
+        text.contains(&format!("host_key = \"{}\"", s.sshd.host_key_fingerprint)),
+        "{text}"
+    );
 }

@@ -25,19 +25,34 @@ impl Relay {
         let (b, p, o) = (budget.clone(), passed.clone(), open.clone());
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream_port)) else { continue };
-                o.lock().unwrap().extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
-                pump(client.try_clone().unwrap(), server.try_clone().unwrap(), None, p.clone());
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream_port)) else {
+                    continue;
+                };
+                o.lock()
+                    .unwrap()
+                    .extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                pump(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    None,
+                    p.clone(),
+                );
                 pump(server, client, Some(b.clone()), p.clone());
             }
         });
-        Relay { port, budget, passed, open }
+        Relay {
+            port,
+            budget,
+            passed,
+            open,
+        }
     }
 
     /// Connections opened from now on (and open ones) are cut once this many
     /// more bytes came from the server.
     pub fn cut_after(&self, bytes: u64) {
-        self.budget.store(self.passed.load(Ordering::SeqCst) + bytes, Ordering::SeqCst);
+        self.budget
+            .store(self.passed.load(Ordering::SeqCst) + bytes, Ordering::SeqCst);
     }
 
     pub fn unlimited(&self) {
@@ -52,7 +67,12 @@ impl Relay {
     }
 }
 
-fn pump(mut from: TcpStream, mut to: TcpStream, budget: Option<Arc<AtomicU64>>, passed: Arc<AtomicU64>) {
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    budget: Option<Arc<AtomicU64>>,
+    passed: Arc<AtomicU64>,
+) {
     std::thread::spawn(move || {
         let mut buf = [0u8; 16384];
         loop {

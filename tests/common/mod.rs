@@ -212,5 +212,6 @@ pub fn script(f: &Fixture, name: &str, body: &str) -> PathBuf {
     p
 }
 
-pub mod sshd;
 pub mod cut;
+pub mod proxies;
+pub mod sshd;
