@@ -18,14 +18,23 @@ pub async fn test(config_path: &Path, name: &str, dir: Option<&str>) -> i32 {
     };
     let Some(server) = cfg.servers.get(name) else {
         let known: Vec<_> = cfg.servers.keys().map(String::as_str).collect();
-        eprintln!("no server \"{name}\" in {} (defined: {})", config_path.display(), known.join(", "));
+        eprintln!(
+            "no server \"{name}\" in {} (defined: {})",
+            config_path.display(),
+            known.join(", ")
+        );
         return EXIT_CONFIG;
     };
     let dir = dir.map(str::to_string).unwrap_or_else(|| {
         let rule = cfg.rules.iter().find(|r| r.server.name == *name);
         rule.map_or_else(|| "/".to_string(), |r| r.remote_dir.clone())
     });
-    println!("server {name}: {} {}:{}", server.protocol.as_str(), server.host, server.port);
+    println!(
+        "server {name}: {} {}:{}",
+        server.protocol.as_str(),
+        server.host,
+        server.port
+    );
     let t0 = Instant::now();
     let pool = Pool::new(server.clone());
     let mut session = match pool.get().await {
@@ -35,7 +44,10 @@ pub async fn test(config_path: &Path, name: &str, dir: Option<&str>) -> i32 {
             return EXIT_FAILURES;
         }
     };
-    println!("connected and authenticated in {} ms", t0.elapsed().as_millis());
+    println!(
+        "connected and authenticated in {} ms",
+        t0.elapsed().as_millis()
+    );
     if let Some(id) = session.identity() {
         println!("{id}");
     }

@@ -124,7 +124,9 @@ pub async fn execute(cli: Cli) -> i32 {
         Command::Run => daemon::run(&cli.config).await,
         Command::Once => daemon::once(&cli.config).await,
         Command::Check => check::check(&cli.config),
-        Command::TestConnection { server, dir } => connection::test(&cli.config, &server, dir.as_deref()).await,
+        Command::TestConnection { server, dir } => {
+            connection::test(&cli.config, &server, dir.as_deref()).await
+        }
         Command::Status { json } => status::status(&cli.config, json).await,
         Command::Files {
             filter,
