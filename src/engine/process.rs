@@ -101,11 +101,18 @@ impl Engine {
                 }
                 handler::run(h, &props(rule, row, &remote_path, &local_path, attempt)).await?;
             }
+            // With no post-action, delivered is done: one write, not two.
+            let finished = rule.after == PostAction::Keep;
             self.state
-                .mark_delivered(row.id, &local_path, now_ms())
+                .mark_delivered(row.id, &local_path, finished, now_ms())
                 .await?;
             tracing::info!(state = "delivered", local = %local_path, size = row.size, "delivered");
             *stage = FileState::Delivered;
+            if finished {
+                tracing::info!(state = "done", "done");
+                deliver::clean_spool(&t).await;
+                return Ok(());
+            }
         }
         if *stage == FileState::Delivered {
             deliver::clean_spool(&t).await;

@@ -256,7 +256,7 @@ mod tests {
         let id = s.due("r", 1000, 0, 0).await.unwrap()[0].id;
         s.claim(id, 1000).await.unwrap();
         s.mark_downloaded(id, 1, "/x/a", 1000).await.unwrap();
-        s.mark_delivered(id, "/x/a", 1000).await.unwrap();
+        s.mark_delivered(id, "/x/a", false, 1000).await.unwrap();
         s.mark_done(id, 1000).await.unwrap();
         let out = s.record_listing("r", &[f("a", 1, 10)], 2000).await.unwrap();
         assert!(

@@ -41,13 +41,21 @@ impl State {
 
     /// The file is in place (or the handler succeeded). Recorded before the
     /// remote post-action, so a crash repeats the post-action, never delivery.
-    pub async fn mark_delivered(&self, id: i64, local_path: &str, now: i64) -> Result<()> {
+    /// With `done`, there is no post-action and the row is finished at once.
+    pub async fn mark_delivered(
+        &self,
+        id: i64,
+        local_path: &str,
+        done: bool,
+        now: i64,
+    ) -> Result<()> {
         sqlx::query(
-            "UPDATE files SET state = 'delivered', local_path = ?, delivered_at_ms = ?, last_error = NULL,
-               updated_at_ms = ? WHERE id = ?",
+            "UPDATE files SET state = CASE WHEN ?1 THEN 'done' ELSE 'delivered' END, local_path = ?2,
+               delivered_at_ms = ?3, done_at_ms = CASE WHEN ?1 THEN ?3 END, last_error = NULL,
+               updated_at_ms = ?3 WHERE id = ?4",
         )
+        .bind(done)
         .bind(local_path)
-        .bind(now)
         .bind(now)
         .bind(id)
         .execute(&self.pool)

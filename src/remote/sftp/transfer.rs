@@ -49,12 +49,12 @@ async fn read_all(
 ) -> Result<u64> {
     let sftp = &c.sftp;
     let chunk = u64::from(c.read_chunk);
-    // Requests are planned up to the size the server reports now; anything
-    // beyond (a file that grew) is read sequentially afterwards.
-    let planned_end = match sftp.fstat(handle).await {
-        Ok(a) => a.attrs.size.unwrap_or(start),
+    // Requests are planned up to the size the server reports now.
+    let reported = match sftp.fstat(handle).await {
+        Ok(a) => a.attrs.size,
         Err(e) => return Err(error::sftp("stat", path, e)),
     };
+    let planned_end = reported.unwrap_or(start);
     let mut queue = FuturesOrdered::new();
     let mut next = start;
     let mut pos = start;
@@ -85,7 +85,14 @@ async fn read_all(
             Err(e) => return Err(error::sftp("read", path, e)),
         }
     }
-    read_range(c, handle, path, &mut pos, u64::MAX, sink).await?;
+    // Everything the server reported at open time has arrived. Reading on
+    // to EOF would cost one more round trip per file just to learn that the
+    // file did not grow; a file that grows is a new version anyway, which
+    // the caller's size check and the next listing catch.
+    // A server that reports no size is read to EOF.
+    if reported.is_none() {
+        read_range(c, handle, path, &mut pos, u64::MAX, sink).await?;
+    }
     Ok(pos - start)
 }
 
