@@ -28,36 +28,55 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Creates the test user with its password, once per machine.
+/// Creates the test user with its password, once per test process. Other
+/// test processes may do the same at once (nextest), so each step tolerates
+/// the other's and chpasswd, which locks /etc/shadow, is retried.
 pub fn ensure_user() {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "the SFTP tests run sshd and create a test user: run them as root"
-    );
-    let exists = Command::new("id")
-        .arg(USER)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap()
-        .success();
-    if !exists {
-        let _ = Command::new("useradd")
-            .args(["-m", "-s", "/bin/sh", USER])
-            .status();
-    }
-    let mut p = Command::new("chpasswd")
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    p.stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{USER}:{PASSWORD}\n").as_bytes())
-        .unwrap();
-    assert!(p.wait().unwrap().success(), "chpasswd failed");
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "the SFTP tests run sshd and create a test user: run them as root"
+        );
+        let exists = || {
+            Command::new("id")
+                .arg(USER)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap()
+                .success()
+        };
+        if !exists() {
+            let _ = Command::new("useradd")
+                .args(["-m", "-s", "/bin/sh", USER])
+                .stderr(Stdio::null())
+                .status();
+        }
+        assert!(
+            exists(),
+            "could not create the test user {USER} with useradd"
+        );
+        for attempt in 0..20 {
+            let mut p = Command::new("chpasswd")
+                .stdin(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            p.stdin
+                .take()
+                .unwrap()
+                .write_all(format!("{USER}:{PASSWORD}\n").as_bytes())
+                .unwrap();
+            if p.wait().unwrap().success() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100 * (attempt + 1)));
+        }
+        panic!("chpasswd kept failing for {USER}");
+    });
 }
 
 /// Runs `ssh-keygen` to make a key pair; returns the private key path.
