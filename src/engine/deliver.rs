@@ -9,23 +9,29 @@ use std::io;
 /// previous run already renamed it (it is only marked `downloaded` once whole),
 /// so this is safe to repeat after a crash. Returns whether it renamed now.
 pub async fn place(t: &Target) -> Result<bool, FileError> {
-    match tokio::fs::rename(&t.temp_path, &t.final_path).await {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => {
-            let ctx = format!(
-                "rename {} -> {}",
-                t.temp_path.display(),
-                t.final_path.display()
-            );
-            return Err(FileError::local(ctx, &e));
+    let (temp, fin) = (t.temp_path.clone(), t.final_path.clone());
+    // Rename and directory fsync in one trip to the blocking pool.
+    let r = tokio::task::spawn_blocking(move || -> Result<bool, FileError> {
+        match std::fs::rename(&temp, &fin) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => {
+                return Err(FileError::local(
+                    format!("rename {} -> {}", temp.display(), fin.display()),
+                    &e,
+                ));
+            }
         }
-    }
-    let dir = t.final_path.parent().unwrap_or(std::path::Path::new("/"));
-    let sync = async { tokio::fs::File::open(dir).await?.sync_all().await };
-    sync.await
-        .map_err(|e| FileError::local(format!("fsync {}", dir.display()), &e))?;
-    Ok(true)
+        let dir = fin.parent().unwrap_or(std::path::Path::new("/"));
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| FileError::local(format!("fsync {}", dir.display()), &e))?;
+        Ok(true)
+    })
+    .await;
+    r.map_err(|e| {
+        FileError::temporary(crate::remote::ErrorKind::Other, format!("rename task: {e}"))
+    })?
 }
 
 /// Removes a handler-only rule's spool directory once the file is delivered.

@@ -1,11 +1,13 @@
 //! Downloading one file version into its temporary name, resuming from the
 //! bytes already there, and making it durable before anyone is told.
 
+use super::direct::{self, DirectFile};
 use super::error::FileError;
 use crate::remote::{ErrorKind, PooledSession};
+use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncWriteExt, BufWriter};
 
 /// Fetches `remote_path` (expected `size` bytes) into `temp`, continuing a
 /// partial file of the same version. Returns the bytes fetched in this call.
@@ -25,25 +27,22 @@ pub async fn download(
         .custom_flags(libc::O_NOFOLLOW)
         .open(temp)
         .map_err(|e| FileError::local(ctx("open"), &e))?;
-    let mut file = tokio::fs::File::from_std(std_file);
+    let mut file = std_file;
     let mut offset = file
         .metadata()
-        .await
         .map_err(|e| FileError::local(ctx("stat"), &e))?
         .len();
     if offset > size {
         file.set_len(0)
-            .await
             .map_err(|e| FileError::local(ctx("truncate"), &e))?;
         offset = 0;
     }
     if offset > 0 {
         tracing::info!(offset, size, "resuming download");
     }
-    file.seek(std::io::SeekFrom::Start(offset))
-        .await
+    file.seek(SeekFrom::Start(offset))
         .map_err(|e| FileError::local(ctx("seek"), &e))?;
-    let mut sink = BufWriter::with_capacity(256 * 1024, file);
+    let mut sink = BufWriter::with_capacity(256 * 1024, DirectFile(file));
     let fetched = if offset < size {
         let r = session.read_into(remote_path, offset, &mut sink).await;
         session.check(r)?
@@ -53,13 +52,12 @@ pub async fn download(
     sink.flush()
         .await
         .map_err(|e| FileError::local(ctx("write"), &e))?;
-    let file = sink.into_inner();
+    let file = sink.into_inner().0;
     let len = offset + fetched;
     if len != size {
         if len > size {
             // It grew while we read: a new version that the next listing will see.
             file.set_len(0)
-                .await
                 .map_err(|e| FileError::local(ctx("truncate"), &e))?;
         }
         return Err(FileError::temporary(
@@ -69,7 +67,7 @@ pub async fn download(
             ),
         ));
     }
-    file.sync_all()
+    direct::sync(file)
         .await
         .map_err(|e| FileError::local(ctx("fsync"), &e))?;
     Ok(fetched)

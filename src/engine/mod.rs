@@ -3,6 +3,7 @@
 //! never names a protocol: it talks to [`crate::remote::Session`]s.
 
 mod deliver;
+mod direct;
 mod error;
 mod fetch;
 mod filter;
