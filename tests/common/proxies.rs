@@ -72,6 +72,20 @@ impl ProxyServer {
         })
     }
 
+    fn spawn(mut cmd: Command, dir: tempfile::TempDir, port: u16) -> ProxyServer {
+        let child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
+            .spawn()
+            .unwrap();
+        Self::ready(ProxyServer {
+            port,
+            dir,
+            log: "proxy.log",
+            child,
+        })
+    }
+
     fn ready(mut p: ProxyServer) -> ProxyServer {
         let deadline = Instant::now() + Duration::from_secs(15);
         while TcpStream::connect(("127.0.0.1", p.port)).is_err() {
