@@ -250,3 +250,77 @@ fn test_connection_prints_the_host_key_and_lists() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_silent_server_times_out_on_connect_and_a_stalled_one_on_io() {
+    use ferry::remote::ErrorKind;
+    // Connect: a listener that never speaks SSH.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let s = sftp_fixture(None);
+    s.write_rules(&[("r", "")], Some(silent.local_addr().unwrap().port()));
+    let text = std::fs::read_to_string(&s.f.config).unwrap();
+    std::fs::write(
+        &s.f.config,
+        text.replace(
+            "io_timeout = \"5s\"",
+            "io_timeout = \"1s\"\nconnect_timeout = \"1s\"",
+        ),
+    )
+    .unwrap();
+    let cfg = ferry::config::load(&s.f.config).unwrap();
+    let t0 = std::time::Instant::now();
+    let e = match ferry::remote::Pool::new(cfg.servers["s"].clone())
+        .get()
+        .await
+    {
+        Ok(_) => panic!("connected to a silent port"),
+        Err(e) => e,
+    };
+    assert_eq!((e.kind, e.temporary), (ErrorKind::Timeout, true), "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    // I/O: a connection that stops answering mid-session.
+    let relay = Relay::start(s.sshd.port);
+    s.write_rules(&[("r", "")], Some(relay.port));
+    let text = std::fs::read_to_string(&s.f.config).unwrap();
+    std::fs::write(
+        &s.f.config,
+        text.replace("io_timeout = \"5s\"", "io_timeout = \"1s\""),
+    )
+    .unwrap();
+    let cfg = ferry::config::load(&s.f.config).unwrap();
+    let mut session = ferry::remote::Pool::new(cfg.servers["s"].clone())
+        .get()
+        .await
+        .unwrap();
+    session.list("/").await.unwrap();
+    relay.freeze(true);
+    let t0 = std::time::Instant::now();
+    let e = session.list("/").await.unwrap_err();
+    relay.freeze(false);
+    assert_eq!((e.kind, e.temporary), (ErrorKind::Timeout, true), "{e}");
+    assert!(e.breaks_session());
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn insecure_accept_any_host_key_warns_at_every_connect() {
+    let s = sftp_fixture(None);
+    let text = std::fs::read_to_string(&s.f.config).unwrap().replace(
+        &format!("host_key = \"{}\"", s.sshd.host_key_fingerprint),
+        "insecure_accept_any_host_key = true",
+    );
+    std::fs::write(&s.f.config, text).unwrap();
+    for _ in 0..2 {
+        let out = s.f.ferry(&["test-connection", "s"]);
+        assert!(out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("WARN") && err.contains("NOT verified"),
+            "{err}"
+        );
+    }
+}

@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub struct Relay {
@@ -13,6 +13,8 @@ pub struct Relay {
     /// Bytes passed from the server, across connections.
     pub passed: Arc<AtomicU64>,
     open: Arc<Mutex<Vec<TcpStream>>>,
+    /// While set, nothing is forwarded in either direction (a stalled peer).
+    frozen: Arc<AtomicBool>,
 }
 
 impl Relay {
@@ -22,7 +24,8 @@ impl Relay {
         let budget = Arc::new(AtomicU64::new(u64::MAX));
         let passed = Arc::new(AtomicU64::new(0));
         let open = Arc::new(Mutex::new(Vec::new()));
-        let (b, p, o) = (budget.clone(), passed.clone(), open.clone());
+        let frozen = Arc::new(AtomicBool::new(false));
+        let (b, p, o, f) = (budget.clone(), passed.clone(), open.clone(), frozen.clone());
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", upstream_port)) else {
@@ -31,13 +34,9 @@ impl Relay {
                 o.lock()
                     .unwrap()
                     .extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
-                pump(
-                    client.try_clone().unwrap(),
-                    server.try_clone().unwrap(),
-                    None,
-                    p.clone(),
-                );
-                pump(server, client, Some(b.clone()), p.clone());
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                pump(c2, s2, None, p.clone(), f.clone());
+                pump(server, client, Some(b.clone()), p.clone(), f.clone());
             }
         });
         Relay {
@@ -45,6 +44,7 @@ impl Relay {
             budget,
             passed,
             open,
+            frozen,
         }
     }
 
@@ -57,6 +57,11 @@ impl Relay {
 
     pub fn unlimited(&self) {
         self.budget.store(u64::MAX, Ordering::SeqCst);
+    }
+
+    /// Stops (or resumes) forwarding without closing anything.
+    pub fn freeze(&self, on: bool) {
+        self.frozen.store(on, Ordering::SeqCst);
     }
 
     /// Cuts every open connection now.
@@ -72,6 +77,7 @@ fn pump(
     mut to: TcpStream,
     budget: Option<Arc<AtomicU64>>,
     passed: Arc<AtomicU64>,
+    frozen: Arc<AtomicBool>,
 ) {
     std::thread::spawn(move || {
         let mut buf = [0u8; 16384];
@@ -80,6 +86,9 @@ fn pump(
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            while frozen.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
             if let Some(b) = &budget {
                 let before = passed.fetch_add(n as u64, Ordering::SeqCst);
                 if before + n as u64 > b.load(Ordering::SeqCst) {
