@@ -3,6 +3,7 @@
 //! looks at the configured protocol.
 
 mod error;
+pub mod ftp;
 pub mod local;
 mod pool;
 
@@ -73,8 +74,11 @@ pub trait Session: Send {
 pub fn choose(server: &Arc<Server>) -> Arc<dyn Transport> {
     match server.protocol {
         Protocol::Local => Arc::new(local::LocalTransport),
-        // Refused by the configuration until their transports land.
-        p @ (Protocol::Sftp | Protocol::Ftp | Protocol::Ftps | Protocol::FtpsImplicit) => Arc::new(Unbuilt(p)),
+        Protocol::Ftp | Protocol::Ftps | Protocol::FtpsImplicit => {
+            Arc::new(ftp::FtpTransport::new(server.clone()))
+        }
+        // Refused by the configuration until its transport lands.
+        p @ Protocol::Sftp => Arc::new(Unbuilt(p)),
     }
 }
 

@@ -9,7 +9,12 @@ use std::time::Duration;
 use toml::Spanned;
 
 /// Protocols whose transport is built in this version.
-const SUPPORTED: &[Protocol] = &[Protocol::Local];
+const SUPPORTED: &[Protocol] = &[
+    Protocol::Local,
+    Protocol::Ftp,
+    Protocol::Ftps,
+    Protocol::FtpsImplicit,
+];
 
 impl Resolver<'_> {
     pub(super) fn server(&mut self, name: &str, raw: Spanned<RawServer>) -> Option<Server> {
