@@ -1,0 +1,310 @@
+//! The FTP transports against real vsftpd and pyftpdlib processes on
+//! 127.0.0.1: every Session operation, TLS trust, MLSD and LIST, active
+//! mode, and resuming after a cut connection.
+
+#[path = "support/ftp_servers.rs"]
+mod ftp_servers;
+
+use ferry::config::{FtpMode, FtpOptions, Protocol, Secret, Server, SftpOptions};
+use ferry::remote::{EntryKind, ErrorKind, Session, choose};
+use ftp_servers::*;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+fn server(protocol: Protocol, port: u16, ftp: FtpOptions) -> Arc<Server> {
+    Arc::new(Server {
+        name: "t".into(),
+        protocol,
+        host: "127.0.0.1".into(),
+        port,
+        user: None,
+        password: None,
+        max_sessions: 2,
+        connect_timeout: Duration::from_secs(10),
+        io_timeout: Duration::from_secs(10),
+        proxy: None,
+        sftp: SftpOptions::default(),
+        ftp,
+    })
+}
+
+fn py_user(mut s: Arc<Server>) -> Arc<Server> {
+    let m = Arc::make_mut(&mut s);
+    m.user = Some(PY_USER.into());
+    m.password = Some(Secret::new(PY_PASSWORD.into()));
+    s
+}
+
+async fn connect(s: &Arc<Server>) -> Box<dyn Session> {
+    match choose(s).connect().await {
+        Ok(c) => c,
+        Err(e) => panic!("connect: {e}"),
+    }
+}
+
+fn data(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+/// A time with seconds, a little in the past, set as the file's mtime.
+fn set_mtime(path: &std::path::Path, ago: u64) -> i64 {
+    let t = SystemTime::now() - Duration::from_secs(ago);
+    let t = UNIX_EPOCH + Duration::from_secs(t.duration_since(UNIX_EPOCH).unwrap().as_secs());
+    std::fs::File::options().write(true).open(path).unwrap().set_modified(t).unwrap();
+    t.duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+async fn read_all(s: &mut Box<dyn Session>, path: &str, offset: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    s.read_into(path, offset, &mut out).await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vsftpd_plain_serves_every_session_operation() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = vsftpd(dir.path(), &Vsftpd::default());
+    let pub_dir = srv.root.join("pub");
+    let body = data(300_000);
+    std::fs::write(pub_dir.join("a.txt"), &body).unwrap();
+    let a_mtime = set_mtime(&pub_dir.join("a.txt"), 7);
+    for odd in ["name with  spaces ü.txt", "-dash.txt", "€uro ünï.csv"] {
+        std::fs::write(pub_dir.join(odd), odd).unwrap();
+    }
+    std::fs::create_dir(pub_dir.join("sub")).unwrap();
+    let mut s = connect(&server(Protocol::Ftp, srv.port, FtpOptions::default())).await;
+
+    let mut list = s.list("/pub").await.unwrap();
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    let names: Vec<_> = list.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["-dash.txt", "a.txt", "name with  spaces ü.txt", "sub", "€uro ünï.csv"]);
+    let a = &list[1];
+    assert_eq!((a.kind, a.size), (EntryKind::File, 300_000));
+    assert_eq!(a.mtime, a_mtime, "LIST minutes refined to MDTM seconds");
+    assert_eq!(list[3].kind, EntryKind::Dir);
+
+    let st = s.stat("/pub/a.txt").await.unwrap();
+    assert_eq!((st.size, st.mtime), (300_000, a_mtime), "stat and list agree on the version");
+    assert_eq!(s.stat("/pub/sub").await.unwrap().kind, EntryKind::Dir);
+    let missing = s.stat("/pub/nope").await.unwrap_err();
+    assert_eq!((missing.kind, missing.temporary), (ErrorKind::NotFound, false));
+
+    assert_eq!(read_all(&mut s, "/pub/a.txt", 0).await, body);
+    assert_eq!(read_all(&mut s, "/pub/a.txt", 123_456).await, &body[123_456..]);
+    let odd = read_all(&mut s, "/pub/-dash.txt", 0).await;
+    assert_eq!(odd, b"-dash.txt");
+    let gone = s.read_into("/pub/nope", 0, &mut Vec::new()).await.unwrap_err();
+    assert_eq!((gone.kind, gone.temporary), (ErrorKind::NotFound, false));
+
+    s.create_dirs("/pub/up/deep er/x").await.unwrap();
+    s.create_dirs("/pub/up/deep er/x").await.unwrap();
+    let n = s.write_from("/pub/up/deep er/x/new.bin", false, &mut &body[..1000]).await.unwrap();
+    assert_eq!(n, 1000);
+    s.write_from("/pub/up/deep er/x/new.bin", true, &mut &b"tail"[..]).await.unwrap();
+    let mut want = body[..1000].to_vec();
+    want.extend_from_slice(b"tail");
+    assert_eq!(std::fs::read(pub_dir.join("up/deep er/x/new.bin")).unwrap(), want);
+
+    let exists = s.rename("/pub/a.txt", "/pub/-dash.txt").await.unwrap_err();
+    assert_eq!(exists.kind, ErrorKind::AlreadyExists);
+    assert_eq!(std::fs::read(pub_dir.join("-dash.txt")).unwrap(), b"-dash.txt", "never overwritten");
+    s.rename("/pub/a.txt", "/pub/up/a moved.txt").await.unwrap();
+    assert_eq!(std::fs::read(pub_dir.join("up/a moved.txt")).unwrap(), body);
+    s.remove("/pub/up/a moved.txt").await.unwrap();
+    assert!(!pub_dir.join("up/a moved.txt").exists());
+    let again = s.remove("/pub/up/a moved.txt").await.unwrap_err();
+    assert_eq!(again.kind, ErrorKind::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_ftps_on_vsftpd_verifies_the_ca_and_reuses_tls_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = make_certs(dir.path());
+    let opts = Vsftpd {
+        tls: Some((certs.cert.clone(), certs.key.clone())),
+        ..Vsftpd::default()
+    };
+    let srv = vsftpd(dir.path(), &opts);
+    let body = data(2_000_000);
+    std::fs::write(srv.root.join("pub/big.bin"), &body).unwrap();
+    let ftp = FtpOptions {
+        ca_file: Some(certs.ca.clone()),
+        ..FtpOptions::default()
+    };
+    // require_ssl_reuse=YES: every data connection below must resume the
+    // control connection's TLS session or vsftpd refuses it.
+    let mut s = connect(&server(Protocol::Ftps, srv.port, ftp)).await;
+    assert_eq!(s.list("/pub").await.unwrap().len(), 1);
+    assert_eq!(read_all(&mut s, "/pub/big.bin", 0).await, body);
+    assert_eq!(read_all(&mut s, "/pub/big.bin", 1_999_000).await, &body[1_999_000..]);
+    s.write_from("/pub/up.bin", false, &mut &body[..70_000]).await.unwrap();
+    assert_eq!(std::fs::read(srv.root.join("pub/up.bin")).unwrap(), &body[..70_000]);
+    assert_eq!(s.stat("/pub/up.bin").await.unwrap().size, 70_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ftps_refuses_untrusted_certificates_and_honours_pins() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = make_certs(dir.path());
+    let opts = Vsftpd {
+        tls: Some((certs.cert.clone(), certs.key.clone())),
+        ..Vsftpd::default()
+    };
+    let srv = vsftpd(dir.path(), &opts);
+    let try_with = |ftp: FtpOptions| {
+        let s = server(Protocol::Ftps, srv.port, ftp);
+        async move { choose(&s).connect().await.map(|_| ()) }
+    };
+    let wrong_ca = try_with(FtpOptions {
+        ca_file: Some(certs.other_ca.clone()),
+        ..FtpOptions::default()
+    })
+    .await
+    .unwrap_err();
+    assert_eq!((wrong_ca.kind, wrong_ca.temporary), (ErrorKind::Auth, false), "{wrong_ca}");
+    assert!(wrong_ca.message.contains("certificate"), "{wrong_ca}");
+    // The system roots do not know the test CA either.
+    let system = try_with(FtpOptions::default()).await.unwrap_err();
+    assert_eq!(system.kind, ErrorKind::Auth, "{system}");
+    let bad_pin = try_with(FtpOptions {
+        certificate_sha256: Some("ab".repeat(32)),
+        ..FtpOptions::default()
+    })
+    .await
+    .unwrap_err();
+    assert!(bad_pin.message.contains("pinned"), "{bad_pin}");
+    try_with(FtpOptions {
+        certificate_sha256: Some(certs.sha256.to_lowercase()),
+        ..FtpOptions::default()
+    })
+    .await
+    .unwrap();
+    try_with(FtpOptions {
+        insecure_skip_verify: true,
+        ..FtpOptions::default()
+    })
+    .await
+    .unwrap();
+    // Plain FTP to a server that demands TLS: refused at login, for good.
+    let plain = choose(&server(Protocol::Ftp, srv.port, FtpOptions::default()))
+        .connect()
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(!plain.temporary, "{plain}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyftpdlib_mlsd_and_implicit_ftps() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = make_certs(dir.path());
+    let srv = pyftpdlib(dir.path(), PyTls::Implicit, Some(&certs));
+    let body = data(1_500_000);
+    std::fs::create_dir_all(srv.root.join("in/sub")).unwrap();
+    std::fs::write(srv.root.join("in/x y;z.bin"), &body).unwrap();
+    let t = set_mtime(&srv.root.join("in/x y;z.bin"), 3600 * 24 * 400);
+    let ftp = FtpOptions {
+        ca_file: Some(certs.ca.clone()),
+        ..FtpOptions::default()
+    };
+    let mut s = connect(&py_user(server(Protocol::FtpsImplicit, srv.port, ftp))).await;
+    let mut list = s.list("/in").await.unwrap();
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!((list[1].kind, list[0].name.as_str()), (EntryKind::File, "sub"));
+    assert_eq!((list[1].name.as_str(), list[1].size, list[1].mtime), ("x y;z.bin", 1_500_000, t), "MLSD: exact UTC seconds, even for an old file");
+    let st = s.stat("/in/x y;z.bin").await.unwrap();
+    assert_eq!((st.size, st.mtime), (1_500_000, t));
+    assert_eq!(read_all(&mut s, "/in/x y;z.bin", 1000).await, &body[1000..]);
+    s.create_dirs("/out/a/b").await.unwrap();
+    s.write_from("/out/a/b/up.bin", false, &mut &body[..]).await.unwrap();
+    assert_eq!(std::fs::read(srv.root.join("out/a/b/up.bin")).unwrap(), body);
+    let taken = s.rename("/in/x y;z.bin", "/out/a/b/up.bin").await.unwrap_err();
+    assert_eq!(taken.kind, ErrorKind::AlreadyExists);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_mode_listens_on_the_configured_ports() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = vsftpd(dir.path(), &Vsftpd::default());
+    let body = data(100_000);
+    std::fs::write(srv.root.join("pub/a.bin"), &body).unwrap();
+    let lo = free_port().clamp(1024, 65000);
+    let ftp = FtpOptions {
+        mode: FtpMode::Active,
+        active_ports: Some((lo, lo + 20)),
+        ..FtpOptions::default()
+    };
+    let mut s = connect(&server(Protocol::Ftp, srv.port, ftp)).await;
+    assert_eq!(s.list("/pub").await.unwrap().len(), 1);
+    assert_eq!(read_all(&mut s, "/pub/a.bin", 0).await, body);
+    s.write_from("/pub/b.bin", false, &mut &body[..10]).await.unwrap();
+    let log = srv.log();
+    let ports: Vec<u16> = log
+        .lines()
+        .filter_map(|l| l.split("\"PORT ").nth(1))
+        .map(|p| {
+            let n: Vec<u16> = p.trim_end_matches('"').split(',').map(|x| x.parse().unwrap()).collect();
+            n[4] * 256 + n[5]
+        })
+        .collect();
+    assert_eq!(ports.len(), 3, "one PORT per transfer:\n{log}");
+    assert!(ports.iter().all(|p| (lo..=lo + 20).contains(p)), "{ports:?} outside {lo}-{}", lo + 20);
+    assert!(!log.contains("\"EPSV\"") && !log.contains("\"PASV\""));
+}
+
+/// Collects a download and cuts the server's sessions once `cut_at` bytes arrived.
+struct CutSink<'a> {
+    got: Vec<u8>,
+    cut_at: usize,
+    server: Option<&'a FtpServer>,
+}
+
+impl tokio::io::AsyncWrite for CutSink<'_> {
+    fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.got.extend_from_slice(buf);
+        if self.got.len() >= self.cut_at
+            && let Some(s) = self.server.take()
+        {
+            s.cut_sessions();
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_download_resumes_byte_identical_without_resending_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Vsftpd {
+        max_rate: 8_000_000,
+        ..Vsftpd::default()
+    };
+    let srv = vsftpd(dir.path(), &opts);
+    let body = data(6_000_000);
+    std::fs::write(srv.root.join("pub/big.bin"), &body).unwrap();
+    let mut s = connect(&server(Protocol::Ftp, srv.port, FtpOptions::default())).await;
+    let mut sink = CutSink {
+        got: Vec::new(),
+        cut_at: 1_000_000,
+        server: Some(&srv),
+    };
+    let cut = s.read_into("/pub/big.bin", 0, &mut sink).await.unwrap_err();
+    assert!(cut.temporary, "a cut connection is worth retrying: {cut}");
+    let have = sink.got.len();
+    assert!(have >= 1_000_000 && have < body.len(), "cut after {have} bytes");
+    // The same session reconnects by itself.
+    let mut rest = Vec::new();
+    let sent = s.read_into("/pub/big.bin", have as u64, &mut rest).await.unwrap();
+    assert_eq!(sent as usize, body.len() - have, "only the missing bytes are sent");
+    let mut whole = sink.got;
+    whole.extend_from_slice(&rest);
+    assert!(whole == body, "resumed download differs from the source");
+}
