@@ -72,8 +72,9 @@ pub fn reply_kind(code: u32) -> (ErrorKind, bool) {
         // Insufficient storage. RFC 959 also calls 552 permanent, but a
         // quota frees up like a full disk does (DESIGN: out of space is temporary).
         452 | 552 => (ErrorKind::Storage, true),
-        400..=499 => (ErrorKind::Other, true),
+        // 430: invalid user name or password (RFC 2228 draft replies).
         430 | 530 | 532 => (ErrorKind::Auth, false),
+        400..=499 => (ErrorKind::Other, true),
         // TLS required or refused by policy (RFC 4217).
         534 | 536 => (ErrorKind::Auth, false),
         550 => (ErrorKind::NotFound, false),

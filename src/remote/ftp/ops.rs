@@ -47,6 +47,31 @@ pub async fn list(conn: &mut Conn, shared: &Shared, dir: &str) -> Result<Vec<Ent
     Ok(listed.into_iter().map(|l| l.entry).collect())
 }
 
+/// The lines of a listing command's data connection.
+async fn lines(conn: &mut Conn, shared: &Shared, cmd: &str) -> Result<Vec<String>> {
+    let io = shared.server.io_timeout;
+    let mut stream = data::open(conn, shared, cmd, 0).await?;
+    let mut raw = Vec::new();
+    let copied = pump(&mut stream, &mut raw, io, true).await;
+    drop(stream);
+    if let Err(Broken::Remote(e) | Broken::Local(e)) = copied {
+        let fallback = remote_io(cmd, &e);
+        return Err(data::reason(conn, cmd, fallback).await);
+    }
+    finish(conn, io, cmd).await?;
+    Ok(raw
+        .split(|b| *b == b'\n')
+        .map(|l| String::from_utf8_lossy(l.strip_suffix(b"\r").unwrap_or(l)).into_owned())
+        .filter(|l| !l.is_empty())
+        .collect())
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 fn is_dot_entry(line: &str) -> bool {
     line.ends_with(" .") || line.ends_with(" ..")
 }
@@ -273,7 +298,8 @@ where
     let mut filled = 0;
     let mut total = 0u64;
     let stalled = || std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no data for {io:?}"));
-    let (read_side, write_side): (fn(_) -> Broken, fn(_) -> Broken) = if download {
+    type Side = fn(std::io::Error) -> Broken;
+    let (read_side, write_side): (Side, Side) = if download {
         (Broken::Remote, Broken::Local)
     } else {
         (Broken::Local, Broken::Remote)
@@ -281,6 +307,10 @@ where
     loop {
         let n = match tokio::time::timeout(io, from.read(&mut buf[filled..])).await {
             Ok(Ok(n)) => n,
+            // A TLS server that closes without close_notify: the end of the
+            // data all the same. The 226 reply on the protected control
+            // connection and the caller's size check vouch for completeness.
+            Ok(Err(e)) if download && e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
             Ok(Err(e)) => return Err(read_side(e)),
             Err(_) => return Err(read_side(stalled())),
         };
