@@ -41,8 +41,8 @@ fn pipeline_round_trip(f: &Fixture, srv: &FtpServer, server: &str) {
     let out = f.path("handler.out");
     let h = script(f, "h.sh", &format!("env | grep ^FERRY_ | sort > '{}'", out.display()));
     let rules = [
-        rule(f, "moved", "/pub/in", "move_to = \"/pub/archive/2026\"\nrecursive = true"),
-        rule(f, "deleted", "/pub/del", &format!("delete = true\nhandler = [\"{}\", \"{{local_path}}\"]", h.display())),
+        rule(f, "moved", &srv.remote("pub/in"), &format!("move_to = \"{}\"\nrecursive = true", srv.remote("pub/archive/2026"))),
+        rule(f, "deleted", &srv.remote("pub/del"), &format!("delete = true\nhandler = [\"{}\", \"{{local_path}}\"]", h.display())),
     ];
     f.write_config(&format!("{server}\n{}", rules.join("\n")));
     let root = &srv.root;
@@ -130,7 +130,7 @@ fn sigkill_mid_download_then_restart_resumes() {
     };
     let srv = vsftpd(&f.path("srv"), &opts);
     let server = server_block("ftp", &srv, "");
-    f.write_config(&format!("{server}\n{}", rule(&f, "r", "/pub/in", "")));
+    f.write_config(&format!("{server}\n{}", rule(&f, "r", &srv.remote("pub/in"), "")));
     let body: Vec<u8> = (0..5_000_000u32).map(|i| (i % 253) as u8).collect();
     put(&srv.root, "pub/in/big.bin", &body);
     let out = f.outbox.join("r");

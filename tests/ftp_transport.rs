@@ -56,6 +56,11 @@ fn set_mtime(path: &std::path::Path, ago: u64) -> i64 {
     t.duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
+/// Compares bytes without printing megabytes on failure.
+fn same(got: &[u8], want: &[u8]) {
+    assert!(got == want, "{} bytes differ from the expected {} bytes", got.len(), want.len());
+}
+
 async fn read_all(s: &mut Box<dyn Session>, path: &str, offset: u64) -> Vec<u8> {
     let mut out = Vec::new();
     s.read_into(path, offset, &mut out).await.unwrap();
@@ -66,6 +71,7 @@ async fn read_all(s: &mut Box<dyn Session>, path: &str, offset: u64) -> Vec<u8> 
 async fn vsftpd_plain_serves_every_session_operation() {
     let dir = tempfile::tempdir().unwrap();
     let srv = vsftpd(dir.path(), &Vsftpd::default());
+    let p = |rel: &str| srv.remote(rel);
     let pub_dir = srv.root.join("pub");
     let body = data(300_000);
     std::fs::write(pub_dir.join("a.txt"), &body).unwrap();
@@ -76,7 +82,7 @@ async fn vsftpd_plain_serves_every_session_operation() {
     std::fs::create_dir(pub_dir.join("sub")).unwrap();
     let mut s = connect(&server(Protocol::Ftp, srv.port, FtpOptions::default())).await;
 
-    let mut list = s.list("/pub").await.unwrap();
+    let mut list = s.list(&p("pub")).await.unwrap();
     list.sort_by(|a, b| a.name.cmp(&b.name));
     let names: Vec<_> = list.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names, ["-dash.txt", "a.txt", "name with  spaces ü.txt", "sub", "€uro ünï.csv"]);
@@ -85,36 +91,36 @@ async fn vsftpd_plain_serves_every_session_operation() {
     assert_eq!(a.mtime, a_mtime, "LIST minutes refined to MDTM seconds");
     assert_eq!(list[3].kind, EntryKind::Dir);
 
-    let st = s.stat("/pub/a.txt").await.unwrap();
+    let st = s.stat(&p("pub/a.txt")).await.unwrap();
     assert_eq!((st.size, st.mtime), (300_000, a_mtime), "stat and list agree on the version");
-    assert_eq!(s.stat("/pub/sub").await.unwrap().kind, EntryKind::Dir);
-    let missing = s.stat("/pub/nope").await.unwrap_err();
+    assert_eq!(s.stat(&p("pub/sub")).await.unwrap().kind, EntryKind::Dir);
+    let missing = s.stat(&p("pub/nope")).await.unwrap_err();
     assert_eq!((missing.kind, missing.temporary), (ErrorKind::NotFound, false));
 
-    assert_eq!(read_all(&mut s, "/pub/a.txt", 0).await, body);
-    assert_eq!(read_all(&mut s, "/pub/a.txt", 123_456).await, &body[123_456..]);
-    let odd = read_all(&mut s, "/pub/-dash.txt", 0).await;
+    same(&read_all(&mut s, &p("pub/a.txt"), 0).await, &body);
+    same(&read_all(&mut s, &p("pub/a.txt"), 123_456).await, &body[123_456..]);
+    let odd = read_all(&mut s, &p("pub/-dash.txt"), 0).await;
     assert_eq!(odd, b"-dash.txt");
-    let gone = s.read_into("/pub/nope", 0, &mut Vec::new()).await.unwrap_err();
+    let gone = s.read_into(&p("pub/nope"), 0, &mut Vec::new()).await.unwrap_err();
     assert_eq!((gone.kind, gone.temporary), (ErrorKind::NotFound, false));
 
-    s.create_dirs("/pub/up/deep er/x").await.unwrap();
-    s.create_dirs("/pub/up/deep er/x").await.unwrap();
-    let n = s.write_from("/pub/up/deep er/x/new.bin", false, &mut &body[..1000]).await.unwrap();
+    s.create_dirs(&p("pub/up/deep er/x")).await.unwrap();
+    s.create_dirs(&p("pub/up/deep er/x")).await.unwrap();
+    let n = s.write_from(&p("pub/up/deep er/x/new.bin"), false, &mut &body[..1000]).await.unwrap();
     assert_eq!(n, 1000);
-    s.write_from("/pub/up/deep er/x/new.bin", true, &mut &b"tail"[..]).await.unwrap();
+    s.write_from(&p("pub/up/deep er/x/new.bin"), true, &mut &b"tail"[..]).await.unwrap();
     let mut want = body[..1000].to_vec();
     want.extend_from_slice(b"tail");
-    assert_eq!(std::fs::read(pub_dir.join("up/deep er/x/new.bin")).unwrap(), want);
+    same(&std::fs::read(pub_dir.join("up/deep er/x/new.bin")).unwrap(), &want);
 
-    let exists = s.rename("/pub/a.txt", "/pub/-dash.txt").await.unwrap_err();
+    let exists = s.rename(&p("pub/a.txt"), &p("pub/-dash.txt")).await.unwrap_err();
     assert_eq!(exists.kind, ErrorKind::AlreadyExists);
     assert_eq!(std::fs::read(pub_dir.join("-dash.txt")).unwrap(), b"-dash.txt", "never overwritten");
-    s.rename("/pub/a.txt", "/pub/up/a moved.txt").await.unwrap();
-    assert_eq!(std::fs::read(pub_dir.join("up/a moved.txt")).unwrap(), body);
-    s.remove("/pub/up/a moved.txt").await.unwrap();
+    s.rename(&p("pub/a.txt"), &p("pub/up/a moved.txt")).await.unwrap();
+    same(&std::fs::read(pub_dir.join("up/a moved.txt")).unwrap(), &body);
+    s.remove(&p("pub/up/a moved.txt")).await.unwrap();
     assert!(!pub_dir.join("up/a moved.txt").exists());
-    let again = s.remove("/pub/up/a moved.txt").await.unwrap_err();
+    let again = s.remove(&p("pub/up/a moved.txt")).await.unwrap_err();
     assert_eq!(again.kind, ErrorKind::NotFound);
 }
 
@@ -127,6 +133,7 @@ async fn explicit_ftps_on_vsftpd_verifies_the_ca_and_reuses_tls_sessions() {
         ..Vsftpd::default()
     };
     let srv = vsftpd(dir.path(), &opts);
+    let p = |rel: &str| srv.remote(rel);
     let body = data(2_000_000);
     std::fs::write(srv.root.join("pub/big.bin"), &body).unwrap();
     let ftp = FtpOptions {
@@ -136,12 +143,12 @@ async fn explicit_ftps_on_vsftpd_verifies_the_ca_and_reuses_tls_sessions() {
     // require_ssl_reuse=YES: every data connection below must resume the
     // control connection's TLS session or vsftpd refuses it.
     let mut s = connect(&server(Protocol::Ftps, srv.port, ftp)).await;
-    assert_eq!(s.list("/pub").await.unwrap().len(), 1);
-    assert_eq!(read_all(&mut s, "/pub/big.bin", 0).await, body);
-    assert_eq!(read_all(&mut s, "/pub/big.bin", 1_999_000).await, &body[1_999_000..]);
-    s.write_from("/pub/up.bin", false, &mut &body[..70_000]).await.unwrap();
-    assert_eq!(std::fs::read(srv.root.join("pub/up.bin")).unwrap(), &body[..70_000]);
-    assert_eq!(s.stat("/pub/up.bin").await.unwrap().size, 70_000);
+    assert_eq!(s.list(&p("pub")).await.unwrap().len(), 1);
+    same(&read_all(&mut s, &p("pub/big.bin"), 0).await, &body);
+    same(&read_all(&mut s, &p("pub/big.bin"), 1_999_000).await, &body[1_999_000..]);
+    s.write_from(&p("pub/up.bin"), false, &mut &body[..70_000]).await.unwrap();
+    same(&std::fs::read(srv.root.join("pub/up.bin")).unwrap(), &body[..70_000]);
+    assert_eq!(s.stat(&p("pub/up.bin")).await.unwrap().size, 70_000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,7 +227,7 @@ async fn pyftpdlib_mlsd_and_implicit_ftps() {
     assert_eq!(read_all(&mut s, "/in/x y;z.bin", 1000).await, &body[1000..]);
     s.create_dirs("/out/a/b").await.unwrap();
     s.write_from("/out/a/b/up.bin", false, &mut &body[..]).await.unwrap();
-    assert_eq!(std::fs::read(srv.root.join("out/a/b/up.bin")).unwrap(), body);
+    same(&std::fs::read(srv.root.join("out/a/b/up.bin")).unwrap(), &body);
     let taken = s.rename("/in/x y;z.bin", "/out/a/b/up.bin").await.unwrap_err();
     assert_eq!(taken.kind, ErrorKind::AlreadyExists);
 }
@@ -229,6 +236,7 @@ async fn pyftpdlib_mlsd_and_implicit_ftps() {
 async fn active_mode_listens_on_the_configured_ports() {
     let dir = tempfile::tempdir().unwrap();
     let srv = vsftpd(dir.path(), &Vsftpd::default());
+    let p = |rel: &str| srv.remote(rel);
     let body = data(100_000);
     std::fs::write(srv.root.join("pub/a.bin"), &body).unwrap();
     let lo = free_port().clamp(1024, 65000);
@@ -238,9 +246,9 @@ async fn active_mode_listens_on_the_configured_ports() {
         ..FtpOptions::default()
     };
     let mut s = connect(&server(Protocol::Ftp, srv.port, ftp)).await;
-    assert_eq!(s.list("/pub").await.unwrap().len(), 1);
-    assert_eq!(read_all(&mut s, "/pub/a.bin", 0).await, body);
-    s.write_from("/pub/b.bin", false, &mut &body[..10]).await.unwrap();
+    assert_eq!(s.list(&p("pub")).await.unwrap().len(), 1);
+    same(&read_all(&mut s, &p("pub/a.bin"), 0).await, &body);
+    s.write_from(&p("pub/b.bin"), false, &mut &body[..10]).await.unwrap();
     let log = srv.log();
     let ports: Vec<u16> = log
         .lines()
@@ -288,6 +296,7 @@ async fn a_cut_download_resumes_byte_identical_without_resending_the_start() {
         ..Vsftpd::default()
     };
     let srv = vsftpd(dir.path(), &opts);
+    let p = |rel: &str| srv.remote(rel);
     let body = data(6_000_000);
     std::fs::write(srv.root.join("pub/big.bin"), &body).unwrap();
     let mut s = connect(&server(Protocol::Ftp, srv.port, FtpOptions::default())).await;
@@ -296,13 +305,13 @@ async fn a_cut_download_resumes_byte_identical_without_resending_the_start() {
         cut_at: 1_000_000,
         server: Some(&srv),
     };
-    let cut = s.read_into("/pub/big.bin", 0, &mut sink).await.unwrap_err();
+    let cut = s.read_into(&p("pub/big.bin"), 0, &mut sink).await.unwrap_err();
     assert!(cut.temporary, "a cut connection is worth retrying: {cut}");
     let have = sink.got.len();
     assert!(have >= 1_000_000 && have < body.len(), "cut after {have} bytes");
     // The same session reconnects by itself.
     let mut rest = Vec::new();
-    let sent = s.read_into("/pub/big.bin", have as u64, &mut rest).await.unwrap();
+    let sent = s.read_into(&p("pub/big.bin"), have as u64, &mut rest).await.unwrap();
     assert_eq!(sent as usize, body.len() - have, "only the missing bytes are sent");
     let mut whole = sink.got;
     whole.extend_from_slice(&rest);

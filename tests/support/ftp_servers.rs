@@ -78,12 +78,20 @@ pub fn make_certs(dir: &Path) -> Certs {
 pub struct FtpServer {
     child: Child,
     pub port: u16,
-    /// What the server shows as `/`.
+    /// Where the server's files are on this machine.
     pub root: PathBuf,
+    /// How the server names `root`: vsftpd runs as the launching user
+    /// without chroot (it is root here), so its paths are the real ones.
+    remote_root: String,
     pub log: PathBuf,
 }
 
 impl FtpServer {
+    /// The server's absolute path for `rel` under `root`.
+    pub fn remote(&self, rel: &str) -> String {
+        format!("{}/{rel}", self.remote_root)
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -161,7 +169,7 @@ pub struct Vsftpd {
     pub extra: String,
 }
 
-/// vsftpd with anonymous read-write access to `dir/root` (shown as `/`),
+/// vsftpd with anonymous read-write access, starting in `dir/root`,
 /// passive ports from a private range, every command logged.
 pub fn vsftpd(dir: &Path, opts: &Vsftpd) -> FtpServer {
     require(VSFTPD, "vsftpd");
@@ -206,7 +214,8 @@ pub fn vsftpd(dir: &Path, opts: &Vsftpd) -> FtpServer {
         .stderr(std::fs::File::create(dir.join("vsftpd.stderr")).unwrap())
         .spawn()
         .unwrap();
-    FtpServer { child, port, root, log }.wait_ready(false)
+    let remote_root = root.display().to_string();
+    FtpServer { child, port, root, remote_root, log }.wait_ready(false)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -287,7 +296,8 @@ pub fn pyftpdlib(dir: &Path, tls: PyTls, certs: Option<&Certs>) -> FtpServer {
         .stderr(std::fs::File::create(dir.join("pyftpd.stderr")).unwrap())
         .spawn()
         .unwrap();
-    FtpServer { child, port, root, log }.wait_ready(tls == PyTls::Implicit)
+    let remote_root = String::new();
+    FtpServer { child, port, root, remote_root, log }.wait_ready(tls == PyTls::Implicit)
 }
 
 fn fastrand_u16(below: u16) -> u16 {

@@ -15,11 +15,26 @@ use crate::remote::{ErrorKind, RemoteError, Result};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 use suppaftp::{FtpError, Status};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+type TlsData = suppaftp::tokio_rustls::client::TlsStream<TcpStream>;
+
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Queues a TLS close_notify alert; nothing on plain TCP.
+    fn close_notify(&mut self) -> bool {
+        false
+    }
+}
+
+impl Io for TcpStream {}
+
+impl Io for TlsData {
+    fn close_notify(&mut self) -> bool {
+        self.get_mut().1.send_close_notify();
+        true
+    }
+}
 
 /// An open data connection, plain or TLS.
 pub type DataStream = Box<dyn Io>;
@@ -95,6 +110,34 @@ async fn start(conn: &mut Conn, io: Duration, cmd: &str, offset: u64) -> Result<
         command(conn, io, &format!("REST {offset}"), &[Status::RequestFilePending]).await?;
     }
     command(conn, io, cmd, PRELIMINARY).await.map(|_| ())
+}
+
+/// Ends an upload's data connection so that the server has every byte.
+/// On TLS: close_notify, then wait for the server to close, as OpenSSL and
+/// Python's `unwrap()` do; pyftpdlib loses the records that arrive together
+/// with a FIN. The wait is short: a server that waits for our FIN gets it.
+pub async fn end_upload(stream: &mut DataStream, io: Duration) -> std::io::Result<()> {
+    let bounded = |d: Duration| d.min(Duration::from_secs(10));
+    if stream.close_notify() {
+        match tokio::time::timeout(io, stream.flush()).await {
+            Ok(r) => r?,
+            Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
+        }
+        let mut scratch = [0u8; 1024];
+        let drain = async {
+            while let Ok(n) = stream.read(&mut scratch).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(bounded(io), drain).await;
+        return Ok(());
+    }
+    match tokio::time::timeout(io, stream.shutdown()).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
 }
 
 /// Reads the reply that ends a transfer (226 or 250).

@@ -252,13 +252,9 @@ pub async fn write_from(
     let cmd = format!("{} {path}", if append { "APPE" } else { "STOR" });
     let mut stream = data::open(conn, shared, &cmd, 0).await?;
     let copied = match pump(source, &mut stream, io, false).await {
-        // The end of the file is the end of the data connection: TLS
-        // close_notify, then FIN. Only then does the server answer 226.
-        Ok(n) => match tokio::time::timeout(io, stream.shutdown()).await {
-            Ok(Ok(())) => Ok(n),
-            Ok(Err(e)) => Err(Broken::Remote(e)),
-            Err(_) => Err(Broken::Remote(std::io::ErrorKind::TimedOut.into())),
-        },
+        // The end of the file is the end of the data connection; only
+        // then does the server answer 226.
+        Ok(n) => data::end_upload(&mut stream, io).await.map(|()| n).map_err(Broken::Remote),
         Err(e) => Err(e),
     };
     drop(stream);
