@@ -31,8 +31,14 @@ async fn main() {
         ftp: FtpOptions::default(),
     });
     let start = Instant::now();
-    let mut session = ferry::remote::choose(&server).connect().await.expect("connect");
+    let mut session = ferry::remote::choose(&server)
+        .connect()
+        .await
+        .expect("connect");
     let mut file = tokio::fs::File::open(local).await.expect("open local file");
-    let n = session.write_from(remote, false, &mut file).await.expect("upload");
+    let n = session
+        .write_from(remote, false, &mut file)
+        .await
+        .expect("upload");
     println!("{n} bytes in {:.3} s", start.elapsed().as_secs_f64());
 }

@@ -39,10 +39,30 @@ fn put(root: &Path, rel: &str, data: &[u8]) {
 /// and `delete` with a handler, over `protocol` against `srv`.
 fn pipeline_round_trip(f: &Fixture, srv: &FtpServer, server: &str) {
     let out = f.path("handler.out");
-    let h = script(f, "h.sh", &format!("env | grep ^FERRY_ | sort > '{}'", out.display()));
+    let h = script(
+        f,
+        "h.sh",
+        &format!("env | grep ^FERRY_ | sort > '{}'", out.display()),
+    );
     let rules = [
-        rule(f, "moved", &srv.remote("pub/in"), &format!("move_to = \"{}\"\nrecursive = true", srv.remote("pub/archive/2026"))),
-        rule(f, "deleted", &srv.remote("pub/del"), &format!("delete = true\nhandler = [\"{}\", \"{{local_path}}\"]", h.display())),
+        rule(
+            f,
+            "moved",
+            &srv.remote("pub/in"),
+            &format!(
+                "move_to = \"{}\"\nrecursive = true",
+                srv.remote("pub/archive/2026")
+            ),
+        ),
+        rule(
+            f,
+            "deleted",
+            &srv.remote("pub/del"),
+            &format!(
+                "delete = true\nhandler = [\"{}\", \"{{local_path}}\"]",
+                h.display()
+            ),
+        ),
     ];
     f.write_config(&format!("{server}\n{}", rules.join("\n")));
     let root = &srv.root;
@@ -53,15 +73,32 @@ fn pipeline_round_trip(f: &Fixture, srv: &FtpServer, server: &str) {
     f.once(0);
     let moved = f.outbox.join("moved");
     assert_eq!(std::fs::read(moved.join("a.csv")).unwrap(), b"first");
-    assert_eq!(std::fs::read(moved.join("sub dir/ünï code.csv")).unwrap(), b"deep");
+    assert_eq!(
+        std::fs::read(moved.join("sub dir/ünï code.csv")).unwrap(),
+        b"deep"
+    );
     assert_eq!(std::fs::read(moved.join("-dash.csv")).unwrap(), b"dash");
-    assert_eq!(std::fs::read(root.join("pub/archive/2026/a.csv")).unwrap(), b"first");
-    assert_eq!(std::fs::read(root.join("pub/archive/2026/sub dir/ünï code.csv")).unwrap(), b"deep");
+    assert_eq!(
+        std::fs::read(root.join("pub/archive/2026/a.csv")).unwrap(),
+        b"first"
+    );
+    assert_eq!(
+        std::fs::read(root.join("pub/archive/2026/sub dir/ünï code.csv")).unwrap(),
+        b"deep"
+    );
     assert!(!root.join("pub/in/a.csv").exists());
-    assert_eq!(std::fs::read(f.outbox.join("deleted/b.csv")).unwrap(), b"bee");
+    assert_eq!(
+        std::fs::read(f.outbox.join("deleted/b.csv")).unwrap(),
+        b"bee"
+    );
     assert!(!root.join("pub/del/b.csv").exists(), "delete = true");
     let env = std::fs::read_to_string(&out).unwrap();
-    for var in ["FERRY_FILE_NAME=b.csv", "FERRY_HOST=127.0.0.1", &format!("FERRY_PORT={}", srv.port), "FERRY_RULE=deleted"] {
+    for var in [
+        "FERRY_FILE_NAME=b.csv",
+        "FERRY_HOST=127.0.0.1",
+        &format!("FERRY_PORT={}", srv.port),
+        "FERRY_RULE=deleted",
+    ] {
         assert!(env.contains(var), "missing {var} in:\n{env}");
     }
     assert_eq!(f.files(Some("done")).len(), 4);
@@ -69,10 +106,19 @@ fn pipeline_round_trip(f: &Fixture, srv: &FtpServer, server: &str) {
     // Same name again: the archived file is kept, the new one gets a suffix.
     put(root, "pub/in/a.csv", b"second version");
     f.once(0);
-    assert_eq!(std::fs::read(moved.join("a.csv")).unwrap(), b"second version");
-    assert_eq!(std::fs::read(root.join("pub/archive/2026/a.csv")).unwrap(), b"first");
+    assert_eq!(
+        std::fs::read(moved.join("a.csv")).unwrap(),
+        b"second version"
+    );
+    assert_eq!(
+        std::fs::read(root.join("pub/archive/2026/a.csv")).unwrap(),
+        b"first"
+    );
     let archived = names(&root.join("pub/archive/2026"));
-    let suffixed: Vec<_> = archived.iter().filter(|n| n.starts_with("a.") && n.ends_with("Z.csv")).collect();
+    let suffixed: Vec<_> = archived
+        .iter()
+        .filter(|n| n.starts_with("a.") && n.ends_with("Z.csv"))
+        .collect();
     assert_eq!(suffixed.len(), 1, "{archived:?}");
     assert_eq!(f.files(Some("done")).len(), 5);
     assert!(f.files(Some("failed")).is_empty());
@@ -96,7 +142,11 @@ fn listen_pipeline_over_explicit_ftps() {
         ..Vsftpd::default()
     };
     let srv = vsftpd(&f.path("srv"), &opts);
-    let server = server_block("ftps", &srv, &format!("ca_file = \"{}\"", certs.ca.display()));
+    let server = server_block(
+        "ftps",
+        &srv,
+        &format!("ca_file = \"{}\"", certs.ca.display()),
+    );
     pipeline_round_trip(&f, &srv, &server);
 }
 
@@ -113,10 +163,16 @@ fn listen_pipeline_over_implicit_ftps_with_a_password() {
         certs.sha256
     );
     let server = server_block("ftps-implicit", &srv, &extra);
-    f.write_config(&format!("{server}\n{}", rule(&f, "r", "/in", "delete = true")));
+    f.write_config(&format!(
+        "{server}\n{}",
+        rule(&f, "r", "/in", "delete = true")
+    ));
     put(&srv.root, "in/x.bin", &[9u8; 70_000]);
     f.once(0);
-    assert_eq!(std::fs::read(f.outbox.join("r/x.bin")).unwrap(), vec![9u8; 70_000]);
+    assert_eq!(
+        std::fs::read(f.outbox.join("r/x.bin")).unwrap(),
+        vec![9u8; 70_000]
+    );
     assert!(!srv.root.join("in/x.bin").exists());
 }
 
@@ -130,7 +186,10 @@ fn sigkill_mid_download_then_restart_resumes() {
     };
     let srv = vsftpd(&f.path("srv"), &opts);
     let server = server_block("ftp", &srv, "");
-    f.write_config(&format!("{server}\n{}", rule(&f, "r", &srv.remote("pub/in"), "")));
+    f.write_config(&format!(
+        "{server}\n{}",
+        rule(&f, "r", &srv.remote("pub/in"), "")
+    ));
     let body: Vec<u8> = (0..5_000_000u32).map(|i| (i % 253) as u8).collect();
     put(&srv.root, "pub/in/big.bin", &body);
     let out = f.outbox.join("r");
@@ -138,24 +197,43 @@ fn sigkill_mid_download_then_restart_resumes() {
     let partial = || {
         std::fs::read_dir(&out)
             .ok()
-            .and_then(|d| d.filter_map(Result::ok).find(|e| e.file_name().to_string_lossy().ends_with(".ferry-part")))
+            .and_then(|d| {
+                d.filter_map(Result::ok)
+                    .find(|e| e.file_name().to_string_lossy().ends_with(".ferry-part"))
+            })
             .and_then(|e| e.metadata().ok())
             .map_or(0, |m| m.len())
     };
-    wait_for(Duration::from_secs(30), "a partial download of 1.5 MB", || partial() > 1_500_000);
+    wait_for(
+        Duration::from_secs(30),
+        "a partial download of 1.5 MB",
+        || partial() > 1_500_000,
+    );
     daemon.kill9();
     let had = partial();
     assert!(had < body.len() as u64, "killed too late");
     let log = f.once(0);
     assert!(log.contains("resuming download"), "{log}");
-    assert!(std::fs::read(out.join("big.bin")).unwrap() == body, "resumed file differs");
+    assert!(
+        std::fs::read(out.join("big.bin")).unwrap() == body,
+        "resumed file differs"
+    );
     // vsftpd's transfer log: the second download sent only what was missing.
     let sent: Vec<u64> = srv
         .log()
         .lines()
         .filter(|l| l.contains("OK DOWNLOAD") && l.contains("big.bin"))
-        .filter_map(|l| l.split(", ").find(|p| p.ends_with(" bytes"))?.trim_end_matches(" bytes").parse().ok())
+        .filter_map(|l| {
+            l.split(", ")
+                .find(|p| p.ends_with(" bytes"))?
+                .trim_end_matches(" bytes")
+                .parse()
+                .ok()
+        })
         .collect();
     let last = *sent.last().expect("a completed download in the vsftpd log");
-    assert!(last <= body.len() as u64 - had, "re-sent {last} bytes after {had} were on disk");
+    assert!(
+        last <= body.len() as u64 - had,
+        "re-sent {last} bytes after {had} were on disk"
+    );
 }

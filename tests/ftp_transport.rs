@@ -52,13 +52,23 @@ fn data(len: usize) -> Vec<u8> {
 fn set_mtime(path: &std::path::Path, ago: u64) -> i64 {
     let t = SystemTime::now() - Duration::from_secs(ago);
     let t = UNIX_EPOCH + Duration::from_secs(t.duration_since(UNIX_EPOCH).unwrap().as_secs());
-    std::fs::File::options().write(true).open(path).unwrap().set_modified(t).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
     t.duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 /// Compares bytes without printing megabytes on failure.
 fn same(got: &[u8], want: &[u8]) {
-    assert!(got == want, "{} bytes differ from the expected {} bytes", got.len(), want.len());
+    assert!(
+        got == want,
+        "{} bytes differ from the expected {} bytes",
+        got.len(),
+        want.len()
+    );
 }
 
 async fn read_all(s: &mut Box<dyn Session>, path: &str, offset: u64) -> Vec<u8> {
@@ -85,39 +95,81 @@ async fn vsftpd_plain_serves_every_session_operation() {
     let mut list = s.list(&p("pub")).await.unwrap();
     list.sort_by(|a, b| a.name.cmp(&b.name));
     let names: Vec<_> = list.iter().map(|e| e.name.as_str()).collect();
-    assert_eq!(names, ["-dash.txt", "a.txt", "name with  spaces ü.txt", "sub", "€uro ünï.csv"]);
+    assert_eq!(
+        names,
+        [
+            "-dash.txt",
+            "a.txt",
+            "name with  spaces ü.txt",
+            "sub",
+            "€uro ünï.csv"
+        ]
+    );
     let a = &list[1];
     assert_eq!((a.kind, a.size), (EntryKind::File, 300_000));
     assert_eq!(a.mtime, a_mtime, "LIST minutes refined to MDTM seconds");
     assert_eq!(list[3].kind, EntryKind::Dir);
 
     let st = s.stat(&p("pub/a.txt")).await.unwrap();
-    assert_eq!((st.size, st.mtime), (300_000, a_mtime), "stat and list agree on the version");
+    assert_eq!(
+        (st.size, st.mtime),
+        (300_000, a_mtime),
+        "stat and list agree on the version"
+    );
     assert_eq!(s.stat(&p("pub/sub")).await.unwrap().kind, EntryKind::Dir);
     let missing = s.stat(&p("pub/nope")).await.unwrap_err();
-    assert_eq!((missing.kind, missing.temporary), (ErrorKind::NotFound, false));
+    assert_eq!(
+        (missing.kind, missing.temporary),
+        (ErrorKind::NotFound, false)
+    );
 
     same(&read_all(&mut s, &p("pub/a.txt"), 0).await, &body);
-    same(&read_all(&mut s, &p("pub/a.txt"), 123_456).await, &body[123_456..]);
+    same(
+        &read_all(&mut s, &p("pub/a.txt"), 123_456).await,
+        &body[123_456..],
+    );
     let odd = read_all(&mut s, &p("pub/-dash.txt"), 0).await;
     assert_eq!(odd, b"-dash.txt");
-    let gone = s.read_into(&p("pub/nope"), 0, &mut Vec::new()).await.unwrap_err();
+    let gone = s
+        .read_into(&p("pub/nope"), 0, &mut Vec::new())
+        .await
+        .unwrap_err();
     assert_eq!((gone.kind, gone.temporary), (ErrorKind::NotFound, false));
 
     s.create_dirs(&p("pub/up/deep er/x")).await.unwrap();
     s.create_dirs(&p("pub/up/deep er/x")).await.unwrap();
-    let n = s.write_from(&p("pub/up/deep er/x/new.bin"), false, &mut &body[..1000]).await.unwrap();
+    let n = s
+        .write_from(&p("pub/up/deep er/x/new.bin"), false, &mut &body[..1000])
+        .await
+        .unwrap();
     assert_eq!(n, 1000);
-    s.write_from(&p("pub/up/deep er/x/new.bin"), true, &mut &b"tail"[..]).await.unwrap();
+    s.write_from(&p("pub/up/deep er/x/new.bin"), true, &mut &b"tail"[..])
+        .await
+        .unwrap();
     let mut want = body[..1000].to_vec();
     want.extend_from_slice(b"tail");
-    same(&std::fs::read(pub_dir.join("up/deep er/x/new.bin")).unwrap(), &want);
+    same(
+        &std::fs::read(pub_dir.join("up/deep er/x/new.bin")).unwrap(),
+        &want,
+    );
 
-    let exists = s.rename(&p("pub/a.txt"), &p("pub/-dash.txt")).await.unwrap_err();
+    let exists = s
+        .rename(&p("pub/a.txt"), &p("pub/-dash.txt"))
+        .await
+        .unwrap_err();
     assert_eq!(exists.kind, ErrorKind::AlreadyExists);
-    assert_eq!(std::fs::read(pub_dir.join("-dash.txt")).unwrap(), b"-dash.txt", "never overwritten");
-    s.rename(&p("pub/a.txt"), &p("pub/up/a moved.txt")).await.unwrap();
-    same(&std::fs::read(pub_dir.join("up/a moved.txt")).unwrap(), &body);
+    assert_eq!(
+        std::fs::read(pub_dir.join("-dash.txt")).unwrap(),
+        b"-dash.txt",
+        "never overwritten"
+    );
+    s.rename(&p("pub/a.txt"), &p("pub/up/a moved.txt"))
+        .await
+        .unwrap();
+    same(
+        &std::fs::read(pub_dir.join("up/a moved.txt")).unwrap(),
+        &body,
+    );
     s.remove(&p("pub/up/a moved.txt")).await.unwrap();
     assert!(!pub_dir.join("up/a moved.txt").exists());
     let again = s.remove(&p("pub/up/a moved.txt")).await.unwrap_err();
@@ -145,9 +197,17 @@ async fn explicit_ftps_on_vsftpd_verifies_the_ca_and_reuses_tls_sessions() {
     let mut s = connect(&server(Protocol::Ftps, srv.port, ftp)).await;
     assert_eq!(s.list(&p("pub")).await.unwrap().len(), 1);
     same(&read_all(&mut s, &p("pub/big.bin"), 0).await, &body);
-    same(&read_all(&mut s, &p("pub/big.bin"), 1_999_000).await, &body[1_999_000..]);
-    s.write_from(&p("pub/up.bin"), false, &mut &body[..70_000]).await.unwrap();
-    same(&std::fs::read(srv.root.join("pub/up.bin")).unwrap(), &body[..70_000]);
+    same(
+        &read_all(&mut s, &p("pub/big.bin"), 1_999_000).await,
+        &body[1_999_000..],
+    );
+    s.write_from(&p("pub/up.bin"), false, &mut &body[..70_000])
+        .await
+        .unwrap();
+    same(
+        &std::fs::read(srv.root.join("pub/up.bin")).unwrap(),
+        &body[..70_000],
+    );
     assert_eq!(s.stat(&p("pub/up.bin")).await.unwrap().size, 70_000);
 }
 
@@ -170,7 +230,11 @@ async fn ftps_refuses_untrusted_certificates_and_honours_pins() {
     })
     .await
     .unwrap_err();
-    assert_eq!((wrong_ca.kind, wrong_ca.temporary), (ErrorKind::Auth, false), "{wrong_ca}");
+    assert_eq!(
+        (wrong_ca.kind, wrong_ca.temporary),
+        (ErrorKind::Auth, false),
+        "{wrong_ca}"
+    );
     assert!(wrong_ca.message.contains("certificate"), "{wrong_ca}");
     // The system roots do not know the test CA either.
     let system = try_with(FtpOptions::default()).await.unwrap_err();
@@ -220,15 +284,30 @@ async fn pyftpdlib_mlsd_and_implicit_ftps() {
     let mut list = s.list("/in").await.unwrap();
     list.sort_by(|a, b| a.name.cmp(&b.name));
     assert_eq!(list.len(), 2, "{list:?}");
-    assert_eq!((list[1].kind, list[0].name.as_str()), (EntryKind::File, "sub"));
-    assert_eq!((list[1].name.as_str(), list[1].size, list[1].mtime), ("x y;z.bin", 1_500_000, t), "MLSD: exact UTC seconds, even for an old file");
+    assert_eq!(
+        (list[1].kind, list[0].name.as_str()),
+        (EntryKind::File, "sub")
+    );
+    assert_eq!(
+        (list[1].name.as_str(), list[1].size, list[1].mtime),
+        ("x y;z.bin", 1_500_000, t),
+        "MLSD: exact UTC seconds, even for an old file"
+    );
     let st = s.stat("/in/x y;z.bin").await.unwrap();
     assert_eq!((st.size, st.mtime), (1_500_000, t));
     assert_eq!(read_all(&mut s, "/in/x y;z.bin", 1000).await, &body[1000..]);
     s.create_dirs("/out/a/b").await.unwrap();
-    s.write_from("/out/a/b/up.bin", false, &mut &body[..]).await.unwrap();
-    same(&std::fs::read(srv.root.join("out/a/b/up.bin")).unwrap(), &body);
-    let taken = s.rename("/in/x y;z.bin", "/out/a/b/up.bin").await.unwrap_err();
+    s.write_from("/out/a/b/up.bin", false, &mut &body[..])
+        .await
+        .unwrap();
+    same(
+        &std::fs::read(srv.root.join("out/a/b/up.bin")).unwrap(),
+        &body,
+    );
+    let taken = s
+        .rename("/in/x y;z.bin", "/out/a/b/up.bin")
+        .await
+        .unwrap_err();
     assert_eq!(taken.kind, ErrorKind::AlreadyExists);
 }
 
@@ -248,18 +327,28 @@ async fn active_mode_listens_on_the_configured_ports() {
     let mut s = connect(&server(Protocol::Ftp, srv.port, ftp)).await;
     assert_eq!(s.list(&p("pub")).await.unwrap().len(), 1);
     same(&read_all(&mut s, &p("pub/a.bin"), 0).await, &body);
-    s.write_from(&p("pub/b.bin"), false, &mut &body[..10]).await.unwrap();
+    s.write_from(&p("pub/b.bin"), false, &mut &body[..10])
+        .await
+        .unwrap();
     let log = srv.log();
     let ports: Vec<u16> = log
         .lines()
         .filter_map(|l| l.split("\"PORT ").nth(1))
         .map(|p| {
-            let n: Vec<u16> = p.trim_end_matches('"').split(',').map(|x| x.parse().unwrap()).collect();
+            let n: Vec<u16> = p
+                .trim_end_matches('"')
+                .split(',')
+                .map(|x| x.parse().unwrap())
+                .collect();
             n[4] * 256 + n[5]
         })
         .collect();
     assert_eq!(ports.len(), 3, "one PORT per transfer:\n{log}");
-    assert!(ports.iter().all(|p| (lo..=lo + 20).contains(p)), "{ports:?} outside {lo}-{}", lo + 20);
+    assert!(
+        ports.iter().all(|p| (lo..=lo + 20).contains(p)),
+        "{ports:?} outside {lo}-{}",
+        lo + 20
+    );
     assert!(!log.contains("\"EPSV\"") && !log.contains("\"PASV\""));
 }
 
@@ -271,7 +360,11 @@ struct CutSink<'a> {
 }
 
 impl tokio::io::AsyncWrite for CutSink<'_> {
-    fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.got.extend_from_slice(buf);
         if self.got.len() >= self.cut_at
             && let Some(s) = self.server.take()
@@ -305,14 +398,27 @@ async fn a_cut_download_resumes_byte_identical_without_resending_the_start() {
         cut_at: 1_000_000,
         server: Some(&srv),
     };
-    let cut = s.read_into(&p("pub/big.bin"), 0, &mut sink).await.unwrap_err();
+    let cut = s
+        .read_into(&p("pub/big.bin"), 0, &mut sink)
+        .await
+        .unwrap_err();
     assert!(cut.temporary, "a cut connection is worth retrying: {cut}");
     let have = sink.got.len();
-    assert!(have >= 1_000_000 && have < body.len(), "cut after {have} bytes");
+    assert!(
+        have >= 1_000_000 && have < body.len(),
+        "cut after {have} bytes"
+    );
     // The same session reconnects by itself.
     let mut rest = Vec::new();
-    let sent = s.read_into(&p("pub/big.bin"), have as u64, &mut rest).await.unwrap();
-    assert_eq!(sent as usize, body.len() - have, "only the missing bytes are sent");
+    let sent = s
+        .read_into(&p("pub/big.bin"), have as u64, &mut rest)
+        .await
+        .unwrap();
+    assert_eq!(
+        sent as usize,
+        body.len() - have,
+        "only the missing bytes are sent"
+    );
     let mut whole = sink.got;
     whole.extend_from_slice(&rest);
     assert!(whole == body, "resumed download differs from the source");

@@ -53,9 +53,15 @@ impl Protocol {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Protocol::Local, Protocol::Sftp, Protocol::Ftp, Protocol::Ftps, Protocol::FtpsImplicit]
-            .into_iter()
-            .find(|p| p.as_str() == s)
+        [
+            Protocol::Local,
+            Protocol::Sftp,
+            Protocol::Ftp,
+            Protocol::Ftps,
+            Protocol::FtpsImplicit,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
     }
 
     pub fn default_port(self) -> u16 {
@@ -68,7 +74,10 @@ impl Protocol {
     }
 
     pub fn is_ftp(self) -> bool {
-        matches!(self, Protocol::Ftp | Protocol::Ftps | Protocol::FtpsImplicit)
+        matches!(
+            self,
+            Protocol::Ftp | Protocol::Ftps | Protocol::FtpsImplicit
+        )
     }
 }
 

@@ -49,22 +49,72 @@ pub fn make_certs(dir: &Path) -> Certs {
             .current_dir(dir)
             .output()
             .unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     for ca in ["ca", "other-ca"] {
         run(&[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-            &format!("/CN=ferry test {ca}"), "-keyout", &format!("{ca}.key"), "-out", &format!("{ca}.pem"),
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN=ferry test {ca}"),
+            "-keyout",
+            &format!("{ca}.key"),
+            "-out",
+            &format!("{ca}.pem"),
         ]);
     }
-    run(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr"]);
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
     run(&[
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
-        "-extfile", "san.ext", "-out", "server.pem",
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
     ]);
-    let fp = run(&["x509", "-in", "server.pem", "-noout", "-fingerprint", "-sha256"]);
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    ]);
+    let fp = run(&[
+        "x509",
+        "-in",
+        "server.pem",
+        "-noout",
+        "-fingerprint",
+        "-sha256",
+    ]);
     Certs {
         ca: dir.join("ca.pem"),
         cert: dir.join("server.pem"),
@@ -109,7 +159,10 @@ impl FtpServer {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("FTP server exited with {status} before it was ready:\n{}", self.log());
+                panic!(
+                    "FTP server exited with {status} before it was ready:\n{}",
+                    self.log()
+                );
             }
             if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
                 if tls_first {
@@ -121,7 +174,12 @@ impl FtpServer {
                     return self;
                 }
             }
-            assert!(Instant::now() < deadline, "FTP server not ready on port {}:\n{}", self.port, self.log());
+            assert!(
+                Instant::now() < deadline,
+                "FTP server not ready on port {}:\n{}",
+                self.port,
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -144,7 +202,13 @@ fn descendants(pid: u32) -> Vec<u32> {
         .filter_map(|e| {
             let p: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
             let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
-            let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
+            let ppid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
             Some((p, ppid))
         })
         .collect();
@@ -215,7 +279,14 @@ pub fn vsftpd(dir: &Path, opts: &Vsftpd) -> FtpServer {
         .spawn()
         .unwrap();
     let remote_root = root.display().to_string();
-    FtpServer { child, port, root, remote_root, log }.wait_ready(false)
+    FtpServer {
+        child,
+        port,
+        root,
+        remote_root,
+        log,
+    }
+    .wait_ready(false)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -266,8 +337,14 @@ server.serve_forever()
 /// pyftpdlib (MLSD, MLST) with user `ferry` / `s3cret pass` rooted at `dir/root`.
 pub fn pyftpdlib(dir: &Path, tls: PyTls, certs: Option<&Certs>) -> FtpServer {
     require(PYTHON, "python3");
-    let check = Command::new(PYTHON).args(["-c", "import pyftpdlib"]).output().unwrap();
-    assert!(check.status.success(), "pyftpdlib is missing for {PYTHON}: run ./test.sh, or apt-get install python3-pyftpdlib");
+    let check = Command::new(PYTHON)
+        .args(["-c", "import pyftpdlib"])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "pyftpdlib is missing for {PYTHON}: run ./test.sh, or apt-get install python3-pyftpdlib"
+    );
     let root = dir.join("root");
     std::fs::create_dir_all(&root).unwrap();
     let script = dir.join("pyftpd.py");
@@ -297,7 +374,14 @@ pub fn pyftpdlib(dir: &Path, tls: PyTls, certs: Option<&Certs>) -> FtpServer {
         .spawn()
         .unwrap();
     let remote_root = String::new();
-    FtpServer { child, port, root, remote_root, log }.wait_ready(tls == PyTls::Implicit)
+    FtpServer {
+        child,
+        port,
+        root,
+        remote_root,
+        log,
+    }
+    .wait_ready(tls == PyTls::Implicit)
 }
 
 fn fastrand_u16(below: u16) -> u16 {

@@ -24,12 +24,17 @@ impl Resolver<'_> {
         let network = protocol != Protocol::Local;
         let host = match (&raw.host, network) {
             (Some(h), _) if h.get_ref().trim().is_empty() => {
-                self.c.at(h.span(), format!("{}: must not be empty", field("host")));
+                self.c
+                    .at(h.span(), format!("{}: must not be empty", field("host")));
                 None
             }
             (Some(h), _) => Some(h.get_ref().clone()),
             (None, true) => {
-                let msg = format!("{}: a {} server needs a host", field("host"), protocol.as_str());
+                let msg = format!(
+                    "{}: a {} server needs a host",
+                    field("host"),
+                    protocol.as_str()
+                );
                 self.c.at(raw.protocol.span(), msg);
                 None
             }
@@ -43,15 +48,28 @@ impl Resolver<'_> {
             let msg = format!("{}: an sftp server needs a user", field("user"));
             self.c.at(raw.protocol.span(), msg);
         }
-        let password = raw.password.as_ref().and_then(|p| self.secret(&field("password"), p));
+        let password = raw
+            .password
+            .as_ref()
+            .and_then(|p| self.secret(&field("password"), p));
         let max_sessions = raw
             .max_sessions
             .as_ref()
             .map_or(Some(4), |v| self.positive(&field("max_sessions"), v));
-        let connect_timeout =
-            self.duration(&field("connect_timeout"), raw.connect_timeout.as_ref(), Duration::from_secs(30));
-        let io_timeout = self.duration(&field("io_timeout"), raw.io_timeout.as_ref(), Duration::from_secs(60));
-        let proxy = raw.proxy.as_ref().and_then(|p| self.proxy(&field("proxy"), p));
+        let connect_timeout = self.duration(
+            &field("connect_timeout"),
+            raw.connect_timeout.as_ref(),
+            Duration::from_secs(30),
+        );
+        let io_timeout = self.duration(
+            &field("io_timeout"),
+            raw.io_timeout.as_ref(),
+            Duration::from_secs(60),
+        );
+        let proxy = raw
+            .proxy
+            .as_ref()
+            .and_then(|p| self.proxy(&field("proxy"), p));
         let sftp = self.sftp_options(name, protocol, &raw);
         let ftp = self.ftp_options(name, protocol, &raw);
         Some(Server {
@@ -104,7 +122,14 @@ impl Resolver<'_> {
     }
 
     /// Refuses an option that belongs to another protocol.
-    fn only_for<T>(&mut self, name: &str, key: &str, v: &Option<Spanned<T>>, applies: bool, to: &str) {
+    fn only_for<T>(
+        &mut self,
+        name: &str,
+        key: &str,
+        v: &Option<Spanned<T>>,
+        applies: bool,
+        to: &str,
+    ) {
         if let Some(v) = v
             && !applies
         {
@@ -113,14 +138,31 @@ impl Resolver<'_> {
         }
     }
 
-    fn sftp_options(&mut self, name: &str, protocol: Protocol, raw: &RawServer) -> Option<SftpOptions> {
+    fn sftp_options(
+        &mut self,
+        name: &str,
+        protocol: Protocol,
+        raw: &RawServer,
+    ) -> Option<SftpOptions> {
         let is = protocol == Protocol::Sftp;
         self.only_for(name, "private_key", &raw.private_key, is, "sftp");
-        self.only_for(name, "private_key_content", &raw.private_key_content, is, "sftp");
+        self.only_for(
+            name,
+            "private_key_content",
+            &raw.private_key_content,
+            is,
+            "sftp",
+        );
         self.only_for(name, "passphrase", &raw.passphrase, is, "sftp");
         self.only_for(name, "known_hosts", &raw.known_hosts, is, "sftp");
         self.only_for(name, "host_key", &raw.host_key, is, "sftp");
-        self.only_for(name, "insecure_accept_any_host_key", &raw.insecure_accept_any_host_key, is, "sftp");
+        self.only_for(
+            name,
+            "insecure_accept_any_host_key",
+            &raw.insecure_accept_any_host_key,
+            is,
+            "sftp",
+        );
         self.only_for(name, "follow_symlinks", &raw.follow_symlinks, is, "sftp");
         if !is {
             return Some(SftpOptions::default());
@@ -134,9 +176,16 @@ impl Resolver<'_> {
             .private_key_content
             .as_ref()
             .and_then(|k| self.secret(&field("private_key_content"), k));
-        let passphrase = raw.passphrase.as_ref().and_then(|k| self.secret(&field("passphrase"), k));
-        if raw.password.is_none() && raw.private_key.is_none() && raw.private_key_content.is_none() {
-            let msg = format!("{}: set password, private_key or private_key_content", field("password"));
+        let passphrase = raw
+            .passphrase
+            .as_ref()
+            .and_then(|k| self.secret(&field("passphrase"), k));
+        if raw.password.is_none() && raw.private_key.is_none() && raw.private_key_content.is_none()
+        {
+            let msg = format!(
+                "{}: set password, private_key or private_key_content",
+                field("password")
+            );
             self.c.at(raw.protocol.span(), msg);
         }
         let host_keys = self.host_key_policy(name, raw)?;
@@ -151,7 +200,10 @@ impl Resolver<'_> {
 
     fn host_key_policy(&mut self, name: &str, raw: &RawServer) -> Option<HostKeyPolicy> {
         let field = |f: &str| format!("servers.{name}.{f}");
-        let insecure = raw.insecure_accept_any_host_key.as_ref().is_some_and(|f| *f.get_ref());
+        let insecure = raw
+            .insecure_accept_any_host_key
+            .as_ref()
+            .is_some_and(|f| *f.get_ref());
         let given = [raw.known_hosts.is_some(), raw.host_key.is_some(), insecure];
         match given.iter().filter(|g| **g).count() {
             0 => {
@@ -176,7 +228,9 @@ impl Resolver<'_> {
         }
         if let Some(k) = &raw.known_hosts {
             let path = self.local_path(&field("known_hosts"), k)?;
-            return self.readable_file(&field("known_hosts"), k, &path).map(HostKeyPolicy::KnownHosts);
+            return self
+                .readable_file(&field("known_hosts"), k, &path)
+                .map(HostKeyPolicy::KnownHosts);
         }
         if let Some(k) = &raw.host_key {
             let keys = match k.get_ref() {
@@ -198,15 +252,44 @@ impl Resolver<'_> {
         Some(HostKeyPolicy::AcceptAny)
     }
 
-    fn ftp_options(&mut self, name: &str, protocol: Protocol, raw: &RawServer) -> Option<FtpOptions> {
+    fn ftp_options(
+        &mut self,
+        name: &str,
+        protocol: Protocol,
+        raw: &RawServer,
+    ) -> Option<FtpOptions> {
         let ftp = protocol.is_ftp();
         let tls = matches!(protocol, Protocol::Ftps | Protocol::FtpsImplicit);
         self.only_for(name, "mode", &raw.mode, ftp, "ftp, ftps and ftps-implicit");
-        self.only_for(name, "active_ports", &raw.active_ports, ftp, "ftp, ftps and ftps-implicit");
-        self.only_for(name, "server_timezone", &raw.server_timezone, ftp, "ftp, ftps and ftps-implicit");
+        self.only_for(
+            name,
+            "active_ports",
+            &raw.active_ports,
+            ftp,
+            "ftp, ftps and ftps-implicit",
+        );
+        self.only_for(
+            name,
+            "server_timezone",
+            &raw.server_timezone,
+            ftp,
+            "ftp, ftps and ftps-implicit",
+        );
         self.only_for(name, "ca_file", &raw.ca_file, tls, "ftps and ftps-implicit");
-        self.only_for(name, "certificate_sha256", &raw.certificate_sha256, tls, "ftps and ftps-implicit");
-        self.only_for(name, "insecure_skip_verify", &raw.insecure_skip_verify, tls, "ftps and ftps-implicit");
+        self.only_for(
+            name,
+            "certificate_sha256",
+            &raw.certificate_sha256,
+            tls,
+            "ftps and ftps-implicit",
+        );
+        self.only_for(
+            name,
+            "insecure_skip_verify",
+            &raw.insecure_skip_verify,
+            tls,
+            "ftps and ftps-implicit",
+        );
         if !ftp {
             return Some(FtpOptions::default());
         }
@@ -225,7 +308,11 @@ impl Resolver<'_> {
             Some(r) => match parse_port_range(r.get_ref()) {
                 Some(range) => Some(Some(range)),
                 None => {
-                    let msg = format!("{}: \"{}\" is not a range like \"50000-50100\"", field("active_ports"), r.get_ref());
+                    let msg = format!(
+                        "{}: \"{}\" is not a range like \"50000-50100\"",
+                        field("active_ports"),
+                        r.get_ref()
+                    );
                     self.c.at(r.span(), msg);
                     None
                 }
@@ -241,11 +328,19 @@ impl Resolver<'_> {
         let certificate_sha256 = match &raw.certificate_sha256 {
             None => Some(None),
             Some(c) => {
-                let hex: String = c.get_ref().chars().filter(|ch| *ch != ':').collect::<String>().to_ascii_lowercase();
+                let hex: String = c
+                    .get_ref()
+                    .chars()
+                    .filter(|ch| *ch != ':')
+                    .collect::<String>()
+                    .to_ascii_lowercase();
                 if hex.len() == 64 && hex.chars().all(|ch| ch.is_ascii_hexdigit()) {
                     Some(Some(hex))
                 } else {
-                    let msg = format!("{}: expected 64 hexadecimal digits (':' separators allowed)", field("certificate_sha256"));
+                    let msg = format!(
+                        "{}: expected 64 hexadecimal digits (':' separators allowed)",
+                        field("certificate_sha256")
+                    );
                     self.c.at(c.span(), msg);
                     None
                 }
@@ -271,7 +366,10 @@ impl Resolver<'_> {
             active_ports: active_ports?,
             ca_file: ca_file?,
             certificate_sha256: certificate_sha256?,
-            insecure_skip_verify: raw.insecure_skip_verify.as_ref().is_some_and(|f| *f.get_ref()),
+            insecure_skip_verify: raw
+                .insecure_skip_verify
+                .as_ref()
+                .is_some_and(|f| *f.get_ref()),
             server_utc_offset: server_utc_offset?,
         })
     }
@@ -287,11 +385,19 @@ impl Resolver<'_> {
         }
     }
 
-    fn readable_file(&mut self, field: &str, raw: &Spanned<String>, path: &std::path::Path) -> Option<std::path::PathBuf> {
+    fn readable_file(
+        &mut self,
+        field: &str,
+        raw: &Spanned<String>,
+        path: &std::path::Path,
+    ) -> Option<std::path::PathBuf> {
         match std::fs::File::open(path) {
             Ok(_) => Some(path.to_path_buf()),
             Err(e) => {
-                self.c.at(raw.span(), format!("{field}: cannot read {}: {e}", path.display()));
+                self.c.at(
+                    raw.span(),
+                    format!("{field}: cannot read {}: {e}", path.display()),
+                );
                 None
             }
         }
@@ -317,7 +423,10 @@ pub(super) fn local_server() -> Server {
 
 fn is_sha256_fingerprint(s: &str) -> bool {
     s.strip_prefix("SHA256:").is_some_and(|b64| {
-        b64.len() == 43 && b64.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/')
+        b64.len() == 43
+            && b64
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/')
     })
 }
 
@@ -359,7 +468,9 @@ fn parse_proxy(url: &str) -> Result<Proxy, String> {
         Some((a, h)) => (Some(a), h),
         None => (None, rest),
     };
-    let (host, port) = hostport.rsplit_once(':').ok_or("the proxy needs a port, e.g. socks5://host:1080")?;
+    let (host, port) = hostport
+        .rsplit_once(':')
+        .ok_or("the proxy needs a port, e.g. socks5://host:1080")?;
     let port: u16 = port.parse().map_err(|_| "the proxy port is not a number")?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() || port == 0 {
@@ -368,7 +479,10 @@ fn parse_proxy(url: &str) -> Result<Proxy, String> {
     let (user, password) = match auth {
         None => (None, None),
         Some(a) => match a.split_once(':') {
-            Some((u, p)) => (Some(u.to_string()), Some(crate::config::Secret::new(p.to_string()))),
+            Some((u, p)) => (
+                Some(u.to_string()),
+                Some(crate::config::Secret::new(p.to_string())),
+            ),
             None => (Some(a.to_string()), None),
         },
     };
@@ -388,7 +502,10 @@ mod tests {
     #[test]
     fn proxies_parse_and_keep_passwords_secret() {
         let p = parse_proxy("socks5://me:s3cret@127.0.0.1:1080").unwrap();
-        assert_eq!((p.kind, p.host.as_str(), p.port), (ProxyKind::Socks5, "127.0.0.1", 1080));
+        assert_eq!(
+            (p.kind, p.host.as_str(), p.port),
+            (ProxyKind::Socks5, "127.0.0.1", 1080)
+        );
         assert_eq!(p.user.as_deref(), Some("me"));
         assert_eq!(p.password.as_ref().unwrap().expose(), "s3cret");
         assert!(!format!("{p:?}").contains("s3cret"));
@@ -405,7 +522,9 @@ mod tests {
         assert_eq!(parse_utc_offset("Europe/Paris"), None);
         assert_eq!(parse_port_range("50000-50100"), Some((50000, 50100)));
         assert_eq!(parse_port_range("5-1"), None);
-        assert!(is_sha256_fingerprint("SHA256:zTNGmNWax82VdxahhyYGY68LqZLhUrtE/nn9pNMnfe4"));
+        assert!(is_sha256_fingerprint(
+            "SHA256:zTNGmNWax82VdxahhyYGY68LqZLhUrtE/nn9pNMnfe4"
+        ));
         assert!(!is_sha256_fingerprint("MD5:aa"));
     }
 }

@@ -3,15 +3,15 @@
 //! it runs under `connect_timeout`; suppaftp itself bounds only the TCP
 //! connect.
 
-use super::error::{classify, tls_error};
 use super::Shared;
+use super::error::{classify, tls_error};
 use crate::config::Protocol;
 use crate::remote::{ErrorKind, RemoteError, Result};
 use std::net::SocketAddr;
+use suppaftp::Status;
 use suppaftp::tokio::{AsyncFtpStream, AsyncRustlsConnector, AsyncRustlsFtpStream};
 use suppaftp::tokio_rustls::TlsConnector;
 use suppaftp::types::FileType;
-use suppaftp::Status;
 use tokio::net::TcpStream;
 
 /// The control connection, plain or TLS; [`on_ctrl!`] runs the same call on either.
@@ -60,7 +60,10 @@ pub async fn open(shared: &Shared) -> Result<Conn> {
             ErrorKind::Timeout,
             true,
             ctx,
-            format!("not connected and logged in within {:?}", server.connect_timeout),
+            format!(
+                "not connected and logged in within {:?}",
+                server.connect_timeout
+            ),
         )),
     }
 }
@@ -92,9 +95,10 @@ async fn open_untimed(shared: &Shared, ctx: &str) -> Result<Conn> {
         }
         Protocol::FtpsImplicit => {
             let connector = connector(shared, ctx)?;
-            let mut s = AsyncRustlsFtpStream::connect_secure_implicit(addrs[0], connector, &server.host)
-                .await
-                .map_err(|e| classify(ctx, e))?;
+            let mut s =
+                AsyncRustlsFtpStream::connect_secure_implicit(addrs[0], connector, &server.host)
+                    .await
+                    .map_err(|e| classify(ctx, e))?;
             // suppaftp's implicit mode protects only the control channel.
             for cmd in ["PBSZ 0", "PROT P"] {
                 s.custom_command(cmd, &[Status::CommandOk])
@@ -129,10 +133,22 @@ async fn open_untimed(shared: &Shared, ctx: &str) -> Result<Conn> {
 async fn resolve(host: &str, port: u16, ctx: &str) -> Result<Vec<SocketAddr>> {
     let addrs: Vec<_> = tokio::net::lookup_host((host, port))
         .await
-        .map_err(|e| RemoteError::new(ErrorKind::Connection, true, ctx, format!("resolve {host}: {e}")))?
+        .map_err(|e| {
+            RemoteError::new(
+                ErrorKind::Connection,
+                true,
+                ctx,
+                format!("resolve {host}: {e}"),
+            )
+        })?
         .collect();
     if addrs.is_empty() {
-        return Err(RemoteError::new(ErrorKind::Connection, true, ctx, format!("{host} has no address")));
+        return Err(RemoteError::new(
+            ErrorKind::Connection,
+            true,
+            ctx,
+            format!("{host} has no address"),
+        ));
     }
     Ok(addrs)
 }
@@ -149,13 +165,25 @@ async fn tcp_connect(addrs: &[SocketAddr], ctx: &str) -> Result<TcpStream> {
         }
     }
     let e = last.unwrap_or_else(|| std::io::Error::from(std::io::ErrorKind::NotConnected));
-    Err(RemoteError::new(ErrorKind::Connection, true, ctx, e.to_string()))
+    Err(RemoteError::new(
+        ErrorKind::Connection,
+        true,
+        ctx,
+        e.to_string(),
+    ))
 }
 
 fn connector(shared: &Shared, ctx: &str) -> Result<AsyncRustlsConnector> {
     match &shared.tls {
-        Ok(Some(tls)) => Ok(AsyncRustlsConnector::from(TlsConnector::from(tls.config.clone()))),
-        Ok(None) => Err(RemoteError::new(ErrorKind::Other, false, ctx, "no TLS configuration")),
+        Ok(Some(tls)) => Ok(AsyncRustlsConnector::from(TlsConnector::from(
+            tls.config.clone(),
+        ))),
+        Ok(None) => Err(RemoteError::new(
+            ErrorKind::Other,
+            false,
+            ctx,
+            "no TLS configuration",
+        )),
         Err(msg) => Err(tls_error(ctx.to_string(), msg.clone())),
     }
 }

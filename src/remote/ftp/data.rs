@@ -42,7 +42,12 @@ pub type DataStream = Box<dyn Io>;
 const PRELIMINARY: &[Status] = &[Status::AboutToSend, Status::AlreadyOpen];
 
 /// Sends one control command, bounded by `io_timeout`.
-pub async fn command(conn: &mut Conn, io: Duration, cmd: &str, expect: &[Status]) -> Result<String> {
+pub async fn command(
+    conn: &mut Conn,
+    io: Duration,
+    cmd: &str,
+    expect: &[Status],
+) -> Result<String> {
     let fut = on_ctrl!(&mut conn.ctrl, s => tokio::time::timeout(io, s.custom_command(cmd, expect)).await);
     match fut {
         Ok(Ok(r)) => Ok(String::from_utf8_lossy(&r.body).into_owned()),
@@ -52,7 +57,12 @@ pub async fn command(conn: &mut Conn, io: Duration, cmd: &str, expect: &[Status]
 }
 
 pub fn timeout(what: &str, io: Duration) -> RemoteError {
-    RemoteError::new(ErrorKind::Timeout, true, what, format!("no progress within {io:?}"))
+    RemoteError::new(
+        ErrorKind::Timeout,
+        true,
+        what,
+        format!("no progress within {io:?}"),
+    )
 }
 
 /// Opens the data connection for `cmd` (`RETR /x`, `STOR /x`, `MLSD /x`,
@@ -65,7 +75,12 @@ pub async fn open(conn: &mut Conn, shared: &Shared, cmd: &str, offset: u64) -> R
             let connect = TcpStream::connect(addr);
             let tcp = match tokio::time::timeout(shared.server.connect_timeout, connect).await {
                 Ok(Ok(s)) => s,
-                Ok(Err(e)) => return Err(RemoteError::from_io(format!("data connection to {addr}"), &e)),
+                Ok(Err(e)) => {
+                    return Err(RemoteError::from_io(
+                        format!("data connection to {addr}"),
+                        &e,
+                    ));
+                }
                 Err(_) => return Err(timeout(&format!("data connection to {addr}"), io)),
             };
             start(conn, io, cmd, offset).await?;
@@ -80,7 +95,15 @@ pub async fn open(conn: &mut Conn, shared: &Shared, cmd: &str, offset: u64) -> R
             let announce = match conn.local.ip() {
                 IpAddr::V4(ip) => {
                     let o = ip.octets();
-                    format!("PORT {},{},{},{},{},{}", o[0], o[1], o[2], o[3], port >> 8, port & 0xff)
+                    format!(
+                        "PORT {},{},{},{},{},{}",
+                        o[0],
+                        o[1],
+                        o[2],
+                        o[3],
+                        port >> 8,
+                        port & 0xff
+                    )
                 }
                 IpAddr::V6(ip) => format!("EPRT |2|{ip}|{port}|"),
             };
@@ -107,7 +130,13 @@ pub async fn open(conn: &mut Conn, shared: &Shared, cmd: &str, offset: u64) -> R
 /// `REST` (if resuming) and the transfer command, up to its preliminary reply.
 async fn start(conn: &mut Conn, io: Duration, cmd: &str, offset: u64) -> Result<()> {
     if offset > 0 {
-        command(conn, io, &format!("REST {offset}"), &[Status::RequestFilePending]).await?;
+        command(
+            conn,
+            io,
+            &format!("REST {offset}"),
+            &[Status::RequestFilePending],
+        )
+        .await?;
     }
     command(conn, io, cmd, PRELIMINARY).await.map(|_| ())
 }
@@ -143,7 +172,8 @@ pub async fn end_upload(stream: &mut DataStream, io: Duration) -> std::io::Resul
 /// Reads the reply that ends a transfer (226 or 250).
 pub async fn finish(conn: &mut Conn, io: Duration, what: &str) -> Result<()> {
     let expect = [Status::ClosingDataConnection, Status::RequestedFileActionOk];
-    let r = on_ctrl!(&mut conn.ctrl, s => tokio::time::timeout(io, s.read_response_in(&expect)).await);
+    let r =
+        on_ctrl!(&mut conn.ctrl, s => tokio::time::timeout(io, s.read_response_in(&expect)).await);
     match r {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(classify(what.to_string(), e)),
@@ -169,7 +199,12 @@ async fn passive_address(conn: &mut Conn, io: Duration) -> Result<SocketAddr> {
 }
 
 fn bad_reply(cmd: &str, reply: &str) -> RemoteError {
-    RemoteError::new(ErrorKind::Connection, true, cmd, format!("unreadable reply: {}", reply.trim()))
+    RemoteError::new(
+        ErrorKind::Connection,
+        true,
+        cmd,
+        format!("unreadable reply: {}", reply.trim()),
+    )
 }
 
 /// `229 Entering Extended Passive Mode (|||6446|)`
@@ -195,7 +230,10 @@ fn pasv_address(reply: &str) -> Option<SocketAddr> {
         return None;
     };
     let ip = Ipv4Addr::new(a, b, c, d);
-    Some(SocketAddr::new(IpAddr::V4(ip), u16::from(p1) << 8 | u16::from(p2)))
+    Some(SocketAddr::new(
+        IpAddr::V4(ip),
+        u16::from(p1) << 8 | u16::from(p2),
+    ))
 }
 
 /// A server behind NAT often announces its inside address. When the PASV
@@ -249,7 +287,12 @@ fn listen(conn: &Conn, range: Option<(u16, u16)>) -> Result<TcpListener> {
         "no free port in active_ports {lo}-{hi}: {}",
         last.map(|e| e.to_string()).unwrap_or_default()
     );
-    Err(RemoteError::new(ErrorKind::Connection, true, "active listener", msg))
+    Err(RemoteError::new(
+        ErrorKind::Connection,
+        true,
+        "active listener",
+        msg,
+    ))
 }
 
 /// Accepts the server's data connection, ignoring anyone but the server.
@@ -270,7 +313,9 @@ async fn accept(listener: &TcpListener, server: IpAddr, limit: Duration) -> Resu
             ErrorKind::Connection,
             true,
             "active data connection",
-            format!("the server did not connect within {limit:?} (a firewall or NAT in between? try mode = \"passive\")"),
+            format!(
+                "the server did not connect within {limit:?} (a firewall or NAT in between? try mode = \"passive\")"
+            ),
         )),
     }
 }
@@ -300,7 +345,10 @@ mod tests {
 
     #[test]
     fn passive_replies_parse() {
-        assert_eq!(epsv_port("229 Entering Extended Passive Mode (|||6446|)"), Some(6446));
+        assert_eq!(
+            epsv_port("229 Entering Extended Passive Mode (|||6446|)"),
+            Some(6446)
+        );
         assert_eq!(epsv_port("229 ok (!!!1234!)"), Some(1234));
         assert_eq!(epsv_port("229 nonsense"), None);
         let a = pasv_address("227 Entering Passive Mode (127,0,0,1,4,1).").unwrap();
@@ -315,7 +363,10 @@ mod tests {
     fn private_pasv_addresses_are_replaced_by_the_control_address() {
         let control: IpAddr = "203.0.113.7".parse().unwrap();
         let inside: SocketAddr = "10.0.0.5:5000".parse().unwrap();
-        assert_eq!(fix_pasv_address(inside, control), "203.0.113.7:5000".parse().unwrap());
+        assert_eq!(
+            fix_pasv_address(inside, control),
+            "203.0.113.7:5000".parse().unwrap()
+        );
         let zero: SocketAddr = "0.0.0.0:5000".parse().unwrap();
         assert_eq!(fix_pasv_address(zero, control).ip(), control);
         // A public address elsewhere (a separate data host) is kept.

@@ -33,7 +33,12 @@ pub fn tls_error(context: String, msg: String) -> RemoteError {
     let lower = msg.to_ascii_lowercase();
     if lower.contains("certificate") || lower.contains("certificate_sha256") {
         let hint = "check ca_file, certificate_sha256 or the server's certificate and host name";
-        return RemoteError::new(ErrorKind::Auth, false, context, format!("TLS: {msg} ({hint})"));
+        return RemoteError::new(
+            ErrorKind::Auth,
+            false,
+            context,
+            format!("TLS: {msg} ({hint})"),
+        );
     }
     RemoteError::new(ErrorKind::Connection, true, context, format!("TLS: {msg}"))
 }
@@ -106,14 +111,20 @@ mod tests {
         assert_eq!(reply_code(&r), 522);
         let e = classify("retr /x", FtpError::UnexpectedResponse(r));
         assert!(!e.temporary && e.message.contains("require_ssl_reuse"));
-        let r = Response::new(Status::FileUnavailable, b"550 Failed to open file.\r\n".to_vec());
+        let r = Response::new(
+            Status::FileUnavailable,
+            b"550 Failed to open file.\r\n".to_vec(),
+        );
         let e = classify("retr /x", FtpError::UnexpectedResponse(r));
         assert_eq!((e.kind, e.temporary), (ErrorKind::NotFound, false));
     }
 
     #[test]
     fn certificate_failures_are_permanent() {
-        let e = tls_error("connect".into(), "invalid peer certificate: UnknownIssuer".into());
+        let e = tls_error(
+            "connect".into(),
+            "invalid peer certificate: UnknownIssuer".into(),
+        );
         assert_eq!((e.kind, e.temporary), (ErrorKind::Auth, false));
         let e = tls_error("connect".into(), "handshake eof".into());
         assert!(e.temporary);

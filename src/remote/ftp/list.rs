@@ -84,7 +84,11 @@ pub fn parse_mlsd_time(v: &str) -> Option<i64> {
     }
     let n = |a: usize, b: usize| digits[a..b].parse::<u32>().ok();
     let date = NaiveDate::from_ymd_opt(n(0, 4)? as i32, n(4, 6)?, n(6, 8)?)?;
-    Some(date.and_hms_opt(n(8, 10)?, n(10, 12)?, n(12, 14)?)?.and_utc().timestamp())
+    Some(
+        date.and_hms_opt(n(8, 10)?, n(10, 12)?, n(12, 14)?)?
+            .and_utc()
+            .timestamp(),
+    )
 }
 
 /// One LIST line in any known dialect. `offset` is the server's offset
@@ -195,7 +199,14 @@ fn unix_date(w: &[(usize, &str)], offset: i32, now: i64) -> Option<(usize, i64, 
     {
         let (ts, tw) = *w.get(1)?;
         let (h, mi) = hour_minute(tw)?;
-        let t = local_to_utc(y.parse().ok()?, mo.parse().ok()?, d.parse().ok()?, h, mi, offset)?;
+        let t = local_to_utc(
+            y.parse().ok()?,
+            mo.parse().ok()?,
+            d.parse().ok()?,
+            h,
+            mi,
+            offset,
+        )?;
         return Some((ts + tw.len(), t, Precision::Minutes));
     }
     let mo = month(first).filter(|_| first.len() == 3)?;
@@ -260,7 +271,9 @@ fn parse_dos(line: &str, offset: i32) -> Option<Listed> {
         (EntryKind::File, what.replace(',', "").parse().ok()?)
     };
     // Columns are padded, so a name's leading spaces cannot be told apart.
-    let name = line.get(what_start + what.len()..)?.trim_start_matches([' ', '\t']);
+    let name = line
+        .get(what_start + what.len()..)?
+        .trim_start_matches([' ', '\t']);
     if name.is_empty() {
         return None;
     }

@@ -57,13 +57,14 @@ pub struct FtpTransport {
 impl FtpTransport {
     pub fn new(server: Arc<Server>) -> Self {
         let tls = match server.protocol {
-            Protocol::Ftps | Protocol::FtpsImplicit => tls::client_config(&server.ftp)
-                .and_then(|config| {
+            Protocol::Ftps | Protocol::FtpsImplicit => {
+                tls::client_config(&server.ftp).and_then(|config| {
                     Ok(Some(TlsSetup {
                         config,
                         name: tls::server_name(&server.host)?,
                     }))
-                }),
+                })
+            }
             _ => Ok(None),
         };
         let shared = Shared {
@@ -182,7 +183,12 @@ impl Session for FtpSession {
         let ctx = format!("rename {from} -> {to}");
         let conn = self.conn().await?;
         let r = match ops::stat(conn, &shared, to).await {
-            Ok(_) => Err(RemoteError::new(ErrorKind::AlreadyExists, false, ctx, "target exists")),
+            Ok(_) => Err(RemoteError::new(
+                ErrorKind::AlreadyExists,
+                false,
+                ctx,
+                "target exists",
+            )),
             Err(e) if e.kind == ErrorKind::NotFound => ops::rename(conn, &shared, from, to).await,
             Err(e) => Err(e),
         };

@@ -41,7 +41,12 @@ pub async fn list(conn: &mut Conn, shared: &Shared, dir: &str) -> Result<Vec<Ent
         }
     }
     if !unreadable.is_empty() {
-        tracing::warn!(dir, count = unreadable.len(), example = unreadable[0], "LIST lines in an unknown format were skipped");
+        tracing::warn!(
+            dir,
+            count = unreadable.len(),
+            example = unreadable[0],
+            "LIST lines in an unknown format were skipped"
+        );
     }
     refine(conn, shared, dir, &mut listed, now).await?;
     Ok(listed.into_iter().map(|l| l.entry).collect())
@@ -81,11 +86,22 @@ fn is_dot_entry(line: &str) -> bool {
 /// (size, mtime) is the same whether it comes from a listing or a stat.
 /// Settled files reuse the last MDTM answer while their listed size and
 /// time are unchanged, so a poll of an unchanged directory costs no MDTM.
-async fn refine(conn: &mut Conn, shared: &Shared, dir: &str, listed: &mut [Listed], now: i64) -> Result<()> {
+async fn refine(
+    conn: &mut Conn,
+    shared: &Shared,
+    dir: &str,
+    listed: &mut [Listed],
+    now: i64,
+) -> Result<()> {
     if !conn.features.mdtm {
         return Ok(());
     }
-    let old = shared.mdtm.lock().expect("mdtm cache lock").remove(dir).unwrap_or_default();
+    let old = shared
+        .mdtm
+        .lock()
+        .expect("mdtm cache lock")
+        .remove(dir)
+        .unwrap_or_default();
     let mut new = HashMap::new();
     for l in listed.iter_mut() {
         if l.entry.kind != EntryKind::File || l.precision == Precision::Seconds {
@@ -114,7 +130,11 @@ async fn refine(conn: &mut Conn, shared: &Shared, dir: &str, listed: &mut [Liste
         new.insert(l.entry.name.clone(), (key.0, key.1, t));
         l.entry.mtime = t;
     }
-    shared.mdtm.lock().expect("mdtm cache lock").insert(dir.to_string(), new);
+    shared
+        .mdtm
+        .lock()
+        .expect("mdtm cache lock")
+        .insert(dir.to_string(), new);
     Ok(())
 }
 
@@ -133,7 +153,12 @@ async fn size(conn: &mut Conn, shared: &Shared, path: &str) -> Result<u64> {
 }
 
 fn bad(cmd: &str, reply: &str) -> RemoteError {
-    RemoteError::new(ErrorKind::Connection, true, cmd, format!("unreadable reply: {}", reply.trim()))
+    RemoteError::new(
+        ErrorKind::Connection,
+        true,
+        cmd,
+        format!("unreadable reply: {}", reply.trim()),
+    )
 }
 
 /// MLST where the server has it; else SIZE and MDTM (what `refine` uses),
@@ -142,7 +167,13 @@ pub async fn stat(conn: &mut Conn, shared: &Shared, path: &str) -> Result<Entry>
     let io = shared.server.io_timeout;
     let name = path.rsplit('/').next().unwrap_or(path).to_string();
     if conn.features.mlsd {
-        let reply = command(conn, io, &format!("MLST {path}"), &[Status::RequestedFileActionOk]).await?;
+        let reply = command(
+            conn,
+            io,
+            &format!("MLST {path}"),
+            &[Status::RequestedFileActionOk],
+        )
+        .await?;
         let fact_line = reply.lines().find_map(|l| l.strip_prefix(' '));
         let mut e = fact_line
             .and_then(|l| list::parse_mlsd(l.trim_end_matches('\r')))
@@ -154,15 +185,30 @@ pub async fn stat(conn: &mut Conn, shared: &Shared, path: &str) -> Result<Entry>
         Ok(size) if conn.features.mdtm => {
             if let Ok(mtime) = mdtm(conn, shared, path).await {
                 let kind = EntryKind::File;
-                return Ok(Entry { name, kind, size, mtime, link_target: None });
+                return Ok(Entry {
+                    name,
+                    kind,
+                    size,
+                    mtime,
+                    link_target: None,
+                });
             }
         }
         Ok(_) => {}
         Err(e) if e.kind == ErrorKind::NotFound => {
             // SIZE fails on directories too.
-            if command(conn, io, &format!("CWD {path}"), DONE).await.is_ok() {
+            if command(conn, io, &format!("CWD {path}"), DONE)
+                .await
+                .is_ok()
+            {
                 let kind = EntryKind::Dir;
-                return Ok(Entry { name, kind, size: 0, mtime: 0, link_target: None });
+                return Ok(Entry {
+                    name,
+                    kind,
+                    size: 0,
+                    mtime: 0,
+                    link_target: None,
+                });
             }
             return Err(e);
         }
@@ -173,23 +219,50 @@ pub async fn stat(conn: &mut Conn, shared: &Shared, path: &str) -> Result<Entry>
         .await?
         .into_iter()
         .find(|e| e.name == name)
-        .ok_or_else(|| RemoteError::new(ErrorKind::NotFound, false, format!("stat {path}"), "not in its directory's listing"))
+        .ok_or_else(|| {
+            RemoteError::new(
+                ErrorKind::NotFound,
+                false,
+                format!("stat {path}"),
+                "not in its directory's listing",
+            )
+        })
 }
 
 /// RNFR + RNTO. The caller has checked that `to` does not exist.
 pub async fn rename(conn: &mut Conn, shared: &Shared, from: &str, to: &str) -> Result<()> {
     let io = shared.server.io_timeout;
-    command(conn, io, &format!("RNFR {from}"), &[Status::RequestFilePending]).await?;
-    command(conn, io, &format!("RNTO {to}"), DONE).await.map(|_| ())
+    command(
+        conn,
+        io,
+        &format!("RNFR {from}"),
+        &[Status::RequestFilePending],
+    )
+    .await?;
+    command(conn, io, &format!("RNTO {to}"), DONE)
+        .await
+        .map(|_| ())
 }
 
 /// DELE. 550 means "not found" and "not allowed" alike; a file still there
 /// after a 550 was refused, which must not pass for already gone.
 pub async fn remove(conn: &mut Conn, shared: &Shared, path: &str) -> Result<()> {
-    match command(conn, shared.server.io_timeout, &format!("DELE {path}"), DONE).await {
+    match command(
+        conn,
+        shared.server.io_timeout,
+        &format!("DELE {path}"),
+        DONE,
+    )
+    .await
+    {
         Ok(_) => Ok(()),
         Err(e) if e.kind == ErrorKind::NotFound => match stat(conn, shared, path).await {
-            Ok(_) => Err(RemoteError::new(ErrorKind::PermissionDenied, false, e.context, e.message)),
+            Ok(_) => Err(RemoteError::new(
+                ErrorKind::PermissionDenied,
+                false,
+                e.context,
+                e.message,
+            )),
             Err(_) => Err(e),
         },
         Err(e) => Err(e),
@@ -207,10 +280,13 @@ pub async fn create_dirs(conn: &mut Conn, shared: &Shared, dir: &str) -> Result<
     for part in dir.split('/').filter(|p| !p.is_empty()) {
         prefix.push('/');
         prefix.push_str(part);
-        if let Err(e) = command(conn, io, &format!("MKD {prefix}"), &[Status::PathCreated]).await {
-            if command(conn, io, &format!("CWD {prefix}"), DONE).await.is_err() {
-                return Err(e);
-            }
+        let made = command(conn, io, &format!("MKD {prefix}"), &[Status::PathCreated]).await;
+        if let Err(e) = made
+            && command(conn, io, &format!("CWD {prefix}"), DONE)
+                .await
+                .is_err()
+        {
+            return Err(e);
         }
     }
     Ok(())
@@ -232,7 +308,10 @@ pub async fn read_into(
             finish(conn, io, &cmd).await?;
             Ok(n)
         }
-        Err(Broken::Local(e)) => Err(RemoteError::from_io(format!("write the download of {path}"), &e)),
+        Err(Broken::Local(e)) => Err(RemoteError::from_io(
+            format!("write the download of {path}"),
+            &e,
+        )),
         Err(Broken::Remote(e)) => {
             drop(stream);
             let fallback = remote_io(&cmd, &e);
@@ -254,13 +333,19 @@ pub async fn write_from(
     let copied = match pump(source, &mut stream, io, false).await {
         // The end of the file is the end of the data connection; only
         // then does the server answer 226.
-        Ok(n) => data::end_upload(&mut stream, io).await.map(|()| n).map_err(Broken::Remote),
+        Ok(n) => data::end_upload(&mut stream, io)
+            .await
+            .map(|()| n)
+            .map_err(Broken::Remote),
         Err(e) => Err(e),
     };
     drop(stream);
     match copied {
         Ok(n) => finish(conn, io, &cmd).await.map(|_| n),
-        Err(Broken::Local(e)) => Err(RemoteError::from_io(format!("read the upload for {path}"), &e)),
+        Err(Broken::Local(e)) => Err(RemoteError::from_io(
+            format!("read the upload for {path}"),
+            &e,
+        )),
         Err(Broken::Remote(e)) => {
             let fallback = remote_io(&cmd, &e);
             Err(data::reason(conn, &cmd, fallback).await)
@@ -272,7 +357,12 @@ fn remote_io(cmd: &str, e: &std::io::Error) -> RemoteError {
     if e.kind() == std::io::ErrorKind::TimedOut {
         return timeout(cmd, Duration::ZERO);
     }
-    RemoteError::new(ErrorKind::Connection, true, cmd, format!("data connection: {e}"))
+    RemoteError::new(
+        ErrorKind::Connection,
+        true,
+        cmd,
+        format!("data connection: {e}"),
+    )
 }
 
 /// Which side of a copy failed: the server's data connection or the local file.
@@ -284,7 +374,12 @@ enum Broken {
 /// Copies `from` to `to` in large writes (fewer blocking-pool hops for
 /// tokio files), failing when a read or write makes no progress for `io`.
 /// For downloads `from` is remote, for uploads `to` is.
-async fn pump<R, W>(from: &mut R, to: &mut W, io: Duration, download: bool) -> std::result::Result<u64, Broken>
+async fn pump<R, W>(
+    from: &mut R,
+    to: &mut W,
+    io: Duration,
+    download: bool,
+) -> std::result::Result<u64, Broken>
 where
     R: AsyncRead + Unpin + Send + ?Sized,
     W: AsyncWrite + Unpin + Send + ?Sized,
@@ -293,7 +388,8 @@ where
     let mut buf = vec![0u8; CHUNK];
     let mut filled = 0;
     let mut total = 0u64;
-    let stalled = || std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no data for {io:?}"));
+    let stalled =
+        || std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no data for {io:?}"));
     type Side = fn(std::io::Error) -> Broken;
     let (read_side, write_side): (Side, Side) = if download {
         (Broken::Remote, Broken::Local)

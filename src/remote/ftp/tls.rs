@@ -62,17 +62,17 @@ fn roots(opts: &FtpOptions) -> Result<RootCertStore, String> {
                 .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
             let (added, _) = store.add_parsable_certificates(certs);
             if added == 0 {
-                return Err(format!(
-                    "ca_file {}: no usable certificate",
-                    path.display()
-                ));
+                return Err(format!("ca_file {}: no usable certificate", path.display()));
             }
         }
         None => {
             let found = rustls_native_certs::load_native_certs();
             let (added, _) = store.add_parsable_certificates(found.certs);
             if added == 0 {
-                return Err("no system root certificates found (install ca-certificates, or set ca_file)".into());
+                return Err(
+                    "no system root certificates found (install ca-certificates, or set ca_file)"
+                        .into(),
+                );
             }
         }
     }
@@ -202,7 +202,10 @@ mod tests {
         let hex = "ab".repeat(32);
         let colons: Vec<_> = (0..32).map(|_| "AB").collect();
         assert_eq!(decode_hex(&hex), Some(vec![0xab; 32]));
-        assert_eq!(decode_hex(&colons.join(":").to_lowercase()), Some(vec![0xab; 32]));
+        assert_eq!(
+            decode_hex(&colons.join(":").to_lowercase()),
+            Some(vec![0xab; 32])
+        );
         assert_eq!(decode_hex("abc"), None);
         assert_eq!(decode_hex(&"zz".repeat(32)), None);
     }
