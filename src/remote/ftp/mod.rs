@@ -11,6 +11,7 @@ mod error;
 mod list;
 mod ops;
 mod tls;
+mod transfer;
 
 use super::{Entry, ErrorKind, RemoteError, Result, Session, Transport};
 use crate::config::{Protocol, Server};
@@ -160,7 +161,7 @@ impl Session for FtpSession {
         sink: &mut (dyn AsyncWrite + Send + Unpin),
     ) -> Result<u64> {
         let shared = self.shared.clone();
-        let r = ops::read_into(self.conn().await?, &shared, path, offset, sink).await;
+        let r = transfer::read_into(self.conn().await?, &shared, path, offset, sink).await;
         self.after_transfer(r)
     }
 
@@ -171,7 +172,7 @@ impl Session for FtpSession {
         source: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<u64> {
         let shared = self.shared.clone();
-        let r = ops::write_from(self.conn().await?, &shared, path, append, source).await;
+        let r = transfer::write_from(self.conn().await?, &shared, path, append, source).await;
         self.after_transfer(r)
     }
 
