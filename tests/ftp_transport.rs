@@ -312,6 +312,30 @@ async fn pyftpdlib_mlsd_and_implicit_ftps() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passive_mode_falls_back_to_pasv_and_repairs_a_nat_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = pyftpdlib_nat(dir.path());
+    std::fs::write(srv.root.join("a.bin"), data(50_000)).unwrap();
+    let mut s = connect(&py_user(server(
+        Protocol::Ftp,
+        srv.port,
+        FtpOptions::default(),
+    )))
+    .await;
+    assert_eq!(s.list("/").await.unwrap().len(), 1);
+    same(&read_all(&mut s, "/a.bin", 0).await, &data(50_000));
+    let log = srv.log();
+    assert!(
+        log.contains("EPSV") && log.contains("PASV"),
+        "EPSV refused, then PASV:\n{log}"
+    );
+    assert!(
+        log.contains("10,255,255,1"),
+        "PASV announced the NAT address:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn active_mode_listens_on_the_configured_ports() {
     let dir = tempfile::tempdir().unwrap();
     let srv = vsftpd(dir.path(), &Vsftpd::default());

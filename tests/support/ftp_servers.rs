@@ -306,7 +306,7 @@ from pyftpdlib.handlers import FTPHandler, TLS_FTPHandler
 from pyftpdlib.servers import FTPServer
 
 root, port, tls, cert, key, lo, log = sys.argv[1:8]
-logging.basicConfig(filename=log, level=logging.INFO)
+logging.basicConfig(filename=log, level=logging.DEBUG if sys.argv[10] == "nat" else logging.INFO)
 auth = DummyAuthorizer()
 auth.add_user(sys.argv[8], sys.argv[9], root, perm="elradfmwMT")
 
@@ -327,6 +327,11 @@ else:
             def handle_ssl_established(self):
                 TLS_FTPHandler.handle(self)
         Handler = Implicit
+if sys.argv[10] == "nat":
+    # No EPSV, and PASV names a private address that is not the server's,
+    # as a server behind NAT does.
+    Handler.proto_cmds = {k: v for k, v in Handler.proto_cmds.items() if k != "EPSV"}
+    Handler.masquerade_address = "10.255.255.1"
 Handler.authorizer = auth
 Handler.passive_ports = range(int(lo), int(lo) + 40)
 Handler.use_gmt_times = True
@@ -336,6 +341,15 @@ server.serve_forever()
 
 /// pyftpdlib (MLSD, MLST) with user `ferry` / `s3cret pass` rooted at `dir/root`.
 pub fn pyftpdlib(dir: &Path, tls: PyTls, certs: Option<&Certs>) -> FtpServer {
+    pyftpdlib_with(dir, tls, certs, false)
+}
+
+/// pyftpdlib as behind NAT: EPSV refused, PASV announcing 10.255.255.1.
+pub fn pyftpdlib_nat(dir: &Path) -> FtpServer {
+    pyftpdlib_with(dir, PyTls::None, None, true)
+}
+
+fn pyftpdlib_with(dir: &Path, tls: PyTls, certs: Option<&Certs>, nat: bool) -> FtpServer {
     require(PYTHON, "python3");
     let check = Command::new(PYTHON)
         .args(["-c", "import pyftpdlib"])
@@ -367,7 +381,7 @@ pub fn pyftpdlib(dir: &Path, tls: PyTls, certs: Option<&Certs>) -> FtpServer {
         .args([mode, &cert, &key])
         .arg((20000 + fastrand_u16(40000)).to_string())
         .arg(&log)
-        .args([PY_USER, PY_PASSWORD])
+        .args([PY_USER, PY_PASSWORD, if nat { "nat" } else { "-" }])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("pyftpd.stderr")).unwrap())
