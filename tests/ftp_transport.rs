@@ -376,6 +376,22 @@ async fn active_mode_listens_on_the_configured_ports() {
     assert!(!log.contains("\"EPSV\"") && !log.contains("\"PASV\""));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_the_server_dropped_while_idle_reconnects() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Vsftpd {
+        extra: "idle_session_timeout=2\n".into(),
+        ..Vsftpd::default()
+    };
+    let srv = vsftpd(dir.path(), &opts);
+    std::fs::write(srv.root.join("pub/a.bin"), b"abc").unwrap();
+    let mut s = connect(&server(Protocol::Ftp, srv.port, FtpOptions::default())).await;
+    assert_eq!(s.list(&srv.remote("pub")).await.unwrap().len(), 1);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    // vsftpd closed the control connection; NOOP finds out and a new one is made.
+    assert_eq!(read_all(&mut s, &srv.remote("pub/a.bin"), 0).await, b"abc");
+}
+
 /// Collects a download and cuts the server's sessions once `cut_at` bytes arrived.
 struct CutSink<'a> {
     got: Vec<u8>,

@@ -26,10 +26,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use tls::fingerprint;
 
-/// A session idle this long is checked with NOOP before its next command:
-/// servers drop idle control connections (vsftpd after 300 s by default),
-/// and a session can wait in the pool while another one transfers.
-const KEEPALIVE_AFTER: Duration = Duration::from_secs(15);
+/// A session idle this long is probed with NOOP before its next command,
+/// and replaced when the probe fails: servers drop idle control
+/// connections (vsftpd `idle_session_timeout`, 300 s by default; NAT
+/// gateways sooner), and a session can wait in the pool while others work.
+const KEEPALIVE_AFTER: Duration = Duration::from_secs(5);
 
 /// TLS settings shared by the control and data connections of one server.
 pub(crate) struct TlsSetup {
