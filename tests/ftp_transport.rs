@@ -1,81 +1,20 @@
-//! The FTP transports against real vsftpd and pyftpdlib processes on
-//! 127.0.0.1: every Session operation, TLS trust, MLSD and LIST, active
-//! mode, and resuming after a cut connection.
+//! The plain FTP transport against real vsftpd and pyftpdlib processes on
+//! 127.0.0.1: every Session operation over UNIX LIST, EPSV/PASV and NAT
+//! repair, active mode, timeouts, reconnects and resuming after a cut.
 
 #[path = "support/ftp_servers.rs"]
 mod ftp_servers;
+#[path = "support/ftp_session.rs"]
+mod ftp_session;
 
-use ferry::config::{FtpMode, FtpOptions, Protocol, Secret, Server, SftpOptions};
-use ferry::remote::{EntryKind, ErrorKind, Session, choose};
+use ferry::config::{FtpMode, FtpOptions, Protocol};
+use ferry::remote::{EntryKind, ErrorKind, choose};
 use ftp_servers::*;
+use ftp_session::*;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-fn server(protocol: Protocol, port: u16, ftp: FtpOptions) -> Arc<Server> {
-    Arc::new(Server {
-        name: "t".into(),
-        protocol,
-        host: "127.0.0.1".into(),
-        port,
-        user: None,
-        password: None,
-        max_sessions: 2,
-        connect_timeout: Duration::from_secs(10),
-        io_timeout: Duration::from_secs(10),
-        proxy: None,
-        sftp: SftpOptions::default(),
-        ftp,
-    })
-}
-
-fn py_user(mut s: Arc<Server>) -> Arc<Server> {
-    let m = Arc::make_mut(&mut s);
-    m.user = Some(PY_USER.into());
-    m.password = Some(Secret::new(PY_PASSWORD.into()));
-    s
-}
-
-async fn connect(s: &Arc<Server>) -> Box<dyn Session> {
-    match choose(s).connect().await {
-        Ok(c) => c,
-        Err(e) => panic!("connect: {e}"),
-    }
-}
-
-fn data(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i * 31 % 251) as u8).collect()
-}
-
-/// A time with seconds, a little in the past, set as the file's mtime.
-fn set_mtime(path: &std::path::Path, ago: u64) -> i64 {
-    let t = SystemTime::now() - Duration::from_secs(ago);
-    let t = UNIX_EPOCH + Duration::from_secs(t.duration_since(UNIX_EPOCH).unwrap().as_secs());
-    std::fs::File::options()
-        .write(true)
-        .open(path)
-        .unwrap()
-        .set_modified(t)
-        .unwrap();
-    t.duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
-}
-
-/// Compares bytes without printing megabytes on failure.
-fn same(got: &[u8], want: &[u8]) {
-    assert!(
-        got == want,
-        "{} bytes differ from the expected {} bytes",
-        got.len(),
-        want.len()
-    );
-}
-
-async fn read_all(s: &mut Box<dyn Session>, path: &str, offset: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    s.read_into(path, offset, &mut out).await.unwrap();
-    out
-}
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vsftpd_plain_serves_every_session_operation() {
@@ -177,141 +116,6 @@ async fn vsftpd_plain_serves_every_session_operation() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn explicit_ftps_on_vsftpd_verifies_the_ca_and_reuses_tls_sessions() {
-    let dir = tempfile::tempdir().unwrap();
-    let certs = make_certs(dir.path());
-    let opts = Vsftpd {
-        tls: Some((certs.cert.clone(), certs.key.clone())),
-        ..Vsftpd::default()
-    };
-    let srv = vsftpd(dir.path(), &opts);
-    let p = |rel: &str| srv.remote(rel);
-    let body = data(2_000_000);
-    std::fs::write(srv.root.join("pub/big.bin"), &body).unwrap();
-    let ftp = FtpOptions {
-        ca_file: Some(certs.ca.clone()),
-        ..FtpOptions::default()
-    };
-    // require_ssl_reuse=YES: every data connection below must resume the
-    // control connection's TLS session or vsftpd refuses it.
-    let mut s = connect(&server(Protocol::Ftps, srv.port, ftp)).await;
-    assert_eq!(s.list(&p("pub")).await.unwrap().len(), 1);
-    same(&read_all(&mut s, &p("pub/big.bin"), 0).await, &body);
-    same(
-        &read_all(&mut s, &p("pub/big.bin"), 1_999_000).await,
-        &body[1_999_000..],
-    );
-    s.write_from(&p("pub/up.bin"), false, &mut &body[..70_000])
-        .await
-        .unwrap();
-    same(
-        &std::fs::read(srv.root.join("pub/up.bin")).unwrap(),
-        &body[..70_000],
-    );
-    assert_eq!(s.stat(&p("pub/up.bin")).await.unwrap().size, 70_000);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ftps_refuses_untrusted_certificates_and_honours_pins() {
-    let dir = tempfile::tempdir().unwrap();
-    let certs = make_certs(dir.path());
-    let opts = Vsftpd {
-        tls: Some((certs.cert.clone(), certs.key.clone())),
-        ..Vsftpd::default()
-    };
-    let srv = vsftpd(dir.path(), &opts);
-    let try_with = |ftp: FtpOptions| {
-        let s = server(Protocol::Ftps, srv.port, ftp);
-        async move { choose(&s).connect().await.map(|_| ()) }
-    };
-    let wrong_ca = try_with(FtpOptions {
-        ca_file: Some(certs.other_ca.clone()),
-        ..FtpOptions::default()
-    })
-    .await
-    .unwrap_err();
-    assert_eq!(
-        (wrong_ca.kind, wrong_ca.temporary),
-        (ErrorKind::Auth, false),
-        "{wrong_ca}"
-    );
-    assert!(wrong_ca.message.contains("certificate"), "{wrong_ca}");
-    // The system roots do not know the test CA either.
-    let system = try_with(FtpOptions::default()).await.unwrap_err();
-    assert_eq!(system.kind, ErrorKind::Auth, "{system}");
-    let bad_pin = try_with(FtpOptions {
-        certificate_sha256: Some("ab".repeat(32)),
-        ..FtpOptions::default()
-    })
-    .await
-    .unwrap_err();
-    assert!(bad_pin.message.contains("pinned"), "{bad_pin}");
-    try_with(FtpOptions {
-        certificate_sha256: Some(certs.sha256.to_lowercase()),
-        ..FtpOptions::default()
-    })
-    .await
-    .unwrap();
-    try_with(FtpOptions {
-        insecure_skip_verify: true,
-        ..FtpOptions::default()
-    })
-    .await
-    .unwrap();
-    // Plain FTP to a server that demands TLS: refused at login, for good.
-    let plain = choose(&server(Protocol::Ftp, srv.port, FtpOptions::default()))
-        .connect()
-        .await
-        .map(|_| ())
-        .unwrap_err();
-    assert!(!plain.temporary, "{plain}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pyftpdlib_mlsd_and_implicit_ftps() {
-    let dir = tempfile::tempdir().unwrap();
-    let certs = make_certs(dir.path());
-    let srv = pyftpdlib(dir.path(), PyTls::Implicit, Some(&certs));
-    let body = data(1_500_000);
-    std::fs::create_dir_all(srv.root.join("in/sub")).unwrap();
-    std::fs::write(srv.root.join("in/x y;z.bin"), &body).unwrap();
-    let t = set_mtime(&srv.root.join("in/x y;z.bin"), 3600 * 24 * 400);
-    let ftp = FtpOptions {
-        ca_file: Some(certs.ca.clone()),
-        ..FtpOptions::default()
-    };
-    let mut s = connect(&py_user(server(Protocol::FtpsImplicit, srv.port, ftp))).await;
-    let mut list = s.list("/in").await.unwrap();
-    list.sort_by(|a, b| a.name.cmp(&b.name));
-    assert_eq!(list.len(), 2, "{list:?}");
-    assert_eq!(
-        (list[1].kind, list[0].name.as_str()),
-        (EntryKind::File, "sub")
-    );
-    assert_eq!(
-        (list[1].name.as_str(), list[1].size, list[1].mtime),
-        ("x y;z.bin", 1_500_000, t),
-        "MLSD: exact UTC seconds, even for an old file"
-    );
-    let st = s.stat("/in/x y;z.bin").await.unwrap();
-    assert_eq!((st.size, st.mtime), (1_500_000, t));
-    assert_eq!(read_all(&mut s, "/in/x y;z.bin", 1000).await, &body[1000..]);
-    s.create_dirs("/out/a/b").await.unwrap();
-    s.write_from("/out/a/b/up.bin", false, &mut &body[..])
-        .await
-        .unwrap();
-    same(
-        &std::fs::read(srv.root.join("out/a/b/up.bin")).unwrap(),
-        &body,
-    );
-    let taken = s
-        .rename("/in/x y;z.bin", "/out/a/b/up.bin")
-        .await
-        .unwrap_err();
-    assert_eq!(taken.kind, ErrorKind::AlreadyExists);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passive_mode_falls_back_to_pasv_and_repairs_a_nat_address() {
     let dir = tempfile::tempdir().unwrap();
     let srv = pyftpdlib_nat(dir.path());
@@ -390,6 +194,48 @@ async fn a_session_the_server_dropped_while_idle_reconnects() {
     tokio::time::sleep(Duration::from_secs(6)).await;
     // vsftpd closed the control connection; NOOP finds out and a new one is made.
     assert_eq!(read_all(&mut s, &srv.remote("pub/a.bin"), 0).await, b"abc");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_servers_and_stalled_transfers_time_out() {
+    // Accepts TCP but never says 220.
+    let mute = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut s = server(
+        Protocol::Ftp,
+        mute.local_addr().unwrap().port(),
+        FtpOptions::default(),
+    );
+    Arc::make_mut(&mut s).connect_timeout = Duration::from_secs(1);
+    let e = choose(&s).connect().await.map(|_| ()).unwrap_err();
+    assert_eq!((e.kind, e.temporary), (ErrorKind::Timeout, true), "{e}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Vsftpd {
+        max_rate: 2_000_000,
+        ..Vsftpd::default()
+    };
+    let srv = vsftpd(dir.path(), &opts);
+    std::fs::write(srv.root.join("pub/big.bin"), data(20_000_000)).unwrap();
+    let mut s = server(Protocol::Ftp, srv.port, FtpOptions::default());
+    Arc::make_mut(&mut s).io_timeout = Duration::from_secs(1);
+    let mut session = connect(&s).await;
+    let stalled = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        srv.freeze_sessions();
+    };
+    let started = std::time::Instant::now();
+    let (path, mut sink) = (srv.remote("pub/big.bin"), Vec::new());
+    let (r, ()) = tokio::join!(session.read_into(&path, 0, &mut sink), stalled);
+    let e = r.unwrap_err();
+    assert!(
+        e.temporary && matches!(e.kind, ErrorKind::Timeout | ErrorKind::Connection),
+        "{e}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "gave up after {:?}",
+        started.elapsed()
+    );
 }
 
 /// Collects a download and cuts the server's sessions once `cut_at` bytes arrived.

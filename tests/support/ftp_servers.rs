@@ -155,6 +155,14 @@ impl FtpServer {
         }
     }
 
+    /// Freezes the session processes (SIGSTOP): connections stay open, nothing moves.
+    pub fn freeze_sessions(&self) {
+        for pid in descendants(self.child.id()) {
+            // SAFETY: kill(2) on a process this test started (a child of its server).
+            unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+        }
+    }
+
     fn wait_ready(mut self, tls_first: bool) -> Self {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
