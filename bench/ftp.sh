@@ -96,6 +96,9 @@ for r in $(seq 1 "$RUNS"); do
     cmp -s "$W/out/big.bin" "$W/root/pub/big/big.bin" || { echo "ferry download differs" >&2; exit 1; }
     rm -rf "$W/out"; mkdir -p "$W/out"; sync
     timed curl-get curl -sS -o "$W/out/big.bin" "ftp://127.0.0.1:$PORT/pub/big/big.bin"
+    rm -rf "$W/out"; mkdir -p "$W/out"; sync
+    # The same durability as ferry: curl, then fsync of the file.
+    timed curl-get-sync sh -c "curl -sS -o '$W/out/big.bin' 'ftp://127.0.0.1:$PORT/pub/big/big.bin' && sync '$W/out/big.bin'"
 done
 rm -rf "$W/out"
 
@@ -121,6 +124,8 @@ echo
 echo "medians over $RUNS runs (seconds; ratio > 1 means ferry is faster)"
 awk -v f="$(med ferry-get)" -v c="$(med curl-get)" -v fr="$(rss ferry-get)" -v cr="$(rss curl-get)" 'BEGIN {
     printf "download 1 GiB: ferry %.2f s (%.0f MB/s, %d KiB)  curl %.2f s (%.0f MB/s, %d KiB)  ratio %.2fx\n", f, 1073.741824/f, fr, c, 1073.741824/c, cr, c/f }'
+awk -v f="$(med ferry-get)" -v c="$(med curl-get-sync)" 'BEGIN {
+    printf "download 1 GiB: ferry %.2f s  curl + fsync %.2f s  ratio %.2fx\n", f, c, c/f }'
 awk -v f="$(med ferry-put)" -v c="$(med curl-put)" -v fr="$(rss ferry-put)" -v cr="$(rss curl-put)" 'BEGIN {
     printf "upload 1 GiB:   ferry %.2f s (%.0f MB/s, %d KiB)  curl %.2f s (%.0f MB/s, %d KiB)  ratio %.2fx\n", f, 1073.741824/f, fr, c, 1073.741824/c, cr, c/f }'
 awk -v f="$(med ferry-many)" -v l="$(med lftp-many)" -v fr="$(rss ferry-many)" -v lr="$(rss lftp-many)" 'BEGIN {
