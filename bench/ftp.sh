@@ -56,6 +56,8 @@ head -c 1073741824 /dev/urandom > "$W/root/pub/big/big.bin"
 head -c 4096 /dev/urandom > "$W/small"
 for i in $(seq -w 1 10000); do cp "$W/small" "$W/root/pub/many/f$i.dat"; done
 
+# vsftpd runs as the launching user without chroot, so ferry names the
+# real paths; curl and lftp use paths relative to anon_root.
 # ferry configuration: one rule per data set, run one at a time.
 config() { # $1 = remote dir, $2 = local dir
     cat > "$W/ferry.toml" <<EOF
@@ -91,7 +93,7 @@ rss() { cut -d' ' -f2 "$W/$1.times" | sort -n | tail -1; }
 
 echo "1 GiB download (ferry fsyncs its file before the rename; curl does not)"
 for r in $(seq 1 "$RUNS"); do
-    rm -rf "$W/state" "$W/out"; config /pub/big "$W/out"; sync
+    rm -rf "$W/state" "$W/out"; config "$W/root/pub/big" "$W/out"; sync
     timed ferry-get "$FERRY" once -c "$W/ferry.toml"
     cmp -s "$W/out/big.bin" "$W/root/pub/big/big.bin" || { echo "ferry download differs" >&2; exit 1; }
     rm -rf "$W/out"; mkdir -p "$W/out"; sync
@@ -105,18 +107,18 @@ rm -rf "$W/out"
 echo "1 GiB upload (ferry: Session::write_from via bench/ftp_upload.rs)"
 for r in $(seq 1 "$RUNS"); do
     rm -f "$W/root/pub/up/"*; sync
-    timed ferry-put "$UPLOAD" "$PORT" "$W/root/pub/big/big.bin" /pub/up/ferry.bin
+    timed ferry-put "$UPLOAD" "$PORT" "$W/root/pub/big/big.bin" "$W/root/pub/up/ferry.bin"
     rm -f "$W/root/pub/up/"*; sync
     timed curl-put curl -sS -T "$W/root/pub/big/big.bin" "ftp://127.0.0.1:$PORT/pub/up/curl.bin"
 done
 
 echo "10,000 files of 4 KiB"
 for r in $(seq 1 "$RUNS"); do
-    rm -rf "$W/state" "$W/out"; config /pub/many "$W/out"; sync
+    rm -rf "$W/state" "$W/out"; config "$W/root/pub/many" "$W/out"; sync
     timed ferry-many "$FERRY" once -c "$W/ferry.toml"
     [ "$(ls "$W/out" | wc -l)" -eq 10000 ] || { echo "ferry delivered $(ls "$W/out" | wc -l) files" >&2; exit 1; }
     rm -rf "$W/out"; sync
-    timed lftp-many lftp -e "set cmd:fail-exit yes; mirror --parallel=4 /pub/many $W/out; quit" "ftp://127.0.0.1:$PORT"
+    timed lftp-many lftp -e "set cmd:fail-exit yes; mirror --parallel=4 pub/many $W/out; quit" "ftp://127.0.0.1:$PORT"
     [ "$(ls "$W/out" | wc -l)" -eq 10000 ] || { echo "lftp mirrored $(ls "$W/out" | wc -l) files" >&2; exit 1; }
 done
 
