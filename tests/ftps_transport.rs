@@ -45,6 +45,15 @@ async fn explicit_ftps_on_vsftpd_verifies_the_ca_and_reuses_tls_sessions() {
         &body[..70_000],
     );
     assert_eq!(s.stat(&p("pub/up.bin")).await.unwrap().size, 70_000);
+    // Uploads never read from the data connection, so TLS 1.3 tickets the
+    // server sends there are not seen: resumption must not run dry.
+    for i in 0..12 {
+        let name = p(&format!("pub/many-{i}.bin"));
+        s.write_from(&name, false, &mut &body[..1000 + i])
+            .await
+            .unwrap();
+    }
+    assert_eq!(s.list(&p("pub")).await.unwrap().len(), 14);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,8 +20,12 @@ const SETTLED_AFTER: i64 = 180;
 
 pub async fn list(conn: &mut Conn, shared: &Shared, dir: &str) -> Result<Vec<Entry>> {
     if conn.features.mlsd {
-        let lines = lines(conn, shared, &format!("MLSD {dir}")).await?;
-        return Ok(lines.iter().filter_map(|l| list::parse_mlsd(l)).collect());
+        match lines(conn, shared, &format!("MLSD {dir}")).await {
+            Ok(lines) => return Ok(lines.iter().filter_map(|l| list::parse_mlsd(l)).collect()),
+            // Advertised in FEAT but refused (500/502): use LIST from now on.
+            Err(e) if !e.temporary && e.kind == ErrorKind::Other => conn.features.mlsd = false,
+            Err(e) => return Err(e),
+        }
     }
     // CWD and a bare LIST: servers read a LIST argument as ls options or a
     // glob, which names with a leading dash or a `*` would trip.
