@@ -49,6 +49,9 @@ pub struct Conn {
     pub local: SocketAddr,
     /// Cleared once the server refuses EPSV; PASV is used from then on.
     pub epsv: bool,
+    /// The copy buffer, reused by every transfer on this connection:
+    /// allocating and zeroing it per file costs more than a small file.
+    pub buf: Vec<u8>,
 }
 
 pub async fn open(shared: &Shared) -> Result<Conn> {
@@ -125,6 +128,7 @@ async fn open_untimed(shared: &Shared, ctx: &str) -> Result<Conn> {
         peer,
         local,
         epsv: true,
+        buf: Vec::new(),
     };
     login(&mut conn, shared, ctx).await?;
     Ok(conn)

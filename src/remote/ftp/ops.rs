@@ -60,7 +60,9 @@ async fn lines(conn: &mut Conn, shared: &Shared, cmd: &str) -> Result<Vec<String
     let io = shared.server.io_timeout;
     let mut stream = data::open(conn, shared, cmd, 0).await?;
     let mut raw = Vec::new();
-    let copied = pump(&mut stream, &mut raw, io, true).await;
+    let mut buf = std::mem::take(&mut conn.buf);
+    let copied = pump(&mut stream, &mut raw, io, true, &mut buf).await;
+    conn.buf = buf;
     drop(stream);
     if let Err(Broken::Remote(e) | Broken::Local(e)) = copied {
         let fallback = remote_io(cmd, &e);

@@ -19,7 +19,10 @@ pub async fn read_into(
     let io = shared.server.io_timeout;
     let cmd = format!("RETR {path}");
     let mut stream = data::open(conn, shared, &cmd, offset).await?;
-    match pump(&mut stream, sink, io, true).await {
+    let mut buf = std::mem::take(&mut conn.buf);
+    let copied = pump(&mut stream, sink, io, true, &mut buf).await;
+    conn.buf = buf;
+    match copied {
         Ok(n) => {
             drop(stream);
             finish(conn, io, &cmd).await?;
@@ -47,7 +50,10 @@ pub async fn write_from(
     let io = shared.server.io_timeout;
     let cmd = format!("{} {path}", if append { "APPE" } else { "STOR" });
     let mut stream = data::open(conn, shared, &cmd, 0).await?;
-    let copied = match pump(source, &mut stream, io, false).await {
+    let mut buf = std::mem::take(&mut conn.buf);
+    let pumped = pump(source, &mut stream, io, false, &mut buf).await;
+    conn.buf = buf;
+    let copied = match pumped {
         // The end of the file is the end of the data connection; only
         // then does the server answer 226.
         Ok(n) => data::end_upload(&mut stream, io)
@@ -82,6 +88,10 @@ pub fn remote_io(cmd: &str, e: &std::io::Error) -> RemoteError {
     )
 }
 
+/// Bytes per write to the sink: large writes mean few blocking-pool hops
+/// for tokio files.
+const CHUNK: usize = 512 * 1024;
+
 /// Which side of a copy failed: the server's data connection or the local file.
 pub enum Broken {
     Remote(std::io::Error),
@@ -96,13 +106,15 @@ pub async fn pump<R, W>(
     to: &mut W,
     io: Duration,
     download: bool,
+    buf: &mut Vec<u8>,
 ) -> std::result::Result<u64, Broken>
 where
     R: AsyncRead + Unpin + Send + ?Sized,
     W: AsyncWrite + Unpin + Send + ?Sized,
 {
-    const CHUNK: usize = 512 * 1024;
-    let mut buf = vec![0u8; CHUNK];
+    if buf.len() < CHUNK {
+        buf.resize(CHUNK, 0);
+    }
     let mut filled = 0;
     let mut total = 0u64;
     let stalled =
