@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs ferry's whole test suite. First installs, when missing, the real
 # programs the tests start on loopback ports (OpenSSH sshd, vsftpd,
-# pyftpdlib, tinyproxy, dante, openssl for test certificates), then runs
-# `cargo test`. Fails when any test fails.
+# pyftpdlib with pyOpenSSL, tinyproxy, dante, openssl for test
+# certificates), then runs `cargo test`. Fails when any test fails.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -12,14 +12,16 @@ declare -A needs=(
     [/usr/bin/ssh-keygen]=openssh-client
     [/usr/sbin/vsftpd]=vsftpd
     [pyftpdlib]=python3-pyftpdlib
+    [OpenSSL]=python3-openssl
     [/usr/bin/tinyproxy]=tinyproxy
     [/usr/sbin/danted]=dante-server
     [/usr/bin/openssl]=openssl
 )
 missing=()
 for what in "${!needs[@]}"; do
-    if [ "$what" = pyftpdlib ]; then
-        /usr/bin/python3 -c 'import pyftpdlib' 2>/dev/null || missing+=("${needs[$what]}")
+    if [ "$what" = pyftpdlib ] || [ "$what" = OpenSSL ]; then
+        # pyftpdlib's FTPS needs pyOpenSSL.
+        /usr/bin/python3 -c "import $what" 2>/dev/null || missing+=("${needs[$what]}")
     elif [ ! -x "$what" ]; then
         missing+=("${needs[$what]}")
     fi

@@ -340,7 +340,7 @@ local_dir = "$T/out"
 }
 
 #[test]
-fn ftp_is_not_supported_yet() {
+fn a_tls_option_on_plain_ftp_is_refused() {
     let fx = Fx::new();
     fx.expect_one(
         r#"[daemon]
@@ -349,14 +349,14 @@ state = "$T/state.db"
 [servers.partner]
 protocol = "ftp"
 host = "ftp.example.com"
+insecure_skip_verify = true
 "#,
-        5,
-        12,
-        "\"ftp\"",
+        7,
+        24,
+        "true",
         &[
-            "servers.partner.protocol",
-            "\"ftp\" is not supported yet",
-            "supported: local, sftp",
+            "servers.partner.insecure_skip_verify",
+            "applies only to ftps and ftps-implicit",
         ],
     );
 }
@@ -1041,7 +1041,7 @@ max_transfers = 0
 
 [servers.nas]
 protocol = "ftp"
-host = "nas.example.com"
+port = 70000
 
 [[watch]]
 name = "inbox"
@@ -1057,8 +1057,9 @@ handler = []
             6,
             12,
             "\"ftp\"",
-            &["servers.nas.protocol", "not supported yet"],
+            &["servers.nas.host", "ftp servers need a host"],
         ),
+        (7, 8, "70000", &["servers.nas.port", "not a TCP port"]),
         (11, 14, "\"in\"", &["remote_dir", "absolute path"]),
         (12, 12, "\"soon\"", &["interval", "bad duration"]),
         (13, 13, "\"out\"", &["local_dir", "is relative"]),

@@ -42,7 +42,7 @@ pub async fn download(
     }
     file.seek(SeekFrom::Start(offset))
         .map_err(|e| FileError::local(ctx("seek"), &e))?;
-    let mut sink = BufWriter::with_capacity(256 * 1024, DirectFile(file));
+    let mut sink = BufWriter::with_capacity(256 * 1024, DirectFile::new(file));
     let fetched = if offset < size {
         let r = session.read_into(remote_path, offset, &mut sink).await;
         session.check(r)?
@@ -52,7 +52,7 @@ pub async fn download(
     sink.flush()
         .await
         .map_err(|e| FileError::local(ctx("write"), &e))?;
-    let file = sink.into_inner().0;
+    let file = sink.into_inner().file;
     let len = offset + fetched;
     if len != size {
         if len > size {

@@ -3,6 +3,7 @@
 //! looks at the configured protocol.
 
 mod error;
+pub mod ftp;
 pub mod local;
 mod pool;
 pub mod proxy;
@@ -89,18 +90,9 @@ pub fn choose(server: &Arc<Server>) -> Arc<dyn Transport> {
         Protocol::Sftp => Arc::new(sftp::SftpTransport {
             server: server.clone(),
         }),
-        // Refused by the configuration until their transports land.
-        p @ (Protocol::Ftp | Protocol::Ftps | Protocol::FtpsImplicit) => Arc::new(Unbuilt(p)),
-    }
-}
-
-struct Unbuilt(Protocol);
-
-#[async_trait]
-impl Transport for Unbuilt {
-    async fn connect(&self) -> Result<Box<dyn Session>> {
-        let msg = format!("protocol {} is not built in this version", self.0.as_str());
-        Err(RemoteError::new(ErrorKind::Other, false, "connect", msg))
+        Protocol::Ftp | Protocol::Ftps | Protocol::FtpsImplicit => {
+            Arc::new(ftp::FtpTransport::new(server.clone()))
+        }
     }
 }
 

@@ -9,7 +9,13 @@ use std::time::Duration;
 use toml::Spanned;
 
 /// Protocols whose transport is built in this version.
-const SUPPORTED: &[Protocol] = &[Protocol::Local, Protocol::Sftp];
+const SUPPORTED: &[Protocol] = &[
+    Protocol::Local,
+    Protocol::Sftp,
+    Protocol::Ftp,
+    Protocol::Ftps,
+    Protocol::FtpsImplicit,
+];
 
 impl Resolver<'_> {
     pub(super) fn server(&mut self, name: &str, raw: Spanned<RawServer>) -> Option<Server> {
@@ -26,7 +32,7 @@ impl Resolver<'_> {
             (Some(h), _) => Some(h.get_ref().clone()),
             (None, true) => {
                 let msg = format!(
-                    "{}: a {} server needs a host",
+                    "{}: {} servers need a host",
                     field("host"),
                     protocol.as_str()
                 );

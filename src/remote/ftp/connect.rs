@@ -1,0 +1,220 @@
+//! Opening one control connection: TCP, TLS (explicit `AUTH TLS` or
+//! implicit), login, binary mode and what the server can do (FEAT). All of
+//! it runs under `connect_timeout`; suppaftp itself bounds only the TCP
+//! connect.
+
+use super::Shared;
+use super::error::{classify, tls_error};
+use crate::config::Protocol;
+use crate::remote::{ErrorKind, RemoteError, Result};
+use std::net::SocketAddr;
+use suppaftp::Status;
+use suppaftp::tokio::{AsyncFtpStream, AsyncRustlsConnector, AsyncRustlsFtpStream};
+use suppaftp::tokio_rustls::TlsConnector;
+use suppaftp::types::FileType;
+use tokio::net::TcpStream;
+
+/// The control connection, plain or TLS; [`on_ctrl!`] runs the same call on either.
+pub enum Ctrl {
+    Plain(AsyncFtpStream),
+    Tls(AsyncRustlsFtpStream),
+}
+
+/// Runs `$body` with `$s` bound to the suppaftp stream, whichever kind it is.
+macro_rules! on_ctrl {
+    ($ctrl:expr, $s:ident => $body:expr) => {
+        match $ctrl {
+            $crate::remote::ftp::connect::Ctrl::Plain($s) => $body,
+            $crate::remote::ftp::connect::Ctrl::Tls($s) => $body,
+        }
+    };
+}
+pub(crate) use on_ctrl;
+
+/// What this server offers, from FEAT (RFC 2389).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Features {
+    pub mlsd: bool,
+    pub mdtm: bool,
+}
+
+/// One logged-in control connection and what the data channel needs to know.
+pub struct Conn {
+    pub ctrl: Ctrl,
+    pub features: Features,
+    /// The server's address on the control connection: the data address
+    /// for EPSV, and the fallback for PASV replies that name a private one.
+    pub peer: SocketAddr,
+    /// This side's address on the control connection, for active mode.
+    pub local: SocketAddr,
+    /// Cleared once the server refuses EPSV; PASV is used from then on.
+    pub epsv: bool,
+    /// The copy buffer, reused by every transfer on this connection:
+    /// allocating and zeroing it per file costs more than a small file.
+    pub buf: Vec<u8>,
+}
+
+pub async fn open(shared: &Shared) -> Result<Conn> {
+    let server = &shared.server;
+    let ctx = format!("connect {}:{}", server.host, server.port);
+    match tokio::time::timeout(server.connect_timeout, open_untimed(shared, &ctx)).await {
+        Ok(r) => r,
+        Err(_) => Err(RemoteError::new(
+            ErrorKind::Timeout,
+            true,
+            ctx,
+            format!(
+                "not connected and logged in within {:?}",
+                server.connect_timeout
+            ),
+        )),
+    }
+}
+
+async fn open_untimed(shared: &Shared, ctx: &str) -> Result<Conn> {
+    let server = &shared.server;
+    if server.proxy.is_some() {
+        // Data connections would need the proxy too (passive_stream_builder);
+        // refusing is better than silently bypassing it.
+        let msg = "connecting through a proxy is not supported for FTP yet";
+        return Err(RemoteError::new(ErrorKind::Other, false, ctx, msg));
+    }
+    if server.ftp.insecure_skip_verify {
+        tracing::warn!(server = %server.name, "insecure_skip_verify = true: the server certificate is NOT verified");
+    }
+    let addrs = resolve(&server.host, server.port, ctx).await?;
+    let ctrl = match server.protocol {
+        Protocol::Ftps => {
+            let connector = connector(shared, ctx)?;
+            let plain = AsyncRustlsFtpStream::connect_with_stream(tcp_connect(&addrs, ctx).await?)
+                .await
+                .map_err(|e| classify(ctx, e))?;
+            // into_secure sends AUTH TLS, then PBSZ 0 and PROT P (RFC 4217).
+            let secure = plain
+                .into_secure(connector, &server.host)
+                .await
+                .map_err(|e| classify(ctx, e))?;
+            Ctrl::Tls(secure)
+        }
+        Protocol::FtpsImplicit => {
+            let connector = connector(shared, ctx)?;
+            let mut s =
+                AsyncRustlsFtpStream::connect_secure_implicit(addrs[0], connector, &server.host)
+                    .await
+                    .map_err(|e| classify(ctx, e))?;
+            // suppaftp's implicit mode protects only the control channel.
+            for cmd in ["PBSZ 0", "PROT P"] {
+                s.custom_command(cmd, &[Status::CommandOk])
+                    .await
+                    .map_err(|e| classify(format!("{ctx}: {cmd}"), e))?;
+            }
+            Ctrl::Tls(s)
+        }
+        _ => Ctrl::Plain(
+            AsyncFtpStream::connect_with_stream(tcp_connect(&addrs, ctx).await?)
+                .await
+                .map_err(|e| classify(ctx, e))?,
+        ),
+    };
+    let (peer, local) = on_ctrl!(&ctrl, s => {
+        let sock = s.get_ref().await;
+        (sock.peer_addr(), sock.local_addr())
+    });
+    let peer = peer.map_err(|e| RemoteError::from_io(ctx, &e))?;
+    let local = local.map_err(|e| RemoteError::from_io(ctx, &e))?;
+    let mut conn = Conn {
+        ctrl,
+        features: Features::default(),
+        peer,
+        local,
+        epsv: true,
+        buf: Vec::new(),
+    };
+    login(&mut conn, shared, ctx).await?;
+    Ok(conn)
+}
+
+async fn resolve(host: &str, port: u16, ctx: &str) -> Result<Vec<SocketAddr>> {
+    let addrs: Vec<_> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| {
+            RemoteError::new(
+                ErrorKind::Connection,
+                true,
+                ctx,
+                format!("resolve {host}: {e}"),
+            )
+        })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(RemoteError::new(
+            ErrorKind::Connection,
+            true,
+            ctx,
+            format!("{host} has no address"),
+        ));
+    }
+    Ok(addrs)
+}
+
+async fn tcp_connect(addrs: &[SocketAddr], ctx: &str) -> Result<TcpStream> {
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let e = last.unwrap_or_else(|| std::io::Error::from(std::io::ErrorKind::NotConnected));
+    Err(RemoteError::new(
+        ErrorKind::Connection,
+        true,
+        ctx,
+        e.to_string(),
+    ))
+}
+
+fn connector(shared: &Shared, ctx: &str) -> Result<AsyncRustlsConnector> {
+    match &shared.tls {
+        Ok(Some(tls)) => Ok(AsyncRustlsConnector::from(TlsConnector::from(
+            tls.config.clone(),
+        ))),
+        Ok(None) => Err(RemoteError::new(
+            ErrorKind::Other,
+            false,
+            ctx,
+            "no TLS configuration",
+        )),
+        Err(msg) => Err(tls_error(ctx.to_string(), msg.clone())),
+    }
+}
+
+async fn login(conn: &mut Conn, shared: &Shared, ctx: &str) -> Result<()> {
+    let server = &shared.server;
+    let user = server.user.clone().unwrap_or_else(|| "anonymous".into());
+    let password = server
+        .password
+        .as_ref()
+        .map_or_else(|| "ferry@".to_string(), |p| p.expose().to_string());
+    on_ctrl!(&mut conn.ctrl, s => s.login(user.as_str(), password.as_str()).await)
+        .map_err(|e| classify(format!("{ctx}: login as {user}"), e))?;
+    // suppaftp starts in ASCII mode, which would rewrite line endings.
+    on_ctrl!(&mut conn.ctrl, s => s.transfer_type(FileType::Binary).await)
+        .map_err(|e| classify(format!("{ctx}: TYPE I"), e))?;
+    // FEAT is optional (RFC 2389); a server without it gets LIST and no MDTM refinement.
+    if let Ok(feat) = on_ctrl!(&mut conn.ctrl, s => s.feat().await) {
+        let has = |name: &str| feat.keys().any(|k| k.eq_ignore_ascii_case(name));
+        conn.features = Features {
+            mlsd: has("MLST"),
+            mdtm: has("MDTM"),
+        };
+        if has("UTF8") {
+            // Some servers (IIS, FileZilla) send non-ASCII names in UTF-8 only after this.
+            let _ = on_ctrl!(&mut conn.ctrl, s => s.custom_command("OPTS UTF8 ON", &[Status::CommandOk]).await);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,379 @@
+//! Data connections, opened by ferry rather than by suppaftp so that every
+//! step has a timeout and the choices the issue asks for are ours: EPSV
+//! first and PASV when the server refuses it (RFC 2428); a PASV reply that
+//! names a private or unroutable address other than the control
+//! connection's (a server behind NAT) is replaced by the control address;
+//! active mode listens on a port from `active_ports`; on FTPS the data
+//! connection is TLS with the control connection's `ClientConfig`, so it
+//! resumes that session, as vsftpd's `require_ssl_reuse` demands.
+
+use super::Shared;
+use super::connect::{Conn, on_ctrl};
+use super::error::{classify, reply_code, tls_error};
+use crate::config::FtpMode;
+use crate::remote::{ErrorKind, RemoteError, Result};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+use suppaftp::{FtpError, Status};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+type TlsData = suppaftp::tokio_rustls::client::TlsStream<TcpStream>;
+
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Queues a TLS close_notify alert; nothing on plain TCP.
+    fn close_notify(&mut self) -> bool {
+        false
+    }
+}
+
+impl Io for TcpStream {}
+
+impl Io for TlsData {
+    fn close_notify(&mut self) -> bool {
+        self.get_mut().1.send_close_notify();
+        true
+    }
+}
+
+/// An open data connection, plain or TLS.
+pub type DataStream = Box<dyn Io>;
+
+const PRELIMINARY: &[Status] = &[Status::AboutToSend, Status::AlreadyOpen];
+
+/// Sends one control command, bounded by `io_timeout`.
+pub async fn command(
+    conn: &mut Conn,
+    io: Duration,
+    cmd: &str,
+    expect: &[Status],
+) -> Result<String> {
+    let fut = on_ctrl!(&mut conn.ctrl, s => tokio::time::timeout(io, s.custom_command(cmd, expect)).await);
+    match fut {
+        Ok(Ok(r)) => Ok(String::from_utf8_lossy(&r.body).into_owned()),
+        Ok(Err(e)) => Err(classify(cmd.to_string(), e)),
+        Err(_) => Err(timeout(cmd, io)),
+    }
+}
+
+pub fn timeout(what: &str, io: Duration) -> RemoteError {
+    RemoteError::new(
+        ErrorKind::Timeout,
+        true,
+        what,
+        format!("no progress within {io:?}"),
+    )
+}
+
+/// Opens the data connection for `cmd` (`RETR /x`, `STOR /x`, `MLSD /x`,
+/// `LIST`), preceded by `REST offset` when the offset is not zero.
+pub async fn open(conn: &mut Conn, shared: &Shared, cmd: &str, offset: u64) -> Result<DataStream> {
+    let io = shared.server.io_timeout;
+    let tcp = match shared.server.ftp.mode {
+        FtpMode::Passive => {
+            let addr = passive_address(conn, io).await?;
+            let connect = TcpStream::connect(addr);
+            let tcp = match tokio::time::timeout(shared.server.connect_timeout, connect).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    return Err(RemoteError::from_io(
+                        format!("data connection to {addr}"),
+                        &e,
+                    ));
+                }
+                Err(_) => return Err(timeout(&format!("data connection to {addr}"), io)),
+            };
+            start(conn, io, cmd, offset).await?;
+            tcp
+        }
+        FtpMode::Active => {
+            let listener = listen(conn, shared.server.ftp.active_ports)?;
+            let port = listener
+                .local_addr()
+                .map_err(|e| RemoteError::from_io("active listener", &e))?
+                .port();
+            let announce = match conn.local.ip() {
+                IpAddr::V4(ip) => {
+                    let o = ip.octets();
+                    format!(
+                        "PORT {},{},{},{},{},{}",
+                        o[0],
+                        o[1],
+                        o[2],
+                        o[3],
+                        port >> 8,
+                        port & 0xff
+                    )
+                }
+                IpAddr::V6(ip) => format!("EPRT |2|{ip}|{port}|"),
+            };
+            command(conn, io, &announce, &[Status::CommandOk]).await?;
+            start(conn, io, cmd, offset).await?;
+            accept(&listener, conn.peer.ip(), shared.server.connect_timeout).await?
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    match &shared.tls {
+        Ok(Some(tls)) => {
+            let connector = suppaftp::tokio_rustls::TlsConnector::from(tls.config.clone());
+            let handshake = connector.connect(tls.name.clone(), tcp);
+            match tokio::time::timeout(shared.server.connect_timeout, handshake).await {
+                Ok(Ok(s)) => Ok(Box::new(s)),
+                Ok(Err(e)) => Err(tls_error(format!("{cmd}: data connection"), e.to_string())),
+                Err(_) => Err(timeout(&format!("{cmd}: data connection TLS"), io)),
+            }
+        }
+        _ => Ok(Box::new(tcp)),
+    }
+}
+
+/// `REST` (if resuming) and the transfer command, up to its preliminary reply.
+async fn start(conn: &mut Conn, io: Duration, cmd: &str, offset: u64) -> Result<()> {
+    if offset > 0 {
+        command(
+            conn,
+            io,
+            &format!("REST {offset}"),
+            &[Status::RequestFilePending],
+        )
+        .await?;
+    }
+    command(conn, io, cmd, PRELIMINARY).await.map(|_| ())
+}
+
+/// Ends an upload's data connection so that the server has every byte.
+/// On TLS: close_notify, then wait for the server to close, as OpenSSL and
+/// Python's `unwrap()` do; pyftpdlib loses the records that arrive together
+/// with a FIN. The wait is short: a server that waits for our FIN gets it.
+pub async fn end_upload(stream: &mut DataStream, io: Duration) -> std::io::Result<()> {
+    let bounded = |d: Duration| d.min(Duration::from_secs(10));
+    if stream.close_notify() {
+        match tokio::time::timeout(io, stream.flush()).await {
+            Ok(r) => r?,
+            Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
+        }
+        let mut scratch = [0u8; 1024];
+        let drain = async {
+            while let Ok(n) = stream.read(&mut scratch).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(bounded(io), drain).await;
+        return Ok(());
+    }
+    match tokio::time::timeout(io, stream.shutdown()).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
+}
+
+/// Reads the reply that ends a transfer (226 or 250).
+pub async fn finish(conn: &mut Conn, io: Duration, what: &str) -> Result<()> {
+    let expect = [Status::ClosingDataConnection, Status::RequestedFileActionOk];
+    let r =
+        on_ctrl!(&mut conn.ctrl, s => tokio::time::timeout(io, s.read_response_in(&expect)).await);
+    match r {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(classify(what.to_string(), e)),
+        Err(_) => Err(timeout(what, io)),
+    }
+}
+
+async fn passive_address(conn: &mut Conn, io: Duration) -> Result<SocketAddr> {
+    if conn.epsv {
+        match command(conn, io, "EPSV", &[Status::ExtendedPassiveMode]).await {
+            Ok(reply) => {
+                let port = epsv_port(&reply).ok_or_else(|| bad_reply("EPSV", &reply))?;
+                return Ok(SocketAddr::new(conn.peer.ip(), port));
+            }
+            // 500/501/502: no EPSV here (RFC 2428); remember and use PASV.
+            Err(e) if !e.temporary && e.kind == ErrorKind::Other => conn.epsv = false,
+            Err(e) => return Err(e),
+        }
+    }
+    let reply = command(conn, io, "PASV", &[Status::PassiveMode]).await?;
+    let addr = pasv_address(&reply).ok_or_else(|| bad_reply("PASV", &reply))?;
+    Ok(fix_pasv_address(addr, conn.peer.ip()))
+}
+
+fn bad_reply(cmd: &str, reply: &str) -> RemoteError {
+    RemoteError::new(
+        ErrorKind::Connection,
+        true,
+        cmd,
+        format!("unreadable reply: {}", reply.trim()),
+    )
+}
+
+/// `229 Entering Extended Passive Mode (|||6446|)`
+fn epsv_port(reply: &str) -> Option<u16> {
+    let inner = reply.split_once('(')?.1.split_once(')')?.0;
+    let d = inner.chars().next()?;
+    let parts: Vec<_> = inner.split(d).collect();
+    parts.get(3)?.parse().ok()
+}
+
+/// `227 Entering Passive Mode (h1,h2,h3,h4,p1,p2)`; some servers omit the
+/// parentheses, so take the first run of six comma-separated numbers.
+fn pasv_address(reply: &str) -> Option<SocketAddr> {
+    let text = reply.get(4..)?;
+    let start = text.find(|c: char| c.is_ascii_digit())?;
+    let nums: Vec<u8> = text[start..]
+        .split(|c: char| !(c.is_ascii_digit() || c == ','))
+        .next()?
+        .split(',')
+        .map(|n| n.parse().ok())
+        .collect::<Option<_>>()?;
+    let [a, b, c, d, p1, p2] = nums[..] else {
+        return None;
+    };
+    let ip = Ipv4Addr::new(a, b, c, d);
+    Some(SocketAddr::new(
+        IpAddr::V4(ip),
+        u16::from(p1) << 8 | u16::from(p2),
+    ))
+}
+
+/// A server behind NAT often announces its inside address. When the PASV
+/// address is private or unroutable and differs from the address the
+/// control connection reached, connect to the control address instead.
+fn fix_pasv_address(addr: SocketAddr, control: IpAddr) -> SocketAddr {
+    let unroutable = match addr.ip() {
+        IpAddr::V4(ip) => {
+            let o = ip.octets();
+            ip.is_private()
+                || ip.is_loopback()
+                || ip.is_unspecified()
+                || ip.is_link_local()
+                || ip.is_broadcast()
+                || ip.is_documentation()
+                || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64.0.0/10, carrier-grade NAT
+                || o[0] == 0
+        }
+        IpAddr::V6(_) => false,
+    };
+    if unroutable && addr.ip() != control {
+        SocketAddr::new(control, addr.port())
+    } else {
+        addr
+    }
+}
+
+/// A listener for active mode on the control connection's local address,
+/// on a port from `range` (random start, then every port in turn).
+fn listen(conn: &Conn, range: Option<(u16, u16)>) -> Result<TcpListener> {
+    let ip = conn.local.ip();
+    let bind = |port: u16| -> std::io::Result<TcpListener> {
+        let std = std::net::TcpListener::bind(SocketAddr::new(ip, port))?;
+        std.set_nonblocking(true)?;
+        TcpListener::from_std(std)
+    };
+    let Some((lo, hi)) = range else {
+        return bind(0).map_err(|e| RemoteError::from_io("active listener", &e));
+    };
+    let count = u32::from(hi - lo) + 1;
+    let first = fastrand::u32(0..count);
+    let mut last = None;
+    for i in 0..count {
+        let port = lo + ((first + i) % count) as u16;
+        match bind(port) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    let msg = format!(
+        "no free port in active_ports {lo}-{hi}: {}",
+        last.map(|e| e.to_string()).unwrap_or_default()
+    );
+    Err(RemoteError::new(
+        ErrorKind::Connection,
+        true,
+        "active listener",
+        msg,
+    ))
+}
+
+/// Accepts the server's data connection, ignoring anyone but the server.
+async fn accept(listener: &TcpListener, server: IpAddr, limit: Duration) -> Result<TcpStream> {
+    let wait = async {
+        loop {
+            let (s, from) = listener.accept().await?;
+            if from.ip() == server {
+                return Ok::<_, std::io::Error>(s);
+            }
+            tracing::warn!(%from, "ignoring an active-mode data connection from an address other than the server's");
+        }
+    };
+    match tokio::time::timeout(limit, wait).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(RemoteError::from_io("active data connection", &e)),
+        Err(_) => Err(RemoteError::new(
+            ErrorKind::Connection,
+            true,
+            "active data connection",
+            format!(
+                "the server did not connect within {limit:?} (a firewall or NAT in between? try mode = \"passive\")"
+            ),
+        )),
+    }
+}
+
+/// After a failed transfer, the server's own reply often says why (522,
+/// 426, 451): prefer it to the bare I/O error when it comes quickly.
+pub async fn reason(conn: &mut Conn, what: &str, fallback: RemoteError) -> RemoteError {
+    let wait = Duration::from_secs(2);
+    let expect = [Status::ClosingDataConnection, Status::RequestedFileActionOk];
+    let r = on_ctrl!(&mut conn.ctrl, s => tokio::time::timeout(wait, s.read_response_in(&expect)).await);
+    match r {
+        Ok(Err(FtpError::UnexpectedResponse(resp))) if reply_code(&resp) >= 400 => {
+            let mut e = classify(what.to_string(), FtpError::UnexpectedResponse(resp));
+            // The transfer broke; the session goes with it either way.
+            if !e.breaks_session() && e.temporary {
+                e.kind = ErrorKind::Connection;
+            }
+            e
+        }
+        _ => fallback,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passive_replies_parse() {
+        assert_eq!(
+            epsv_port("229 Entering Extended Passive Mode (|||6446|)"),
+            Some(6446)
+        );
+        assert_eq!(epsv_port("229 ok (!!!1234!)"), Some(1234));
+        assert_eq!(epsv_port("229 nonsense"), None);
+        let a = pasv_address("227 Entering Passive Mode (127,0,0,1,4,1).").unwrap();
+        assert_eq!(a, "127.0.0.1:1025".parse().unwrap());
+        let a = pasv_address("227 =10,1,2,3,200,10").unwrap();
+        assert_eq!(a, "10.1.2.3:51210".parse().unwrap());
+        assert_eq!(pasv_address("227 (1,2,3)"), None);
+        assert_eq!(pasv_address("227 (1,2,3,4,5,666)"), None);
+    }
+
+    #[test]
+    fn private_pasv_addresses_are_replaced_by_the_control_address() {
+        let control: IpAddr = "203.0.113.7".parse().unwrap();
+        let inside: SocketAddr = "10.0.0.5:5000".parse().unwrap();
+        assert_eq!(
+            fix_pasv_address(inside, control),
+            "203.0.113.7:5000".parse().unwrap()
+        );
+        let zero: SocketAddr = "0.0.0.0:5000".parse().unwrap();
+        assert_eq!(fix_pasv_address(zero, control).ip(), control);
+        // A public address elsewhere (a separate data host) is kept.
+        let public: SocketAddr = "1.1.1.1:5000".parse().unwrap();
+        assert_eq!(fix_pasv_address(public, "9.9.9.9".parse().unwrap()), public);
+        // Same private address as the control connection: nothing to fix.
+        let lan: SocketAddr = "192.168.1.2:21000".parse().unwrap();
+        assert_eq!(fix_pasv_address(lan, "192.168.1.2".parse().unwrap()), lan);
+    }
+}

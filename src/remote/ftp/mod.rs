@@ -1,0 +1,221 @@
+//! The `ftp`, `ftps` (explicit, AUTH TLS) and `ftps-implicit` transports.
+//! suppaftp speaks the control connection; ferry opens the data connections
+//! itself (`data.rs`) for timeouts, EPSV/PASV fallback, NAT address repair,
+//! active-mode port ranges and TLS session reuse. One session is one
+//! logged-in control connection in binary mode; it reconnects by itself
+//! after a broken connection and sends NOOP before reuse after a pause.
+
+mod connect;
+mod data;
+mod error;
+mod list;
+mod ops;
+mod tls;
+mod transfer;
+
+use super::{Entry, ErrorKind, RemoteError, Result, Session, Transport};
+use crate::config::{Protocol, Server};
+use async_trait::async_trait;
+use connect::Conn;
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+pub use tls::fingerprint;
+
+/// A session idle this long is probed with NOOP before its next command,
+/// and replaced when the probe fails: servers drop idle control
+/// connections (vsftpd `idle_session_timeout`, 300 s by default; NAT
+/// gateways sooner), and a session can wait in the pool while others work.
+const KEEPALIVE_AFTER: Duration = Duration::from_secs(5);
+
+/// TLS settings shared by the control and data connections of one server.
+pub(crate) struct TlsSetup {
+    pub config: Arc<ClientConfig>,
+    pub name: ServerName<'static>,
+}
+
+/// MDTM results by directory, then name: (size, listed time, MDTM time).
+type MdtmCache = HashMap<String, HashMap<String, (u64, i64, i64)>>;
+
+/// What every session of one server shares.
+pub(crate) struct Shared {
+    pub server: Arc<Server>,
+    /// `Ok(None)` for plain FTP; `Err` when the TLS settings are unusable,
+    /// reported at connect so one bad server does not stop the daemon.
+    pub tls: std::result::Result<Option<TlsSetup>, String>,
+    /// Listing times refined with MDTM, so an unchanged file costs no MDTM
+    /// at the next poll (see `ops::refine`).
+    pub mdtm: Mutex<MdtmCache>,
+}
+
+pub struct FtpTransport {
+    shared: Arc<Shared>,
+}
+
+impl FtpTransport {
+    pub fn new(server: Arc<Server>) -> Self {
+        let tls = match server.protocol {
+            Protocol::Ftps | Protocol::FtpsImplicit => {
+                tls::client_config(&server.ftp).and_then(|config| {
+                    Ok(Some(TlsSetup {
+                        config,
+                        name: tls::server_name(&server.host)?,
+                    }))
+                })
+            }
+            _ => Ok(None),
+        };
+        let shared = Shared {
+            server,
+            tls,
+            mdtm: Mutex::new(HashMap::new()),
+        };
+        Self {
+            shared: Arc::new(shared),
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for FtpTransport {
+    async fn connect(&self) -> Result<Box<dyn Session>> {
+        let conn = connect::open(&self.shared).await?;
+        Ok(Box::new(FtpSession {
+            shared: self.shared.clone(),
+            conn: Some(conn),
+            last_used: Instant::now(),
+        }))
+    }
+}
+
+pub struct FtpSession {
+    shared: Arc<Shared>,
+    /// `None` after an error that left the control connection unusable;
+    /// the next call connects again.
+    conn: Option<Conn>,
+    last_used: Instant,
+}
+
+impl FtpSession {
+    /// The live connection: NOOP first after a pause, a new one if it died.
+    async fn conn(&mut self) -> Result<&mut Conn> {
+        let io = self.shared.server.io_timeout;
+        if let Some(c) = self.conn.as_mut()
+            && self.last_used.elapsed() > KEEPALIVE_AFTER
+            && data::command(c, io, "NOOP", &[suppaftp::Status::CommandOk])
+                .await
+                .is_err()
+        {
+            tracing::debug!(server = %self.shared.server.name, "idle FTP connection is gone; reconnecting");
+            self.conn = None;
+        }
+        self.last_used = Instant::now();
+        match &mut self.conn {
+            Some(c) => Ok(c),
+            slot => Ok(slot.insert(connect::open(&self.shared).await?)),
+        }
+    }
+
+    /// Passes `r` through; drops the connection when the error broke it.
+    fn after<T>(&mut self, r: Result<T>) -> Result<T> {
+        self.last_used = Instant::now();
+        if let Err(e) = &r
+            && e.breaks_session()
+        {
+            self.conn = None;
+        }
+        r
+    }
+
+    /// A transfer that failed half-way may leave a reply or a data
+    /// connection pending: never reuse that control connection.
+    fn after_transfer<T>(&mut self, r: Result<T>) -> Result<T> {
+        if r.is_err() {
+            self.conn = None;
+        }
+        self.after(r)
+    }
+}
+
+#[async_trait]
+impl Session for FtpSession {
+    async fn list(&mut self, dir: &str) -> Result<Vec<Entry>> {
+        let shared = self.shared.clone();
+        let r = ops::list(self.conn().await?, &shared, dir).await;
+        self.after(r)
+    }
+
+    async fn stat(&mut self, path: &str) -> Result<Entry> {
+        let shared = self.shared.clone();
+        let r = ops::stat(self.conn().await?, &shared, path).await;
+        self.after(r)
+    }
+
+    async fn read_into(
+        &mut self,
+        path: &str,
+        offset: u64,
+        sink: &mut (dyn AsyncWrite + Send + Unpin),
+    ) -> Result<u64> {
+        let shared = self.shared.clone();
+        let r = transfer::read_into(self.conn().await?, &shared, path, offset, sink).await;
+        self.after_transfer(r)
+    }
+
+    async fn write_from(
+        &mut self,
+        path: &str,
+        append: bool,
+        source: &mut (dyn AsyncRead + Send + Unpin),
+    ) -> Result<u64> {
+        let shared = self.shared.clone();
+        let r = transfer::write_from(self.conn().await?, &shared, path, append, source).await;
+        self.after_transfer(r)
+    }
+
+    /// FTP's RNTO replaces an existing target on most servers, so without
+    /// `replace` the target is checked first. Another client creating `to`
+    /// between the check and RNTO can still be overwritten: FTP has no
+    /// exclusive rename. With `replace`, a server that refuses to overwrite
+    /// gets DELE then RNTO (a crash between leaves the target missing, never
+    /// half-written).
+    async fn rename(&mut self, from: &str, to: &str, replace: bool) -> Result<()> {
+        let shared = self.shared.clone();
+        let ctx = format!("rename {from} -> {to}");
+        let conn = self.conn().await?;
+        let r = match ops::stat(conn, &shared, to).await {
+            Ok(_) if !replace => Err(RemoteError::new(
+                ErrorKind::AlreadyExists,
+                false,
+                ctx,
+                "target exists",
+            )),
+            Ok(_) => match ops::rename(conn, &shared, from, to).await {
+                Ok(()) => Ok(()),
+                Err(_) => match ops::remove(conn, &shared, to).await {
+                    Ok(()) => ops::rename(conn, &shared, from, to).await,
+                    Err(e) => Err(e),
+                },
+            },
+            Err(e) if e.kind == ErrorKind::NotFound => ops::rename(conn, &shared, from, to).await,
+            Err(e) => Err(e),
+        };
+        self.after(r)
+    }
+
+    async fn remove(&mut self, path: &str) -> Result<()> {
+        let shared = self.shared.clone();
+        let r = ops::remove(self.conn().await?, &shared, path).await;
+        self.after(r)
+    }
+
+    async fn create_dirs(&mut self, dir: &str) -> Result<()> {
+        let shared = self.shared.clone();
+        let r = ops::create_dirs(self.conn().await?, &shared, dir).await;
+        self.after(r)
+    }
+}

@@ -1,0 +1,298 @@
+//! The Session operations other than moving bytes (`transfer.rs`): listing,
+//! stat, rename, delete, mkdir. Every command goes through `data::command`
+//! or `data::open`, each bounded by `io_timeout`.
+
+use super::Shared;
+use super::connect::Conn;
+use super::data::{self, command, finish};
+use super::list::{self, Listed, Precision};
+use super::transfer::{Broken, pump, remote_io};
+use crate::remote::{Entry, EntryKind, ErrorKind, RemoteError, Result, join, parent};
+use std::collections::HashMap;
+use suppaftp::Status;
+
+const DONE: &[Status] = &[Status::RequestedFileActionOk, Status::CommandOk];
+
+/// Times listed without seconds are refined with MDTM every poll while
+/// they are this recent: within one listed minute a file can change again
+/// with the same size and the same listed time.
+const SETTLED_AFTER: i64 = 180;
+
+pub async fn list(conn: &mut Conn, shared: &Shared, dir: &str) -> Result<Vec<Entry>> {
+    if conn.features.mlsd {
+        match lines(conn, shared, &format!("MLSD {dir}")).await {
+            Ok(lines) => return Ok(lines.iter().filter_map(|l| list::parse_mlsd(l)).collect()),
+            // Advertised in FEAT but refused (500/502): use LIST from now on.
+            Err(e) if !e.temporary && e.kind == ErrorKind::Other => conn.features.mlsd = false,
+            Err(e) => return Err(e),
+        }
+    }
+    // CWD and a bare LIST: servers read a LIST argument as ls options or a
+    // glob, which names with a leading dash or a `*` would trip.
+    let io = shared.server.io_timeout;
+    command(conn, io, &format!("CWD {dir}"), DONE).await?;
+    let lines = lines(conn, shared, "LIST").await?;
+    let now = unix_now();
+    let offset = shared.server.ftp.server_utc_offset;
+    let mut listed = Vec::with_capacity(lines.len());
+    let mut unreadable = Vec::new();
+    for line in &lines {
+        match list::parse_list(line, offset, now) {
+            Some(l) => listed.push(l),
+            None if line.starts_with("total ") || is_dot_entry(line) => {}
+            None => unreadable.push(line.as_str()),
+        }
+    }
+    if !unreadable.is_empty() {
+        tracing::warn!(
+            dir,
+            count = unreadable.len(),
+            example = unreadable[0],
+            "LIST lines in an unknown format were skipped"
+        );
+    }
+    refine(conn, shared, dir, &mut listed, now).await?;
+    Ok(listed.into_iter().map(|l| l.entry).collect())
+}
+
+/// The lines of a listing command's data connection.
+async fn lines(conn: &mut Conn, shared: &Shared, cmd: &str) -> Result<Vec<String>> {
+    let io = shared.server.io_timeout;
+    let mut stream = data::open(conn, shared, cmd, 0).await?;
+    let mut raw = Vec::new();
+    let mut buf = std::mem::take(&mut conn.buf);
+    let copied = pump(&mut stream, &mut raw, io, true, &mut buf).await;
+    conn.buf = buf;
+    drop(stream);
+    if let Err(Broken::Remote(e) | Broken::Local(e)) = copied {
+        let fallback = remote_io(cmd, &e);
+        return Err(data::reason(conn, cmd, fallback).await);
+    }
+    finish(conn, io, cmd).await?;
+    Ok(raw
+        .split(|b| *b == b'\n')
+        .map(|l| String::from_utf8_lossy(l.strip_suffix(b"\r").unwrap_or(l)).into_owned())
+        .filter(|l| !l.is_empty())
+        .collect())
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn is_dot_entry(line: &str) -> bool {
+    line.ends_with(" .") || line.ends_with(" ..")
+}
+
+/// Replaces listed times coarser than a second (UNIX LIST: minutes, or
+/// days for old files) with MDTM's UTC seconds, so the version of a file
+/// (size, mtime) is the same whether it comes from a listing or a stat.
+/// Settled files reuse the last MDTM answer while their listed size and
+/// time are unchanged, so a poll of an unchanged directory costs no MDTM.
+async fn refine(
+    conn: &mut Conn,
+    shared: &Shared,
+    dir: &str,
+    listed: &mut [Listed],
+    now: i64,
+) -> Result<()> {
+    if !conn.features.mdtm {
+        return Ok(());
+    }
+    let old = shared
+        .mdtm
+        .lock()
+        .expect("mdtm cache lock")
+        .remove(dir)
+        .unwrap_or_default();
+    let mut new = HashMap::new();
+    for l in listed.iter_mut() {
+        if l.entry.kind != EntryKind::File || l.precision == Precision::Seconds {
+            continue;
+        }
+        let key = (l.entry.size, l.entry.mtime);
+        let settled = l.entry.mtime < now - SETTLED_AFTER;
+        let cached = old
+            .get(&l.entry.name)
+            .filter(|c| settled && (c.0, c.1) == key)
+            .map(|c| c.2);
+        let t = match cached {
+            Some(t) => t,
+            None => match mdtm(conn, shared, &join(dir, &l.entry.name)).await {
+                Ok(t) => t,
+                // Gone since the listing: the next listing will not show it.
+                Err(e) if e.kind == ErrorKind::NotFound => continue,
+                Err(e) if !e.temporary => {
+                    tracing::warn!(dir, error = %e, "MDTM refused; using LIST times (minute precision)");
+                    conn.features.mdtm = false;
+                    break;
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        new.insert(l.entry.name.clone(), (key.0, key.1, t));
+        l.entry.mtime = t;
+    }
+    shared
+        .mdtm
+        .lock()
+        .expect("mdtm cache lock")
+        .insert(dir.to_string(), new);
+    Ok(())
+}
+
+async fn mdtm(conn: &mut Conn, shared: &Shared, path: &str) -> Result<i64> {
+    let cmd = format!("MDTM {path}");
+    let reply = command(conn, shared.server.io_timeout, &cmd, &[Status::File]).await?;
+    let value = reply.get(4..).unwrap_or_default().trim();
+    list::parse_mlsd_time(value).ok_or_else(|| bad(&cmd, &reply))
+}
+
+async fn size(conn: &mut Conn, shared: &Shared, path: &str) -> Result<u64> {
+    let cmd = format!("SIZE {path}");
+    let reply = command(conn, shared.server.io_timeout, &cmd, &[Status::File]).await?;
+    let value = reply.get(4..).unwrap_or_default().trim();
+    value.parse().map_err(|_| bad(&cmd, &reply))
+}
+
+fn bad(cmd: &str, reply: &str) -> RemoteError {
+    RemoteError::new(
+        ErrorKind::Connection,
+        true,
+        cmd,
+        format!("unreadable reply: {}", reply.trim()),
+    )
+}
+
+/// MLST where the server has it; else SIZE and MDTM (what `refine` uses),
+/// CWD to tell a directory, and a listing of the parent as the last resort.
+pub async fn stat(conn: &mut Conn, shared: &Shared, path: &str) -> Result<Entry> {
+    let io = shared.server.io_timeout;
+    let name = path.rsplit('/').next().unwrap_or(path).to_string();
+    if conn.features.mlsd {
+        let reply = command(
+            conn,
+            io,
+            &format!("MLST {path}"),
+            &[Status::RequestedFileActionOk],
+        )
+        .await?;
+        let fact_line = reply.lines().find_map(|l| l.strip_prefix(' '));
+        let mut e = fact_line
+            .and_then(|l| list::parse_mlsd(l.trim_end_matches('\r')))
+            .ok_or_else(|| bad("MLST", &reply))?;
+        e.name = name;
+        return Ok(e);
+    }
+    match size(conn, shared, path).await {
+        Ok(size) if conn.features.mdtm => {
+            if let Ok(mtime) = mdtm(conn, shared, path).await {
+                let kind = EntryKind::File;
+                return Ok(Entry {
+                    name,
+                    kind,
+                    size,
+                    mtime,
+                    link_target: None,
+                });
+            }
+        }
+        Ok(_) => {}
+        Err(e) if e.kind == ErrorKind::NotFound => {
+            // SIZE fails on directories too.
+            if command(conn, io, &format!("CWD {path}"), DONE)
+                .await
+                .is_ok()
+            {
+                let kind = EntryKind::Dir;
+                return Ok(Entry {
+                    name,
+                    kind,
+                    size: 0,
+                    mtime: 0,
+                    link_target: None,
+                });
+            }
+            return Err(e);
+        }
+        Err(e) if e.temporary => return Err(e),
+        Err(_) => {}
+    }
+    list(conn, shared, parent(path))
+        .await?
+        .into_iter()
+        .find(|e| e.name == name)
+        .ok_or_else(|| {
+            RemoteError::new(
+                ErrorKind::NotFound,
+                false,
+                format!("stat {path}"),
+                "not in its directory's listing",
+            )
+        })
+}
+
+/// RNFR + RNTO. The caller has checked that `to` does not exist.
+pub async fn rename(conn: &mut Conn, shared: &Shared, from: &str, to: &str) -> Result<()> {
+    let io = shared.server.io_timeout;
+    command(
+        conn,
+        io,
+        &format!("RNFR {from}"),
+        &[Status::RequestFilePending],
+    )
+    .await?;
+    command(conn, io, &format!("RNTO {to}"), DONE)
+        .await
+        .map(|_| ())
+}
+
+/// DELE. 550 means "not found" and "not allowed" alike; a file still there
+/// after a 550 was refused, which must not pass for already gone.
+pub async fn remove(conn: &mut Conn, shared: &Shared, path: &str) -> Result<()> {
+    match command(
+        conn,
+        shared.server.io_timeout,
+        &format!("DELE {path}"),
+        DONE,
+    )
+    .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind == ErrorKind::NotFound => match stat(conn, shared, path).await {
+            Ok(_) => Err(RemoteError::new(
+                ErrorKind::PermissionDenied,
+                false,
+                e.context,
+                e.message,
+            )),
+            Err(_) => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// MKD for each missing level, top down. A refused MKD is fine when the
+/// directory turns out to exist (created meanwhile, or MKD on an existing one).
+pub async fn create_dirs(conn: &mut Conn, shared: &Shared, dir: &str) -> Result<()> {
+    let io = shared.server.io_timeout;
+    if command(conn, io, &format!("CWD {dir}"), DONE).await.is_ok() {
+        return Ok(());
+    }
+    let mut prefix = String::new();
+    for part in dir.split('/').filter(|p| !p.is_empty()) {
+        prefix.push('/');
+        prefix.push_str(part);
+        let made = command(conn, io, &format!("MKD {prefix}"), &[Status::PathCreated]).await;
+        if let Err(e) = made
+            && command(conn, io, &format!("CWD {prefix}"), DONE)
+                .await
+                .is_err()
+        {
+            return Err(e);
+        }
+    }
+    Ok(())
+}

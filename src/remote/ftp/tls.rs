@@ -1,0 +1,227 @@
+//! Whom an FTPS connection trusts: one rustls client configuration per
+//! server, shared by the control connection and every data connection so
+//! that data connections resume the control connection's TLS session
+//! (vsftpd `require_ssl_reuse=YES`, FileZilla Server and others refuse a
+//! data connection that does not).
+//!
+//! ring is the only crypto provider in the build, and the configuration is
+//! built with `builder_with_provider`: `ClientConfig::builder()` panics at
+//! run time once two providers are ever enabled (CRATES.md).
+
+use crate::config::FtpOptions;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use std::sync::Arc;
+
+/// Builds the client configuration: TLS 1.2 or 1.3 only, certificates
+/// checked against `ca_file` or the system roots, or against a pin.
+pub fn client_config(opts: &FtpOptions) -> Result<Arc<ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let algorithms = provider.signature_verification_algorithms;
+    let verifier: Arc<dyn ServerCertVerifier> = if opts.insecure_skip_verify {
+        Arc::new(AcceptAny { algorithms })
+    } else if let Some(pin) = &opts.certificate_sha256 {
+        Arc::new(Pinned {
+            sha256: decode_hex(pin).ok_or("certificate_sha256 is not 64 hex digits")?,
+            algorithms,
+        })
+    } else {
+        let roots = Arc::new(roots(opts)?);
+        WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+            .build()
+            .map_err(|e| format!("cannot use the trusted certificates: {e}"))?
+    };
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    // The default in-memory session store (256 entries) is what lets a data
+    // connection resume the control connection's session.
+    Ok(Arc::new(config))
+}
+
+/// The name the certificate must carry: a DNS name or an IP address.
+pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
+    ServerName::try_from(host.to_string())
+        .map_err(|e| format!("\"{host}\" is not a valid TLS server name: {e}"))
+}
+
+fn roots(opts: &FtpOptions) -> Result<RootCertStore, String> {
+    let mut store = RootCertStore::empty();
+    match &opts.ca_file {
+        Some(path) => {
+            let certs: Vec<_> = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("ca_file {}: {e}", path.display()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            let (added, _) = store.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(format!("ca_file {}: no usable certificate", path.display()));
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = store.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err(
+                    "no system root certificates found (install ca-certificates, or set ca_file)"
+                        .into(),
+                );
+            }
+        }
+    }
+    Ok(store)
+}
+
+/// SHA-256 of a DER certificate, lower-case hex: what `certificate_sha256` pins
+/// and what `openssl x509 -noout -fingerprint -sha256` prints (without colons).
+pub fn fingerprint(der: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, der)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    let s: String = s.chars().filter(|c| *c != ':').collect();
+    if s.len() != 64 {
+        return None;
+    }
+    (0..32)
+        .map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Trusts exactly one certificate, named by its SHA-256. The pin replaces
+/// the chain and name checks (it is how a self-signed server is trusted);
+/// handshake signatures are still verified against that certificate.
+#[derive(Debug)]
+struct Pinned {
+    sha256: Vec<u8>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let got = ring::digest::digest(&ring::digest::SHA256, end_entity);
+        if got.as_ref() == self.sha256.as_slice() {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(format!(
+                "the server certificate's SHA-256 is {}, not the pinned certificate_sha256",
+                fingerprint(end_entity)
+            )))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// `insecure_skip_verify = true`: any certificate. Signatures are still
+/// checked so the handshake itself is sound; the transport warns at every connect.
+#[derive(Debug)]
+struct AcceptAny {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_decode_with_or_without_colons() {
+        let hex = "ab".repeat(32);
+        let colons: Vec<_> = (0..32).map(|_| "AB").collect();
+        assert_eq!(decode_hex(&hex), Some(vec![0xab; 32]));
+        assert_eq!(
+            decode_hex(&colons.join(":").to_lowercase()),
+            Some(vec![0xab; 32])
+        );
+        assert_eq!(decode_hex("abc"), None);
+        assert_eq!(decode_hex(&"zz".repeat(32)), None);
+    }
+
+    #[test]
+    fn insecure_and_pinned_configs_build() {
+        let opts = FtpOptions {
+            insecure_skip_verify: true,
+            ..FtpOptions::default()
+        };
+        assert!(client_config(&opts).is_ok());
+        let opts = FtpOptions {
+            certificate_sha256: Some("00".repeat(32)),
+            ..FtpOptions::default()
+        };
+        assert!(client_config(&opts).is_ok());
+        assert!(server_name("127.0.0.1").is_ok());
+    }
+}

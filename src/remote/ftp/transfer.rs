@@ -1,0 +1,152 @@
+//! Moving file bytes: RETR (with REST to resume), STOR and APPE, through
+//! a copy loop that fails only when no byte moves for `io_timeout`, never
+//! on the total length of a transfer.
+
+use super::Shared;
+use super::connect::Conn;
+use super::data::{self, finish, timeout};
+use crate::remote::{ErrorKind, RemoteError, Result};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+pub async fn read_into(
+    conn: &mut Conn,
+    shared: &Shared,
+    path: &str,
+    offset: u64,
+    sink: &mut (dyn AsyncWrite + Send + Unpin),
+) -> Result<u64> {
+    let io = shared.server.io_timeout;
+    let cmd = format!("RETR {path}");
+    let mut stream = data::open(conn, shared, &cmd, offset).await?;
+    let mut buf = std::mem::take(&mut conn.buf);
+    let copied = pump(&mut stream, sink, io, true, &mut buf).await;
+    conn.buf = buf;
+    match copied {
+        Ok(n) => {
+            drop(stream);
+            finish(conn, io, &cmd).await?;
+            Ok(n)
+        }
+        Err(Broken::Local(e)) => Err(RemoteError::from_io(
+            format!("write the download of {path}"),
+            &e,
+        )),
+        Err(Broken::Remote(e)) => {
+            drop(stream);
+            let fallback = remote_io(&cmd, &e);
+            Err(data::reason(conn, &cmd, fallback).await)
+        }
+    }
+}
+
+pub async fn write_from(
+    conn: &mut Conn,
+    shared: &Shared,
+    path: &str,
+    append: bool,
+    source: &mut (dyn AsyncRead + Send + Unpin),
+) -> Result<u64> {
+    let io = shared.server.io_timeout;
+    let cmd = format!("{} {path}", if append { "APPE" } else { "STOR" });
+    let mut stream = data::open(conn, shared, &cmd, 0).await?;
+    let mut buf = std::mem::take(&mut conn.buf);
+    let pumped = pump(source, &mut stream, io, false, &mut buf).await;
+    conn.buf = buf;
+    let copied = match pumped {
+        // The end of the file is the end of the data connection; only
+        // then does the server answer 226.
+        Ok(n) => data::end_upload(&mut stream, io)
+            .await
+            .map(|()| n)
+            .map_err(Broken::Remote),
+        Err(e) => Err(e),
+    };
+    drop(stream);
+    match copied {
+        Ok(n) => finish(conn, io, &cmd).await.map(|_| n),
+        Err(Broken::Local(e)) => Err(RemoteError::from_io(
+            format!("read the upload for {path}"),
+            &e,
+        )),
+        Err(Broken::Remote(e)) => {
+            let fallback = remote_io(&cmd, &e);
+            Err(data::reason(conn, &cmd, fallback).await)
+        }
+    }
+}
+
+pub fn remote_io(cmd: &str, e: &std::io::Error) -> RemoteError {
+    if e.kind() == std::io::ErrorKind::TimedOut {
+        return timeout(cmd, Duration::ZERO);
+    }
+    RemoteError::new(
+        ErrorKind::Connection,
+        true,
+        cmd,
+        format!("data connection: {e}"),
+    )
+}
+
+/// Bytes per write to the sink: large writes mean few blocking-pool hops
+/// for tokio files.
+const CHUNK: usize = 512 * 1024;
+
+/// Which side of a copy failed: the server's data connection or the local file.
+pub enum Broken {
+    Remote(std::io::Error),
+    Local(std::io::Error),
+}
+
+/// Copies `from` to `to` in large writes (fewer blocking-pool hops for
+/// tokio files), failing when a read or write makes no progress for `io`.
+/// For downloads `from` is remote, for uploads `to` is.
+pub async fn pump<R, W>(
+    from: &mut R,
+    to: &mut W,
+    io: Duration,
+    download: bool,
+    buf: &mut Vec<u8>,
+) -> std::result::Result<u64, Broken>
+where
+    R: AsyncRead + Unpin + Send + ?Sized,
+    W: AsyncWrite + Unpin + Send + ?Sized,
+{
+    if buf.len() < CHUNK {
+        buf.resize(CHUNK, 0);
+    }
+    let mut filled = 0;
+    let mut total = 0u64;
+    let stalled =
+        || std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no data for {io:?}"));
+    type Side = fn(std::io::Error) -> Broken;
+    let (read_side, write_side): (Side, Side) = if download {
+        (Broken::Remote, Broken::Local)
+    } else {
+        (Broken::Local, Broken::Remote)
+    };
+    loop {
+        let n = match tokio::time::timeout(io, from.read(&mut buf[filled..])).await {
+            Ok(Ok(n)) => n,
+            // A TLS server that closes without close_notify: the end of the
+            // data all the same. The 226 reply on the protected control
+            // connection and the caller's size check vouch for completeness.
+            Ok(Err(e)) if download && e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+            Ok(Err(e)) => return Err(read_side(e)),
+            Err(_) => return Err(read_side(stalled())),
+        };
+        filled += n;
+        if filled > 0 && (n == 0 || filled >= CHUNK / 2) {
+            match tokio::time::timeout(io, to.write_all(&buf[..filled])).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(write_side(e)),
+                Err(_) => return Err(write_side(stalled())),
+            }
+            total += filled as u64;
+            filled = 0;
+        }
+        if n == 0 {
+            return Ok(total);
+        }
+    }
+}

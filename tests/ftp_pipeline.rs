@@ -1,0 +1,239 @@
+//! The Listen pipeline over FTP and FTPS through the real `ferry` binary,
+//! against vsftpd on 127.0.0.1: delivery, `move_to` (never overwriting),
+//! `delete`, a handler, and a SIGKILL mid-download that the next start resumes.
+
+mod common;
+#[path = "support/ftp_servers.rs"]
+mod ftp_servers;
+
+use common::*;
+use ftp_servers::*;
+use std::path::Path;
+use std::time::Duration;
+
+/// The `[servers.ftp]` table for `srv`; `extra` adds keys.
+fn server_block(protocol: &str, srv: &FtpServer, extra: &str) -> String {
+    format!(
+        "[servers.ftp]\nprotocol = \"{protocol}\"\nhost = \"127.0.0.1\"\nport = {}\nmax_sessions = 3\n\
+         connect_timeout = \"10s\"\nio_timeout = \"10s\"\n{extra}\n",
+        srv.port
+    )
+}
+
+/// A rule over `remote_dir` on the server, delivering into `f.outbox`.
+fn rule(f: &Fixture, name: &str, remote_dir: &str, extra: &str) -> String {
+    format!(
+        "[[watch]]\nname = \"{name}\"\nserver = \"ftp\"\nremote_dir = \"{remote_dir}\"\nlocal_dir = \"{}\"\n\
+         stable_for = \"0s\"\ninterval = \"200ms\"\nretry = {{ attempts = 3, first = \"0s\", max = \"0s\" }}\n{extra}\n",
+        f.outbox.join(name).display()
+    )
+}
+
+fn put(root: &Path, rel: &str, data: &[u8]) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, data).unwrap();
+}
+
+/// Delivery with `move_to`, the timestamp suffix for a taken archive name,
+/// and `delete` with a handler, over `protocol` against `srv`.
+fn pipeline_round_trip(f: &Fixture, srv: &FtpServer, server: &str) {
+    let out = f.path("handler.out");
+    let h = script(
+        f,
+        "h.sh",
+        &format!("env | grep ^FERRY_ | sort > '{}'", out.display()),
+    );
+    let rules = [
+        rule(
+            f,
+            "moved",
+            &srv.remote("pub/in"),
+            &format!(
+                "move_to = \"{}\"\nrecursive = true",
+                srv.remote("pub/archive/2026")
+            ),
+        ),
+        rule(
+            f,
+            "deleted",
+            &srv.remote("pub/del"),
+            &format!(
+                "delete = true\nhandler = [\"{}\", \"{{local_path}}\"]",
+                h.display()
+            ),
+        ),
+    ];
+    f.write_config(&format!("{server}\n{}", rules.join("\n")));
+    let root = &srv.root;
+    put(root, "pub/in/a.csv", b"first");
+    put(root, "pub/in/sub dir/ünï code.csv", b"deep");
+    put(root, "pub/in/-dash.csv", b"dash");
+    put(root, "pub/del/b.csv", b"bee");
+    f.once(0);
+    let moved = f.outbox.join("moved");
+    assert_eq!(std::fs::read(moved.join("a.csv")).unwrap(), b"first");
+    assert_eq!(
+        std::fs::read(moved.join("sub dir/ünï code.csv")).unwrap(),
+        b"deep"
+    );
+    assert_eq!(std::fs::read(moved.join("-dash.csv")).unwrap(), b"dash");
+    assert_eq!(
+        std::fs::read(root.join("pub/archive/2026/a.csv")).unwrap(),
+        b"first"
+    );
+    assert_eq!(
+        std::fs::read(root.join("pub/archive/2026/sub dir/ünï code.csv")).unwrap(),
+        b"deep"
+    );
+    assert!(!root.join("pub/in/a.csv").exists());
+    assert_eq!(
+        std::fs::read(f.outbox.join("deleted/b.csv")).unwrap(),
+        b"bee"
+    );
+    assert!(!root.join("pub/del/b.csv").exists(), "delete = true");
+    let env = std::fs::read_to_string(&out).unwrap();
+    for var in [
+        "FERRY_FILE_NAME=b.csv",
+        "FERRY_HOST=127.0.0.1",
+        &format!("FERRY_PORT={}", srv.port),
+        "FERRY_RULE=deleted",
+    ] {
+        assert!(env.contains(var), "missing {var} in:\n{env}");
+    }
+    assert_eq!(f.files(Some("done")).len(), 4);
+
+    // Same name again: the archived file is kept, the new one gets a suffix.
+    put(root, "pub/in/a.csv", b"second version");
+    f.once(0);
+    assert_eq!(
+        std::fs::read(moved.join("a.csv")).unwrap(),
+        b"second version"
+    );
+    assert_eq!(
+        std::fs::read(root.join("pub/archive/2026/a.csv")).unwrap(),
+        b"first"
+    );
+    let archived = names(&root.join("pub/archive/2026"));
+    let suffixed: Vec<_> = archived
+        .iter()
+        .filter(|n| n.starts_with("a.") && n.ends_with("Z.csv"))
+        .collect();
+    assert_eq!(suffixed.len(), 1, "{archived:?}");
+    assert_eq!(f.files(Some("done")).len(), 5);
+    assert!(f.files(Some("failed")).is_empty());
+}
+
+#[test]
+fn listen_pipeline_over_ftp_moves_deletes_and_runs_handlers() {
+    let f = Fixture::new("");
+    let srv = vsftpd(&f.path("srv"), &Vsftpd::default());
+    let server = server_block("ftp", &srv, "");
+    pipeline_round_trip(&f, &srv, &server);
+}
+
+#[test]
+fn listen_pipeline_over_explicit_ftps() {
+    let f = Fixture::new("");
+    std::fs::create_dir_all(f.path("srv")).unwrap();
+    let certs = make_certs(&f.path("srv"));
+    let opts = Vsftpd {
+        tls: Some((certs.cert.clone(), certs.key.clone())),
+        ..Vsftpd::default()
+    };
+    let srv = vsftpd(&f.path("srv"), &opts);
+    let server = server_block(
+        "ftps",
+        &srv,
+        &format!("ca_file = \"{}\"", certs.ca.display()),
+    );
+    pipeline_round_trip(&f, &srv, &server);
+}
+
+#[test]
+fn listen_pipeline_over_implicit_ftps_with_a_password() {
+    let f = Fixture::new("");
+    std::fs::create_dir_all(f.path("srv")).unwrap();
+    let certs = make_certs(&f.path("srv"));
+    let srv = pyftpdlib(&f.path("srv"), PyTls::Implicit, Some(&certs));
+    std::fs::write(f.path("ftp-password"), PY_PASSWORD).unwrap();
+    let extra = format!(
+        "user = \"{PY_USER}\"\npassword = {{ file = \"{}\" }}\ncertificate_sha256 = \"{}\"",
+        f.path("ftp-password").display(),
+        certs.sha256
+    );
+    let server = server_block("ftps-implicit", &srv, &extra);
+    f.write_config(&format!(
+        "{server}\n{}",
+        rule(&f, "r", "/in", "delete = true")
+    ));
+    put(&srv.root, "in/x.bin", &[9u8; 70_000]);
+    f.once(0);
+    assert_eq!(
+        std::fs::read(f.outbox.join("r/x.bin")).unwrap(),
+        vec![9u8; 70_000]
+    );
+    assert!(!srv.root.join("in/x.bin").exists());
+}
+
+#[test]
+fn sigkill_mid_download_then_restart_resumes() {
+    let f = Fixture::new("");
+    // 1 MB/s: the 5 MB download takes seconds, so the kill lands inside it.
+    let opts = Vsftpd {
+        max_rate: 1_000_000,
+        ..Vsftpd::default()
+    };
+    let srv = vsftpd(&f.path("srv"), &opts);
+    let server = server_block("ftp", &srv, "");
+    f.write_config(&format!(
+        "{server}\n{}",
+        rule(&f, "r", &srv.remote("pub/in"), "")
+    ));
+    let body: Vec<u8> = (0..5_000_000u32).map(|i| (i % 253) as u8).collect();
+    put(&srv.root, "pub/in/big.bin", &body);
+    let out = f.outbox.join("r");
+    let mut daemon = f.spawn_run();
+    let partial = || {
+        std::fs::read_dir(&out)
+            .ok()
+            .and_then(|d| {
+                d.filter_map(Result::ok)
+                    .find(|e| e.file_name().to_string_lossy().ends_with(".ferry-part"))
+            })
+            .and_then(|e| e.metadata().ok())
+            .map_or(0, |m| m.len())
+    };
+    wait_for(
+        Duration::from_secs(30),
+        "a partial download of 1.5 MB",
+        || partial() > 1_500_000,
+    );
+    daemon.kill9();
+    let had = partial();
+    assert!(had < body.len() as u64, "killed too late");
+    let log = f.once(0);
+    assert!(log.contains("resuming download"), "{log}");
+    assert!(
+        std::fs::read(out.join("big.bin")).unwrap() == body,
+        "resumed file differs"
+    );
+    // vsftpd's transfer log: the second download sent only what was missing.
+    let sent: Vec<u64> = srv
+        .log()
+        .lines()
+        .filter(|l| l.contains("OK DOWNLOAD") && l.contains("big.bin"))
+        .filter_map(|l| {
+            l.split(", ")
+                .find(|p| p.ends_with(" bytes"))?
+                .trim_end_matches(" bytes")
+                .parse()
+                .ok()
+        })
+        .collect();
+    let last = *sent.last().expect("a completed download in the vsftpd log");
+    assert!(
+        last <= body.len() as u64 - had,
+        "re-sent {last} bytes after {had} were on disk"
+    );
+}

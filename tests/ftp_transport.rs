@@ -1,0 +1,317 @@
+//! The plain FTP transport against real vsftpd and pyftpdlib processes on
+//! 127.0.0.1: every Session operation over UNIX LIST, EPSV/PASV and NAT
+//! repair, active mode, timeouts, reconnects and resuming after a cut.
+
+#[path = "support/ftp_servers.rs"]
+mod ftp_servers;
+#[path = "support/ftp_session.rs"]
+mod ftp_session;
+
+use ferry::config::{FtpMode, FtpOptions, Protocol};
+use ferry::remote::{EntryKind, ErrorKind, choose};
+use ftp_servers::*;
+use ftp_session::*;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vsftpd_plain_serves_every_session_operation() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = vsftpd(dir.path(), &Vsftpd::default());
+    let p = |rel: &str| srv.remote(rel);
+    let pub_dir = srv.root.join("pub");
+    let body = data(300_000);
+    std::fs::write(pub_dir.join("a.txt"), &body).unwrap();
+    let a_mtime = set_mtime(&pub_dir.join("a.txt"), 7);
+    for odd in ["name with  spaces ü.txt", "-dash.txt", "€uro ünï.csv"] {
+        std::fs::write(pub_dir.join(odd), odd).unwrap();
+    }
+    std::fs::create_dir(pub_dir.join("sub")).unwrap();
+    let mut s = connect(&server(Protocol::Ftp, srv.port, FtpOptions::default())).await;
+
+    let mut list = s.list(&p("pub")).await.unwrap();
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    let names: Vec<_> = list.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "-dash.txt",
+            "a.txt",
+            "name with  spaces ü.txt",
+            "sub",
+            "€uro ünï.csv"
+        ]
+    );
+    let a = &list[1];
+    assert_eq!((a.kind, a.size), (EntryKind::File, 300_000));
+    assert_eq!(a.mtime, a_mtime, "LIST minutes refined to MDTM seconds");
+    assert_eq!(list[3].kind, EntryKind::Dir);
+
+    let st = s.stat(&p("pub/a.txt")).await.unwrap();
+    assert_eq!(
+        (st.size, st.mtime),
+        (300_000, a_mtime),
+        "stat and list agree on the version"
+    );
+    assert_eq!(s.stat(&p("pub/sub")).await.unwrap().kind, EntryKind::Dir);
+    let missing = s.stat(&p("pub/nope")).await.unwrap_err();
+    assert_eq!(
+        (missing.kind, missing.temporary),
+        (ErrorKind::NotFound, false)
+    );
+
+    same(&read_all(&mut s, &p("pub/a.txt"), 0).await, &body);
+    same(
+        &read_all(&mut s, &p("pub/a.txt"), 123_456).await,
+        &body[123_456..],
+    );
+    let odd = read_all(&mut s, &p("pub/-dash.txt"), 0).await;
+    assert_eq!(odd, b"-dash.txt");
+    let gone = s
+        .read_into(&p("pub/nope"), 0, &mut Vec::new())
+        .await
+        .unwrap_err();
+    assert_eq!((gone.kind, gone.temporary), (ErrorKind::NotFound, false));
+
+    s.create_dirs(&p("pub/up/deep er/x")).await.unwrap();
+    s.create_dirs(&p("pub/up/deep er/x")).await.unwrap();
+    let n = s
+        .write_from(&p("pub/up/deep er/x/new.bin"), false, &mut &body[..1000])
+        .await
+        .unwrap();
+    assert_eq!(n, 1000);
+    s.write_from(&p("pub/up/deep er/x/new.bin"), true, &mut &b"tail"[..])
+        .await
+        .unwrap();
+    let mut want = body[..1000].to_vec();
+    want.extend_from_slice(b"tail");
+    same(
+        &std::fs::read(pub_dir.join("up/deep er/x/new.bin")).unwrap(),
+        &want,
+    );
+
+    let exists = s
+        .rename(&p("pub/a.txt"), &p("pub/-dash.txt"), false)
+        .await
+        .unwrap_err();
+    assert_eq!(exists.kind, ErrorKind::AlreadyExists);
+    assert_eq!(
+        std::fs::read(pub_dir.join("-dash.txt")).unwrap(),
+        b"-dash.txt",
+        "never overwritten"
+    );
+    s.rename(&p("pub/a.txt"), &p("pub/up/a moved.txt"), false)
+        .await
+        .unwrap();
+    // With replace, an existing target is replaced.
+    std::fs::write(pub_dir.join("up/other.txt"), b"other").unwrap();
+    s.rename(&p("pub/up/other.txt"), &p("pub/-dash.txt"), true)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(pub_dir.join("-dash.txt")).unwrap(), b"other");
+    same(
+        &std::fs::read(pub_dir.join("up/a moved.txt")).unwrap(),
+        &body,
+    );
+    s.remove(&p("pub/up/a moved.txt")).await.unwrap();
+    assert!(!pub_dir.join("up/a moved.txt").exists());
+    let again = s.remove(&p("pub/up/a moved.txt")).await.unwrap_err();
+    assert_eq!(again.kind, ErrorKind::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passive_mode_falls_back_to_pasv_and_repairs_a_nat_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = pyftpdlib_nat(dir.path());
+    std::fs::write(srv.root.join("a.bin"), data(50_000)).unwrap();
+    let mut s = connect(&py_user(server(
+        Protocol::Ftp,
+        srv.port,
+        FtpOptions::default(),
+    )))
+    .await;
+    assert_eq!(s.list("/").await.unwrap().len(), 1);
+    same(&read_all(&mut s, "/a.bin", 0).await, &data(50_000));
+    let log = srv.log();
+    assert!(
+        log.contains("EPSV") && log.contains("PASV"),
+        "EPSV refused, then PASV:\n{log}"
+    );
+    assert!(
+        log.contains("10,255,255,1"),
+        "PASV announced the NAT address:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_mode_listens_on_the_configured_ports() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = vsftpd(dir.path(), &Vsftpd::default());
+    let p = |rel: &str| srv.remote(rel);
+    let body = data(100_000);
+    std::fs::write(srv.root.join("pub/a.bin"), &body).unwrap();
+    let lo = free_port().clamp(1024, 65000);
+    let ftp = FtpOptions {
+        mode: FtpMode::Active,
+        active_ports: Some((lo, lo + 20)),
+        ..FtpOptions::default()
+    };
+    let mut s = connect(&server(Protocol::Ftp, srv.port, ftp)).await;
+    assert_eq!(s.list(&p("pub")).await.unwrap().len(), 1);
+    same(&read_all(&mut s, &p("pub/a.bin"), 0).await, &body);
+    s.write_from(&p("pub/b.bin"), false, &mut &body[..10])
+        .await
+        .unwrap();
+    let log = srv.log();
+    let ports: Vec<u16> = log
+        .lines()
+        .filter_map(|l| l.split("\"PORT ").nth(1))
+        .map(|p| {
+            let n: Vec<u16> = p
+                .trim_end_matches('"')
+                .split(',')
+                .map(|x| x.parse().unwrap())
+                .collect();
+            n[4] * 256 + n[5]
+        })
+        .collect();
+    assert_eq!(ports.len(), 3, "one PORT per transfer:\n{log}");
+    assert!(
+        ports.iter().all(|p| (lo..=lo + 20).contains(p)),
+        "{ports:?} outside {lo}-{}",
+        lo + 20
+    );
+    assert!(!log.contains("\"EPSV\"") && !log.contains("\"PASV\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_the_server_dropped_while_idle_reconnects() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Vsftpd {
+        extra: "idle_session_timeout=2\n".into(),
+        ..Vsftpd::default()
+    };
+    let srv = vsftpd(dir.path(), &opts);
+    std::fs::write(srv.root.join("pub/a.bin"), b"abc").unwrap();
+    let mut s = connect(&server(Protocol::Ftp, srv.port, FtpOptions::default())).await;
+    assert_eq!(s.list(&srv.remote("pub")).await.unwrap().len(), 1);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    // vsftpd closed the control connection; NOOP finds out and a new one is made.
+    assert_eq!(read_all(&mut s, &srv.remote("pub/a.bin"), 0).await, b"abc");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_servers_and_stalled_transfers_time_out() {
+    // Accepts TCP but never says 220.
+    let mute = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut s = server(
+        Protocol::Ftp,
+        mute.local_addr().unwrap().port(),
+        FtpOptions::default(),
+    );
+    Arc::make_mut(&mut s).connect_timeout = Duration::from_secs(1);
+    let e = choose(&s).connect().await.map(|_| ()).unwrap_err();
+    assert_eq!((e.kind, e.temporary), (ErrorKind::Timeout, true), "{e}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Vsftpd {
+        max_rate: 2_000_000,
+        ..Vsftpd::default()
+    };
+    let srv = vsftpd(dir.path(), &opts);
+    std::fs::write(srv.root.join("pub/big.bin"), data(20_000_000)).unwrap();
+    let mut s = server(Protocol::Ftp, srv.port, FtpOptions::default());
+    Arc::make_mut(&mut s).io_timeout = Duration::from_secs(1);
+    let mut session = connect(&s).await;
+    let stalled = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        srv.freeze_sessions();
+    };
+    let started = std::time::Instant::now();
+    let (path, mut sink) = (srv.remote("pub/big.bin"), Vec::new());
+    let (r, ()) = tokio::join!(session.read_into(&path, 0, &mut sink), stalled);
+    let e = r.unwrap_err();
+    assert!(
+        e.temporary && matches!(e.kind, ErrorKind::Timeout | ErrorKind::Connection),
+        "{e}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "gave up after {:?}",
+        started.elapsed()
+    );
+}
+
+/// Collects a download and cuts the server's sessions once `cut_at` bytes arrived.
+struct CutSink<'a> {
+    got: Vec<u8>,
+    cut_at: usize,
+    server: Option<&'a FtpServer>,
+}
+
+impl tokio::io::AsyncWrite for CutSink<'_> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.got.extend_from_slice(buf);
+        if self.got.len() >= self.cut_at
+            && let Some(s) = self.server.take()
+        {
+            s.cut_sessions();
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_download_resumes_byte_identical_without_resending_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Vsftpd {
+        max_rate: 8_000_000,
+        ..Vsftpd::default()
+    };
+    let srv = vsftpd(dir.path(), &opts);
+    let p = |rel: &str| srv.remote(rel);
+    let body = data(6_000_000);
+    std::fs::write(srv.root.join("pub/big.bin"), &body).unwrap();
+    let mut s = connect(&server(Protocol::Ftp, srv.port, FtpOptions::default())).await;
+    let mut sink = CutSink {
+        got: Vec::new(),
+        cut_at: 1_000_000,
+        server: Some(&srv),
+    };
+    let cut = s
+        .read_into(&p("pub/big.bin"), 0, &mut sink)
+        .await
+        .unwrap_err();
+    assert!(cut.temporary, "a cut connection is worth retrying: {cut}");
+    let have = sink.got.len();
+    assert!(
+        have >= 1_000_000 && have < body.len(),
+        "cut after {have} bytes"
+    );
+    // The same session reconnects by itself.
+    let mut rest = Vec::new();
+    let sent = s
+        .read_into(&p("pub/big.bin"), have as u64, &mut rest)
+        .await
+        .unwrap();
+    assert_eq!(
+        sent as usize,
+        body.len() - have,
+        "only the missing bytes are sent"
+    );
+    let mut whole = sink.got;
+    whole.extend_from_slice(&rest);
+    assert!(whole == body, "resumed download differs from the source");
+}

@@ -1,0 +1,415 @@
+//! Real FTP servers for the tests: vsftpd and pyftpdlib, started on
+//! 127.0.0.1 with their configuration, root directory and test
+//! certificates in a temp directory, and killed on drop. A missing server
+//! program fails the test with how to install it; nothing is skipped.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const VSFTPD: &str = "/usr/sbin/vsftpd";
+/// Debian's Python, which has pyftpdlib (a pyenv `python3` earlier on PATH may not).
+pub const PYTHON: &str = "/usr/bin/python3";
+
+fn require(program: &str, package: &str) {
+    assert!(
+        Path::new(program).exists(),
+        "{program} is missing: run ./test.sh, or apt-get install {package}"
+    );
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A test CA, a server certificate it signed for 127.0.0.1, and an
+/// unrelated CA that must not be trusted for it.
+pub struct Certs {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub other_ca: PathBuf,
+    /// SHA-256 of the server certificate, hex with colons (as openssl prints it).
+    pub sha256: String,
+}
+
+pub fn make_certs(dir: &Path) -> Certs {
+    require("/usr/bin/openssl", "openssl");
+    let run = |args: &[&str]| {
+        let out = Command::new("/usr/bin/openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for ca in ["ca", "other-ca"] {
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN=ferry test {ca}"),
+            "-keyout",
+            &format!("{ca}.key"),
+            "-out",
+            &format!("{ca}.pem"),
+        ]);
+    }
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    ]);
+    let fp = run(&[
+        "x509",
+        "-in",
+        "server.pem",
+        "-noout",
+        "-fingerprint",
+        "-sha256",
+    ]);
+    Certs {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+        other_ca: dir.join("other-ca.pem"),
+        sha256: fp.trim().split_once('=').unwrap().1.to_string(),
+    }
+}
+
+/// A running server; killed (with its session processes) on drop.
+pub struct FtpServer {
+    child: Child,
+    pub port: u16,
+    /// Where the server's files are on this machine.
+    pub root: PathBuf,
+    /// How the server names `root`: vsftpd runs as the launching user
+    /// without chroot (it is root here), so its paths are the real ones.
+    remote_root: String,
+    pub log: PathBuf,
+}
+
+impl FtpServer {
+    /// The server's absolute path for `rel` under `root`.
+    pub fn remote(&self, rel: &str) -> String {
+        format!("{}/{rel}", self.remote_root)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills the processes serving connections (vsftpd forks one per
+    /// session), cutting every transfer while the listener keeps running.
+    pub fn cut_sessions(&self) {
+        for pid in descendants(self.child.id()) {
+            // SAFETY: kill(2) on a process this test started (a child of its server).
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+
+    /// Freezes the session processes (SIGSTOP): connections stay open, nothing moves.
+    pub fn freeze_sessions(&self) {
+        for pid in descendants(self.child.id()) {
+            // SAFETY: kill(2) on a process this test started (a child of its server).
+            unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+        }
+    }
+
+    fn wait_ready(mut self, tls_first: bool) -> Self {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "FTP server exited with {status} before it was ready:\n{}",
+                    self.log()
+                );
+            }
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
+                if tls_first {
+                    return self;
+                }
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut banner = [0u8; 3];
+                if s.read_exact(&mut banner).is_ok() && &banner == b"220" {
+                    return self;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "FTP server not ready on port {}:\n{}",
+                self.port,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for FtpServer {
+    fn drop(&mut self) {
+        self.cut_sessions();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every process below `pid`, from /proc.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents = vec![pid];
+    let mut found = Vec::new();
+    let all: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let p: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            let ppid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((p, ppid))
+        })
+        .collect();
+    while let Some(parent) = parents.pop() {
+        for (p, pp) in &all {
+            if *pp == parent {
+                found.push(*p);
+                parents.push(*p);
+            }
+        }
+    }
+    found
+}
+
+#[derive(Default, Clone)]
+pub struct Vsftpd {
+    /// Explicit FTPS (AUTH TLS required) with these certificates, and
+    /// `require_ssl_reuse=YES` on data connections.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Bytes per second per transfer (`anon_max_rate`), 0 for unlimited.
+    pub max_rate: u64,
+    pub extra: String,
+}
+
+/// vsftpd with anonymous read-write access, starting in `dir/root`,
+/// passive ports from a private range, every command logged.
+pub fn vsftpd(dir: &Path, opts: &Vsftpd) -> FtpServer {
+    require(VSFTPD, "vsftpd");
+    let root = dir.join("root");
+    let empty = dir.join("vsftpd-empty");
+    std::fs::create_dir_all(root.join("pub")).unwrap();
+    std::fs::create_dir_all(&empty).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(root.join("pub"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let port = free_port();
+    let pasv = 20000 + fastrand_u16(40000);
+    let log = dir.join("vsftpd.log");
+    let mut conf = format!(
+        "listen=YES\nlisten_address=127.0.0.1\nlisten_port={port}\nbackground=NO\nseccomp_sandbox=NO\n\
+         run_as_launching_user=YES\nanonymous_enable=YES\nlocal_enable=NO\nanon_root={root}\n\
+         no_anon_password=YES\nwrite_enable=YES\nanon_upload_enable=YES\nanon_mkdir_write_enable=YES\n\
+         anon_other_write_enable=YES\nanon_world_readable_only=NO\nanon_umask=022\n\
+         pasv_enable=YES\npasv_min_port={pasv}\npasv_max_port={}\nport_enable=YES\nconnect_from_port_20=NO\n\
+         secure_chroot_dir={empty}\nvsftpd_log_file={log}\nxferlog_enable=YES\nlog_ftp_protocol=YES\n\
+         dual_log_enable=NO\nsyslog_enable=NO\nanon_max_rate={}\nidle_session_timeout=600\n",
+        pasv + 40,
+        opts.max_rate,
+        root = root.display(),
+        empty = empty.display(),
+        log = log.display(),
+    );
+    if let Some((cert, key)) = &opts.tls {
+        conf.push_str(&format!(
+            "ssl_enable=YES\nallow_anon_ssl=YES\nforce_anon_logins_ssl=YES\nforce_anon_data_ssl=YES\n\
+             require_ssl_reuse=YES\nrsa_cert_file={}\nrsa_private_key_file={}\n",
+            cert.display(),
+            key.display()
+        ));
+    }
+    conf.push_str(&opts.extra);
+    let conf_path = dir.join("vsftpd.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let child = Command::new(VSFTPD)
+        .arg(&conf_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("vsftpd.stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let remote_root = root.display().to_string();
+    FtpServer {
+        child,
+        port,
+        root,
+        remote_root,
+        log,
+    }
+    .wait_ready(false)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum PyTls {
+    None,
+    Explicit,
+    Implicit,
+}
+
+pub const PY_USER: &str = "ferry";
+pub const PY_PASSWORD: &str = "s3cret pass";
+
+const PYFTPD_SCRIPT: &str = r#"
+import logging, sys
+from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.handlers import FTPHandler, TLS_FTPHandler
+from pyftpdlib.servers import FTPServer
+
+root, port, tls, cert, key, lo, log = sys.argv[1:8]
+logging.basicConfig(filename=log, level=logging.DEBUG if sys.argv[10] == "nat" else logging.INFO)
+auth = DummyAuthorizer()
+auth.add_user(sys.argv[8], sys.argv[9], root, perm="elradfmwMT")
+
+if tls == "none":
+    class Handler(FTPHandler):
+        pass
+else:
+    class Handler(TLS_FTPHandler):
+        tls_control_required = True
+        tls_data_required = True
+    Handler.certfile = cert
+    Handler.keyfile = key
+    if tls == "implicit":
+        # pyftpdlib has no implicit mode: handshake first, banner after.
+        class Implicit(Handler):
+            def handle(self):
+                self.secure_connection(self.ssl_context)
+            def handle_ssl_established(self):
+                TLS_FTPHandler.handle(self)
+        Handler = Implicit
+if sys.argv[10] == "nat":
+    # No EPSV, and PASV names a private address that is not the server's,
+    # as a server behind NAT does.
+    Handler.proto_cmds = {k: v for k, v in Handler.proto_cmds.items() if k != "EPSV"}
+    Handler.masquerade_address = "10.255.255.1"
+Handler.authorizer = auth
+Handler.passive_ports = range(int(lo), int(lo) + 40)
+Handler.use_gmt_times = True
+server = FTPServer(("127.0.0.1", int(port)), Handler)
+server.serve_forever()
+"#;
+
+/// pyftpdlib (MLSD, MLST) with user `ferry` / `s3cret pass` rooted at `dir/root`.
+pub fn pyftpdlib(dir: &Path, tls: PyTls, certs: Option<&Certs>) -> FtpServer {
+    pyftpdlib_with(dir, tls, certs, false)
+}
+
+/// pyftpdlib as behind NAT: EPSV refused, PASV announcing 10.255.255.1.
+pub fn pyftpdlib_nat(dir: &Path) -> FtpServer {
+    pyftpdlib_with(dir, PyTls::None, None, true)
+}
+
+fn pyftpdlib_with(dir: &Path, tls: PyTls, certs: Option<&Certs>, nat: bool) -> FtpServer {
+    require(PYTHON, "python3");
+    let check = Command::new(PYTHON)
+        .args(["-c", "import pyftpdlib"])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "pyftpdlib is missing for {PYTHON}: run ./test.sh, or apt-get install python3-pyftpdlib"
+    );
+    let root = dir.join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let script = dir.join("pyftpd.py");
+    std::fs::write(&script, PYFTPD_SCRIPT).unwrap();
+    let port = free_port();
+    let log = dir.join("pyftpd.log");
+    let (cert, key) = match certs {
+        Some(c) => (c.cert.display().to_string(), c.key.display().to_string()),
+        None => (String::new(), String::new()),
+    };
+    let mode = match tls {
+        PyTls::None => "none",
+        PyTls::Explicit => "explicit",
+        PyTls::Implicit => "implicit",
+    };
+    let child = Command::new(PYTHON)
+        .arg(&script)
+        .arg(&root)
+        .arg(port.to_string())
+        .args([mode, &cert, &key])
+        .arg((20000 + fastrand_u16(40000)).to_string())
+        .arg(&log)
+        .args([PY_USER, PY_PASSWORD, if nat { "nat" } else { "-" }])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("pyftpd.stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let remote_root = String::new();
+    FtpServer {
+        child,
+        port,
+        root,
+        remote_root,
+        log,
+    }
+    .wait_ready(tls == PyTls::Implicit)
+}
+
+fn fastrand_u16(below: u16) -> u16 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    ((nanos ^ std::process::id().wrapping_mul(2_654_435_761)) % u32::from(below)) as u16
+}
