@@ -1186,3 +1186,22 @@ fn type_errors_in_several_tables_are_all_reported() {
         errors[1].message
     );
 }
+
+#[test]
+fn a_proxy_on_an_ftp_server_is_refused_until_supported() {
+    let fx = Fx::new();
+    fx.expect_one(
+        r#"[daemon]
+state = "$T/state.db"
+
+[servers.partner]
+protocol = "ftp"
+host = "ftp.example.com"
+proxy = "socks5://127.0.0.1:1080"
+"#,
+        7,
+        9,
+        "\"socks5",
+        &["servers.partner.proxy", "applies only to sftp"],
+    );
+}

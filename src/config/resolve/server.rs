@@ -67,6 +67,14 @@ impl Resolver<'_> {
             raw.io_timeout.as_ref(),
             Duration::from_secs(60),
         );
+        // FTP data connections would need the proxy too; not built yet.
+        self.only_for(
+            name,
+            "proxy",
+            &raw.proxy,
+            protocol == Protocol::Sftp,
+            "sftp",
+        );
         let proxy = raw
             .proxy
             .as_ref()
