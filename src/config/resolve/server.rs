@@ -2,6 +2,7 @@
 //! authenticate and whom to trust. Options of one protocol given to another
 //! are errors, so a typo never silently weakens a connection.
 
+use super::values::{is_sha256_fingerprint, parse_port_range, parse_proxy, parse_utc_offset};
 use super::{LOCAL_SERVER, Resolver};
 use crate::config::model::*;
 use crate::config::raw::{RawServer, StringOrList};
@@ -427,113 +428,5 @@ pub(super) fn local_server() -> Server {
         proxy: None,
         sftp: SftpOptions::default(),
         ftp: FtpOptions::default(),
-    }
-}
-
-fn is_sha256_fingerprint(s: &str) -> bool {
-    s.strip_prefix("SHA256:").is_some_and(|b64| {
-        b64.len() == 43
-            && b64
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/')
-    })
-}
-
-fn parse_port_range(s: &str) -> Option<(u16, u16)> {
-    let (a, b) = s.split_once('-')?;
-    let (a, b): (u16, u16) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
-    (a > 0 && a <= b).then_some((a, b))
-}
-
-/// "UTC", "Z", "+02:00", "-0530" -> seconds east of UTC.
-fn parse_utc_offset(s: &str) -> Option<i32> {
-    if matches!(s, "UTC" | "utc" | "Z" | "GMT") {
-        return Some(0);
-    }
-    let (sign, rest) = match s.as_bytes().first()? {
-        b'+' => (1, &s[1..]),
-        b'-' => (-1, &s[1..]),
-        _ => return None,
-    };
-    let digits: String = rest.chars().filter(|c| *c != ':').collect();
-    if digits.len() != 4 || !digits.chars().all(|c| c.is_ascii_digit()) {
-        return None;
-    }
-    let (h, m): (i32, i32) = (digits[..2].parse().ok()?, digits[2..].parse().ok()?);
-    (h <= 14 && m < 60).then_some(sign * (h * 3600 + m * 60))
-}
-
-/// `scheme://[user[:password]@]host:port`. Errors never include the text.
-fn parse_proxy(url: &str) -> Result<Proxy, String> {
-    let (scheme, rest) = url.split_once("://").ok_or("expected scheme://host:port")?;
-    let kind = match scheme {
-        "http" => ProxyKind::Http,
-        "socks4" => ProxyKind::Socks4,
-        "socks5" | "socks5h" => ProxyKind::Socks5,
-        _ => return Err("the scheme must be http, socks4 or socks5".into()),
-    };
-    let rest = rest.trim_end_matches('/');
-    let (auth, hostport) = match rest.rsplit_once('@') {
-        Some((a, h)) => (Some(a), h),
-        None => (None, rest),
-    };
-    let (host, port) = hostport
-        .rsplit_once(':')
-        .ok_or("the proxy needs a port, e.g. socks5://host:1080")?;
-    let port: u16 = port.parse().map_err(|_| "the proxy port is not a number")?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() || port == 0 {
-        return Err("the proxy needs a host and a port".into());
-    }
-    let (user, password) = match auth {
-        None => (None, None),
-        Some(a) => match a.split_once(':') {
-            Some((u, p)) => (
-                Some(u.to_string()),
-                Some(crate::config::Secret::new(p.to_string())),
-            ),
-            None => (Some(a.to_string()), None),
-        },
-    };
-    Ok(Proxy {
-        kind,
-        host: host.to_string(),
-        port,
-        user,
-        password,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn proxies_parse_and_keep_passwords_secret() {
-        let p = parse_proxy("socks5://me:s3cret@127.0.0.1:1080").unwrap();
-        assert_eq!(
-            (p.kind, p.host.as_str(), p.port),
-            (ProxyKind::Socks5, "127.0.0.1", 1080)
-        );
-        assert_eq!(p.user.as_deref(), Some("me"));
-        assert_eq!(p.password.as_ref().unwrap().expose(), "s3cret");
-        assert!(!format!("{p:?}").contains("s3cret"));
-        assert_eq!(parse_proxy("http://[::1]:3128").unwrap().host, "::1");
-        assert!(parse_proxy("ftp://x:1").is_err());
-        assert!(parse_proxy("socks5://host").is_err());
-    }
-
-    #[test]
-    fn offsets_ranges_and_fingerprints() {
-        assert_eq!(parse_utc_offset("UTC"), Some(0));
-        assert_eq!(parse_utc_offset("+02:00"), Some(7200));
-        assert_eq!(parse_utc_offset("-0530"), Some(-19800));
-        assert_eq!(parse_utc_offset("Europe/Paris"), None);
-        assert_eq!(parse_port_range("50000-50100"), Some((50000, 50100)));
-        assert_eq!(parse_port_range("5-1"), None);
-        assert!(is_sha256_fingerprint(
-            "SHA256:zTNGmNWax82VdxahhyYGY68LqZLhUrtE/nn9pNMnfe4"
-        ));
-        assert!(!is_sha256_fingerprint("MD5:aa"));
     }
 }

@@ -1,0 +1,259 @@
+//! Resolving `[[watch]]` rules: where to look, what to take, when it is
+//! ready, where it goes, what happens to it after, and how to retry.
+
+use super::{
+    HANDLER_PLACEHOLDERS, LOCAL_SERVER, Resolver, check_placeholders, server::local_server,
+};
+use crate::config::model::*;
+use crate::config::raw::*;
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use toml::Spanned;
+
+impl Resolver<'_> {
+    pub(super) fn rule(
+        &mut self,
+        servers: &BTreeMap<String, Arc<Server>>,
+        raw: RawWatch,
+    ) -> Option<Rule> {
+        let name = raw.name.get_ref().clone();
+        self.check_name(raw.name.span(), "watch.name", &name);
+        let field = |f: &str| format!("watch \"{name}\": {f}");
+        let server = match &raw.server {
+            Some(s) => match servers.get(s.get_ref()) {
+                Some(server) => Some(server.clone()),
+                None if s.get_ref() == LOCAL_SERVER => Some(Arc::new(local_server())),
+                None => {
+                    let known: Vec<_> = servers.keys().map(String::as_str).collect();
+                    let msg = format!(
+                        "{}: unknown server \"{}\" (defined: {}; \"local\" is this machine)",
+                        field("server"),
+                        s.get_ref(),
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
+                    );
+                    self.c.at(s.span(), msg);
+                    None
+                }
+            },
+            None => Some(Arc::new(local_server())),
+        };
+        let remote_dir = self.remote_dir(&field("remote_dir"), &raw.remote_dir, server.as_deref());
+        let filter = self.filter(&field(""), &raw.include, &raw.exclude);
+        let interval = self.duration(
+            &field("interval"),
+            raw.interval.as_ref(),
+            Duration::from_secs(30),
+        );
+        let stable_for = self.duration(
+            &field("stable_for"),
+            raw.stable_for.as_ref(),
+            Duration::from_secs(10),
+        );
+        let min_age = self.duration(&field("min_age"), raw.min_age.as_ref(), Duration::ZERO);
+        let min_size = raw
+            .min_size
+            .as_ref()
+            .and_then(|v| self.non_negative(&field("min_size"), v));
+        let max_size = raw
+            .max_size
+            .as_ref()
+            .and_then(|v| self.non_negative(&field("max_size"), v));
+        if let (Some(lo), Some(hi), Some(span)) = (min_size, max_size, raw.max_size.as_ref())
+            && lo > hi
+        {
+            let msg = format!("{}: {hi} is smaller than min_size {lo}", field("max_size"));
+            self.c.at(span.span(), msg);
+        }
+        if let Some(i) = &raw.interval
+            && interval == Some(Duration::ZERO)
+        {
+            let msg = format!("{}: must be longer than 0s", field("interval"));
+            self.c.at(i.span(), msg);
+        }
+        let ready_marker = raw.ready_marker.as_ref().and_then(|m| {
+            if m.get_ref().contains("{name}") && !m.get_ref().contains('/') {
+                Some(m.get_ref().clone())
+            } else {
+                let msg = format!(
+                    "{}: \"{}\" must contain {{name}} and no '/', e.g. \"{{name}}.done\"",
+                    field("ready_marker"),
+                    m.get_ref()
+                );
+                self.c.at(m.span(), msg);
+                None
+            }
+        });
+        let local_dir = raw.local_dir.as_ref().and_then(|d| {
+            let path = self.local_path(&field("local_dir"), d)?;
+            self.writable_dir(&field("local_dir"), Some(d.span()), &path);
+            Some(path)
+        });
+        let handler = self.handler(&field("handler"), &raw);
+        if raw.local_dir.is_none() && raw.handler.is_none() {
+            let msg = format!("{}needs local_dir, handler, or both", field(""));
+            self.c.at(raw.name.span(), msg);
+        }
+        let after = self.post_action(&field(""), &raw, server.as_deref(), remote_dir.as_deref());
+        let failed_move_to = raw
+            .failed_move_to
+            .as_ref()
+            .and_then(|d| self.remote_dir(&field("failed_move_to"), d, server.as_deref()));
+        let retry = self.retry(&field("retry"), raw.retry.as_ref());
+        Some(Rule {
+            name: name.clone(),
+            server: server?,
+            remote_dir: remote_dir?,
+            filter: filter?,
+            recursive: raw.recursive.unwrap_or(false),
+            interval: interval?,
+            stable_for: stable_for?,
+            min_age: min_age?,
+            min_size,
+            max_size,
+            ready_marker,
+            local_dir,
+            handler: handler?,
+            after: after?,
+            failed_move_to,
+            retry: retry?,
+        })
+    }
+
+    fn post_action(
+        &mut self,
+        field: &str,
+        raw: &RawWatch,
+        server: Option<&Server>,
+        remote_dir: Option<&str>,
+    ) -> Option<PostAction> {
+        let delete = raw.delete.as_ref().is_some_and(|d| *d.get_ref());
+        match (&raw.move_to, delete) {
+            (Some(m), true) => {
+                let msg = format!("{field}move_to: cannot be used together with delete = true");
+                self.c.at(m.span(), msg);
+                None
+            }
+            (Some(m), false) => {
+                let dir = self.remote_dir(&format!("{field}move_to"), m, server)?;
+                if Some(dir.as_str()) == remote_dir {
+                    let msg = format!("{field}move_to: is the watched directory itself");
+                    self.c.at(m.span(), msg);
+                    return None;
+                }
+                Some(PostAction::MoveTo(dir))
+            }
+            (None, true) => Some(PostAction::Delete),
+            (None, false) => Some(PostAction::Keep),
+        }
+    }
+
+    fn handler(&mut self, field: &str, raw: &RawWatch) -> Option<Option<Handler>> {
+        // Parsed before the handler itself, but not returned early, so that
+        // mistakes in both are reported in one pass.
+        let timeout = self.duration(
+            &format!("{field}_timeout"),
+            raw.handler_timeout.as_ref(),
+            Duration::from_secs(600),
+        );
+        let Some(argv) = &raw.handler else {
+            return timeout.map(|_| None);
+        };
+        if argv.get_ref().is_empty() {
+            self.c.at(
+                argv.span(),
+                format!("{field}: needs at least the program to run"),
+            );
+            return None;
+        }
+        let mut ok = true;
+        for arg in argv.get_ref() {
+            if let Err(p) = check_placeholders(arg.get_ref()) {
+                let msg = format!(
+                    "{field}: unknown placeholder {{{p}}} (known: {})",
+                    HANDLER_PLACEHOLDERS.join(", ")
+                );
+                self.c.at(arg.span(), msg);
+                ok = false;
+            }
+        }
+        let timeout = timeout?;
+        ok.then(|| {
+            Some(Handler {
+                argv: argv.get_ref().iter().map(|a| a.get_ref().clone()).collect(),
+                timeout,
+            })
+        })
+    }
+
+    fn retry(&mut self, field: &str, raw: Option<&Spanned<RawRetry>>) -> Option<RetryPolicy> {
+        let default = RetryPolicy {
+            attempts: 10,
+            first: Duration::from_secs(5),
+            max: Duration::from_secs(600),
+        };
+        let Some(raw) = raw else {
+            return Some(default);
+        };
+        let raw = raw.get_ref();
+        let attempts = match &raw.attempts {
+            Some(a) => self
+                .positive(&format!("{field}.attempts"), a)
+                .and_then(|n| self.at_most(&format!("{field}.attempts"), a, n, 1_000_000)),
+            None => Some(default.attempts),
+        };
+        let first = self.duration(&format!("{field}.first"), raw.first.as_ref(), default.first);
+        let max = self.duration(&format!("{field}.max"), raw.max.as_ref(), default.max);
+        Some(RetryPolicy {
+            attempts: attempts?,
+            first: first?,
+            max: max?,
+        })
+    }
+
+    fn filter(
+        &mut self,
+        field: &str,
+        include: &[Spanned<String>],
+        exclude: &[Spanned<String>],
+    ) -> Option<Filter> {
+        let (include_names, include_paths) = self.globs(&format!("{field}include"), include)?;
+        let (exclude_names, exclude_paths) = self.globs(&format!("{field}exclude"), exclude)?;
+        Some(Filter {
+            include: include.iter().map(|g| g.get_ref().clone()).collect(),
+            exclude: exclude.iter().map(|g| g.get_ref().clone()).collect(),
+            include_names,
+            include_paths,
+            exclude_names,
+            exclude_paths,
+        })
+    }
+
+    fn globs(&mut self, field: &str, patterns: &[Spanned<String>]) -> Option<(GlobSet, GlobSet)> {
+        let mut names = GlobSetBuilder::new();
+        let mut paths = GlobSetBuilder::new();
+        let mut ok = true;
+        for p in patterns {
+            let pattern = p.get_ref();
+            match GlobBuilder::new(pattern).literal_separator(true).build() {
+                Ok(g) if pattern.contains('/') => drop(paths.add(g)),
+                Ok(g) => drop(names.add(g)),
+                Err(e) => {
+                    let msg = format!("{field}: bad glob \"{pattern}\": {}", e.kind());
+                    self.c.at(p.span(), msg);
+                    ok = false;
+                }
+            }
+        }
+        let built = (names.build(), paths.build());
+        match built {
+            (Ok(n), Ok(p)) if ok => Some((n, p)),
+            _ => None,
+        }
+    }
+}
