@@ -23,10 +23,13 @@ pub fn client_config(opts: &FtpOptions) -> Result<Arc<ClientConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let algorithms = provider.signature_verification_algorithms;
     let verifier: Arc<dyn ServerCertVerifier> = if opts.insecure_skip_verify {
-        Arc::new(AcceptAny { algorithms })
+        Arc::new(Pinned {
+            sha256: None,
+            algorithms,
+        })
     } else if let Some(pin) = &opts.certificate_sha256 {
         Arc::new(Pinned {
-            sha256: decode_hex(pin).ok_or("certificate_sha256 is not 64 hex digits")?,
+            sha256: Some(decode_hex(pin).ok_or("certificate_sha256 is not 64 hex digits")?),
             algorithms,
         })
     } else {
@@ -99,12 +102,13 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// Trusts exactly one certificate, named by its SHA-256. The pin replaces
-/// the chain and name checks (it is how a self-signed server is trusted);
-/// handshake signatures are still verified against that certificate.
+/// Trusts exactly one certificate, named by its SHA-256, or with no pin
+/// (`insecure_skip_verify = true`) any certificate; the transport then warns
+/// at every connect. The pin replaces the chain and name checks (it is how a
+/// self-signed server is trusted); handshake signatures are always verified.
 #[derive(Debug)]
 struct Pinned {
-    sha256: Vec<u8>,
+    sha256: Option<Vec<u8>>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
@@ -117,8 +121,11 @@ impl ServerCertVerifier for Pinned {
         _ocsp: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(pin) = &self.sha256 else {
+            return Ok(ServerCertVerified::assertion());
+        };
         let got = ring::digest::digest(&ring::digest::SHA256, end_entity);
-        if got.as_ref() == self.sha256.as_slice() {
+        if got.as_ref() == pin.as_slice() {
             Ok(ServerCertVerified::assertion())
         } else {
             Err(rustls::Error::General(format!(
@@ -126,48 +133,6 @@ impl ServerCertVerifier for Pinned {
                 fingerprint(end_entity)
             )))
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-/// `insecure_skip_verify = true`: any certificate. Signatures are still
-/// checked so the handshake itself is sound; the transport warns at every connect.
-#[derive(Debug)]
-struct AcceptAny {
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
