@@ -2,6 +2,7 @@
 //! pipeline, and every rule's polling health. All SQL lives in this folder,
 //! behind functions named for what they do.
 
+mod batch;
 mod listing;
 mod query;
 mod row;
@@ -22,6 +23,7 @@ pub type Result<T> = std::result::Result<T, sqlx::Error>;
 #[derive(Clone)]
 pub struct State {
     pool: SqlitePool,
+    batch: batch::Batcher,
 }
 
 impl State {
@@ -46,7 +48,8 @@ impl State {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
+        let batch = batch::Batcher::start(pool.clone());
+        Ok(Self { pool, batch })
     }
 }
 

@@ -1,21 +1,15 @@
-//! Single-file state changes, one statement each. Their order is the
-//! crash-safety contract described in ARCHITECTURE.md.
+//! Single-file state changes. Their order is the crash-safety contract
+//! described in ARCHITECTURE.md. The steps of a successful transfer go
+//! through the group commit of `batch.rs`; the rarer ones are one statement each.
 
+use super::batch::Step;
 use super::{Result, State};
 
 impl State {
     /// Starts an attempt: counts it (handlers see the count as FERRY_ATTEMPT)
     /// and moves a pending row to `downloading`. Returns the attempt number.
     pub async fn claim(&self, id: i64, now: i64) -> Result<i64> {
-        sqlx::query_scalar(
-            "UPDATE files SET attempts = attempts + 1, next_attempt_ms = NULL, updated_at_ms = ?,
-               state = CASE WHEN state IN ('seen', 'stable') THEN 'downloading' ELSE state END
-             WHERE id = ? RETURNING attempts",
-        )
-        .bind(now)
-        .bind(id)
-        .fetch_one(&self.pool)
-        .await
+        self.batch.record(id, now, Step::Claim).await
     }
 
     /// The whole file is on local disk under its temporary name and fsynced;
@@ -27,16 +21,11 @@ impl State {
         local_path: &str,
         now: i64,
     ) -> Result<()> {
-        sqlx::query(
-            "UPDATE files SET state = 'downloaded', bytes_done = ?, local_path = ?, updated_at_ms = ? WHERE id = ?",
-        )
-        .bind(bytes as i64)
-        .bind(local_path)
-        .bind(now)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let step = Step::Downloaded {
+            bytes: bytes as i64,
+            local_path: local_path.to_string(),
+        };
+        self.batch.record(id, now, step).await.map(drop)
     }
 
     /// The file is in place (or the handler succeeded). Recorded before the
@@ -49,28 +38,15 @@ impl State {
         done: bool,
         now: i64,
     ) -> Result<()> {
-        sqlx::query(
-            "UPDATE files SET state = CASE WHEN ?1 THEN 'done' ELSE 'delivered' END, local_path = ?2,
-               delivered_at_ms = ?3, done_at_ms = CASE WHEN ?1 THEN ?3 END, last_error = NULL,
-               updated_at_ms = ?3 WHERE id = ?4",
-        )
-        .bind(done)
-        .bind(local_path)
-        .bind(now)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let step = Step::Delivered {
+            local_path: local_path.to_string(),
+            done,
+        };
+        self.batch.record(id, now, step).await.map(drop)
     }
 
     pub async fn mark_done(&self, id: i64, now: i64) -> Result<()> {
-        sqlx::query("UPDATE files SET state = 'done', done_at_ms = ?, last_error = NULL, updated_at_ms = ? WHERE id = ?")
-            .bind(now)
-            .bind(now)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.batch.record(id, now, Step::Done).await.map(drop)
     }
 
     /// Records a temporary failure; the row keeps its state and becomes due
