@@ -12,9 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const KILLS: usize = 25;
-const FILES_PER_ROUND: usize = 4;
-
 /// Writes a file into the inbox atomically (hidden name, then rename), as a
 /// well-behaved producer does; the rule excludes hidden names.
 fn produce(f: &Fixture, name: &str, data: &[u8]) {
@@ -68,6 +65,27 @@ fn partials(dir: &Path) -> Vec<String> {
 
 #[test]
 fn sigkill_at_random_moments_loses_nothing_and_delivers_each_file_once() {
+    // Half small enough for the engine's batches, half streamed.
+    kill_and_restart(25, 6, |i| {
+        if i % 2 == 0 {
+            fastrand::usize(0..48 * 1024)
+        } else {
+            fastrand::usize(16 * 1024..6 * 1024 * 1024)
+        }
+    });
+}
+
+/// Many small files per round: the kills land inside batches, where many
+/// files share commits, fsyncs and directory fsyncs.
+#[test]
+fn sigkill_inside_batches_of_small_files_loses_nothing_and_delivers_each_once() {
+    kill_and_restart(15, 150, |_| fastrand::usize(0..16 * 1024));
+}
+
+/// Produces `per_round` files (of `len(i)` bytes) per round, kills a
+/// running ferry `kills` times at random moments, then lets it finish and
+/// checks that each file reached the consumer exactly once, whole.
+fn kill_and_restart(kills: usize, per_round: usize, len: impl Fn(usize) -> usize) {
     let f = Fixture::new(&format!(
         "exclude = [\".*\"]\nmove_to = \"{}\"",
         "@@archive@@"
@@ -101,11 +119,10 @@ fn sigkill_at_random_moments_loses_nothing_and_delivers_each_file_once() {
 
     let mut expected: HashMap<String, Vec<u8>> = HashMap::new();
     let mut interrupted = 0;
-    for round in 0..KILLS {
-        for i in 0..FILES_PER_ROUND {
-            let name = format!("f{round:02}-{i}.bin");
-            let len = fastrand::usize(16 * 1024..6 * 1024 * 1024);
-            let data = content(&name, len);
+    for round in 0..kills {
+        for i in 0..per_round {
+            let name = format!("f{round:02}-{i:03}.bin");
+            let data = content(&name, len(i));
             produce(&f, &name, &data);
             expected.insert(name, data);
         }
@@ -147,7 +164,7 @@ fn sigkill_at_random_moments_loses_nothing_and_delivers_each_file_once() {
     stop.store(true, Ordering::Relaxed);
     consumer.join().unwrap();
 
-    eprintln!("{KILLS} kills, {interrupted} left work half-way");
+    eprintln!("{kills} kills, {interrupted} left work half-way");
     assert!(
         interrupted > 0,
         "no kill interrupted any work: the test proved nothing"

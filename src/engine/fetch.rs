@@ -91,9 +91,23 @@ async fn download_small(
     size: u64,
     temp: &Path,
 ) -> Result<u64, FileError> {
-    let mut data = Vec::with_capacity(size as usize);
-    let r = session.read_into(remote_path, 0, &mut data).await;
-    let fetched = session.check(r)?;
+    let data = fetch_small(session, remote_path, size).await?;
+    let path = temp.to_path_buf();
+    tokio::task::spawn_blocking(move || write_synced(&path, &data))
+        .await
+        .map_err(|e| FileError::temporary(ErrorKind::Other, format!("write task: {e}")))??;
+    Ok(size)
+}
+
+/// The whole of a small file, which must be `size` bytes long.
+pub async fn fetch_small(
+    session: &mut PooledSession,
+    remote_path: &str,
+    size: u64,
+) -> Result<Vec<u8>, FileError> {
+    let r = session.read_whole(remote_path, size).await;
+    let data = session.check(r)?;
+    let fetched = data.len() as u64;
     if fetched != size {
         return Err(FileError::temporary(
             ErrorKind::Other,
@@ -102,14 +116,11 @@ async fn download_small(
             ),
         ));
     }
-    let path = temp.to_path_buf();
-    tokio::task::spawn_blocking(move || write_synced(&path, &data))
-        .await
-        .map_err(|e| FileError::temporary(ErrorKind::Other, format!("write task: {e}")))??;
-    Ok(fetched)
+    Ok(data)
 }
 
-fn write_synced(path: &Path, data: &[u8]) -> Result<(), FileError> {
+/// Creates (or truncates), writes and fsyncs `path`. Blocking.
+pub fn write_synced(path: &Path, data: &[u8]) -> Result<(), FileError> {
     let ctx = |what: &str| format!("{what} {}", path.display());
     let mut file = std::fs::OpenOptions::new()
         .write(true)

@@ -2,6 +2,7 @@
 //! diff, gate, then per file fetch, deliver, record, post-action. The engine
 //! never names a protocol: it talks to [`crate::remote::Session`]s.
 
+mod batch;
 mod deliver;
 mod direct;
 mod error;
@@ -200,8 +201,58 @@ impl Engine {
         stop: &CancellationToken,
         report: &mut PollReport,
     ) {
+        let (small, single): (Vec<FileRow>, Vec<FileRow>) =
+            due.into_iter().partition(|r| batch::fits(rule, r));
+        let (batched, singles) = futures::join!(
+            self.run_batches(rule, pool, small, stop),
+            self.run_singles(rule, pool, single, stop)
+        );
+        for o in batched.into_iter().chain(singles) {
+            match o {
+                Outcome::Done => report.done += 1,
+                Outcome::Retrying => report.retrying += 1,
+                Outcome::Failed => report.failed += 1,
+                Outcome::Abandoned => {}
+            }
+        }
+    }
+    /// Small files, [`batch::BATCH`] at a time.
+    async fn run_batches(
+        &self,
+        rule: &Arc<Rule>,
+        pool: &Arc<Pool>,
+        rows: Vec<FileRow>,
+        stop: &CancellationToken,
+    ) -> Vec<Outcome> {
         let outcomes = Mutex::new(Vec::new());
-        futures::stream::iter(due)
+        let chunks: Vec<Vec<FileRow>> =
+            rows.chunks(batch::BATCH).map(<[FileRow]>::to_vec).collect();
+        futures::stream::iter(chunks)
+            // Two batches at once: one fetches while the other waits on its fsyncs.
+            .for_each_concurrent(2, |rows| {
+                let outcomes = &outcomes;
+                async move {
+                    if stop.is_cancelled() {
+                        return;
+                    }
+                    let done = self.run_batch(rule, pool, rows).await;
+                    outcomes.lock().expect("outcomes lock").extend(done);
+                }
+            })
+            .await;
+        outcomes.into_inner().expect("outcomes lock")
+    }
+
+    /// Every other file on its own, up to `max_transfers` at once.
+    async fn run_singles(
+        &self,
+        rule: &Arc<Rule>,
+        pool: &Arc<Pool>,
+        rows: Vec<FileRow>,
+        stop: &CancellationToken,
+    ) -> Vec<Outcome> {
+        let outcomes = Mutex::new(Vec::new());
+        futures::stream::iter(rows)
             .for_each_concurrent(self.max_transfers, |row| {
                 let outcomes = &outcomes;
                 async move {
@@ -221,14 +272,7 @@ impl Engine {
                 }
             })
             .await;
-        for o in outcomes.into_inner().expect("outcomes lock") {
-            match o {
-                Outcome::Done => report.done += 1,
-                Outcome::Retrying => report.retrying += 1,
-                Outcome::Failed => report.failed += 1,
-                Outcome::Abandoned => {}
-            }
-        }
+        outcomes.into_inner().expect("outcomes lock")
     }
 }
 

@@ -116,17 +116,28 @@ impl Engine {
         }
         if *stage == FileState::Delivered {
             deliver::clean_spool(&t).await;
-            if rule.after != PostAction::Keep {
-                let mut session = pool.get().await?;
-                post::after_delivery(&mut session, rule, row).await?;
-            }
-            self.state.mark_done(row.id, now_ms()).await?;
-            tracing::info!(state = "done", "done");
+            self.finish_delivered(rule, pool, row).await?;
         }
         Ok(())
     }
 
-    async fn failed(
+    /// The remote post-action of a delivered file, then `done`.
+    pub(super) async fn finish_delivered(
+        &self,
+        rule: &Rule,
+        pool: &Arc<Pool>,
+        row: &FileRow,
+    ) -> Result<(), FileError> {
+        if rule.after != PostAction::Keep {
+            let mut session = pool.get().await?;
+            post::after_delivery(&mut session, rule, row).await?;
+        }
+        self.state.mark_done(row.id, now_ms()).await?;
+        tracing::info!(state = "done", "done");
+        Ok(())
+    }
+
+    pub(super) async fn failed(
         &self,
         rule: &Rule,
         pool: &Arc<Pool>,

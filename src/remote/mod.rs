@@ -58,6 +58,15 @@ pub trait Session: Send {
         offset: u64,
         sink: &mut (dyn AsyncWrite + Send + Unpin),
     ) -> Result<u64>;
+    /// The whole of a small file that the listing reported as `size` bytes,
+    /// in memory. The result is longer or shorter than `size` when the file
+    /// changed; the caller checks. Transports that can use the known size
+    /// to save round trips override this.
+    async fn read_whole(&mut self, path: &str, size: u64) -> Result<Vec<u8>> {
+        let mut data = Vec::with_capacity(size as usize);
+        self.read_into(path, 0, &mut data).await?;
+        Ok(data)
+    }
     /// Writes `source` to `path`, replacing it or (with `append`) adding to its end.
     async fn write_from(
         &mut self,

@@ -164,6 +164,10 @@ impl Session for SftpSession {
         transfer::download(&self.c, path, offset, sink).await
     }
 
+    async fn read_whole(&mut self, path: &str, size: u64) -> Result<Vec<u8>> {
+        transfer::read_whole(&self.c, path, size).await
+    }
+
     async fn write_from(
         &mut self,
         path: &str,
