@@ -107,24 +107,10 @@ impl State {
                     .await?;
                     out.changed.push(f.clone());
                 }
-                _ => {
-                    sqlx::query(
-                        "INSERT INTO files (rule, path, size, mtime, state, first_seen_ms, stable_since_ms, updated_at_ms)
-                         VALUES (?, ?, ?, ?, 'seen', ?, ?, ?)",
-                    )
-                    .bind(rule)
-                    .bind(&f.path)
-                    .bind(f.size as i64)
-                    .bind(f.mtime)
-                    .bind(now)
-                    .bind(now)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                    out.new.push(f.clone());
-                }
+                _ => out.new.push(f.clone()),
             }
         }
+        insert_new(&mut tx, rule, &out.new, now).await?;
         let listed: HashSet<&str> = listing.iter().map(|f| f.path.as_str()).collect();
         for r in latest
             .values()
@@ -178,16 +164,47 @@ impl State {
 
     /// Marks `seen` rows as having passed the stability gate.
     pub async fn mark_stable(&self, ids: &[i64], now: i64) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for id in ids {
-            sqlx::query("UPDATE files SET state = 'stable', updated_at_ms = ? WHERE id = ? AND state = 'seen'")
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+        if ids.is_empty() {
+            return Ok(());
         }
-        tx.commit().await
+        sqlx::query(
+            "UPDATE files SET state = 'stable', updated_at_ms = ?1
+             WHERE state = 'seen' AND id IN (SELECT value FROM json_each(?2))",
+        )
+        .bind(now)
+        .bind(serde_json::to_string(ids).expect("ids serialize"))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
+}
+
+/// Inserts the `seen` rows of new files with one statement: a first poll of
+/// a directory with many files would otherwise spend most of its time
+/// handing single inserts to SQLite's thread.
+async fn insert_new(
+    tx: &mut sqlx::SqliteConnection,
+    rule: &str,
+    new: &[Listed],
+    now: i64,
+) -> Result<()> {
+    if new.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<(&str, u64, i64)> = new
+        .iter()
+        .map(|f| (f.path.as_str(), f.size, f.mtime))
+        .collect();
+    sqlx::query(
+        "INSERT INTO files (rule, path, size, mtime, state, first_seen_ms, stable_since_ms, updated_at_ms)
+         SELECT ?1, value ->> 0, value ->> 1, value ->> 2, 'seen', ?2, ?2, ?2 FROM json_each(?3)",
+    )
+    .bind(rule)
+    .bind(now)
+    .bind(serde_json::to_string(&rows).expect("listing serializes"))
+    .execute(tx)
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -302,5 +319,34 @@ mod tests {
         assert_eq!(failed[0].last_error.as_deref(), Some(VANISHED));
         let all = s.files(&Default::default()).await.unwrap();
         assert_eq!(all.len(), 2, "a was never started and is simply forgotten");
+    }
+
+    #[tokio::test]
+    async fn bulk_inserted_paths_survive_exactly() {
+        let (_d, s) = state().await;
+        let odd = [
+            "a \"quoted\" name",
+            "back\\slash",
+            "dir/é ü ø.csv",
+            "-leading dash",
+            "tab\there",
+            "emoji 📦",
+        ];
+        let listing: Vec<Listed> = odd.iter().map(|p| f(p, 7, 99)).collect();
+        let out = s.record_listing("r", &listing, 1000).await.unwrap();
+        assert_eq!(out.new.len(), odd.len());
+        let rows = s.files(&crate::state::FileFilter::default()).await.unwrap();
+        let mut got: Vec<&str> = rows.iter().map(|r| r.path.as_str()).collect();
+        let mut want = odd.to_vec();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
+        assert!(
+            rows.iter()
+                .all(|r| r.size == 7 && r.mtime == 99 && r.first_seen_ms == 1000)
+        );
+        // The same listing again changes nothing.
+        let out = s.record_listing("r", &listing, 2000).await.unwrap();
+        assert!(out.new.is_empty() && out.changed.is_empty());
     }
 }
