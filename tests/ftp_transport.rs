@@ -315,3 +315,30 @@ async fn a_cut_download_resumes_byte_identical_without_resending_the_start() {
     whole.extend_from_slice(&rest);
     assert!(whole == body, "resumed download differs from the source");
 }
+
+/// A first listing of many recent files asks MDTM for each; the commands go
+/// out in windows on a plain connection. Every file must get its own
+/// second, in order, and the connection must stay in step afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_recent_files_get_their_own_mdtm_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = vsftpd(dir.path(), &Vsftpd::default());
+    let many = srv.root.join("pub/many");
+    std::fs::create_dir(&many).unwrap();
+    let mut want = std::collections::HashMap::new();
+    for i in 0..150u64 {
+        let name = format!("f{i:03}.dat");
+        std::fs::write(many.join(&name), i.to_string()).unwrap();
+        // Spread over two minutes, so LIST's minute-precision times differ
+        // from the true ones and MDTM's answers differ from each other.
+        want.insert(name.clone(), set_mtime(&many.join(&name), i % 120));
+    }
+    let mut s = connect(&server(Protocol::Ftp, srv.port, FtpOptions::default())).await;
+    let list = s.list(&srv.remote("pub/many")).await.unwrap();
+    assert_eq!(list.len(), 150);
+    for e in &list {
+        assert_eq!(Some(&e.mtime), want.get(&e.name), "{}", e.name);
+    }
+    let st = s.stat(&srv.remote("pub/many/f007.dat")).await.unwrap();
+    assert_eq!((st.size, st.mtime), (1, want["f007.dat"]), "still in step");
+}

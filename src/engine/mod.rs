@@ -229,7 +229,7 @@ impl Engine {
             rows.chunks(batch::BATCH).map(<[FileRow]>::to_vec).collect();
         futures::stream::iter(chunks)
             // Two batches at once: one fetches while the other waits on its fsyncs.
-            .for_each_concurrent(2, |rows| {
+            .for_each_concurrent(4, |rows| {
                 let outcomes = &outcomes;
                 async move {
                     if stop.is_cancelled() {

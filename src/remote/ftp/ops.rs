@@ -3,8 +3,9 @@
 //! or `data::open`, each bounded by `io_timeout`.
 
 use super::Shared;
-use super::connect::Conn;
-use super::data::{self, command, finish};
+use super::connect::{Conn, Ctrl, on_ctrl};
+use super::data::{self, command, finish, timeout};
+use super::error::classify;
 use super::list::{self, Listed, Precision};
 use super::transfer::{Broken, pump, remote_io};
 use crate::remote::{Entry, EntryKind, ErrorKind, RemoteError, Result, join, parent};
@@ -107,32 +108,45 @@ async fn refine(
         .expect("mdtm cache lock")
         .remove(dir)
         .unwrap_or_default();
+    // Cached answers first; the rest are asked for together.
     let mut new = HashMap::new();
-    for l in listed.iter_mut() {
+    let mut ask = Vec::new();
+    for (i, l) in listed.iter_mut().enumerate() {
         if l.entry.kind != EntryKind::File || l.precision == Precision::Seconds {
             continue;
         }
         let key = (l.entry.size, l.entry.mtime);
         let settled = l.entry.mtime < now - SETTLED_AFTER;
-        let cached = old
+        match old
             .get(&l.entry.name)
             .filter(|c| settled && (c.0, c.1) == key)
-            .map(|c| c.2);
-        let t = match cached {
-            Some(t) => t,
-            None => match mdtm(conn, shared, &join(dir, &l.entry.name)).await {
-                Ok(t) => t,
-                // Gone since the listing: the next listing will not show it.
-                Err(e) if e.kind == ErrorKind::NotFound => continue,
-                Err(e) if !e.temporary => {
-                    tracing::warn!(dir, error = %e, "MDTM refused; using LIST times (minute precision)");
-                    conn.features.mdtm = false;
-                    break;
-                }
-                Err(e) => return Err(e),
-            },
+        {
+            Some(c) => {
+                new.insert(l.entry.name.clone(), c.clone());
+                l.entry.mtime = c.2;
+            }
+            None => ask.push(i),
+        }
+    }
+    let paths: Vec<String> = ask
+        .iter()
+        .map(|&i| join(dir, &listed[i].entry.name))
+        .collect();
+    let answers = mdtm_all(conn, shared, &paths).await;
+    for (&i, answer) in ask.iter().zip(answers) {
+        let l = &mut listed[i];
+        let t = match answer {
+            Ok(t) => t,
+            // Gone since the listing: the next listing will not show it.
+            Err(e) if e.kind == ErrorKind::NotFound => continue,
+            Err(e) if !e.temporary => {
+                tracing::warn!(dir, error = %e, "MDTM refused; using LIST times (minute precision)");
+                conn.features.mdtm = false;
+                break;
+            }
+            Err(e) => return Err(e),
         };
-        new.insert(l.entry.name.clone(), (key.0, key.1, t));
+        new.insert(l.entry.name.clone(), (l.entry.size, l.entry.mtime, t));
         l.entry.mtime = t;
     }
     shared
@@ -143,11 +157,97 @@ async fn refine(
     Ok(())
 }
 
+/// MDTM replies arriving in this many per round trip on plain connections.
+const MDTM_WINDOW: usize = 64;
+
+/// MDTM of every path, in order. A directory of ten thousand new files
+/// would otherwise cost ten thousand round trips before the first download.
+/// On a plain connection the commands go out a window at a time and the
+/// replies are read in order (FTP servers read their control connection
+/// line by line); under TLS the socket is not ours to write, so they go
+/// one by one. An error ends the answers early: the caller stops there.
+async fn mdtm_all(conn: &mut Conn, shared: &Shared, paths: &[String]) -> Vec<Result<i64>> {
+    let mut out = Vec::with_capacity(paths.len());
+    for window in paths.chunks(MDTM_WINDOW) {
+        let sent = matches!(conn.ctrl, Ctrl::Plain(_))
+            && window.len() > 1
+            && send_all(conn, shared, window).await.is_ok();
+        let mut stop = false;
+        for path in window {
+            // Every reply of a sent window is read, even after an error,
+            // so that the connection stays in step.
+            let r = match (sent, stop) {
+                (true, _) => mdtm_reply(conn, shared, path).await,
+                (false, false) => mdtm(conn, shared, path).await,
+                (false, true) => break,
+            };
+            // No reply read at all: the connection is out of step or gone.
+            let lost = matches!(&r, Err(e) if matches!(e.kind, ErrorKind::Timeout | ErrorKind::Connection));
+            if !stop {
+                stop = matches!(&r, Err(e) if e.kind != ErrorKind::NotFound);
+                out.push(r);
+            }
+            if lost {
+                break;
+            }
+        }
+        if stop {
+            break;
+        }
+    }
+    out
+}
+
+/// Writes one MDTM command per path to a plain control connection.
+async fn send_all(conn: &mut Conn, shared: &Shared, paths: &[String]) -> std::io::Result<()> {
+    if paths.iter().any(|p| p.contains(['\r', '\n'])) {
+        return Err(std::io::ErrorKind::InvalidInput.into());
+    }
+    let text: String = paths.iter().map(|p| format!("MDTM {p}\r\n")).collect();
+    let Ctrl::Plain(ftp) = &mut conn.ctrl else {
+        return Err(std::io::ErrorKind::Unsupported.into());
+    };
+    let socket = ftp.get_ref().await;
+    let write = async {
+        let mut rest = text.as_bytes();
+        while !rest.is_empty() {
+            socket.writable().await?;
+            match socket.try_write(rest) {
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(shared.server.io_timeout, write).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
+}
+
+/// Reads the reply to an MDTM already sent.
+async fn mdtm_reply(conn: &mut Conn, shared: &Shared, path: &str) -> Result<i64> {
+    let cmd = format!("MDTM {path}");
+    let io = shared.server.io_timeout;
+    let r = on_ctrl!(&mut conn.ctrl, s => tokio::time::timeout(io, s.read_response_in(&[Status::File])).await);
+    let reply = match r {
+        Ok(Ok(r)) => String::from_utf8_lossy(&r.body).into_owned(),
+        Ok(Err(e)) => return Err(classify(cmd, e)),
+        Err(_) => return Err(timeout(&cmd, io)),
+    };
+    mdtm_value(&cmd, &reply)
+}
+
 async fn mdtm(conn: &mut Conn, shared: &Shared, path: &str) -> Result<i64> {
     let cmd = format!("MDTM {path}");
     let reply = command(conn, shared.server.io_timeout, &cmd, &[Status::File]).await?;
+    mdtm_value(&cmd, &reply)
+}
+
+fn mdtm_value(cmd: &str, reply: &str) -> Result<i64> {
     let value = reply.get(4..).unwrap_or_default().trim();
-    list::parse_mlsd_time(value).ok_or_else(|| bad(&cmd, &reply))
+    list::parse_mlsd_time(value).ok_or_else(|| bad(cmd, reply))
 }
 
 async fn size(conn: &mut Conn, shared: &Shared, path: &str) -> Result<u64> {
