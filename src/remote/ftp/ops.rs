@@ -122,7 +122,7 @@ async fn refine(
             .filter(|c| settled && (c.0, c.1) == key)
         {
             Some(c) => {
-                new.insert(l.entry.name.clone(), c.clone());
+                new.insert(l.entry.name.clone(), *c);
                 l.entry.mtime = c.2;
             }
             None => ask.push(i),
