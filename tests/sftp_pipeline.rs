@@ -99,6 +99,37 @@ fn move_to_keeps_subpaths_and_one_poll_reuses_its_sessions() {
     );
 }
 
+/// Hundreds of small files (fetched in batches, many at once per session)
+/// mixed with a few large ones (streamed one by one), all in one poll.
+#[test]
+fn hundreds_of_small_files_and_some_large_ones_arrive_whole() {
+    let s = sftp_fixture(None);
+    s.write_rules(&[("r", "")], None);
+    let sizes: Vec<usize> = (0..400)
+        .map(|i| {
+            if i % 100 == 7 {
+                300_000 + i
+            } else {
+                (i * 53) % 20_000
+            }
+        })
+        .collect();
+    for (i, len) in sizes.iter().enumerate() {
+        s.put(&format!("f{i:03}.bin"), &pattern(*len, i as u8));
+    }
+    s.f.once(0);
+    for (i, len) in sizes.iter().enumerate() {
+        let got = std::fs::read(s.f.outbox.join(format!("f{i:03}.bin"))).unwrap();
+        assert!(got == pattern(*len, i as u8), "f{i:03}.bin differs");
+    }
+    assert_eq!(names(&s.f.outbox).len(), 400, "nothing else in the outbox");
+    assert!(
+        s.logins() <= 2,
+        "{} logins with max_sessions = 2",
+        s.logins()
+    );
+}
+
 #[test]
 fn delete_and_a_handler_over_sftp() {
     let s = sftp_fixture(None);

@@ -35,6 +35,10 @@ const MAX_SIZE: u64 = 64 * 1024;
 /// that a stop or a crash never has many files half-way.
 pub const BATCH: usize = 64;
 
+/// Files a session fetches at least per call, so that small batches do
+/// not spread over more sessions than they can use.
+const PER_SESSION_MIN: usize = 8;
+
 /// Blocking calls a batch's writes are spread over: fsyncs wait on the
 /// disk, and several in flight keep it busy.
 const WRITERS: usize = 4;
@@ -137,8 +141,10 @@ impl Engine {
         items
     }
 
-    /// Fetches every file into memory, as many at once as the rule's server
-    /// and the global transfer limit allow.
+    /// Fetches every file into memory: the batch is split over up to the
+    /// server's `max_sessions` sessions, each fetching its share with one
+    /// [`crate::remote::Session::read_wholes`] call (on SFTP, all of the
+    /// share at once). A share counts as one transfer against `max_transfers`.
     async fn fetch_all(
         &self,
         rule: &Rule,
@@ -146,33 +152,75 @@ impl Engine {
         items: Vec<Item>,
         outcomes: &mut Vec<Outcome>,
     ) -> Vec<Item> {
-        let fetches = futures::stream::iter(items)
-            .map(|mut item| async move {
-                let r = self.fetch_one(rule, pool, &mut item).await;
-                (item, r)
-            })
-            .buffer_unordered(self.max_transfers)
-            .collect::<Vec<_>>()
-            .await;
-        self.keep_ok(rule, pool, fetches, outcomes).await
+        let shares = rule.server.max_sessions.min(self.max_transfers).max(1);
+        let per = items.len().div_ceil(shares).max(PER_SESSION_MIN);
+        let mut groups: Vec<Vec<Item>> = Vec::new();
+        let mut items = items.into_iter().peekable();
+        while items.peek().is_some() {
+            groups.push(items.by_ref().take(per).collect());
+        }
+        let fetched = join_all(groups.into_iter().map(|g| self.fetch_share(rule, pool, g))).await;
+        self.keep_ok(
+            rule,
+            pool,
+            fetched.into_iter().flatten().collect(),
+            outcomes,
+        )
+        .await
     }
 
-    async fn fetch_one(
+    async fn fetch_share(
         &self,
         rule: &Rule,
         pool: &Arc<Pool>,
-        item: &mut Item,
-    ) -> Result<(), FileError> {
+        mut items: Vec<Item>,
+    ) -> Vec<(Item, Result<(), FileError>)> {
         let _permit = self
             .transfers
             .acquire()
             .await
             .expect("transfer semaphore is never closed");
-        item.started = Instant::now();
-        let remote_path = crate::remote::join(&rule.remote_dir, &item.row.path);
-        let mut session = pool.get().await?;
-        item.data = fetch::fetch_small(&mut session, &remote_path, item.row.size as u64).await?;
-        Ok(())
+        let files: Vec<(String, u64)> = items
+            .iter()
+            .map(|i| {
+                let path = crate::remote::join(&rule.remote_dir, &i.row.path);
+                (path, i.row.size as u64)
+            })
+            .collect();
+        let started = Instant::now();
+        let answers = match pool.get().await {
+            Ok(mut session) => {
+                let answers = session.read_wholes(&files).await;
+                answers
+                    .into_iter()
+                    .zip(&files)
+                    .map(|(r, (path, size))| {
+                        let data = session.check(r)?;
+                        fetch::expect_size(path, *size, data)
+                    })
+                    .collect()
+            }
+            Err(e) => {
+                let e = FileError::from(e);
+                (0..items.len())
+                    .map(|_| {
+                        Err(FileError {
+                            message: e.message.clone(),
+                            ..e
+                        })
+                    })
+                    .collect::<Vec<_>>()
+            }
+        };
+        items
+            .drain(..)
+            .zip(answers)
+            .map(|(mut item, r)| {
+                item.started = started;
+                let r = r.map(|data| item.data = data);
+                (item, r)
+            })
+            .collect()
     }
 
     /// Writes and fsyncs every file under its temporary name, spread over

@@ -107,6 +107,12 @@ pub async fn fetch_small(
 ) -> Result<Vec<u8>, FileError> {
     let r = session.read_whole(remote_path, size).await;
     let data = session.check(r)?;
+    expect_size(remote_path, size, data)
+}
+
+/// A whole small file must have the size the listing reported; a file that
+/// changed since is a new version, which the next listing picks up.
+pub fn expect_size(remote_path: &str, size: u64, data: Vec<u8>) -> Result<Vec<u8>, FileError> {
     let fetched = data.len() as u64;
     if fetched != size {
         return Err(FileError::temporary(

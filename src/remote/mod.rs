@@ -67,6 +67,16 @@ pub trait Session: Send {
         self.read_into(path, 0, &mut data).await?;
         Ok(data)
     }
+    /// [`Session::read_whole`] for several files, answers in order. Transports
+    /// whose protocol can have many requests in flight on one session
+    /// override this; the default reads the files one after another.
+    async fn read_wholes(&mut self, files: &[(String, u64)]) -> Vec<Result<Vec<u8>>> {
+        let mut out = Vec::with_capacity(files.len());
+        for (path, size) in files {
+            out.push(self.read_whole(path, *size).await);
+        }
+        out
+    }
     /// Writes `source` to `path`, replacing it or (with `append`) adding to its end.
     async fn write_from(
         &mut self,

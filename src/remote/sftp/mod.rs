@@ -11,6 +11,7 @@ use super::{Entry, EntryKind, ErrorKind, RemoteError, Result, Session, Transport
 use crate::config::Server;
 use async_trait::async_trait;
 use connect::Connected;
+use futures::StreamExt;
 use russh_sftp::protocol::{FileAttributes, FileType, Packet, StatusCode};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -166,6 +167,17 @@ impl Session for SftpSession {
 
     async fn read_whole(&mut self, path: &str, size: u64) -> Result<Vec<u8>> {
         transfer::read_whole(&self.c, path, size).await
+    }
+
+    /// All the files at once on this one session: SFTP answers requests by
+    /// id, so opens, reads and closes of many files share the connection's
+    /// round trips, and the server reads them in bulk.
+    async fn read_wholes(&mut self, files: &[(String, u64)]) -> Vec<Result<Vec<u8>>> {
+        let mut all = futures::stream::FuturesOrdered::new();
+        for (path, size) in files {
+            all.push_back(transfer::read_whole(&self.c, path, *size));
+        }
+        all.collect().await
     }
 
     async fn write_from(
