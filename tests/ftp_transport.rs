@@ -342,3 +342,43 @@ async fn many_recent_files_get_their_own_mdtm_seconds() {
     let st = s.stat(&srv.remote("pub/many/f007.dat")).await.unwrap();
     assert_eq!((st.size, st.mtime), (1, want["f007.dat"]), "still in step");
 }
+
+/// Once EPSV has worked, downloads send EPSV and RETR together. A refused
+/// RETR (missing file) must come back as its own permanent error and leave
+/// the control connection in step for the next download.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_downloads_survive_a_refused_retr() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = vsftpd(dir.path(), &Vsftpd::default());
+    let pub_dir = srv.root.join("pub");
+    for i in 0..5 {
+        std::fs::write(pub_dir.join(format!("f{i}")), data(1000 + i)).unwrap();
+    }
+    let mut s = connect(&server(Protocol::Ftp, srv.port, FtpOptions::default())).await;
+    for round in 0..3 {
+        for i in 0..5 {
+            let got = read_all(&mut s, &srv.remote(&format!("pub/f{i}")), 0).await;
+            same(&got, &data(1000 + i));
+        }
+        let mut sink = Vec::new();
+        let e = s
+            .read_into(&srv.remote("pub/missing"), 0, &mut sink)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.kind, e.temporary),
+            (ErrorKind::NotFound, false),
+            "round {round}: {e}"
+        );
+    }
+    let wholes = s
+        .read_wholes(&[
+            (srv.remote("pub/f1"), 1001),
+            (srv.remote("pub/nope"), 5),
+            (srv.remote("pub/f2"), 1002),
+        ])
+        .await;
+    same(wholes[0].as_ref().unwrap(), &data(1001));
+    assert_eq!(wholes[1].as_ref().unwrap_err().kind, ErrorKind::NotFound);
+    same(wholes[2].as_ref().unwrap(), &data(1002));
+}

@@ -26,6 +26,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::Semaphore;
 use tracing::{Instrument, Span};
 
 /// The largest file a batch takes: a batch holds its files in memory.
@@ -147,7 +148,7 @@ impl Engine {
     /// share at once). A share counts as one transfer against `max_transfers`.
     async fn fetch_all(
         &self,
-        rule: &Rule,
+        rule: &Arc<Rule>,
         pool: &Arc<Pool>,
         items: Vec<Item>,
         outcomes: &mut Vec<Outcome>,
@@ -159,7 +160,27 @@ impl Engine {
         while items.peek().is_some() {
             groups.push(items.by_ref().take(per).collect());
         }
-        let fetched = join_all(groups.into_iter().map(|g| self.fetch_share(rule, pool, g))).await;
+        // Each share is its own task, so that the shares' protocol work
+        // (TLS, FTP data connections, SSH packets) spreads over the cores.
+        let shares = groups.into_iter().map(|items| {
+            let ids: Vec<(i64, Span)> = items.iter().map(|i| (i.row.id, i.span.clone())).collect();
+            let task = tokio::spawn(fetch_share(
+                self.transfers.clone(),
+                rule.clone(),
+                pool.clone(),
+                items,
+            ));
+            async move { (ids, task.await) }
+        });
+        let mut fetched = Vec::new();
+        for (ids, r) in join_all(shares).await {
+            match r {
+                Ok(results) => fetched.push(results),
+                // The files of a share whose task panicked stay pending and
+                // come back next poll.
+                Err(e) => tracing::error!(error = %e, files = ids.len(), "a fetch task failed"),
+            }
+        }
         self.keep_ok(
             rule,
             pool,
@@ -167,60 +188,6 @@ impl Engine {
             outcomes,
         )
         .await
-    }
-
-    async fn fetch_share(
-        &self,
-        rule: &Rule,
-        pool: &Arc<Pool>,
-        mut items: Vec<Item>,
-    ) -> Vec<(Item, Result<(), FileError>)> {
-        let _permit = self
-            .transfers
-            .acquire()
-            .await
-            .expect("transfer semaphore is never closed");
-        let files: Vec<(String, u64)> = items
-            .iter()
-            .map(|i| {
-                let path = crate::remote::join(&rule.remote_dir, &i.row.path);
-                (path, i.row.size as u64)
-            })
-            .collect();
-        let started = Instant::now();
-        let answers = match pool.get().await {
-            Ok(mut session) => {
-                let answers = session.read_wholes(&files).await;
-                answers
-                    .into_iter()
-                    .zip(&files)
-                    .map(|(r, (path, size))| {
-                        let data = session.check(r)?;
-                        fetch::expect_size(path, *size, data)
-                    })
-                    .collect()
-            }
-            Err(e) => {
-                let e = FileError::from(e);
-                (0..items.len())
-                    .map(|_| {
-                        Err(FileError {
-                            message: e.message.clone(),
-                            ..e
-                        })
-                    })
-                    .collect::<Vec<_>>()
-            }
-        };
-        items
-            .drain(..)
-            .zip(answers)
-            .map(|(mut item, r)| {
-                item.started = started;
-                let r = r.map(|data| item.data = data);
-                (item, r)
-            })
-            .collect()
     }
 
     /// Writes and fsyncs every file under its temporary name, spread over
@@ -448,4 +415,58 @@ fn parent(p: &std::path::Path) -> PathBuf {
     p.parent()
         .unwrap_or(std::path::Path::new("/"))
         .to_path_buf()
+}
+
+/// One session's share of a batch: every file of it fetched into memory.
+async fn fetch_share(
+    transfers: Arc<Semaphore>,
+    rule: Arc<Rule>,
+    pool: Arc<Pool>,
+    mut items: Vec<Item>,
+) -> Vec<(Item, Result<(), FileError>)> {
+    let _permit = transfers
+        .acquire()
+        .await
+        .expect("transfer semaphore is never closed");
+    let files: Vec<(String, u64)> = items
+        .iter()
+        .map(|i| {
+            let path = crate::remote::join(&rule.remote_dir, &i.row.path);
+            (path, i.row.size as u64)
+        })
+        .collect();
+    let started = Instant::now();
+    let answers = match pool.get().await {
+        Ok(mut session) => {
+            let answers = session.read_wholes(&files).await;
+            answers
+                .into_iter()
+                .zip(&files)
+                .map(|(r, (path, size))| {
+                    let data = session.check(r)?;
+                    fetch::expect_size(path, *size, data)
+                })
+                .collect()
+        }
+        Err(e) => {
+            let e = FileError::from(e);
+            (0..items.len())
+                .map(|_| {
+                    Err(FileError {
+                        message: e.message.clone(),
+                        ..e
+                    })
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    items
+        .drain(..)
+        .zip(answers)
+        .map(|(mut item, r)| {
+            item.started = started;
+            let r = r.map(|data| item.data = data);
+            (item, r)
+        })
+        .collect()
 }

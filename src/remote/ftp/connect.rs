@@ -49,6 +49,9 @@ pub struct Conn {
     pub local: SocketAddr,
     /// Cleared once the server refuses EPSV; PASV is used from then on.
     pub epsv: bool,
+    /// Set once EPSV has succeeded: from then on a download may send EPSV
+    /// and RETR together.
+    pub epsv_works: bool,
     /// The copy buffer, reused by every transfer on this connection:
     /// allocating and zeroing it per file costs more than a small file.
     pub buf: Vec<u8>,
@@ -128,6 +131,7 @@ async fn open_untimed(shared: &Shared, ctx: &str) -> Result<Conn> {
         peer,
         local,
         epsv: true,
+        epsv_works: false,
         buf: Vec::new(),
     };
     login(&mut conn, shared, ctx).await?;

@@ -171,7 +171,9 @@ async fn mdtm_all(conn: &mut Conn, shared: &Shared, paths: &[String]) -> Vec<Res
     for window in paths.chunks(MDTM_WINDOW) {
         let sent = matches!(conn.ctrl, Ctrl::Plain(_))
             && window.len() > 1
-            && send_all(conn, shared, window).await.is_ok();
+            && data::send_lines(conn, shared.server.io_timeout, &mdtm_lines(window))
+                .await
+                .is_ok();
         let mut stop = false;
         for path in window {
             // Every reply of a sent window is read, even after an error,
@@ -198,32 +200,8 @@ async fn mdtm_all(conn: &mut Conn, shared: &Shared, paths: &[String]) -> Vec<Res
     out
 }
 
-/// Writes one MDTM command per path to a plain control connection.
-async fn send_all(conn: &mut Conn, shared: &Shared, paths: &[String]) -> std::io::Result<()> {
-    if paths.iter().any(|p| p.contains(['\r', '\n'])) {
-        return Err(std::io::ErrorKind::InvalidInput.into());
-    }
-    let text: String = paths.iter().map(|p| format!("MDTM {p}\r\n")).collect();
-    let Ctrl::Plain(ftp) = &mut conn.ctrl else {
-        return Err(std::io::ErrorKind::Unsupported.into());
-    };
-    let socket = ftp.get_ref().await;
-    let write = async {
-        let mut rest = text.as_bytes();
-        while !rest.is_empty() {
-            socket.writable().await?;
-            match socket.try_write(rest) {
-                Ok(n) => rest = &rest[n..],
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    };
-    match tokio::time::timeout(shared.server.io_timeout, write).await {
-        Ok(r) => r,
-        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
-    }
+fn mdtm_lines(paths: &[String]) -> Vec<String> {
+    paths.iter().map(|p| format!("MDTM {p}")).collect()
 }
 
 /// Reads the reply to an MDTM already sent.
