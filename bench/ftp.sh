@@ -6,11 +6,12 @@
 #   3. 10,000 files of 4 KiB: `ferry once` with a rule vs `lftp mirror --parallel=4`
 # Prints every run's seconds and peak RSS (/usr/bin/time -f '%e %M'), the
 # medians and the ratios. Needs vsftpd, curl, lftp; uses release builds.
-#   CARGO_TARGET_DIR=/work/ftp-target bench/ftp.sh [RUNS]
+#   bench/ftp.sh [RUNS]      (release build in target/bench, as the other scripts)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-3}
-TARGET=${CARGO_TARGET_DIR:-target}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/bench}
+TARGET=$CARGO_TARGET_DIR
 for p in /usr/sbin/vsftpd /usr/bin/curl /usr/bin/lftp /usr/bin/time; do
     [ -x "$p" ] || { echo "missing $p: apt-get install vsftpd curl lftp time" >&2; exit 1; }
 done

@@ -225,8 +225,12 @@ impl Engine {
         stop: &CancellationToken,
     ) -> Vec<Outcome> {
         let outcomes = Mutex::new(Vec::new());
-        let chunks: Vec<Vec<FileRow>> =
-            rows.chunks(batch::BATCH).map(<[FileRow]>::to_vec).collect();
+        // Batches are cut as they start, so rows are never held twice.
+        let mut rows = rows.into_iter();
+        let chunks = std::iter::from_fn(move || {
+            let chunk: Vec<FileRow> = rows.by_ref().take(batch::BATCH).collect();
+            (!chunk.is_empty()).then_some(chunk)
+        });
         futures::stream::iter(chunks)
             // Two batches at once: one fetches while the other waits on its fsyncs.
             .for_each_concurrent(4, |rows| {

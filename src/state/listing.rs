@@ -167,19 +167,25 @@ impl State {
         if ids.is_empty() {
             return Ok(());
         }
-        sqlx::query(
-            "UPDATE files SET state = 'stable', updated_at_ms = ?1
-             WHERE state = 'seen' AND id IN (SELECT value FROM json_each(?2))",
-        )
-        .bind(now)
-        .bind(serde_json::to_string(ids).expect("ids serialize"))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut tx = self.pool.begin().await?;
+        for slice in ids.chunks(INSERT_SLICE) {
+            sqlx::query(
+                "UPDATE files SET state = 'stable', updated_at_ms = ?1
+                 WHERE state = 'seen' AND id IN (SELECT value FROM json_each(?2))",
+            )
+            .bind(now)
+            .bind(serde_json::to_string(slice).expect("ids serialize"))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
     }
 }
 
-/// Inserts the `seen` rows of new files with one statement: a first poll of
+/// Rows per statement that carries its rows as JSON.
+const INSERT_SLICE: usize = 2000;
+
+/// Inserts the `seen` rows of new files with one statement per slice: a first poll of
 /// a directory with many files would otherwise spend most of its time
 /// handing single inserts to SQLite's thread.
 async fn insert_new(
@@ -191,19 +197,22 @@ async fn insert_new(
     if new.is_empty() {
         return Ok(());
     }
-    let rows: Vec<(&str, u64, i64)> = new
-        .iter()
-        .map(|f| (f.path.as_str(), f.size, f.mtime))
-        .collect();
-    sqlx::query(
-        "INSERT INTO files (rule, path, size, mtime, state, first_seen_ms, stable_since_ms, updated_at_ms)
-         SELECT ?1, value ->> 0, value ->> 1, value ->> 2, 'seen', ?2, ?2, ?2 FROM json_each(?3)",
-    )
-    .bind(rule)
-    .bind(now)
-    .bind(serde_json::to_string(&rows).expect("listing serializes"))
-    .execute(tx)
-    .await?;
+    // In slices: SQLite parses the whole JSON text of a statement at once.
+    for slice in new.chunks(INSERT_SLICE) {
+        let rows: Vec<(&str, u64, i64)> = slice
+            .iter()
+            .map(|f| (f.path.as_str(), f.size, f.mtime))
+            .collect();
+        sqlx::query(
+            "INSERT INTO files (rule, path, size, mtime, state, first_seen_ms, stable_since_ms, updated_at_ms)
+             SELECT ?1, value ->> 0, value ->> 1, value ->> 2, 'seen', ?2, ?2, ?2 FROM json_each(?3)",
+        )
+        .bind(rule)
+        .bind(now)
+        .bind(serde_json::to_string(&rows).expect("listing serializes"))
+        .execute(&mut *tx)
+        .await?;
+    }
     Ok(())
 }
 
