@@ -81,6 +81,11 @@ stable_for = "0s"
 EOF
 }
 
+# Lets the disk finish what the last run left (writeback, and the discard
+# of a deleted 1 GiB file on a `discard` mount) before the next timed run,
+# so that neither side pays for the other.
+settle() { sync; sleep 2; }
+
 # timed LABEL CMD...: runs CMD, appends "seconds rss_kb" to $W/LABEL.times
 timed() {
     local label=$1; shift
@@ -94,12 +99,12 @@ rss() { cut -d' ' -f2 "$W/$1.times" | sort -n | tail -1; }
 
 echo "1 GiB download (ferry fsyncs its file before the rename; curl does not)"
 for r in $(seq 1 "$RUNS"); do
-    rm -rf "$W/state" "$W/out"; config "$W/root/pub/big" "$W/out"; sync
+    rm -rf "$W/state" "$W/out"; config "$W/root/pub/big" "$W/out"; settle
     timed ferry-get "$FERRY" once -c "$W/ferry.toml"
     cmp -s "$W/out/big.bin" "$W/root/pub/big/big.bin" || { echo "ferry download differs" >&2; exit 1; }
-    rm -rf "$W/out"; mkdir -p "$W/out"; sync
+    rm -rf "$W/out"; mkdir -p "$W/out"; settle
     timed curl-get curl -sS -o "$W/out/big.bin" "ftp://127.0.0.1:$PORT/pub/big/big.bin"
-    rm -rf "$W/out"; mkdir -p "$W/out"; sync
+    rm -rf "$W/out"; mkdir -p "$W/out"; settle
     # The same durability as ferry: curl, then fsync of the file.
     timed curl-get-sync sh -c "curl -sS -o '$W/out/big.bin' 'ftp://127.0.0.1:$PORT/pub/big/big.bin' && sync '$W/out/big.bin'"
 done
@@ -107,9 +112,9 @@ rm -rf "$W/out"
 
 echo "1 GiB upload (ferry: Session::write_from via bench/ftp_upload.rs)"
 for r in $(seq 1 "$RUNS"); do
-    rm -f "$W/root/pub/up/"*; sync
+    rm -f "$W/root/pub/up/"*; settle
     timed ferry-put "$UPLOAD" "$PORT" "$W/root/pub/big/big.bin" "$W/root/pub/up/ferry.bin"
-    rm -f "$W/root/pub/up/"*; sync
+    rm -f "$W/root/pub/up/"*; settle
     timed curl-put curl -sS -T "$W/root/pub/big/big.bin" "ftp://127.0.0.1:$PORT/pub/up/curl.bin"
 done
 
