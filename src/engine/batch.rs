@@ -61,6 +61,8 @@ struct Item {
     span: Span,
     data: Vec<u8>,
     target: Option<Target>,
+    /// The final path as recorded in the state database, once resolved.
+    local: String,
     /// When its fetch started: `downloaded` reports the time since.
     started: Instant,
 }
@@ -130,6 +132,7 @@ impl Engine {
                         span,
                         data: Vec::new(),
                         target: None,
+                        local: String::new(),
                         started: Instant::now(),
                     });
                 }
@@ -214,6 +217,7 @@ impl Engine {
                     .map(|mut item| {
                         let r = target::resolve(&rule, &spool, &item.row).and_then(|t| {
                             fetch::write_synced(&t.temp_path, &item.data)?;
+                            item.local = t.final_path.to_string_lossy().into_owned();
                             item.target = Some(t);
                             Ok(())
                         });
@@ -243,32 +247,24 @@ impl Engine {
         outcomes: &mut Vec<Outcome>,
     ) -> Vec<Item> {
         let now = now_ms();
-        let marks = join_all(items.iter().map(|item| {
-            let local = local_path(item);
-            async move {
-                self.state
-                    .mark_downloaded(item.row.id, item.row.size as u64, &local, now)
-                    .await
-                    .map_err(FileError::from)
-            }
+        let marks = join_all(items.iter().map(|i| {
+            let size = i.row.size as u64;
+            self.state.mark_downloaded(i.row.id, size, &i.local, now)
         }))
         .await;
-        let results: Vec<_> = items.into_iter().zip(marks).collect();
-        for (item, r) in &results {
-            if r.is_ok() {
-                item.span.in_scope(|| {
-                    let duration_ms = item.started.elapsed().as_millis() as u64;
-                    tracing::info!(
-                        state = "downloaded",
-                        bytes = item.row.size,
-                        size = item.row.size,
-                        duration_ms,
-                        "downloaded"
-                    )
-                });
-            }
-        }
-        self.keep_ok(rule, pool, results, outcomes).await
+        let log = |item: &Item| {
+            let duration_ms = item.started.elapsed().as_millis() as u64;
+            let size = item.row.size;
+            tracing::info!(
+                state = "downloaded",
+                bytes = size,
+                size,
+                duration_ms,
+                "downloaded"
+            )
+        };
+        self.after_marks(rule, pool, items, marks, outcomes, log)
+            .await
     }
 
     /// Renames every file into place, then fsyncs each directory once.
@@ -324,28 +320,21 @@ impl Engine {
     ) {
         let now = now_ms();
         let finished = rule.after == PostAction::Keep;
-        let marks = join_all(items.iter().map(|item| {
-            let local = local_path(item);
-            async move {
-                self.state
-                    .mark_delivered(item.row.id, &local, finished, now)
-                    .await
-                    .map_err(FileError::from)
-            }
-        }))
+        let marks = join_all(
+            items
+                .iter()
+                .map(|i| self.state.mark_delivered(i.row.id, &i.local, finished, now)),
+        )
         .await;
-        let results: Vec<_> = items.into_iter().zip(marks).collect();
-        for (item, r) in &results {
-            if r.is_ok() {
-                item.span.in_scope(|| {
-                    tracing::info!(state = "delivered", local = %local_path(item), size = item.row.size, "delivered");
-                    if finished {
-                        tracing::info!(state = "done", "done");
-                    }
-                });
+        let log = |item: &Item| {
+            tracing::info!(state = "delivered", local = %item.local, size = item.row.size, "delivered");
+            if finished {
+                tracing::info!(state = "done", "done");
             }
-        }
-        let delivered = self.keep_ok(rule, pool, results, outcomes).await;
+        };
+        let delivered = self
+            .after_marks(rule, pool, items, marks, outcomes, log)
+            .await;
         if finished {
             outcomes.extend(delivered.iter().map(|_| Outcome::Done));
             return;
@@ -377,6 +366,30 @@ impl Engine {
         }
     }
 
+    /// Logs the state change of each item whose record committed (in its
+    /// file's span) and passes those on, like [`Self::keep_ok`].
+    async fn after_marks(
+        &self,
+        rule: &Rule,
+        pool: &Arc<Pool>,
+        items: Vec<Item>,
+        marks: Vec<crate::state::Result<()>>,
+        outcomes: &mut Vec<Outcome>,
+        log: impl Fn(&Item),
+    ) -> Vec<Item> {
+        let results = items
+            .into_iter()
+            .zip(marks)
+            .map(|(item, r)| {
+                if r.is_ok() {
+                    item.span.in_scope(|| log(&item));
+                }
+                (item, r.map_err(FileError::from))
+            })
+            .collect();
+        self.keep_ok(rule, pool, results, outcomes).await
+    }
+
     /// Passes on the items whose step succeeded; routes the others through
     /// the usual failure handling (retry with backoff, or failed).
     async fn keep_ok(
@@ -404,13 +417,6 @@ impl Engine {
     }
 }
 
-fn local_path(item: &Item) -> String {
-    item.target
-        .as_ref()
-        .map(|t| t.final_path.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
 fn parent(p: &std::path::Path) -> PathBuf {
     p.parent()
         .unwrap_or(std::path::Path::new("/"))
@@ -422,7 +428,7 @@ async fn fetch_share(
     transfers: Arc<Semaphore>,
     rule: Arc<Rule>,
     pool: Arc<Pool>,
-    mut items: Vec<Item>,
+    items: Vec<Item>,
 ) -> Vec<(Item, Result<(), FileError>)> {
     let _permit = transfers
         .acquire()
@@ -450,18 +456,11 @@ async fn fetch_share(
         }
         Err(e) => {
             let e = FileError::from(e);
-            (0..items.len())
-                .map(|_| {
-                    Err(FileError {
-                        message: e.message.clone(),
-                        ..e
-                    })
-                })
-                .collect::<Vec<_>>()
+            vec![Err(e); items.len()]
         }
     };
     items
-        .drain(..)
+        .into_iter()
         .zip(answers)
         .map(|(mut item, r)| {
             item.started = started;

@@ -4,7 +4,7 @@
 use crate::remote::{ErrorKind, RemoteError};
 use std::fmt;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FileError {
     pub kind: ErrorKind,
     pub temporary: bool,

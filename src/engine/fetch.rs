@@ -9,12 +9,6 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use tokio::io::{AsyncWriteExt, BufWriter};
 
-/// Files up to this size are read into memory and written in one trip to
-/// the blocking pool. For small files the trips, not the bytes, are the
-/// cost: creating, writing and fsyncing the file in one trip also lets
-/// several files' creations run on several cores at once.
-const IN_MEMORY: u64 = 256 * 1024;
-
 /// Fetches `remote_path` (expected `size` bytes) into `temp`, continuing a
 /// partial file of the same version. Returns the bytes fetched in this call.
 pub async fn download(
@@ -23,9 +17,6 @@ pub async fn download(
     size: u64,
     temp: &Path,
 ) -> Result<u64, FileError> {
-    if size <= IN_MEMORY && partial_len(temp) == 0 {
-        return download_small(session, remote_path, size, temp).await;
-    }
     let ctx = |what: &str| format!("{what} {}", temp.display());
     let std_file = std::fs::OpenOptions::new()
         .read(true)
@@ -80,34 +71,6 @@ pub async fn download(
         .await
         .map_err(|e| FileError::local(ctx("fsync"), &e))?;
     Ok(fetched)
-}
-
-/// A small file: fetched whole into memory, then created, written and
-/// fsynced under its temporary name in one blocking call. A failed fetch
-/// leaves nothing behind, which costs a small file nothing.
-async fn download_small(
-    session: &mut PooledSession,
-    remote_path: &str,
-    size: u64,
-    temp: &Path,
-) -> Result<u64, FileError> {
-    let data = fetch_small(session, remote_path, size).await?;
-    let path = temp.to_path_buf();
-    tokio::task::spawn_blocking(move || write_synced(&path, &data))
-        .await
-        .map_err(|e| FileError::temporary(ErrorKind::Other, format!("write task: {e}")))??;
-    Ok(size)
-}
-
-/// The whole of a small file, which must be `size` bytes long.
-pub async fn fetch_small(
-    session: &mut PooledSession,
-    remote_path: &str,
-    size: u64,
-) -> Result<Vec<u8>, FileError> {
-    let r = session.read_whole(remote_path, size).await;
-    let data = session.check(r)?;
-    expect_size(remote_path, size, data)
 }
 
 /// A whole small file must have the size the listing reported; a file that

@@ -216,6 +216,7 @@ impl Engine {
             }
         }
     }
+
     /// Small files, [`batch::BATCH`] at a time.
     async fn run_batches(
         &self,
@@ -224,27 +225,20 @@ impl Engine {
         rows: Vec<FileRow>,
         stop: &CancellationToken,
     ) -> Vec<Outcome> {
-        let outcomes = Mutex::new(Vec::new());
         // Batches are cut as they start, so rows are never held twice.
         let mut rows = rows.into_iter();
         let chunks = std::iter::from_fn(move || {
             let chunk: Vec<FileRow> = rows.by_ref().take(batch::BATCH).collect();
             (!chunk.is_empty()).then_some(chunk)
         });
-        futures::stream::iter(chunks)
-            // Two batches at once: one fetches while the other waits on its fsyncs.
-            .for_each_concurrent(4, |rows| {
-                let outcomes = &outcomes;
-                async move {
-                    if stop.is_cancelled() {
-                        return;
-                    }
-                    let done = self.run_batch(rule, pool, rows).await;
-                    outcomes.lock().expect("outcomes lock").extend(done);
-                }
-            })
+        let done: Vec<Vec<Outcome>> = futures::stream::iter(chunks)
+            .take_while(|_| std::future::ready(!stop.is_cancelled()))
+            .map(|rows| self.run_batch(rule, pool, rows))
+            // Batches in flight at once: while some fetch, others wait on fsyncs.
+            .buffer_unordered(4)
+            .collect()
             .await;
-        outcomes.into_inner().expect("outcomes lock")
+        done.into_iter().flatten().collect()
     }
 
     /// Every other file on its own, up to `max_transfers` at once.

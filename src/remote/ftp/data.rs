@@ -82,17 +82,7 @@ pub async fn open(conn: &mut Conn, shared: &Shared, cmd: &str, offset: u64) -> R
         (Some(r), _) => r?,
         (None, FtpMode::Passive) => {
             let addr = passive_address(conn, io).await?;
-            let connect = TcpStream::connect(addr);
-            let tcp = match tokio::time::timeout(shared.server.connect_timeout, connect).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    return Err(RemoteError::from_io(
-                        format!("data connection to {addr}"),
-                        &e,
-                    ));
-                }
-                Err(_) => return Err(timeout(&format!("data connection to {addr}"), io)),
-            };
+            let tcp = connect_data(shared, addr).await?;
             start(conn, io, cmd, offset).await?;
             tcp
         }
@@ -204,23 +194,26 @@ async fn open_retr_pipelined(
             return Some(Err(e));
         }
     };
-    let addr = SocketAddr::new(conn.peer.ip(), port);
-    let tcp =
-        match tokio::time::timeout(shared.server.connect_timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => s,
-            // The server waits for this connection before answering RETR: the
-            // control connection is out of step, and the error says so.
-            Ok(Err(e)) => {
-                return Some(Err(RemoteError::new(
-                    ErrorKind::Connection,
-                    true,
-                    format!("data connection to {addr}"),
-                    e.to_string(),
-                )));
-            }
-            Err(_) => return Some(Err(timeout(&format!("data connection to {addr}"), io))),
-        };
+    let tcp = match connect_data(shared, SocketAddr::new(conn.peer.ip(), port)).await {
+        Ok(tcp) => tcp,
+        // The server waits for this connection before answering RETR: the
+        // control connection is out of step, and the session must go.
+        Err(mut e) => {
+            (e.kind, e.temporary) = (ErrorKind::Connection, true);
+            return Some(Err(e));
+        }
+    };
     Some(reply(conn, io, cmd, PRELIMINARY).await.map(|_| tcp))
+}
+
+/// A passive data connection to `addr`, within `connect_timeout`.
+async fn connect_data(shared: &Shared, addr: SocketAddr) -> Result<TcpStream> {
+    let what = || format!("data connection to {addr}");
+    match tokio::time::timeout(shared.server.connect_timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(RemoteError::from_io(what(), &e)),
+        Err(_) => Err(timeout(&what(), shared.server.io_timeout)),
+    }
 }
 
 /// `REST` (if resuming) and the transfer command, up to its preliminary reply.

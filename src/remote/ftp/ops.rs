@@ -3,9 +3,8 @@
 //! or `data::open`, each bounded by `io_timeout`.
 
 use super::Shared;
-use super::connect::{Conn, Ctrl, on_ctrl};
-use super::data::{self, command, finish, timeout};
-use super::error::classify;
+use super::connect::Conn;
+use super::data::{self, command, finish};
 use super::list::{self, Listed, Precision};
 use super::transfer::{Broken, pump, remote_io};
 use crate::remote::{Entry, EntryKind, ErrorKind, RemoteError, Result, join, parent};
@@ -169,8 +168,8 @@ const MDTM_WINDOW: usize = 64;
 async fn mdtm_all(conn: &mut Conn, shared: &Shared, paths: &[String]) -> Vec<Result<i64>> {
     let mut out = Vec::with_capacity(paths.len());
     for window in paths.chunks(MDTM_WINDOW) {
-        let sent = matches!(conn.ctrl, Ctrl::Plain(_))
-            && window.len() > 1
+        // Refused under TLS: the commands then go one by one.
+        let sent = window.len() > 1
             && data::send_lines(conn, shared.server.io_timeout, &mdtm_lines(window))
                 .await
                 .is_ok();
@@ -207,13 +206,7 @@ fn mdtm_lines(paths: &[String]) -> Vec<String> {
 /// Reads the reply to an MDTM already sent.
 async fn mdtm_reply(conn: &mut Conn, shared: &Shared, path: &str) -> Result<i64> {
     let cmd = format!("MDTM {path}");
-    let io = shared.server.io_timeout;
-    let r = on_ctrl!(&mut conn.ctrl, s => tokio::time::timeout(io, s.read_response_in(&[Status::File])).await);
-    let reply = match r {
-        Ok(Ok(r)) => String::from_utf8_lossy(&r.body).into_owned(),
-        Ok(Err(e)) => return Err(classify(cmd, e)),
-        Err(_) => return Err(timeout(&cmd, io)),
-    };
+    let reply = data::reply(conn, shared.server.io_timeout, &cmd, &[Status::File]).await?;
     mdtm_value(&cmd, &reply)
 }
 

@@ -29,15 +29,18 @@ pub async fn download(
     start: u64,
     sink: &mut (dyn AsyncWrite + Send + Unpin),
 ) -> Result<u64> {
-    let handle = c
-        .sftp
-        .open(path, OpenFlags::READ, FileAttributes::empty())
-        .await
-        .map_err(|e| error::sftp("open", path, e))?
-        .handle;
+    let handle = open_read(c, path).await?;
     let r = read_all(c, &handle, path, start, sink).await;
     let _ = c.sftp.close(handle).await;
     r
+}
+
+async fn open_read(c: &Connected, path: &str) -> Result<String> {
+    let opened = c.sftp.open(path, OpenFlags::READ, FileAttributes::empty());
+    Ok(opened
+        .await
+        .map_err(|e| error::sftp("open", path, e))?
+        .handle)
 }
 
 /// A small file of known size: open, read, close. Asking for one byte more
@@ -46,12 +49,7 @@ pub async fn download(
 /// the end of the file, so a shorter answer is the end. A server that
 /// answers short in the middle of a file gets asked for the rest.
 pub async fn read_whole(c: &Connected, path: &str, size: u64) -> Result<Vec<u8>> {
-    let handle = c
-        .sftp
-        .open(path, OpenFlags::READ, FileAttributes::empty())
-        .await
-        .map_err(|e| error::sftp("open", path, e))?
-        .handle;
+    let handle = open_read(c, path).await?;
     let mut data = Vec::with_capacity(size as usize + 1);
     let r = read_to_size(c, &handle, path, size, &mut data).await;
     let _ = c.sftp.close(handle).await;
