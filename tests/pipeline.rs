@@ -37,8 +37,15 @@ fn a_changed_file_is_a_new_version_and_is_delivered_again() {
     f.once(0);
     std::fs::write(&src, b"version two").unwrap();
     f.once(0);
+    // The consumer has not taken v1: it is kept (if_exists = "unique").
+    assert_eq!(std::fs::read(f.outbox.join("a.csv")).unwrap(), b"v1");
+    let later: Vec<_> = names(&f.outbox)
+        .into_iter()
+        .filter(|n| n.starts_with("a.") && n.ends_with("Z.csv"))
+        .collect();
+    assert_eq!(later.len(), 1, "{:?}", names(&f.outbox));
     assert_eq!(
-        std::fs::read(f.outbox.join("a.csv")).unwrap(),
+        std::fs::read(f.outbox.join(&later[0])).unwrap(),
         b"version two"
     );
     let rows = f.files(Some("done"));
@@ -72,7 +79,15 @@ fn move_to_archives_and_never_overwrites_an_archived_file() {
         std::fs::read(f.path("archive").join(suffixed[0])).unwrap(),
         b"second"
     );
-    assert_eq!(std::fs::read(f.outbox.join("a.csv")).unwrap(), b"second");
+    // Locally too, the unread first file is kept and the second set beside it.
+    assert_eq!(std::fs::read(f.outbox.join("a.csv")).unwrap(), b"first");
+    assert_eq!(
+        names(&f.outbox)
+            .iter()
+            .filter(|n| n.starts_with("a.") && n.ends_with("Z.csv"))
+            .count(),
+        1
+    );
 }
 
 /// The fixture's directory is only known after it is made: rewrite the

@@ -53,8 +53,11 @@ pub fn check(path: &Path) -> i32 {
             PostAction::MoveTo(d) => format!("move_to {d}"),
         };
         println!(
-            "  {:<16} {}:{} -> {to}",
-            r.name, r.server.name, r.remote_dir
+            "  {:<16} {}:{} -> {to} (if_exists {})",
+            r.name,
+            r.server.name,
+            r.remote_dir,
+            r.if_exists.as_str()
         );
         println!(
             "  {:<16} every {}, stable_for {}, {}{}, then {after}",
@@ -69,5 +72,30 @@ pub fn check(path: &Path) -> i32 {
             },
         );
     }
+    for w in shared_local_dirs(&config.rules) {
+        eprintln!("warning: {w}");
+    }
     EXIT_OK
+}
+
+/// Two rules delivering into one `local_dir` can take each other's names:
+/// allowed (a consumer may want one inbox), but worth a warning.
+fn shared_local_dirs(rules: &[std::sync::Arc<config::Rule>]) -> Vec<String> {
+    let mut by_dir: std::collections::BTreeMap<&Path, Vec<&str>> = Default::default();
+    for r in rules {
+        if let Some(d) = &r.local_dir {
+            by_dir.entry(d.as_path()).or_default().push(&r.name);
+        }
+    }
+    by_dir
+        .into_iter()
+        .filter(|(_, names)| names.len() > 1)
+        .map(|(dir, names)| {
+            format!(
+                "rules {} all deliver into {}; files of the same name are kept apart only by if_exists",
+                names.join(", "),
+                dir.display()
+            )
+        })
+        .collect()
 }

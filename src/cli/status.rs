@@ -28,10 +28,12 @@ pub async fn status(config: &Path, json: bool) -> i32 {
             .iter()
             .map(|r| {
                 let counts: serde_json::Map<_, _> = r.counts.iter().map(|(s, n)| (s.clone(), (*n).into())).collect();
+                let held: serde_json::Map<_, _> = r.held.iter().map(|(s, n)| (s.clone(), (*n).into())).collect();
                 serde_json::json!({
                     "rule": r.name, "last_poll": time(r.last_poll_ms), "last_duration_ms": r.last_duration_ms,
                     "last_listed": r.last_listed, "last_success": time(r.last_success_ms),
                     "consecutive_errors": r.consecutive_errors, "last_error": r.last_error, "files": counts,
+                    "held": held,
                 })
             })
             .collect();
@@ -63,6 +65,18 @@ pub async fn status(config: &Path, json: bool) -> i32 {
             print!(" {n:>11}");
         }
         println!("  {}", r.last_error.as_deref().unwrap_or("-"));
+        for (why, n) in &r.held {
+            println!("{:<20} {n} file(s) held ({})", "", held_text(why));
+        }
     }
     EXIT_OK
+}
+
+/// What a hold means, for people.
+fn held_text(why: &str) -> &str {
+    match why {
+        "name-taken" => "waiting for a free name in local_dir: if_exists = \"wait\"",
+        "local-storage" => "local storage trouble (full, quota, read-only or I/O error); retried, no attempts spent",
+        other => other,
+    }
 }

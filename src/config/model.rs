@@ -169,6 +169,30 @@ pub enum PostAction {
     MoveTo(String),
 }
 
+/// What a delivery does when its name is taken in `local_dir`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IfExists {
+    /// Keep the existing file; the new one gets a UTC timestamp suffix.
+    #[default]
+    Unique,
+    /// Replace it (mirrors).
+    Overwrite,
+    /// Keep the new file pending, without spending attempts, until the name is free.
+    Wait,
+}
+
+impl IfExists {
+    pub const ALL: [IfExists; 3] = [IfExists::Unique, IfExists::Overwrite, IfExists::Wait];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IfExists::Unique => "unique",
+            IfExists::Overwrite => "overwrite",
+            IfExists::Wait => "wait",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
     /// Attempts in all, the first one included.
@@ -218,6 +242,7 @@ pub struct Rule {
     /// Marker name pattern containing `{name}`, e.g. `{name}.done`.
     pub ready_marker: Option<String>,
     pub local_dir: Option<PathBuf>,
+    pub if_exists: IfExists,
     pub handler: Option<Handler>,
     pub after: PostAction,
     pub failed_move_to: Option<String>,

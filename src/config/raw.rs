@@ -138,6 +138,7 @@ pub struct RawWatch {
     pub max_size: Option<Spanned<i64>>,
     pub ready_marker: Option<Spanned<String>>,
     pub local_dir: Option<Spanned<String>>,
+    pub if_exists: Option<Spanned<String>>,
     pub handler: Option<Spanned<Vec<Spanned<String>>>>,
     pub handler_timeout: Option<Spanned<String>>,
     pub move_to: Option<Spanned<String>>,

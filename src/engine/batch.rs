@@ -17,7 +17,8 @@
 use super::error::FileError;
 use super::target::{self, Target};
 use super::{Engine, Outcome, deliver, fetch};
-use crate::config::{PostAction, Rule};
+use super::deliver::Placed;
+use crate::config::{IfExists, PostAction, Rule};
 use crate::remote::Pool;
 use crate::state::{FileRow, now_ms};
 use futures::StreamExt;
@@ -61,8 +62,10 @@ struct Item {
     span: Span,
     data: Vec<u8>,
     target: Option<Target>,
-    /// The final path as recorded in the state database, once resolved.
-    local: String,
+    /// The final name chosen by `if_exists`, recorded before the rename.
+    local: PathBuf,
+    /// The temporary file's inode.
+    inode: u64,
     /// When its fetch started: `downloaded` reports the time since.
     started: Instant,
 }
@@ -132,7 +135,8 @@ impl Engine {
                         span,
                         data: Vec::new(),
                         target: None,
-                        local: String::new(),
+                        local: PathBuf::new(),
+                        inode: 0,
                         started: Instant::now(),
                     });
                 }
@@ -216,8 +220,8 @@ impl Engine {
                     .into_iter()
                     .map(|mut item| {
                         let r = target::resolve(&rule, &spool, &item.row).and_then(|t| {
-                            fetch::write_synced(&t.temp_path, &item.data)?;
-                            item.local = t.final_path.to_string_lossy().into_owned();
+                            item.inode = fetch::write_synced(&t.temp_path, &item.data)?;
+                            item.local = super::process::choose(&rule, &t)?;
                             item.target = Some(t);
                             Ok(())
                         });
@@ -249,7 +253,12 @@ impl Engine {
         let now = now_ms();
         let marks = join_all(items.iter().map(|i| {
             let size = i.row.size as u64;
-            self.state.mark_downloaded(i.row.id, size, &i.local, now)
+            let local = i.local.to_string_lossy().into_owned();
+            async move {
+                self.state
+                    .mark_downloaded(i.row.id, size, &local, Some(i.inode), now)
+                    .await
+            }
         }))
         .await;
         let log = |item: &Item| {
@@ -267,7 +276,12 @@ impl Engine {
             .await
     }
 
-    /// Renames every file into place, then fsyncs each directory once.
+    /// Renames every file into place under its recorded name, never
+    /// replacing a file unless the rule overwrites, then fsyncs each
+    /// directory once. A file whose name was taken since it was chosen, or
+    /// whose temporary file vanished, leaves the batch as it is
+    /// (`downloaded`, no failure counted): the single-file path chooses
+    /// again or downloads again at the next poll.
     async fn place_all(
         &self,
         rule: &Rule,
@@ -275,14 +289,23 @@ impl Engine {
         items: Vec<Item>,
         outcomes: &mut Vec<Outcome>,
     ) -> Vec<Item> {
+        let overwrite = rule.if_exists == IfExists::Overwrite;
         let placed = tokio::task::spawn_blocking(move || {
             let mut results = Vec::with_capacity(items.len());
+            let mut left = 0;
             let mut dirs = BTreeSet::new();
             for item in items {
                 let t = item.target.as_ref().expect("written items have a target");
-                let r = deliver::rename_into_place(t).map(|_| ());
+                let r = match deliver::rename(&t.temp_path, &item.local, overwrite) {
+                    Ok(Placed::Renamed) => Ok(()),
+                    Ok(Placed::Taken | Placed::TempMissing) => {
+                        left += 1;
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                };
                 if r.is_ok() {
-                    dirs.insert(parent(&t.final_path));
+                    dirs.insert(parent(&item.local));
                 }
                 results.push((item, r));
             }
@@ -290,18 +313,20 @@ impl Engine {
             for dir in dirs {
                 if let Err(e) = deliver::sync_dir(&dir) {
                     for (item, r) in results.iter_mut() {
-                        let t = item.target.as_ref().expect("written items have a target");
-                        if r.is_ok() && parent(&t.final_path) == dir {
+                        if r.is_ok() && parent(&item.local) == dir {
                             *r = Err(FileError::local(format!("fsync {}", dir.display()), &e));
                         }
                     }
                 }
             }
-            results
+            (results, left)
         })
         .await;
         match placed {
-            Ok(results) => self.keep_ok(rule, pool, results, outcomes).await,
+            Ok((results, left)) => {
+                outcomes.extend(std::iter::repeat_n(Outcome::Retrying, left));
+                self.keep_ok(rule, pool, results, outcomes).await
+            }
             Err(e) => {
                 // Files whose rename may or may not have happened stay
                 // `downloaded`; the next poll finishes them one by one.
@@ -320,14 +345,17 @@ impl Engine {
     ) {
         let now = now_ms();
         let finished = rule.after == PostAction::Keep;
-        let marks = join_all(
-            items
-                .iter()
-                .map(|i| self.state.mark_delivered(i.row.id, &i.local, finished, now)),
-        )
+        let marks = join_all(items.iter().map(|i| {
+            let local = i.local.to_string_lossy().into_owned();
+            async move {
+                self.state
+                    .mark_delivered(i.row.id, &local, finished, now)
+                    .await
+            }
+        }))
         .await;
         let log = |item: &Item| {
-            tracing::info!(state = "delivered", local = %item.local, size = item.row.size, "delivered");
+            tracing::info!(state = "delivered", local = %item.local.display(), size = item.row.size, "delivered");
             if finished {
                 tracing::info!(state = "done", "done");
             }

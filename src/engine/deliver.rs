@@ -1,46 +1,158 @@
 //! The commit point of a delivery: the rename of a whole, fsynced temporary
 //! file onto its final name, made durable by an fsync of the directory.
+//!
+//! The final name is chosen by the rule's `if_exists` and recorded in the
+//! state database before the rename; the rename itself never replaces a
+//! file unless the rule says `overwrite`. A repeat after a crash knows its
+//! own earlier rename by the inode recorded with the name: the temporary
+//! file's inode is the final file's.
 
 use super::error::FileError;
-use super::target::Target;
+use super::post::{utc_stamp, with_suffix};
+use crate::config::IfExists;
+use crate::remote::ErrorKind;
 use std::io;
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
-/// Renames the temporary file into place and fsyncs its directory. A
-/// missing temporary file means a previous run already renamed it (it is
-/// only marked `downloaded` once whole), so this is safe to repeat after a
-/// crash. Returns whether it renamed now.
-pub async fn place(t: &Target) -> Result<bool, FileError> {
-    let (temp, fin) = (t.temp_path.clone(), t.final_path.clone());
-    // Rename and directory fsync in one trip to the blocking pool.
-    let r = tokio::task::spawn_blocking(move || -> Result<bool, FileError> {
-        let renamed = rename(&temp, &fin)?;
-        // Also after a rename by an earlier run: it may not be durable yet.
-        let dir = fin.parent().unwrap_or(Path::new("/"));
-        sync_dir(dir).map_err(|e| FileError::local(format!("fsync {}", dir.display()), &e))?;
-        Ok(renamed)
-    })
-    .await;
-    r.map_err(|e| {
-        FileError::temporary(crate::remote::ErrorKind::Other, format!("rename task: {e}"))
-    })?
+/// Where a downloaded file goes, by the rule's `if_exists`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Choice {
+    Name(PathBuf),
+    /// `wait`, and the name is taken.
+    Wait,
 }
 
-/// The rename alone, for callers that fsync the directory once for many
-/// files. Blocking. Returns whether it renamed now.
-pub fn rename_into_place(t: &Target) -> Result<bool, FileError> {
-    rename(&t.temp_path, &t.final_path)
+/// How a rename into place ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placed {
+    Renamed,
+    /// Someone else's file took the name since it was chosen.
+    Taken,
+    /// The temporary file is gone: not proof of anything; download again.
+    TempMissing,
 }
 
-fn rename(temp: &Path, fin: &Path) -> Result<bool, FileError> {
-    match std::fs::rename(temp, fin) {
-        Ok(()) => Ok(true),
+/// Chooses the name to deliver `natural` under. Blocking (a few lstats).
+pub fn choose(natural: &Path, policy: IfExists) -> Result<Choice, FileError> {
+    if policy == IfExists::Overwrite || !exists(natural)? {
+        return Ok(Choice::Name(natural.to_path_buf()));
+    }
+    if policy == IfExists::Wait {
+        return Ok(Choice::Wait);
+    }
+    let stamp = utc_stamp(SystemTime::now());
+    let text = natural.to_string_lossy();
+    for n in 0..1000 {
+        let tag = if n == 0 {
+            stamp.clone()
+        } else {
+            format!("{stamp}-{n}")
+        };
+        let candidate = PathBuf::from(with_suffix(&text, &tag));
+        if !exists(&candidate)? {
+            return Ok(Choice::Name(candidate));
+        }
+    }
+    Err(FileError::temporary(
+        ErrorKind::AlreadyExists,
+        format!("no free name for {text}"),
+    ))
+}
+
+fn exists(p: &Path) -> Result<bool, FileError> {
+    match std::fs::symlink_metadata(p) {
+        Ok(_) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(FileError::local(format!("inspect {}", p.display()), &e)),
+    }
+}
+
+/// Whether `path` is this row's delivered file: the inode of its temporary
+/// file (when recorded) and the expected size. Rows recorded before inodes
+/// were kept are recognised by size alone.
+pub fn is_ours(path: &Path, inode: Option<i64>, size: u64) -> bool {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => {
+            m.is_file() && m.len() == size && inode.is_none_or(|i| m.ino() == i as u64)
+        }
+        Err(_) => false,
+    }
+}
+
+/// Renames `temp` onto `chosen`, never replacing a file unless `overwrite`.
+/// Blocking; the caller fsyncs the directory.
+pub fn rename(temp: &Path, chosen: &Path, overwrite: bool) -> Result<Placed, FileError> {
+    let r = if overwrite {
+        std::fs::rename(temp, chosen)
+    } else {
+        rename_noreplace(temp, chosen)
+    };
+    match r {
+        Ok(()) => Ok(Placed::Renamed),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Placed::Taken),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !exists(temp)? => Ok(Placed::TempMissing),
         Err(e) => Err(FileError::local(
-            format!("rename {} -> {}", temp.display(), fin.display()),
+            format!("rename {} -> {}", temp.display(), chosen.display()),
             &e,
         )),
     }
+}
+
+/// rename(2) replaces silently; renameat2 with RENAME_NOREPLACE refuses an
+/// existing target atomically. File systems without it (some network
+/// mounts) get link + unlink, which refuses an existing target too.
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let f = CString::new(from.as_os_str().as_bytes())?;
+    let t = CString::new(to.as_os_str().as_bytes())?;
+    // SAFETY: both strings are valid and NUL-terminated for the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            f.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
+            std::fs::hard_link(from, to)?;
+            std::fs::remove_file(from)
+        }
+        _ => Err(e),
+    }
+}
+
+/// Renames and fsyncs the directory in one trip to the blocking pool.
+pub async fn place(temp: PathBuf, chosen: PathBuf, overwrite: bool) -> Result<Placed, FileError> {
+    let r = tokio::task::spawn_blocking(move || -> Result<Placed, FileError> {
+        let placed = rename(&temp, &chosen, overwrite)?;
+        if placed == Placed::Renamed {
+            sync_parent(&chosen)?;
+        }
+        Ok(placed)
+    })
+    .await;
+    r.map_err(|e| FileError::temporary(ErrorKind::Other, format!("rename task: {e}")))?
+}
+
+/// Makes an earlier run's rename durable: it may not have been fsynced.
+pub async fn sync_parent_async(path: PathBuf) -> Result<(), FileError> {
+    let r = tokio::task::spawn_blocking(move || sync_parent(&path)).await;
+    r.map_err(|e| FileError::temporary(ErrorKind::Other, format!("fsync task: {e}")))?
+}
+
+fn sync_parent(path: &Path) -> Result<(), FileError> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    sync_dir(dir).map_err(|e| FileError::local(format!("fsync {}", dir.display()), &e))
 }
 
 /// Makes the renames into `dir` durable. Blocking.
@@ -49,11 +161,51 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Removes a handler-only rule's spool directory once the file is delivered.
-pub async fn clean_spool(t: &Target) {
-    if let Some(dir) = &t.spool_dir
+pub async fn clean_spool(spool_dir: &Option<PathBuf>) {
+    if let Some(dir) = spool_dir
         && let Err(e) = tokio::fs::remove_dir_all(dir).await
         && e.kind() != io::ErrorKind::NotFound
     {
         tracing::warn!(dir = %dir.display(), error = %e, "could not remove a spool directory");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_keeps_the_existing_file_and_wait_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let natural = dir.path().join("orders.csv");
+        let free = choose(&natural, IfExists::Unique).unwrap();
+        assert_eq!(free, Choice::Name(natural.clone()));
+        std::fs::write(&natural, b"old").unwrap();
+        let Choice::Name(other) = choose(&natural, IfExists::Unique).unwrap() else {
+            panic!("unique never waits");
+        };
+        let name = other.file_name().unwrap().to_str().unwrap();
+        assert!(name.starts_with("orders.") && name.ends_with("Z.csv"), "{name}");
+        assert_eq!(choose(&natural, IfExists::Wait).unwrap(), Choice::Wait);
+        assert_eq!(
+            choose(&natural, IfExists::Overwrite).unwrap(),
+            Choice::Name(natural.clone())
+        );
+    }
+
+    #[test]
+    fn rename_never_replaces_unless_overwrite_and_knows_its_own_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (temp, fin) = (dir.path().join(".t"), dir.path().join("f"));
+        std::fs::write(&temp, b"new").unwrap();
+        let inode = std::fs::metadata(&temp).unwrap().ino() as i64;
+        std::fs::write(&fin, b"old").unwrap();
+        assert_eq!(rename(&temp, &fin, false).unwrap(), Placed::Taken);
+        assert_eq!(std::fs::read(&fin).unwrap(), b"old");
+        assert!(!is_ours(&fin, Some(inode), 3));
+        assert_eq!(rename(&temp, &fin, true).unwrap(), Placed::Renamed);
+        assert!(is_ours(&fin, Some(inode), 3));
+        assert!(!is_ours(&fin, Some(inode), 4));
+        assert_eq!(rename(&temp, &fin, false).unwrap(), Placed::TempMissing);
     }
 }

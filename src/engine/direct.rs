@@ -16,6 +16,10 @@ const WRITEBACK_EVERY: u64 = 64 * 1024 * 1024;
 pub struct DirectFile {
     pub file: std::fs::File,
     since_writeback: u64,
+    /// The first write error. Transports report a failing sink as their own
+    /// error; the caller looks here to know the local disk failed, and then
+    /// discards the file instead of resuming it.
+    pub write_error: Option<std::io::Error>,
 }
 
 impl DirectFile {
@@ -23,6 +27,7 @@ impl DirectFile {
         Self {
             file,
             since_writeback: 0,
+            write_error: None,
         }
     }
 
@@ -53,8 +58,15 @@ impl AsyncWrite for DirectFile {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let r = this.file.write(buf);
-        if let Ok(n) = &r {
-            this.count(*n);
+        match &r {
+            Ok(n) => this.count(*n),
+            Err(e) if this.write_error.is_none() => {
+                this.write_error = Some(match e.raw_os_error() {
+                    Some(code) => std::io::Error::from_raw_os_error(code),
+                    None => std::io::Error::new(e.kind(), e.to_string()),
+                })
+            }
+            Err(_) => {}
         }
         Poll::Ready(r)
     }

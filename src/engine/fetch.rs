@@ -5,33 +5,35 @@ use super::direct::{self, DirectFile};
 use super::error::FileError;
 use crate::remote::{ErrorKind, PooledSession};
 use std::io::{Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use tokio::io::{AsyncWriteExt, BufWriter};
 
+/// What a download left on disk.
+pub struct Fetched {
+    /// Bytes fetched in this call (not those resumed from).
+    pub bytes: u64,
+    /// The temporary file's inode, which the delivered file keeps.
+    pub inode: u64,
+}
+
 /// Fetches `remote_path` (expected `size` bytes) into `temp`, continuing a
-/// partial file of the same version. Returns the bytes fetched in this call.
+/// partial file of the same version. After a local write or fsync error the
+/// temporary file is removed, not resumed: a failed write or fsync (on NFS
+/// above all) can leave a file of the right length with holes in it.
 pub async fn download(
     session: &mut PooledSession,
     remote_path: &str,
     size: u64,
     temp: &Path,
-) -> Result<u64, FileError> {
+) -> Result<Fetched, FileError> {
     let ctx = |what: &str| format!("{what} {}", temp.display());
-    let std_file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        // A planted symlink must not redirect the download.
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(temp)
-        .map_err(|e| FileError::local(ctx("open"), &e))?;
-    let mut file = std_file;
-    let mut offset = file
+    let mut file = open_temp(temp)?;
+    let meta = file
         .metadata()
-        .map_err(|e| FileError::local(ctx("stat"), &e))?
-        .len();
+        .map_err(|e| FileError::local(ctx("stat"), &e))?;
+    let inode = meta.ino();
+    let mut offset = meta.len();
     if offset > size {
         file.set_len(0)
             .map_err(|e| FileError::local(ctx("truncate"), &e))?;
@@ -45,13 +47,16 @@ pub async fn download(
     let mut sink = BufWriter::with_capacity(256 * 1024, DirectFile::new(file));
     let fetched = if offset < size {
         let r = session.read_into(remote_path, offset, &mut sink).await;
+        if let Some(e) = sink.get_mut().write_error.take() {
+            return Err(discard(temp, FileError::local(ctx("write"), &e)));
+        }
         session.check(r)?
     } else {
         0
     };
-    sink.flush()
-        .await
-        .map_err(|e| FileError::local(ctx("write"), &e))?;
+    if let Err(e) = sink.flush().await {
+        return Err(discard(temp, FileError::local(ctx("write"), &e)));
+    }
     let file = sink.into_inner().file;
     let len = offset + fetched;
     if len != size {
@@ -67,10 +72,46 @@ pub async fn download(
             ),
         ));
     }
-    direct::sync(file)
-        .await
-        .map_err(|e| FileError::local(ctx("fsync"), &e))?;
-    Ok(fetched)
+    if let Err(e) = direct::sync(file).await {
+        return Err(discard(temp, FileError::local(ctx("fsync"), &e)));
+    }
+    Ok(Fetched {
+        bytes: fetched,
+        inode,
+    })
+}
+
+/// Opens this row's partial file to resume it, or creates it exclusively:
+/// the row id in its name makes it this row's alone, and `O_EXCL` makes
+/// sure of it. `O_NOFOLLOW`: a planted symlink must not redirect the download.
+fn open_temp(temp: &Path) -> Result<std::fs::File, FileError> {
+    let ctx = |what: &str| format!("{what} {}", temp.display());
+    let existing = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(temp);
+    match existing {
+        Ok(f) => Ok(f),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(temp)
+            .map_err(|e| FileError::local(ctx("create"), &e)),
+        Err(e) => Err(FileError::local(ctx("open"), &e)),
+    }
+}
+
+/// Removes a temporary file whose bytes cannot be trusted, keeping `e`.
+fn discard(temp: &Path, e: FileError) -> FileError {
+    match std::fs::remove_file(temp) {
+        Ok(()) => tracing::info!(partial = %temp.display(), "removed the temporary file after a local write error"),
+        Err(re) if re.kind() == std::io::ErrorKind::NotFound => {}
+        Err(re) => tracing::warn!(partial = %temp.display(), error = %re, "cannot remove a temporary file after a local write error"),
+    }
+    e
 }
 
 /// A whole small file must have the size the listing reported; a file that
@@ -88,20 +129,35 @@ pub fn expect_size(remote_path: &str, size: u64, data: Vec<u8>) -> Result<Vec<u8
     Ok(data)
 }
 
-/// Creates (or truncates), writes and fsyncs `path`. Blocking.
-pub fn write_synced(path: &Path, data: &[u8]) -> Result<(), FileError> {
+/// Creates `path` exclusively, writes and fsyncs it; returns its inode.
+/// A leftover of the same row (its id is in the name) from an earlier run
+/// is replaced: batches fetch small files whole. On a write or fsync error
+/// the file is removed. Blocking.
+pub fn write_synced(path: &Path, data: &[u8]) -> Result<u64, FileError> {
     let ctx = |what: &str| format!("{what} {}", path.display());
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| FileError::local(ctx("open"), &e))?;
-    file.write_all(data)
-        .map_err(|e| FileError::local(ctx("write"), &e))?;
-    file.sync_all()
-        .map_err(|e| FileError::local(ctx("fsync"), &e))
+    let create = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+    };
+    let mut file = match create() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(path).map_err(|e| FileError::local(ctx("remove"), &e))?;
+            create()
+        }
+        other => other,
+    }
+    .map_err(|e| FileError::local(ctx("create"), &e))?;
+    if let Err(e) = file.write_all(data).and_then(|()| file.sync_all()) {
+        return Err(discard(path, FileError::local(ctx("write"), &e)));
+    }
+    let inode = file
+        .metadata()
+        .map_err(|e| FileError::local(ctx("stat"), &e))?
+        .ino();
+    Ok(inode)
 }
 
 /// Bytes already in a partial file, for the progress column after a failure.

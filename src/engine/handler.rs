@@ -106,6 +106,7 @@ pub async fn run(h: &Handler, props: &Props) -> Result<(), FileError> {
         FileError {
             kind,
             temporary,
+            hold: None,
             message: format!("cannot start handler {:?}: {e}", argv[0]),
         }
     })?;

@@ -17,10 +17,11 @@ mod target;
 mod walk;
 
 pub use error::FileError;
+use error::Hold;
 pub use process::Outcome;
 pub use target::is_temp_name;
 
-use crate::config::{Daemon, Rule, Server};
+use crate::config::{Daemon, IfExists, Rule, Server};
 use crate::remote::Pool;
 use crate::state::{FileRow, FileState, State, now_ms};
 use futures::StreamExt;
@@ -134,6 +135,7 @@ impl Engine {
         let pool = self.pool_for(&rule.server);
         let listing = {
             let mut session = pool.get().await?;
+            self.restore_retried(rule, &mut session).await?;
             walk::list(&mut session, rule).await?
         };
         report.listed = listing.files.len();
@@ -159,6 +161,7 @@ impl Engine {
             .due(&rule.name, now, ms(rule.stable_for), ms(rule.min_age))
             .await?;
         let due = self.gate(rule, due, &listing).await?;
+        let due = self.hold_taken_names(rule, due).await;
         self.run_files(rule, &pool, due, stop, report).await;
         pool.close_idle();
         Ok(())
@@ -191,6 +194,69 @@ impl Engine {
             tracing::info!(state = "stable", path = %r.path, size = r.size, "stable");
         }
         Ok(due)
+    }
+
+    /// `if_exists = "wait"`: pending files whose name is taken in
+    /// `local_dir` are held, without a claim or an attempt, until it is free.
+    async fn hold_taken_names(&self, rule: &Rule, due: Vec<FileRow>) -> Vec<FileRow> {
+        if rule.if_exists != IfExists::Wait || rule.local_dir.is_none() {
+            return due;
+        }
+        let mut go = Vec::with_capacity(due.len());
+        for row in due {
+            let taken = row.state.is_pending()
+                && target::resolve(rule, &self.spool_dir, &row)
+                    .is_ok_and(|t| std::fs::symlink_metadata(&t.final_path).is_ok());
+            if !taken {
+                go.push(row);
+                continue;
+            }
+            if row.held.as_deref() != Some(Hold::NameTaken.as_str()) {
+                let span = tracing::info_span!(parent: None, "file", rule = %rule.name, server = %rule.server.name, path = %row.path, id = row.id);
+                let t = target::resolve(rule, &self.spool_dir, &row).expect("resolved above");
+                let e = FileError::name_taken(&t.final_path);
+                self.hold(rule, &row, Hold::NameTaken, &e.message)
+                    .instrument(span)
+                    .await;
+            }
+        }
+        go
+    }
+
+    /// Moves files that `ferry retry` requeued back from `failed_move_to`
+    /// to their own path, before the listing, so that the listing finds
+    /// them where their rows say (a rename keeps size and mtime).
+    async fn restore_retried(
+        &self,
+        rule: &Rule,
+        session: &mut crate::remote::PooledSession,
+    ) -> Result<(), FileError> {
+        for row in self.state.to_restore(&rule.name).await? {
+            let Some(from) = row.failed_moved_to.as_deref() else {
+                continue;
+            };
+            let to = crate::remote::join(&rule.remote_dir, &row.path);
+            let r = session.create_dirs(crate::remote::parent(&to)).await;
+            session.check(r)?;
+            let r = session.rename(from, &to, false).await;
+            match session.check(r) {
+                Ok(()) => {
+                    tracing::info!(path = %row.path, from = %from, "moved back from failed_move_to for a retry");
+                    self.state.restored(row.id, now_ms()).await?;
+                }
+                Err(e) if e.kind == crate::remote::ErrorKind::NotFound => {
+                    tracing::warn!(path = %row.path, from = %from, "not in failed_move_to any more; the listing decides");
+                    self.state.restored(row.id, now_ms()).await?;
+                }
+                Err(e) if e.kind == crate::remote::ErrorKind::AlreadyExists => {
+                    let msg = format!("cannot move {from} back for a retry: {to} exists on the server");
+                    tracing::error!(path = %row.path, error = %msg, "retry failed");
+                    self.state.mark_failed(row.id, &msg, None, now_ms()).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     }
 
     async fn run_files(

@@ -2,12 +2,13 @@
 //! the remote post-action. Each step starts from the state the row is in,
 //! so a row left half-way by a crash or a stop simply continues.
 
-use super::error::FileError;
+use super::error::{FileError, Hold};
 use super::handler::{self, Props};
 use super::{Engine, deliver, fetch, post, retry, target};
-use crate::config::{PostAction, Rule};
+use crate::config::{IfExists, PostAction, Rule};
 use crate::remote::{self, Pool};
 use crate::state::{FileRow, FileState, now_ms};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -70,30 +71,38 @@ impl Engine {
     ) -> Result<(), FileError> {
         let remote_path = remote::join(&rule.remote_dir, &row.path);
         let t = target::resolve(rule, &self.spool_dir, row)?;
-        let local_path = t.final_path.to_string_lossy().into_owned();
-        if stage.is_pending() {
-            let started = Instant::now();
-            let mut session = pool.get().await?;
-            let fetched =
-                fetch::download(&mut session, &remote_path, row.size as u64, &t.temp_path).await?;
-            drop(session);
-            self.state
-                .mark_downloaded(row.id, row.size as u64, &local_path, now_ms())
-                .await?;
-            let duration_ms = started.elapsed().as_millis() as u64;
-            tracing::info!(
-                state = "downloaded",
-                bytes = fetched,
-                size = row.size,
-                duration_ms,
-                "downloaded"
-            );
-            *stage = FileState::Downloaded;
-        }
+        let mut placed = Chosen {
+            path: row.local_path.as_ref().map(PathBuf::from),
+            inode: row.local_inode,
+        };
         if *stage == FileState::Downloaded {
-            deliver::place(&t).await?;
+            match self.place(rule, row, &t, &mut placed).await? {
+                deliver::Placed::Renamed => {}
+                deliver::Placed::Taken => unreachable!("place waits or retries a taken name"),
+                deliver::Placed::TempMissing => {
+                    tracing::warn!("the temporary file is gone and no delivered file is recorded; downloading again");
+                    *stage = FileState::Downloading;
+                }
+            }
+        }
+        if stage.is_pending() {
+            self.download(rule, pool, row, &remote_path, &t, &mut placed)
+                .await?;
+            *stage = FileState::Downloaded;
+            if self.place(rule, row, &t, &mut placed).await? == deliver::Placed::TempMissing {
+                return Err(FileError::temporary(
+                    crate::remote::ErrorKind::NotFound,
+                    format!("{} vanished before its rename", t.temp_path.display()),
+                ));
+            }
+        }
+        let local_path = placed
+            .path
+            .as_ref()
+            .map_or_else(String::new, |p| p.to_string_lossy().into_owned());
+        if *stage == FileState::Downloaded {
             if let Some(h) = &rule.handler {
-                if !t.final_path.exists() {
+                if !Path::new(&local_path).exists() {
                     return Err(FileError::permanent(
                         crate::remote::ErrorKind::NotFound,
                         format!("{local_path} was removed before the handler could run"),
@@ -110,15 +119,104 @@ impl Engine {
             *stage = FileState::Delivered;
             if finished {
                 tracing::info!(state = "done", "done");
-                deliver::clean_spool(&t).await;
+                deliver::clean_spool(&t.spool_dir).await;
                 return Ok(());
             }
         }
         if *stage == FileState::Delivered {
-            deliver::clean_spool(&t).await;
+            deliver::clean_spool(&t.spool_dir).await;
             self.finish_delivered(rule, pool, row).await?;
         }
         Ok(())
+    }
+
+    /// Downloads into the temporary file, chooses the final name and
+    /// records both (`downloaded`) before anything is renamed.
+    async fn download(
+        &self,
+        rule: &Rule,
+        pool: &Arc<Pool>,
+        row: &FileRow,
+        remote_path: &str,
+        t: &target::Target,
+        placed: &mut Chosen,
+    ) -> Result<(), FileError> {
+        let started = Instant::now();
+        let mut session = pool.get().await?;
+        let fetched = fetch::download(&mut session, remote_path, row.size as u64, &t.temp_path).await?;
+        drop(session);
+        let chosen = choose(rule, t)?;
+        self.state
+            .mark_downloaded(
+                row.id,
+                row.size as u64,
+                &chosen.to_string_lossy(),
+                Some(fetched.inode),
+                now_ms(),
+            )
+            .await?;
+        *placed = Chosen {
+            path: Some(chosen),
+            inode: Some(fetched.inode as i64),
+        };
+        let duration_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(
+            state = "downloaded",
+            bytes = fetched.bytes,
+            size = row.size,
+            duration_ms,
+            "downloaded"
+        );
+        Ok(())
+    }
+
+    /// Renames a `downloaded` file into place under its recorded name, or
+    /// recognises that an earlier run did. A recorded name taken by someone
+    /// else's file is chosen again (and recorded again) by `if_exists`.
+    async fn place(
+        &self,
+        rule: &Rule,
+        row: &FileRow,
+        t: &target::Target,
+        placed: &mut Chosen,
+    ) -> Result<deliver::Placed, FileError> {
+        let size = row.size as u64;
+        let overwrite = overwrites(rule);
+        for _ in 0..10 {
+            if let Some(p) = &placed.path
+                && deliver::is_ours(p, placed.inode, size)
+            {
+                // An earlier run renamed it; make sure the rename is durable.
+                // A crash inside link + unlink leaves the temp name too.
+                if deliver::is_ours(&t.temp_path, placed.inode, size) {
+                    let _ = std::fs::remove_file(&t.temp_path);
+                }
+                deliver::sync_parent_async(p.clone()).await?;
+                return Ok(deliver::Placed::Renamed);
+            }
+            let recorded = placed.path.clone().filter(|p| {
+                p.parent() == t.final_path.parent() && (overwrite || !p.exists())
+            });
+            let chosen = match recorded {
+                Some(p) => p,
+                None => {
+                    let c = choose(rule, t)?;
+                    self.state
+                        .record_final_name(row.id, &c.to_string_lossy(), now_ms())
+                        .await?;
+                    placed.path = Some(c.clone());
+                    c
+                }
+            };
+            match deliver::place(t.temp_path.clone(), chosen.clone(), overwrite).await? {
+                deliver::Placed::Taken => continue,
+                other => return Ok(other),
+            }
+        }
+        Err(FileError::temporary(
+            crate::remote::ErrorKind::AlreadyExists,
+            format!("no free name for {} after 10 tries", t.final_path.display()),
+        ))
     }
 
     /// The remote post-action of a delivered file, then `done`.
@@ -147,10 +245,16 @@ impl Engine {
         e: FileError,
     ) -> Outcome {
         let now = now_ms();
+        if let Some(hold) = e.hold {
+            return self.hold(rule, row, hold, &e.message).await;
+        }
         let temp_len = target::resolve(rule, &self.spool_dir, row)
             .map_or(0, |t| fetch::partial_len(&t.temp_path));
-        if retry::may_retry(&rule.retry, attempt as u32, e.temporary) {
-            let wait = retry::delay(&rule.retry, attempt as u32);
+        // Failures count, not attempts: stops, restarts and holds started
+        // attempts that were nobody's failure.
+        let failure = (row.failures + 1) as u32;
+        if retry::may_retry(&rule.retry, failure, e.temporary) {
+            let wait = retry::delay(&rule.retry, failure);
             let next = now + wait.as_millis() as i64;
             if let Err(db) = self
                 .state
@@ -163,6 +267,7 @@ impl Engine {
             return Outcome::Retrying;
         }
         let mut message = e.message.clone();
+        let mut moved_to = None;
         // A delivered file that cannot be moved or deleted stays delivered;
         // only undelivered files go to the failed directory.
         if stage != FileState::Delivered
@@ -170,14 +275,18 @@ impl Engine {
             && let Ok(mut session) = pool.get().await
         {
             match post::move_failed(&mut session, rule, row).await {
-                Ok(Some(to)) => message.push_str(&format!(" (moved to {to} on the server)")),
+                Ok(Some(to)) => {
+                    message.push_str(&format!(" (moved to {to} on the server)"));
+                    moved_to = Some(to);
+                }
                 Ok(None) => {}
                 Err(me) => {
                     message.push_str(&format!(" (moving it to failed_move_to failed too: {me})"))
                 }
             }
         }
-        if let Err(db) = self.state.mark_failed(row.id, &message, now).await {
+        let moved_to = moved_to.as_deref();
+        if let Err(db) = self.state.mark_failed(row.id, &message, moved_to, now).await {
             tracing::error!(error = %db, "cannot record a failure");
         }
         let why = if e.temporary {
@@ -187,6 +296,49 @@ impl Engine {
         };
         tracing::error!(state = "failed", attempt, error = %message, why, "file failed");
         Outcome::Failed
+    }
+}
+
+/// Keeps a file waiting without counting a failure: until the name is free
+/// (checked at every poll), or until local storage recovers (tried again
+/// at the backoff cap, however long the outage lasts).
+impl Engine {
+    pub(super) async fn hold(&self, rule: &Rule, row: &FileRow, hold: Hold, why: &str) -> Outcome {
+        let now = now_ms();
+        let next = match hold {
+            Hold::NameTaken => None,
+            Hold::LocalStorage => Some(now + rule.retry.max.as_millis() as i64),
+        };
+        if let Err(db) = self.state.hold(row.id, hold.as_str(), why, next, now).await {
+            tracing::error!(error = %db, "cannot record a held file");
+        }
+        tracing::warn!(state = "held", held = hold.as_str(), error = %why, "file held; no attempt spent");
+        Outcome::Retrying
+    }
+}
+
+/// The final name and the temporary file's inode, once known.
+struct Chosen {
+    path: Option<PathBuf>,
+    inode: Option<i64>,
+}
+
+/// Handler-only rules download into a directory of their own per row:
+/// nothing there to keep.
+fn overwrites(rule: &Rule) -> bool {
+    rule.local_dir.is_none() || rule.if_exists == IfExists::Overwrite
+}
+
+/// The name to deliver under, by the rule's `if_exists`.
+pub(super) fn choose(rule: &Rule, t: &target::Target) -> Result<PathBuf, FileError> {
+    let policy = if overwrites(rule) {
+        IfExists::Overwrite
+    } else {
+        rule.if_exists
+    };
+    match deliver::choose(&t.final_path, policy)? {
+        deliver::Choice::Name(p) => Ok(p),
+        deliver::Choice::Wait => Err(FileError::name_taken(&t.final_path)),
     }
 }
 

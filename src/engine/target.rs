@@ -9,17 +9,20 @@ use crate::state::{FileRow, Superseded};
 use std::path::{Path, PathBuf};
 
 pub struct Target {
+    /// The file's own name in `local_dir`. The name it is finally delivered
+    /// under may differ (`if_exists = "unique"`): see `deliver::choose`.
     pub final_path: PathBuf,
     /// In the same directory as `final_path`, so the rename is atomic. The
-    /// version is in the name: a partial file can only resume the same version.
+    /// row id and the version are in the name: a partial file can only
+    /// resume the same row's same version, and no two rows share one.
     pub temp_path: PathBuf,
     /// For handler-only rules: the spool directory to remove once done.
     pub spool_dir: Option<PathBuf>,
 }
 
 const TEMP_SUFFIX: &str = ".ferry-part";
-/// Leaves room for the version and suffix within the usual 255-byte limit.
-const MAX_NAME_IN_TEMP: usize = 200;
+/// The usual limit on one file name, in bytes.
+const NAME_MAX: usize = 255;
 
 pub fn resolve(rule: &Rule, spool_root: &Path, row: &FileRow) -> Result<Target, FileError> {
     resolve_version(rule, spool_root, row.id, &row.path, row.size, row.mtime)
@@ -60,7 +63,7 @@ fn resolve_version(
             (dir.join(parts[parts.len() - 1]), Some(dir))
         }
     };
-    let temp_path = temp_path(&final_path, size, mtime);
+    let temp_path = temp_path(&final_path, id, size, mtime);
     Ok(Target {
         final_path,
         temp_path,
@@ -68,19 +71,24 @@ fn resolve_version(
     })
 }
 
-fn temp_path(final_path: &Path, size: i64, mtime: i64) -> PathBuf {
+/// `.NAME.ID-MTIME-SIZE.ferry-part`: the name is cut to fit the tag, but
+/// the tag (row id, version) is never cut, so two long names that share
+/// their beginning never share a temporary file.
+fn temp_path(final_path: &Path, id: i64, size: i64, mtime: i64) -> PathBuf {
     let name = final_path
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
-    let mut cut = name.len().min(MAX_NAME_IN_TEMP);
+    let tag = format!(".{id}-{mtime}-{size}{TEMP_SUFFIX}");
+    let mut cut = name.len().min(NAME_MAX - 1 - tag.len());
     while !name.is_char_boundary(cut) {
         cut -= 1;
     }
-    final_path.with_file_name(format!(".{}.{mtime}-{size}{TEMP_SUFFIX}", &name[..cut]))
+    final_path.with_file_name(format!(".{}{tag}", &name[..cut]))
 }
 
-/// Whether a local file name is one of ferry's partial downloads.
+/// Whether a file name is one of ferry's temporary files (partial
+/// downloads, and uploads in progress). No listing ever takes one.
 pub fn is_temp_name(name: &str) -> bool {
     name.starts_with('.') && name.ends_with(TEMP_SUFFIX)
 }
@@ -90,12 +98,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn temp_names_carry_the_version_and_stay_short() {
-        let t = temp_path(Path::new("/out/a.csv"), 10, 1700000000);
-        assert_eq!(t, PathBuf::from("/out/.a.csv.1700000000-10.ferry-part"));
+    fn temp_names_carry_the_row_and_version_and_stay_short() {
+        let t = temp_path(Path::new("/out/a.csv"), 7, 10, 1700000000);
+        assert_eq!(t, PathBuf::from("/out/.a.csv.7-1700000000-10.ferry-part"));
         assert!(is_temp_name(t.file_name().unwrap().to_str().unwrap()));
         let long = "é".repeat(200);
-        let t = temp_path(&Path::new("/out").join(&long), 1, 1);
+        let t = temp_path(&Path::new("/out").join(&long), i64::MAX, i64::MAX, i64::MIN);
         assert!(t.file_name().unwrap().len() <= 255);
+    }
+
+    #[test]
+    fn long_names_sharing_their_start_never_share_a_temp_file() {
+        let common = "x".repeat(240);
+        let a = temp_path(&Path::new("/out").join(format!("{common}-a.csv")), 1, 5, 9);
+        let b = temp_path(&Path::new("/out").join(format!("{common}-b.csv")), 2, 5, 9);
+        assert_ne!(a, b);
+        assert!(a.file_name().unwrap().len() <= 255);
     }
 }

@@ -21,8 +21,13 @@ const MAX_BATCH: usize = 256;
 pub enum Step {
     /// Counts an attempt and moves a pending row to `downloading`.
     Claim,
-    /// The whole file is fsynced under its temporary name.
-    Downloaded { bytes: i64, local_path: String },
+    /// The whole file is fsynced under its temporary name (inode
+    /// `local_inode`), and `local_path` is the final name chosen for it.
+    Downloaded {
+        bytes: i64,
+        local_path: String,
+        local_inode: Option<i64>,
+    },
     /// The file is in place; `done` when no post-action follows.
     Delivered { local_path: String, done: bool },
     /// The post-action is done too.
@@ -102,9 +107,11 @@ async fn apply(pool: &SqlitePool, batch: &[Request]) -> Result<HashMap<i64, i64>
     for r in batch {
         match &r.step {
             Step::Claim => claims.push(json!([r.id, r.now])),
-            Step::Downloaded { bytes, local_path } => {
-                downloaded.push(json!([r.id, r.now, bytes, local_path]))
-            }
+            Step::Downloaded {
+                bytes,
+                local_path,
+                local_inode,
+            } => downloaded.push(json!([r.id, r.now, bytes, local_path, local_inode])),
             Step::Delivered { local_path, done } => {
                 delivered.push(json!([r.id, r.now, local_path, done]))
             }
@@ -115,7 +122,7 @@ async fn apply(pool: &SqlitePool, batch: &[Request]) -> Result<HashMap<i64, i64>
     let mut attempts = HashMap::new();
     if !claims.is_empty() {
         let rows: Vec<(i64, i64)> = sqlx::query_as(
-            "UPDATE files SET attempts = attempts + 1, next_attempt_ms = NULL, updated_at_ms = s.now,
+            "UPDATE files SET attempts = attempts + 1, next_attempt_ms = NULL, held = NULL, updated_at_ms = s.now,
                state = CASE WHEN state IN ('seen', 'stable') THEN 'downloading' ELSE state END
              FROM (SELECT value ->> 0 AS id, value ->> 1 AS now FROM json_each(?)) AS s
              WHERE files.id = s.id RETURNING files.id, attempts",
@@ -128,9 +135,9 @@ async fn apply(pool: &SqlitePool, batch: &[Request]) -> Result<HashMap<i64, i64>
     if !downloaded.is_empty() {
         sqlx::query(
             "UPDATE files SET state = 'downloaded', bytes_done = s.bytes, local_path = s.local,
-               updated_at_ms = s.now
+               local_inode = s.inode, updated_at_ms = s.now
              FROM (SELECT value ->> 0 AS id, value ->> 1 AS now, value ->> 2 AS bytes,
-                          value ->> 3 AS local FROM json_each(?)) AS s
+                          value ->> 3 AS local, value ->> 4 AS inode FROM json_each(?)) AS s
              WHERE files.id = s.id",
         )
         .bind(Value::Array(downloaded).to_string())
@@ -195,7 +202,8 @@ mod tests {
 
         let steps = rows.iter().map(|r| async {
             let local = format!("/out/{}", r.path);
-            s.mark_downloaded(r.id, r.size as u64, &local, 4000).await?;
+            s.mark_downloaded(r.id, r.size as u64, &local, Some(r.id as u64 + 7), 4000)
+                .await?;
             // Odd sizes have a post-action: delivered first, done after.
             let keep = r.size % 2 == 0;
             s.mark_delivered(r.id, &local, keep, 5000).await?;
@@ -209,6 +217,7 @@ mod tests {
         for r in s.files(&FileFilter::default()).await.unwrap() {
             assert_eq!(r.state, FileState::Done, "{}", r.path);
             assert_eq!(r.bytes_done, r.size, "{}", r.path);
+            assert_eq!(r.local_inode, Some(r.id + 7), "{}", r.path);
             assert_eq!(r.local_path.as_deref(), Some(&*format!("/out/{}", r.path)));
             assert_eq!(r.delivered_at_ms, Some(5000));
             let done_at = if r.size % 2 == 0 { 5000 } else { 6000 };

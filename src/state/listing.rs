@@ -281,7 +281,7 @@ mod tests {
         s.record_listing("r", &[f("a", 1, 10)], 1000).await.unwrap();
         let id = s.due("r", 1000, 0, 0).await.unwrap()[0].id;
         s.claim(id, 1000).await.unwrap();
-        s.mark_downloaded(id, 1, "/x/a", 1000).await.unwrap();
+        s.mark_downloaded(id, 1, "/x/a", None, 1000).await.unwrap();
         s.mark_delivered(id, "/x/a", false, 1000).await.unwrap();
         s.mark_done(id, 1000).await.unwrap();
         let out = s.record_listing("r", &[f("a", 1, 10)], 2000).await.unwrap();
@@ -294,7 +294,7 @@ mod tests {
         // And a revert to the first version is new again too.
         let due = s.due("r", 3000, 0, 0).await.unwrap();
         s.claim(due[0].id, 3000).await.unwrap();
-        s.mark_failed(due[0].id, "x", 3000).await.unwrap();
+        s.mark_failed(due[0].id, "x", None, 3000).await.unwrap();
         let out = s.record_listing("r", &[f("a", 1, 10)], 4000).await.unwrap();
         assert_eq!(out.new.len(), 1);
     }

@@ -36,10 +36,12 @@ impl State {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // WAL + NORMAL survives a process crash losing nothing committed;
-            // a power loss may drop the last commits, which replay as repeats
-            // of steps that are themselves idempotent (resume, rename check).
-            .synchronous(SqliteSynchronous::Normal)
+            // FULL: every commit is on disk before the step it records is
+            // followed by an irreversible one (a rename the consumer sees, a
+            // remote move or delete). With NORMAL a power loss could forget
+            // a `delivered` whose source was already moved away: the file
+            // would be lost track of. ARCHITECTURE.md, crash safety.
+            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(30));
         // One connection: SQLite has one writer anyway, and a single
         // connection can never deadlock upgrading a read to a write.
@@ -58,4 +60,21 @@ pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::State;
+
+    /// Durable before irreversible: every commit is fsynced (FULL = 2).
+    #[tokio::test]
+    async fn commits_are_synchronous_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = State::open(&dir.path().join("s.db")).await.unwrap();
+        let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&s.pool)
+            .await
+            .unwrap();
+        assert_eq!(level, 2);
+    }
 }

@@ -27,6 +27,9 @@ pub struct RuleHealth {
     pub last_error: Option<String>,
     #[sqlx(skip)]
     pub counts: Vec<(String, i64)>,
+    /// Files held without spending attempts, by reason (`name-taken`, `local-storage`).
+    #[sqlx(skip)]
+    pub held: Vec<(String, i64)>,
 }
 
 // The shared filter, written once and joined into each statement at
@@ -44,8 +47,9 @@ const FILES_SQL: &str = concat!(
 );
 
 const RETRY_SQL: &str = concat!(
-    "UPDATE files SET attempts = 0, next_attempt_ms = NULL, updated_at_ms = ?5,
-       state = CASE WHEN delivered_at_ms IS NOT NULL THEN 'delivered' ELSE 'stable' END
+    "UPDATE files SET attempts = 0, failures = 0, held = NULL, next_attempt_ms = NULL, updated_at_ms = ?5,
+       state = CASE WHEN delivered_at_ms IS NOT NULL THEN 'delivered'
+                    WHEN local_inode IS NOT NULL THEN 'downloaded' ELSE 'stable' END
      WHERE ",
     where_clause!()
 );
@@ -73,6 +77,7 @@ impl RuleHealth {
             consecutive_errors: 0,
             last_error: None,
             counts: Vec::new(),
+            held: Vec::new(),
         }
     }
 }
@@ -109,11 +114,24 @@ impl State {
             };
             rules[idx].counts.push((state, n));
         }
+        let held: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT rule, held, count(*) FROM files WHERE held IS NOT NULL GROUP BY rule, held ORDER BY rule, held",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for (rule, why, n) in held {
+            if let Some(r) = rules.iter_mut().find(|r| r.name == rule) {
+                r.held.push((why, n));
+            }
+        }
         Ok(rules)
     }
 
-    /// Requeues failed rows: delivered ones repeat only their post-action,
-    /// the others start over with a fresh attempt count.
+    /// Requeues failed rows with a fresh attempt count: delivered ones
+    /// repeat only their post-action, downloaded ones (a handler failed)
+    /// continue from their local file if it is still theirs, the others
+    /// start over. Files that `failed_move_to` moved are moved back by the
+    /// next poll.
     pub async fn retry(&self, f: &FileFilter, now: i64) -> Result<u64> {
         let f = FileFilter {
             state: Some(FileState::Failed),

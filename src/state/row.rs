@@ -81,10 +81,20 @@ pub struct FileRow {
     pub state: FileState,
     pub first_seen_ms: i64,
     pub stable_since_ms: i64,
+    /// Attempts started, stops and restarts included (FERRY_ATTEMPT).
     pub attempts: i64,
+    /// Failed attempts, counted against `retry.attempts`.
+    pub failures: i64,
     pub next_attempt_ms: Option<i64>,
     pub bytes_done: i64,
+    /// The final name chosen for the file, recorded before the rename.
     pub local_path: Option<String>,
+    /// The inode of the fsynced temporary file, which the final file keeps.
+    pub local_inode: Option<i64>,
+    /// Why a pending file waits without spending attempts, if it does.
+    pub held: Option<String>,
+    /// Where `failed_move_to` put the file on the server.
+    pub failed_moved_to: Option<String>,
     pub last_error: Option<String>,
     pub delivered_at_ms: Option<i64>,
     pub done_at_ms: Option<i64>,

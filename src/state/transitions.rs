@@ -3,7 +3,7 @@
 //! through the group commit of `batch.rs`; the rarer ones are one statement each.
 
 use super::batch::Step;
-use super::{Result, State};
+use super::{FileRow, Result, State};
 
 impl State {
     /// Starts an attempt: counts it (handlers see the count as FERRY_ATTEMPT)
@@ -12,18 +12,23 @@ impl State {
         self.batch.record(id, now, Step::Claim).await
     }
 
-    /// The whole file is on local disk under its temporary name and fsynced;
-    /// from here a crash finishes the rename instead of downloading again.
+    /// The whole file is on local disk under its temporary name (inode
+    /// `local_inode`) and fsynced, and `local_path` is the final name chosen
+    /// for it, recorded before the rename: from here a crash finishes the
+    /// rename instead of downloading again, and recognises its own earlier
+    /// rename by the inode.
     pub async fn mark_downloaded(
         &self,
         id: i64,
         bytes: u64,
         local_path: &str,
+        local_inode: Option<u64>,
         now: i64,
     ) -> Result<()> {
         let step = Step::Downloaded {
             bytes: bytes as i64,
             local_path: local_path.to_string(),
+            local_inode: local_inode.map(|i| i as i64),
         };
         self.batch.record(id, now, step).await.map(drop)
     }
@@ -49,7 +54,19 @@ impl State {
         self.batch.record(id, now, Step::Done).await.map(drop)
     }
 
-    /// Records a temporary failure; the row keeps its state and becomes due
+    /// A new final name for a `downloaded` row, chosen because the one
+    /// recorded was taken; committed before the rename like the first.
+    pub async fn record_final_name(&self, id: i64, local_path: &str, now: i64) -> Result<()> {
+        sqlx::query("UPDATE files SET local_path = ?, updated_at_ms = ? WHERE id = ?")
+            .bind(local_path)
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records a counted failure; the row keeps its state and becomes due
     /// again at `next_attempt_ms`. A `downloading` row goes back to `stable`.
     pub async fn schedule_retry(
         &self,
@@ -61,6 +78,7 @@ impl State {
     ) -> Result<()> {
         sqlx::query(
             "UPDATE files SET last_error = ?, next_attempt_ms = ?, bytes_done = max(bytes_done, ?), updated_at_ms = ?,
+               failures = failures + 1, held = NULL,
                state = CASE WHEN state = 'downloading' THEN 'stable' ELSE state END
              WHERE id = ?",
         )
@@ -74,9 +92,69 @@ impl State {
         Ok(())
     }
 
-    pub async fn mark_failed(&self, id: i64, error: &str, now: i64) -> Result<()> {
-        sqlx::query("UPDATE files SET state = 'failed', last_error = ?, next_attempt_ms = NULL, updated_at_ms = ? WHERE id = ?")
-            .bind(error)
+    /// Keeps a row waiting without counting a failure: `why` is
+    /// `name-taken` or `local-storage`, `error` says what happened. It
+    /// becomes due again at `next_attempt_ms` (or at every poll if `None`).
+    pub async fn hold(
+        &self,
+        id: i64,
+        why: &str,
+        error: &str,
+        next_attempt_ms: Option<i64>,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE files SET held = ?, last_error = ?, next_attempt_ms = ?, updated_at_ms = ?,
+               state = CASE WHEN state = 'downloading' THEN 'stable' ELSE state END
+             WHERE id = ?",
+        )
+        .bind(why)
+        .bind(error)
+        .bind(next_attempt_ms)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The file failed for good. `moved_to` is where `failed_move_to` put
+    /// it on the server, kept so that `ferry retry` can bring it back.
+    pub async fn mark_failed(
+        &self,
+        id: i64,
+        error: &str,
+        moved_to: Option<&str>,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE files SET state = 'failed', last_error = ?, next_attempt_ms = NULL, held = NULL,
+               failures = failures + 1, failed_moved_to = coalesce(?, failed_moved_to), updated_at_ms = ?
+             WHERE id = ?",
+        )
+        .bind(error)
+        .bind(moved_to)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Requeued rows of `rule` whose file is still where `failed_move_to`
+    /// put it: the next poll moves them back before it lists.
+    pub async fn to_restore(&self, rule: &str) -> Result<Vec<FileRow>> {
+        sqlx::query_as(
+            "SELECT * FROM files WHERE rule = ? AND failed_moved_to IS NOT NULL AND state != 'failed' ORDER BY id",
+        )
+        .bind(rule)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// The file is back at its own path (or gone from the failed directory).
+    pub async fn restored(&self, id: i64, now: i64) -> Result<()> {
+        sqlx::query("UPDATE files SET failed_moved_to = NULL, updated_at_ms = ? WHERE id = ?")
             .bind(now)
             .bind(id)
             .execute(&self.pool)

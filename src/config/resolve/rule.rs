@@ -94,6 +94,7 @@ impl Resolver<'_> {
             self.writable_dir(&field("local_dir"), Some(d.span()), &path);
             Some(path)
         });
+        let if_exists = self.if_exists(&field("if_exists"), raw.if_exists.as_ref());
         let handler = self.handler(&field("handler"), &raw);
         if raw.local_dir.is_none() && raw.handler.is_none() {
             let msg = format!("{}needs local_dir, handler, or both", field(""));
@@ -118,11 +119,31 @@ impl Resolver<'_> {
             max_size,
             ready_marker,
             local_dir,
+            if_exists: if_exists?,
             handler: handler?,
             after: after?,
             failed_move_to,
             retry: retry?,
         })
+    }
+
+    fn if_exists(&mut self, field: &str, raw: Option<&Spanned<String>>) -> Option<IfExists> {
+        let Some(raw) = raw else {
+            return Some(IfExists::default());
+        };
+        let found = IfExists::ALL
+            .into_iter()
+            .find(|p| p.as_str() == raw.get_ref());
+        if found.is_none() {
+            let names: Vec<_> = IfExists::ALL.iter().map(|p| p.as_str()).collect();
+            let msg = format!(
+                "{field}: unknown policy \"{}\" (expected one of: {})",
+                raw.get_ref(),
+                names.join(", ")
+            );
+            self.c.at(raw.span(), msg);
+        }
+        found
     }
 
     fn post_action(
