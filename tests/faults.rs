@@ -97,7 +97,9 @@ impl Consumer {
                             continue;
                         }
                         let p = outbox.join(&name);
-                        let Ok(data) = std::fs::read(&p) else { continue };
+                        let Ok(data) = std::fs::read(&p) else {
+                            continue;
+                        };
                         if let Some(id) = id_of(&data)
                             && let Some(before) = seen.insert(name.clone(), id)
                             && before != id
@@ -146,7 +148,10 @@ impl Consumer {
                 _ => t.partial += 1,
             }
         }
-        t.lost = expected.keys().filter(|id| !delivered.contains_key(id)).count();
+        t.lost = expected
+            .keys()
+            .filter(|id| !delivered.contains_key(id))
+            .count();
         t.duplicated = delivered.values().map(|n| n - 1).sum();
         t.partial += names(outbox)
             .iter()
@@ -174,7 +179,10 @@ fn all_done(f: &Fixture, produced: usize) -> bool {
 fn sigkill_campaign_with_names_sent_again() {
     let kills = if long() { 120 } else { 20 };
     let f = Fixture::new("exclude = [\".*\"]");
-    configure(&f, &format!("move_to = \"{}\"\n", f.path("archive").display()));
+    configure(
+        &f,
+        &format!("move_to = \"{}\"\n", f.path("archive").display()),
+    );
     std::fs::create_dir_all(&f.outbox).unwrap();
     let consumer = Consumer::start(f.outbox.clone(), f.path("taken"), Duration::from_millis(40));
     let mut expected = BTreeMap::new();
@@ -224,9 +232,15 @@ fn sigkill_campaign_with_names_sent_again() {
     let tally = consumer.finish(&expected, &f.outbox);
     tally.report_and_check(
         "sigkill",
-        &format!("{kills} kills, {interrupted} mid-way, {} files", expected.len()),
+        &format!(
+            "{kills} kills, {interrupted} mid-way, {} files",
+            expected.len()
+        ),
     );
-    assert!(interrupted > 0, "no kill interrupted any work: the campaign proved nothing");
+    assert!(
+        interrupted > 0,
+        "no kill interrupted any work: the campaign proved nothing"
+    );
 }
 
 /// A small tmpfs mounted over a directory, unmounted on drop.
@@ -246,7 +260,11 @@ impl Tmpfs {
             .arg(at)
             .output()
             .unwrap();
-        assert!(out.status.success(), "mount: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "mount: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Tmpfs(at.to_path_buf())
     }
 
@@ -272,11 +290,19 @@ impl Drop for Tmpfs {
 
 #[test]
 fn full_disk_campaign_fails_nothing_and_loses_nothing() {
-    let outage = if long() { Duration::from_secs(180) } else { Duration::from_secs(4) };
+    let outage = if long() {
+        Duration::from_secs(180)
+    } else {
+        Duration::from_secs(4)
+    };
     let f = Fixture::new("exclude = [\".*\"]");
     configure(
         &f,
-        &format!("move_to = \"{}\"\nfailed_move_to = \"{}\"\n", f.path("archive").display(), f.path("failed").display()),
+        &format!(
+            "move_to = \"{}\"\nfailed_move_to = \"{}\"\n",
+            f.path("archive").display(),
+            f.path("failed").display()
+        ),
     );
     // attempts = 3 with no backoff: without the local-storage hold, every
     // file would be failed within a second of the outage.
@@ -288,7 +314,11 @@ fn full_disk_campaign_fails_nothing_and_loses_nothing() {
     let filler = disk.fill();
     let mut expected = BTreeMap::new();
     for i in 0..30 {
-        let len = if i % 5 == 0 { 1024 * 1024 + i * 7 } else { 1000 + i * 300 };
+        let len = if i % 5 == 0 {
+            1024 * 1024 + i * 7
+        } else {
+            1000 + i * 300
+        };
         let data = content(i, len);
         produce(&f.inbox, &format!("f{i:02}.bin"), &data);
         expected.insert(i, data);
@@ -302,14 +332,22 @@ fn full_disk_campaign_fails_nothing_and_loses_nothing() {
         let rows = f.files(None);
         let failed = rows.iter().filter(|r| r["state"] == "failed").count();
         assert_eq!(failed, 0, "a full disk failed files: {rows:?}");
-        let spent = rows.iter().filter(|r| r["failures"].as_i64() != Some(0)).count();
+        let spent = rows
+            .iter()
+            .filter(|r| r["failures"].as_i64() != Some(0))
+            .count();
         assert_eq!(spent, 0, "a full disk spent attempts: {rows:?}");
     }
     let rows = f.files(None);
     let held = rows.iter().filter(|r| r["held"] == "local-storage").count();
-    assert!(held > 0, "no file shows the local storage trouble: {rows:?}");
     assert!(
-        rows.iter().any(|r| r["last_error"].as_str().is_some_and(|e| e.contains("No space left"))),
+        held > 0,
+        "no file shows the local storage trouble: {rows:?}"
+    );
+    assert!(
+        rows.iter().any(|r| r["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("No space left"))),
         "the error is visible: {rows:?}"
     );
     let status = f.ferry(&["status"]);
@@ -320,18 +358,28 @@ fn full_disk_campaign_fails_nothing_and_loses_nothing() {
         "temporary files of failed writes are discarded: {:?}",
         names(&f.outbox)
     );
-    let consumer = Consumer::start(f.outbox.clone(), f.path("taken"), Duration::from_millis(30));
+    // The consumer takes files within the same file system (rename).
+    let consumer = Consumer::start(
+        f.outbox.clone(),
+        f.outbox.join(".taken"),
+        Duration::from_millis(30),
+    );
     std::fs::remove_file(&filler).unwrap();
-    wait_for(Duration::from_secs(60), "every file to be done after the disk is freed", || {
-        all_done(&f, expected.len())
-    });
+    wait_for(
+        Duration::from_secs(60),
+        "every file to be done after the disk is freed",
+        || all_done(&f, expected.len()),
+    );
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait(Duration::from_secs(10)), Some(0));
     let tally = consumer.finish(&expected, &f.outbox);
     assert!(names(&f.path("failed")).is_empty());
     tally.report_and_check(
         "full disk",
-        &format!("outage {}s, {polls} checks, {held} files held", outage.as_secs()),
+        &format!(
+            "outage {}s, {polls} checks, {held} files held",
+            outage.as_secs()
+        ),
     );
 }
 
@@ -372,13 +420,17 @@ fn failing_handler_campaign_retry_brings_every_file_back() {
         produce(&f.inbox, &format!("h{i:03}.bin"), &data);
         expected.insert(i, data);
     }
-    f.once(1);
+    f.once(0);
     f.once(1);
     assert_eq!(f.files(Some("failed")).len(), n, "{:?}", f.files(None));
     assert_eq!(names(&f.path("failed")).len(), n);
     std::fs::write(&up, b"").unwrap();
-    let out = f.ferry(&["retry"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = f.ferry(&["retry", "--all"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     f.once(0);
     assert!(all_done(&f, n), "{:?}", f.files(None));
     let mut tally = Tally::default();
@@ -390,10 +442,22 @@ fn failing_handler_campaign_retry_brings_every_file_back() {
             tally.partial += 1;
         }
     }
-    tally.lost = expected.keys().filter(|id| !handled.contains_key(id)).count();
+    tally.lost = expected
+        .keys()
+        .filter(|id| !handled.contains_key(id))
+        .count();
     tally.duplicated = handled.values().map(|c| c - 1).sum();
     let archived: HashSet<String> = names(&f.path("archive")).into_iter().collect();
-    tally.lost += (0..n).filter(|i| !archived.contains(&format!("h{i:03}.bin"))).count();
-    assert!(names(&f.path("failed")).is_empty(), "{:?}", names(&f.path("failed")));
-    tally.report_and_check("failing handler", &format!("{n} files failed, retried, all handled once"));
+    tally.lost += (0..n)
+        .filter(|i| !archived.contains(&format!("h{i:03}.bin")))
+        .count();
+    assert!(
+        names(&f.path("failed")).is_empty(),
+        "{:?}",
+        names(&f.path("failed"))
+    );
+    tally.report_and_check(
+        "failing handler",
+        &format!("{n} files failed, retried, all handled once"),
+    );
 }

@@ -76,7 +76,9 @@ pub async fn status(config: &Path, json: bool) -> i32 {
 fn held_text(why: &str) -> &str {
     match why {
         "name-taken" => "waiting for a free name in local_dir: if_exists = \"wait\"",
-        "local-storage" => "local storage trouble (full, quota, read-only or I/O error); retried, no attempts spent",
+        "local-storage" => {
+            "local storage trouble (full, quota, read-only or I/O error); retried, no attempts spent"
+        }
         other => other,
     }
 }

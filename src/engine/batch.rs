@@ -14,10 +14,10 @@
 //! file processed alone. A failing file leaves the batch and takes the
 //! usual failure route; the others go on.
 
+use super::deliver::Placed;
 use super::error::FileError;
 use super::target::{self, Target};
 use super::{Engine, Outcome, deliver, fetch};
-use super::deliver::Placed;
 use crate::config::{IfExists, PostAction, Rule};
 use crate::remote::Pool;
 use crate::state::{FileRow, now_ms};
@@ -276,9 +276,8 @@ impl Engine {
             .await
     }
 
-    /// Renames every file into place under its recorded name, never
-    /// replacing a file unless the rule overwrites, then fsyncs each
-    /// directory once. A file whose name was taken since it was chosen, or
+    /// Gives every file its recorded name, never replacing a file unless
+    /// the rule overwrites, then fsyncs each directory once. A file whose name was taken since it was chosen, or
     /// whose temporary file vanished, leaves the batch as it is
     /// (`downloaded`, no failure counted): the single-file path chooses
     /// again or downloads again at the next poll.
@@ -296,8 +295,8 @@ impl Engine {
             let mut dirs = BTreeSet::new();
             for item in items {
                 let t = item.target.as_ref().expect("written items have a target");
-                let r = match deliver::rename(&t.temp_path, &item.local, overwrite) {
-                    Ok(Placed::Renamed) => Ok(()),
+                let r = match deliver::give_name(&t.temp_path, &item.local, overwrite) {
+                    Ok(Placed::Placed) => Ok(()),
                     Ok(Placed::Taken | Placed::TempMissing) => {
                         left += 1;
                         continue;
@@ -363,6 +362,16 @@ impl Engine {
         let delivered = self
             .after_marks(rule, pool, items, marks, outcomes, log)
             .await;
+        // The receipts (temporary names) go once `delivered` is committed.
+        let temps: Vec<PathBuf> = delivered
+            .iter()
+            .filter_map(|i| i.target.as_ref().map(|t| t.temp_path.clone()))
+            .collect();
+        let released =
+            tokio::task::spawn_blocking(move || temps.iter().for_each(|t| deliver::release(t)));
+        if let Err(e) = released.await {
+            tracing::warn!(error = %e, "releasing temporary names failed; they are removed at the next start");
+        }
         if finished {
             outcomes.extend(delivered.iter().map(|_| Outcome::Done));
             return;

@@ -1,11 +1,16 @@
-//! The commit point of a delivery: the rename of a whole, fsynced temporary
-//! file onto its final name, made durable by an fsync of the directory.
+//! The commit point of a delivery: a whole, fsynced temporary file gets
+//! its final name, made durable by an fsync of the directory.
 //!
 //! The final name is chosen by the rule's `if_exists` and recorded in the
-//! state database before the rename; the rename itself never replaces a
-//! file unless the rule says `overwrite`. A repeat after a crash knows its
-//! own earlier rename by the inode recorded with the name: the temporary
-//! file's inode is the final file's.
+//! state database before it is given; it never replaces a file unless the
+//! rule says `overwrite`. The final name is a hard link to the temporary
+//! file, which stays until `delivered` is committed: the temporary name is
+//! the receipt. After a crash between the two, a temporary file with a
+//! second link proves that the file was delivered, even when the consumer
+//! has already moved it away; without the receipt (rename), a missing
+//! temporary and a missing final file could mean either "delivered, then
+//! taken" or "removed before delivery", and re-downloading would deliver
+//! the first case twice.
 
 use super::error::FileError;
 use super::post::{utc_stamp, with_suffix};
@@ -24,10 +29,11 @@ pub enum Choice {
     Wait,
 }
 
-/// How a rename into place ended.
+/// How giving a file its final name ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placed {
-    Renamed,
+    /// In place; the temporary name is released once `delivered` is recorded.
+    Placed,
     /// Someone else's file took the name since it was chosen.
     Taken,
     /// The temporary file is gone: not proof of anything; download again.
@@ -74,35 +80,89 @@ fn exists(p: &Path) -> Result<bool, FileError> {
 /// were kept are recognised by size alone.
 pub fn is_ours(path: &Path, inode: Option<i64>, size: u64) -> bool {
     match std::fs::symlink_metadata(path) {
-        Ok(m) => {
-            m.is_file() && m.len() == size && inode.is_none_or(|i| m.ino() == i as u64)
-        }
+        Ok(m) => m.is_file() && m.len() == size && inode.is_none_or(|i| m.ino() == i as u64),
         Err(_) => false,
     }
 }
 
-/// Renames `temp` onto `chosen`, never replacing a file unless `overwrite`.
+/// Gives the file at `temp` the name `chosen`: a hard link, which fails
+/// on an existing name, or for `overwrite` a link under a second temporary
+/// name renamed over `chosen` (atomic replace). File systems without hard
+/// links get `renameat2(RENAME_NOREPLACE)` or `rename(2)`, and no receipt.
 /// Blocking; the caller fsyncs the directory.
-pub fn rename(temp: &Path, chosen: &Path, overwrite: bool) -> Result<Placed, FileError> {
-    let r = if overwrite {
-        std::fs::rename(temp, chosen)
+pub fn give_name(temp: &Path, chosen: &Path, overwrite: bool) -> Result<Placed, FileError> {
+    let context = || format!("link {} -> {}", temp.display(), chosen.display());
+    let linked = if overwrite {
+        let side = side_name(temp);
+        let _ = std::fs::remove_file(&side);
+        std::fs::hard_link(temp, &side).and_then(|()| std::fs::rename(&side, chosen))
     } else {
-        rename_noreplace(temp, chosen)
+        std::fs::hard_link(temp, chosen)
+    };
+    let r = match linked {
+        Err(e) if no_hard_links(&e) => {
+            if overwrite {
+                std::fs::rename(temp, chosen)
+            } else {
+                rename_noreplace(temp, chosen)
+            }
+        }
+        other => other,
     };
     match r {
-        Ok(()) => Ok(Placed::Renamed),
+        Ok(()) => Ok(Placed::Placed),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Placed::Taken),
         Err(e) if e.kind() == io::ErrorKind::NotFound && !exists(temp)? => Ok(Placed::TempMissing),
+        Err(e) => Err(FileError::local(context(), &e)),
+    }
+}
+
+/// Whether the temporary file already has its final name too: the receipt
+/// of a delivery whose record a crash cut off.
+pub fn is_linked(temp: &Path) -> bool {
+    std::fs::symlink_metadata(temp).is_ok_and(|m| m.is_file() && m.nlink() >= 2)
+}
+
+/// Finishes an `overwrite` that a crash cut between its link and its
+/// rename: the side name is renamed over `chosen`. Blocking.
+pub fn settle_side(temp: &Path, chosen: &Path) -> Result<(), FileError> {
+    let side = side_name(temp);
+    match std::fs::rename(&side, chosen) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(FileError::local(
-            format!("rename {} -> {}", temp.display(), chosen.display()),
+            format!("rename {} -> {}", side.display(), chosen.display()),
             &e,
         )),
     }
 }
 
-/// rename(2) replaces silently; renameat2 with RENAME_NOREPLACE refuses an
-/// existing target atomically. File systems without it (some network
-/// mounts) get link + unlink, which refuses an existing target too.
+/// Drops the temporary name once `delivered` is recorded. Blocking. A
+/// leftover (a crash just before) is removed at the next start.
+pub fn release(temp: &Path) {
+    for p in [temp.to_path_buf(), side_name(temp)] {
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(temp = %p.display(), error = %e, "cannot remove a delivered file's temporary name")
+            }
+        }
+    }
+}
+
+/// The second temporary name an `overwrite` links before its rename.
+fn side_name(temp: &Path) -> PathBuf {
+    let name = temp
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    temp.with_file_name(format!(".o{name}"))
+}
+
+/// renameat2 with RENAME_NOREPLACE refuses an existing target atomically;
+/// file systems without it get a check, then rename(2), which is as close
+/// as they allow.
 fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
@@ -124,18 +184,28 @@ fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
     let e = io::Error::last_os_error();
     match e.raw_os_error() {
         Some(libc::EINVAL) | Some(libc::ENOSYS) => {
-            std::fs::hard_link(from, to)?;
-            std::fs::remove_file(from)
+            if std::fs::symlink_metadata(to).is_ok() {
+                return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+            }
+            std::fs::rename(from, to)
         }
         _ => Err(e),
     }
 }
 
-/// Renames and fsyncs the directory in one trip to the blocking pool.
+fn no_hard_links(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EPERM | libc::EOPNOTSUPP | libc::ENOSYS | libc::EMLINK)
+    )
+}
+
+/// Gives the final name and fsyncs the directory in one trip to the
+/// blocking pool.
 pub async fn place(temp: PathBuf, chosen: PathBuf, overwrite: bool) -> Result<Placed, FileError> {
     let r = tokio::task::spawn_blocking(move || -> Result<Placed, FileError> {
-        let placed = rename(&temp, &chosen, overwrite)?;
-        if placed == Placed::Renamed {
+        let placed = give_name(&temp, &chosen, overwrite)?;
+        if placed == Placed::Placed {
             sync_parent(&chosen)?;
         }
         Ok(placed)
@@ -185,7 +255,10 @@ mod tests {
             panic!("unique never waits");
         };
         let name = other.file_name().unwrap().to_str().unwrap();
-        assert!(name.starts_with("orders.") && name.ends_with("Z.csv"), "{name}");
+        assert!(
+            name.starts_with("orders.") && name.ends_with("Z.csv"),
+            "{name}"
+        );
         assert_eq!(choose(&natural, IfExists::Wait).unwrap(), Choice::Wait);
         assert_eq!(
             choose(&natural, IfExists::Overwrite).unwrap(),
@@ -194,18 +267,29 @@ mod tests {
     }
 
     #[test]
-    fn rename_never_replaces_unless_overwrite_and_knows_its_own_file() {
+    fn naming_never_replaces_unless_overwrite_and_leaves_a_receipt() {
         let dir = tempfile::tempdir().unwrap();
-        let (temp, fin) = (dir.path().join(".t"), dir.path().join("f"));
+        let (temp, fin) = (dir.path().join(".t.ferry-part"), dir.path().join("f"));
         std::fs::write(&temp, b"new").unwrap();
         let inode = std::fs::metadata(&temp).unwrap().ino() as i64;
         std::fs::write(&fin, b"old").unwrap();
-        assert_eq!(rename(&temp, &fin, false).unwrap(), Placed::Taken);
+        assert_eq!(give_name(&temp, &fin, false).unwrap(), Placed::Taken);
         assert_eq!(std::fs::read(&fin).unwrap(), b"old");
         assert!(!is_ours(&fin, Some(inode), 3));
-        assert_eq!(rename(&temp, &fin, true).unwrap(), Placed::Renamed);
+        assert!(!is_linked(&temp));
+        assert_eq!(give_name(&temp, &fin, true).unwrap(), Placed::Placed);
         assert!(is_ours(&fin, Some(inode), 3));
         assert!(!is_ours(&fin, Some(inode), 4));
-        assert_eq!(rename(&temp, &fin, false).unwrap(), Placed::TempMissing);
+        // The consumer moves the file away: the receipt still proves delivery.
+        std::fs::rename(&fin, dir.path().join("taken")).unwrap();
+        assert!(is_linked(&temp));
+        release(&temp);
+        assert!(!temp.exists());
+        assert_eq!(give_name(&temp, &fin, false).unwrap(), Placed::TempMissing);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no side names left"
+        );
     }
 }

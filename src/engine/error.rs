@@ -112,7 +112,10 @@ mod tests {
     fn local_storage_trouble_is_told_apart() {
         for code in [libc::ENOSPC, libc::EDQUOT, libc::EROFS, libc::EIO] {
             let e = FileError::local("write /x", &std::io::Error::from_raw_os_error(code));
-            assert!(e.hold == Some(Hold::LocalStorage) && e.temporary, "{code}: {e:?}");
+            assert!(
+                e.hold == Some(Hold::LocalStorage) && e.temporary,
+                "{code}: {e:?}"
+            );
         }
         let e = FileError::local("open /x", &std::io::Error::from_raw_os_error(libc::EACCES));
         assert!(e.hold.is_none() && !e.temporary);

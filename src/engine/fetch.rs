@@ -107,9 +107,13 @@ fn open_temp(temp: &Path) -> Result<std::fs::File, FileError> {
 /// Removes a temporary file whose bytes cannot be trusted, keeping `e`.
 fn discard(temp: &Path, e: FileError) -> FileError {
     match std::fs::remove_file(temp) {
-        Ok(()) => tracing::info!(partial = %temp.display(), "removed the temporary file after a local write error"),
+        Ok(()) => {
+            tracing::info!(partial = %temp.display(), "removed the temporary file after a local write error")
+        }
         Err(re) if re.kind() == std::io::ErrorKind::NotFound => {}
-        Err(re) => tracing::warn!(partial = %temp.display(), error = %re, "cannot remove a temporary file after a local write error"),
+        Err(re) => {
+            tracing::warn!(partial = %temp.display(), error = %re, "cannot remove a temporary file after a local write error")
+        }
     }
     e
 }

@@ -13,6 +13,7 @@ mod post;
 mod process;
 mod retry;
 mod safe_path;
+mod sweep;
 mod target;
 mod walk;
 
@@ -41,6 +42,8 @@ pub struct Engine {
     transfers: Arc<Semaphore>,
     max_transfers: usize,
     pools: Mutex<HashMap<String, Arc<Pool>>>,
+    /// Rules whose leftover temporary names were swept since the start.
+    swept: Mutex<std::collections::HashSet<String>>,
     /// Cancelled when the grace period after a stop runs out: transfers in
     /// flight are dropped and resume from their state at the next start.
     abort: CancellationToken,
@@ -64,6 +67,7 @@ impl Engine {
             transfers: Arc::new(Semaphore::new(daemon.max_transfers)),
             max_transfers: daemon.max_transfers,
             pools: Mutex::new(HashMap::new()),
+            swept: Mutex::new(Default::default()),
             abort: CancellationToken::new(),
         })
     }
@@ -160,6 +164,14 @@ impl Engine {
             .state
             .due(&rule.name, now, ms(rule.stable_for), ms(rule.min_age))
             .await?;
+        let first = self
+            .swept
+            .lock()
+            .expect("swept lock")
+            .insert(rule.name.clone());
+        if first {
+            self.sweep_leftovers(rule).await;
+        }
         let due = self.gate(rule, due, &listing).await?;
         let due = self.hold_taken_names(rule, due).await;
         self.run_files(rule, &pool, due, stop, report).await;
@@ -249,7 +261,8 @@ impl Engine {
                     self.state.restored(row.id, now_ms()).await?;
                 }
                 Err(e) if e.kind == crate::remote::ErrorKind::AlreadyExists => {
-                    let msg = format!("cannot move {from} back for a retry: {to} exists on the server");
+                    let msg =
+                        format!("cannot move {from} back for a retry: {to} exists on the server");
                     tracing::error!(path = %row.path, error = %msg, "retry failed");
                     self.state.mark_failed(row.id, &msg, None, now_ms()).await?;
                 }

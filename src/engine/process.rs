@@ -75,15 +75,16 @@ impl Engine {
             path: row.local_path.as_ref().map(PathBuf::from),
             inode: row.local_inode,
         };
-        if *stage == FileState::Downloaded {
-            match self.place(rule, row, &t, &mut placed).await? {
-                deliver::Placed::Renamed => {}
-                deliver::Placed::Taken => unreachable!("place waits or retries a taken name"),
-                deliver::Placed::TempMissing => {
-                    tracing::warn!("the temporary file is gone and no delivered file is recorded; downloading again");
-                    *stage = FileState::Downloading;
-                }
-            }
+        if *stage == FileState::Downloaded
+            && self.place(rule, row, &t, &mut placed).await? == deliver::Placed::TempMissing
+        {
+            tracing::warn!(
+                "the temporary file is gone and the file is not delivered; downloading again"
+            );
+            // Recorded first: a crash during the new download must resume
+            // it, never take its partial file for a downloaded one.
+            self.state.restart_download(row.id, now_ms()).await?;
+            *stage = FileState::Downloading;
         }
         if stage.is_pending() {
             self.download(rule, pool, row, &remote_path, &t, &mut placed)
@@ -116,6 +117,7 @@ impl Engine {
                 .mark_delivered(row.id, &local_path, finished, now_ms())
                 .await?;
             tracing::info!(state = "delivered", local = %local_path, size = row.size, "delivered");
+            deliver::release(&t.temp_path);
             *stage = FileState::Delivered;
             if finished {
                 tracing::info!(state = "done", "done");
@@ -124,6 +126,7 @@ impl Engine {
             }
         }
         if *stage == FileState::Delivered {
+            deliver::release(&t.temp_path);
             deliver::clean_spool(&t.spool_dir).await;
             self.finish_delivered(rule, pool, row).await?;
         }
@@ -143,7 +146,8 @@ impl Engine {
     ) -> Result<(), FileError> {
         let started = Instant::now();
         let mut session = pool.get().await?;
-        let fetched = fetch::download(&mut session, remote_path, row.size as u64, &t.temp_path).await?;
+        let fetched =
+            fetch::download(&mut session, remote_path, row.size as u64, &t.temp_path).await?;
         drop(session);
         let chosen = choose(rule, t)?;
         self.state
@@ -170,9 +174,11 @@ impl Engine {
         Ok(())
     }
 
-    /// Renames a `downloaded` file into place under its recorded name, or
-    /// recognises that an earlier run did. A recorded name taken by someone
-    /// else's file is chosen again (and recorded again) by `if_exists`.
+    /// Gives a `downloaded` file its recorded name, or recognises that an
+    /// earlier run did: by the receipt (the temporary name with a second
+    /// link), or, where there are no hard links, by the recorded inode. A
+    /// recorded name taken by someone else's file is chosen again (and
+    /// recorded again) by `if_exists`.
     async fn place(
         &self,
         rule: &Rule,
@@ -182,21 +188,29 @@ impl Engine {
     ) -> Result<deliver::Placed, FileError> {
         let size = row.size as u64;
         let overwrite = overwrites(rule);
+        if overwrite && let Some(p) = &placed.path {
+            deliver::settle_side(&t.temp_path, p)?;
+        }
         for _ in 0..10 {
-            if let Some(p) = &placed.path
-                && deliver::is_ours(p, placed.inode, size)
-            {
-                // An earlier run renamed it; make sure the rename is durable.
-                // A crash inside link + unlink leaves the temp name too.
-                if deliver::is_ours(&t.temp_path, placed.inode, size) {
-                    let _ = std::fs::remove_file(&t.temp_path);
-                }
-                deliver::sync_parent_async(p.clone()).await?;
-                return Ok(deliver::Placed::Renamed);
-            }
-            let recorded = placed.path.clone().filter(|p| {
-                p.parent() == t.final_path.parent() && (overwrite || !p.exists())
+            let temp_there = std::fs::symlink_metadata(&t.temp_path).is_ok();
+            // Without a recorded inode (rows from before it was kept), only a
+            // missing temp file lets the size speak for the recorded file.
+            let renamed = placed.path.as_ref().is_some_and(|p| {
+                (placed.inode.is_some() || !temp_there) && deliver::is_ours(p, placed.inode, size)
             });
+            if deliver::is_linked(&t.temp_path) || renamed {
+                // An earlier run gave the name; make sure that is durable.
+                let named = placed.path.clone().unwrap_or_else(|| t.final_path.clone());
+                deliver::sync_parent_async(named).await?;
+                return Ok(deliver::Placed::Placed);
+            }
+            if !temp_there {
+                return Ok(deliver::Placed::TempMissing);
+            }
+            let recorded = placed
+                .path
+                .clone()
+                .filter(|p| p.parent() == t.final_path.parent() && (overwrite || !p.exists()));
             let chosen = match recorded {
                 Some(p) => p,
                 None => {
@@ -208,7 +222,7 @@ impl Engine {
                     c
                 }
             };
-            match deliver::place(t.temp_path.clone(), chosen.clone(), overwrite).await? {
+            match deliver::place(t.temp_path.clone(), chosen, overwrite).await? {
                 deliver::Placed::Taken => continue,
                 other => return Ok(other),
             }
@@ -286,7 +300,11 @@ impl Engine {
             }
         }
         let moved_to = moved_to.as_deref();
-        if let Err(db) = self.state.mark_failed(row.id, &message, moved_to, now).await {
+        if let Err(db) = self
+            .state
+            .mark_failed(row.id, &message, moved_to, now)
+            .await
+        {
             tracing::error!(error = %db, "cannot record a failure");
         }
         let why = if e.temporary {

@@ -80,7 +80,8 @@ fn temp_path(final_path: &Path, id: i64, size: i64, mtime: i64) -> PathBuf {
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
     let tag = format!(".{id}-{mtime}-{size}{TEMP_SUFFIX}");
-    let mut cut = name.len().min(NAME_MAX - 1 - tag.len());
+    // Two bytes more for the side name of an overwrite (`deliver.rs`).
+    let mut cut = name.len().min(NAME_MAX - 3 - tag.len());
     while !name.is_char_boundary(cut) {
         cut -= 1;
     }
@@ -93,6 +94,16 @@ pub fn is_temp_name(name: &str) -> bool {
     name.starts_with('.') && name.ends_with(TEMP_SUFFIX)
 }
 
+/// The row id in a temporary name (`.NAME.ID-MTIME-SIZE.ferry-part`, or
+/// its `.o` side name).
+pub fn temp_row_id(name: &str) -> Option<i64> {
+    if !is_temp_name(name) {
+        return None;
+    }
+    let tag = name[..name.len() - TEMP_SUFFIX.len()].rsplit('.').next()?;
+    tag.split_once('-')?.0.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +113,12 @@ mod tests {
         let t = temp_path(Path::new("/out/a.csv"), 7, 10, 1700000000);
         assert_eq!(t, PathBuf::from("/out/.a.csv.7-1700000000-10.ferry-part"));
         assert!(is_temp_name(t.file_name().unwrap().to_str().unwrap()));
+        assert_eq!(
+            temp_row_id(t.file_name().unwrap().to_str().unwrap()),
+            Some(7)
+        );
+        assert_eq!(temp_row_id(".o.a.csv.8--5-10.ferry-part"), Some(8));
+        assert_eq!(temp_row_id("a.csv"), None);
         let long = "é".repeat(200);
         let t = temp_path(&Path::new("/out").join(&long), i64::MAX, i64::MAX, i64::MIN);
         assert!(t.file_name().unwrap().len() <= 255);

@@ -144,6 +144,27 @@ impl State {
         Ok(done.rows_affected())
     }
 
+    /// The state of each of `ids` that has a row.
+    pub async fn states_of(
+        &self,
+        ids: &[i64],
+    ) -> Result<std::collections::HashMap<i64, FileState>> {
+        let mut out = std::collections::HashMap::new();
+        for slice in ids.chunks(2000) {
+            let rows: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT id, state FROM files WHERE id IN (SELECT value FROM json_each(?))",
+            )
+            .bind(serde_json::to_string(slice).expect("ids serialize"))
+            .fetch_all(&self.pool)
+            .await?;
+            out.extend(
+                rows.into_iter()
+                    .filter_map(|(id, s)| Some((id, s.parse().ok()?))),
+            );
+        }
+        Ok(out)
+    }
+
     /// Drops rows: a file still on the server is then seen as new.
     pub async fn forget(&self, f: &FileFilter) -> Result<u64> {
         let done = filtered!(FORGET_SQL, f).execute(&self.pool).await?;

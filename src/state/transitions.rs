@@ -54,6 +54,21 @@ impl State {
         self.batch.record(id, now, Step::Done).await.map(drop)
     }
 
+    /// A `downloaded` row whose file is neither under its temporary name
+    /// nor delivered (a cleaner, a reload that moved `local_dir`) goes back
+    /// to `downloading`, so that a crash during the new download resumes it.
+    pub async fn restart_download(&self, id: i64, now: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE files SET state = 'downloading', local_path = NULL, local_inode = NULL,
+               bytes_done = 0, updated_at_ms = ? WHERE id = ? AND state = 'downloaded'",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// A new final name for a `downloaded` row, chosen because the one
     /// recorded was taken; committed before the rename like the first.
     pub async fn record_final_name(&self, id: i64, local_path: &str, now: i64) -> Result<()> {
