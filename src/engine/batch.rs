@@ -296,7 +296,7 @@ impl Engine {
             for item in items {
                 let t = item.target.as_ref().expect("written items have a target");
                 let r = match deliver::give_name(&t.temp_path, &item.local, overwrite) {
-                    Ok(Placed::Placed) => Ok(()),
+                    Ok(Placed::Named) => Ok(()),
                     Ok(Placed::Taken | Placed::TempMissing) => {
                         left += 1;
                         continue;

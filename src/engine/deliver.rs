@@ -33,7 +33,7 @@ pub enum Choice {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placed {
     /// In place; the temporary name is released once `delivered` is recorded.
-    Placed,
+    Named,
     /// Someone else's file took the name since it was chosen.
     Taken,
     /// The temporary file is gone: not proof of anything; download again.
@@ -110,7 +110,7 @@ pub fn give_name(temp: &Path, chosen: &Path, overwrite: bool) -> Result<Placed, 
         other => other,
     };
     match r {
-        Ok(()) => Ok(Placed::Placed),
+        Ok(()) => Ok(Placed::Named),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Placed::Taken),
         Err(e) if e.kind() == io::ErrorKind::NotFound && !exists(temp)? => Ok(Placed::TempMissing),
         Err(e) => Err(FileError::local(context(), &e)),
@@ -205,7 +205,7 @@ fn no_hard_links(e: &io::Error) -> bool {
 pub async fn place(temp: PathBuf, chosen: PathBuf, overwrite: bool) -> Result<Placed, FileError> {
     let r = tokio::task::spawn_blocking(move || -> Result<Placed, FileError> {
         let placed = give_name(&temp, &chosen, overwrite)?;
-        if placed == Placed::Placed {
+        if placed == Placed::Named {
             sync_parent(&chosen)?;
         }
         Ok(placed)
@@ -277,7 +277,7 @@ mod tests {
         assert_eq!(std::fs::read(&fin).unwrap(), b"old");
         assert!(!is_ours(&fin, Some(inode), 3));
         assert!(!is_linked(&temp));
-        assert_eq!(give_name(&temp, &fin, true).unwrap(), Placed::Placed);
+        assert_eq!(give_name(&temp, &fin, true).unwrap(), Placed::Named);
         assert!(is_ours(&fin, Some(inode), 3));
         assert!(!is_ours(&fin, Some(inode), 4));
         // The consumer moves the file away: the receipt still proves delivery.

@@ -202,7 +202,7 @@ impl Engine {
                 // An earlier run gave the name; make sure that is durable.
                 let named = placed.path.clone().unwrap_or_else(|| t.final_path.clone());
                 deliver::sync_parent_async(named).await?;
-                return Ok(deliver::Placed::Placed);
+                return Ok(deliver::Placed::Named);
             }
             if !temp_there {
                 return Ok(deliver::Placed::TempMissing);
