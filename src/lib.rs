@@ -8,3 +8,4 @@ pub mod engine;
 pub mod logging;
 pub mod remote;
 pub mod state;
+pub mod text;

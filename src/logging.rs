@@ -1,7 +1,18 @@
 //! Log output: human text on a terminal, JSON lines for collectors.
 //! Filter with `RUST_LOG` (default `info`).
+//!
+//! Field values and messages carry remote file names and handler output.
+//! The text format escapes their control characters here, in one place
+//! ([`EscapedFields`]); the JSON format needs nothing, as serde escapes
+//! every string it writes.
 
+use crate::text::EscapeWriter;
+use std::fmt::{self, Write};
+use tracing::field::{Field, Visit};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::format::Writer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -24,7 +35,106 @@ pub fn init(format: LogFormat) {
             .init(),
         LogFormat::Text => {
             use std::io::IsTerminal;
-            builder.with_ansi(std::io::stderr().is_terminal()).init()
+            builder
+                .fmt_fields(EscapedFields)
+                .with_ansi(std::io::stderr().is_terminal())
+                .init()
+        }
+    }
+}
+
+/// Formats the fields of events and spans as the default text format does
+/// (`message name=value ...`), with every control character in a value or
+/// message escaped, so that a name holding a newline or ESC can neither
+/// forge a log line nor reach the terminal.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EscapedFields;
+
+impl<'w> FormatFields<'w> for EscapedFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> fmt::Result {
+        let mut visitor = Visitor {
+            out: writer,
+            first: true,
+            result: Ok(()),
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct Visitor<'w> {
+    out: Writer<'w>,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl Visitor<'_> {
+    fn field(&mut self, field: &Field, value: &dyn fmt::Debug) -> fmt::Result {
+        if !std::mem::take(&mut self.first) {
+            self.out.write_char(' ')?;
+        }
+        if field.name() != "message" {
+            write!(self.out, "{}=", field.name())?;
+        }
+        write!(EscapeWriter(&mut self.out), "{value:?}")
+    }
+}
+
+impl Visit for Visitor<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        // `log.*` fields describe records from the `log` crate; the event
+        // line already shows them, as with the default formatter.
+        if self.result.is_ok() && !field.name().starts_with("log.") {
+            self.result = self.field(field, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Collects everything the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn text_logs_escape_values_messages_and_span_fields() {
+        let buf = Buffer::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .fmt_fields(EscapedFields)
+            .with_writer(move || out.clone())
+            .with_ansi(false)
+            .without_time()
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let name = "evil\n2026-01-01 INFO forged\x1b[31m.csv";
+            let span = tracing::info_span!("file", path = %name);
+            span.in_scope(|| {
+                tracing::info!(error = %"line one\r\nline\ttwo", size = 3, "seen {name}");
+            });
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(!text.contains('\x1b') && !text.contains('\r'), "{text:?}");
+        for want in [
+            "file{path=evil\\n2026-01-01 INFO forged\\x1b[31m.csv}",
+            "seen evil\\n2026-01-01 INFO forged\\x1b[31m.csv",
+            "error=line one\\r\\nline\\ttwo size=3",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in {text:?}");
         }
     }
 }

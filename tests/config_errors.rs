@@ -958,6 +958,36 @@ fn unknown_handler_placeholder() {
 }
 
 #[test]
+fn handler_env_name_with_equals_sign() {
+    let fx = Fx::new();
+    fx.expect_one(
+        &format!("{VALID}handler = [\"/usr/bin/true\"]\nhandler_env = [\"PATH\", \"TOKEN=x\"]\n"),
+        9,
+        24,
+        "\"TOKEN=x\"",
+        &[
+            "watch \"inbox\": handler_env",
+            "\"TOKEN=x\" is not a variable name",
+        ],
+    );
+}
+
+#[test]
+fn handler_env_empty_name() {
+    let fx = Fx::new();
+    fx.expect_one(
+        &format!("{VALID}handler = [\"/usr/bin/true\"]\nhandler_env = [\"\"]\n"),
+        9,
+        16,
+        "\"\"",
+        &[
+            "watch \"inbox\": handler_env",
+            "\"\" is not a variable name",
+        ],
+    );
+}
+
+#[test]
 fn retry_attempts_zero() {
     let fx = Fx::new();
     fx.expect_one(

@@ -5,6 +5,7 @@
 use crate::config;
 use crate::daemon::{EXIT_CONFIG, EXIT_FAILURES, EXIT_OK};
 use crate::remote::{EntryKind, Pool};
+use crate::text::Escaped;
 use std::path::Path;
 use std::time::Instant;
 
@@ -56,7 +57,7 @@ pub async fn test(config_path: &Path, name: &str, dir: Option<&str>) -> i32 {
             let files = entries.iter().filter(|e| e.kind == EntryKind::File).count();
             println!("list {dir}: {} entries ({files} files)", entries.len());
             for e in entries.iter().take(10) {
-                println!("  {:<9?} {:>12} {}", e.kind, e.size, e.name);
+                println!("  {:<9?} {:>12} {}", e.kind, e.size, Escaped(&e.name));
             }
             EXIT_OK
         }

@@ -3,6 +3,7 @@
 use super::{open_state, time};
 use crate::daemon::{EXIT_FAILURES, EXIT_OK, EXIT_RUNTIME};
 use crate::state::{FileFilter, now_ms};
+use crate::text::Escaped;
 use std::path::Path;
 
 pub async fn list(config: &Path, filter: &FileFilter, json: bool) -> i32 {
@@ -36,8 +37,9 @@ pub async fn list(config: &Path, filter: &FileFilter, json: bool) -> i32 {
             r.size,
             r.attempts,
             time(Some(r.updated_at_ms)),
-            r.path,
-            r.last_error.as_deref().unwrap_or("-")
+            // Names and errors come from the partner's server: shown escaped.
+            Escaped(&r.path).to_string(),
+            Escaped(r.last_error.as_deref().unwrap_or("-"))
         );
     }
     EXIT_OK

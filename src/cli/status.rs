@@ -3,6 +3,7 @@
 use super::{open_state, time};
 use crate::daemon::{EXIT_OK, EXIT_RUNTIME};
 use crate::state::{FileState, RuleHealth};
+use crate::text::Escaped;
 use std::path::Path;
 
 pub async fn status(config: &Path, json: bool) -> i32 {
@@ -64,7 +65,8 @@ pub async fn status(config: &Path, json: bool) -> i32 {
                 .map_or(0, |(_, n)| *n);
             print!(" {n:>11}");
         }
-        println!("  {}", r.last_error.as_deref().unwrap_or("-"));
+        // Errors may quote remote names or handler output: shown escaped.
+        println!("  {}", Escaped(r.last_error.as_deref().unwrap_or("-")));
         for (why, n) in &r.held {
             println!("{:<20} {n} file(s) held ({})", "", held_text(why));
         }

@@ -206,6 +206,10 @@ pub struct Handler {
     /// Program and arguments, with `{placeholders}`; never run through a shell.
     pub argv: Vec<String>,
     pub timeout: Duration,
+    /// Variables passed through from ferry's environment (names checked to
+    /// be variable names); everything else is cleared but PATH, LANG and
+    /// the FERRY_* properties, so ferry's own secrets stay with ferry.
+    pub env: Vec<String>,
 }
 
 /// Include/exclude patterns, compiled. Patterns without a `/` match the file

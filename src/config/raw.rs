@@ -141,6 +141,8 @@ pub struct RawWatch {
     pub if_exists: Option<Spanned<String>>,
     pub handler: Option<Spanned<Vec<Spanned<String>>>>,
     pub handler_timeout: Option<Spanned<String>>,
+    /// Names of variables passed from ferry's environment to the handler.
+    pub handler_env: Option<Spanned<Vec<Spanned<String>>>>,
     pub move_to: Option<Spanned<String>>,
     pub delete: Option<Spanned<bool>>,
     pub failed_move_to: Option<Spanned<String>>,

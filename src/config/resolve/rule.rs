@@ -182,8 +182,9 @@ impl Resolver<'_> {
             raw.handler_timeout.as_ref(),
             Duration::from_secs(600),
         );
+        let env = self.handler_env(&format!("{field}_env"), raw.handler_env.as_ref());
         let Some(argv) = &raw.handler else {
-            return timeout.map(|_| None);
+            return timeout.zip(env).map(|_| None);
         };
         if argv.get_ref().is_empty() {
             self.c.at(
@@ -203,13 +204,40 @@ impl Resolver<'_> {
                 ok = false;
             }
         }
-        let timeout = timeout?;
+        let (timeout, env) = (timeout?, env?);
         ok.then(|| {
             Some(Handler {
                 argv: argv.get_ref().iter().map(|a| a.get_ref().clone()).collect(),
                 timeout,
+                env,
             })
         })
+    }
+
+    /// Names of variables to pass through. Only shell-style names are taken:
+    /// one holding '=' or NUL cannot be set, and an empty one is a typo.
+    fn handler_env(
+        &mut self,
+        field: &str,
+        raw: Option<&Spanned<Vec<Spanned<String>>>>,
+    ) -> Option<Vec<String>> {
+        let mut ok = true;
+        for name in raw.map_or(&[][..], |r| r.get_ref()) {
+            let n = name.get_ref();
+            let valid = n.chars().next().is_some_and(|c| !c.is_ascii_digit())
+                && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                let msg = format!(
+                    "{field}: {n:?} is not a variable name (letters, digits and '_', not starting with a digit)"
+                );
+                self.c.at(name.span(), msg);
+                ok = false;
+            }
+        }
+        let names = raw.map_or_else(Vec::new, |r| {
+            r.get_ref().iter().map(|n| n.get_ref().clone()).collect()
+        });
+        ok.then_some(names)
     }
 
     fn retry(&mut self, field: &str, raw: Option<&Spanned<RawRetry>>) -> Option<RetryPolicy> {
