@@ -298,3 +298,36 @@ fn logs_never_show_a_secret_even_at_trace_level() {
         "secret in logs:\n{shown}"
     );
 }
+
+#[test]
+fn check_warns_when_two_rules_deliver_into_one_local_dir() {
+    let fx = Fx::new();
+    let two = format!(
+        "{VALID}\n[[watch]]\nname = \"partner-orders\"\nremote_dir = \"$T/in\"\nlocal_dir = \"$T/out\"\nif_exists = \"wait\"\n"
+    );
+    let out = check(&fx.write(&two));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("warning: rules partner-invoices, partner-orders all deliver into"),
+        "{}",
+        describe(&out)
+    );
+    assert!(text(&out.stdout).contains("if_exists wait"), "{}", describe(&out));
+    // One rule per directory: no warning.
+    let out = check(&fx.write(VALID));
+    assert!(!text(&out.stderr).contains("warning"), "{}", describe(&out));
+}
+
+#[test]
+fn check_refuses_an_unknown_if_exists_policy_with_its_position() {
+    let fx = Fx::new();
+    let file = fx.write(&format!("{VALID}if_exists = \"replace\"\n"));
+    let out = check(&file);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:11:13: watch \"partner-invoices\": if_exists: unknown policy \"replace\" (expected one of: unique, overwrite, wait)", file.display())),
+        "{stderr}"
+    );
+}

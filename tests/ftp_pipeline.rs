@@ -106,8 +106,15 @@ fn pipeline_round_trip(f: &Fixture, srv: &FtpServer, server: &str) {
     // Same name again: the archived file is kept, the new one gets a suffix.
     put(root, "pub/in/a.csv", b"second version");
     f.once(0);
+    // Locally too: the unread first file is kept (if_exists = "unique").
+    assert_eq!(std::fs::read(moved.join("a.csv")).unwrap(), b"first");
+    let local: Vec<_> = names(&moved)
+        .into_iter()
+        .filter(|n| n.starts_with("a.") && n.ends_with("Z.csv"))
+        .collect();
+    assert_eq!(local.len(), 1, "{:?}", names(&moved));
     assert_eq!(
-        std::fs::read(moved.join("a.csv")).unwrap(),
+        std::fs::read(moved.join(&local[0])).unwrap(),
         b"second version"
     );
     assert_eq!(
