@@ -3,18 +3,19 @@
 
 use super::direct::{self, DirectFile};
 use super::error::FileError;
-use crate::remote::{ErrorKind, PooledSession};
+use crate::remote::{ErrorKind, PooledSession, Version};
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use tokio::io::{AsyncWriteExt, BufWriter};
 
-/// Fetches `remote_path` (expected `size` bytes) into `temp`, continuing a
+/// Fetches `remote_path` (the `expected` version) into `temp`, continuing a
 /// partial file of the same version. Returns the bytes fetched in this call.
+/// A file of unknown size is read to its end, and what arrived is its size.
 pub async fn download(
     session: &mut PooledSession,
     remote_path: &str,
-    size: u64,
+    expected: Version,
     temp: &Path,
 ) -> Result<u64, FileError> {
     let ctx = |what: &str| format!("{what} {}", temp.display());
@@ -32,19 +33,21 @@ pub async fn download(
         .metadata()
         .map_err(|e| FileError::local(ctx("stat"), &e))?
         .len();
-    if offset > size {
+    if expected.size.is_some_and(|size| offset > size) {
         file.set_len(0)
             .map_err(|e| FileError::local(ctx("truncate"), &e))?;
         offset = 0;
     }
     if offset > 0 {
-        tracing::info!(offset, size, "resuming download");
+        tracing::info!(offset, size = expected.size, "resuming download");
     }
     file.seek(SeekFrom::Start(offset))
         .map_err(|e| FileError::local(ctx("seek"), &e))?;
     let mut sink = BufWriter::with_capacity(256 * 1024, DirectFile::new(file));
-    let fetched = if offset < size {
-        let r = session.read_into(remote_path, offset, &mut sink).await;
+    let fetched = if expected.size.is_none_or(|size| offset < size) {
+        let r = session
+            .read_into(remote_path, offset, expected, &mut sink)
+            .await;
         session.check(r)?
     } else {
         0
@@ -54,7 +57,9 @@ pub async fn download(
         .map_err(|e| FileError::local(ctx("write"), &e))?;
     let file = sink.into_inner().file;
     let len = offset + fetched;
-    if len != size {
+    if let Some(size) = expected.size
+        && len != size
+    {
         if len > size {
             // It grew while we read: a new version that the next listing will see.
             file.set_len(0)
@@ -75,9 +80,15 @@ pub async fn download(
 
 /// A whole small file must have the size the listing reported; a file that
 /// changed since is a new version, which the next listing picks up.
-pub fn expect_size(remote_path: &str, size: u64, data: Vec<u8>) -> Result<Vec<u8>, FileError> {
+pub fn expect_size(
+    remote_path: &str,
+    expected: Version,
+    data: Vec<u8>,
+) -> Result<Vec<u8>, FileError> {
     let fetched = data.len() as u64;
-    if fetched != size {
+    if let Some(size) = expected.size
+        && fetched != size
+    {
         return Err(FileError::temporary(
             ErrorKind::Other,
             format!(

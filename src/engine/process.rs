@@ -75,7 +75,7 @@ impl Engine {
             let started = Instant::now();
             let mut session = pool.get().await?;
             let fetched =
-                fetch::download(&mut session, &remote_path, row.size as u64, &t.temp_path).await?;
+                fetch::download(&mut session, &remote_path, row.version(), &t.temp_path).await?;
             drop(session);
             self.state
                 .mark_downloaded(row.id, row.size as u64, &local_path, now_ms())
