@@ -484,11 +484,9 @@ mod tests {
     #[tokio::test]
     async fn unknown_sizes_are_stored_as_minus_one() {
         let (_d, s) = state().await;
-        let unknown = f("u", super::super::size_to_db(None), 10);
-        s.record_listing("r", &[unknown.clone()], 1000)
-            .await
-            .unwrap();
-        let out = s.record_listing("r", &[unknown], 2000).await.unwrap();
+        let unknown = [f("u", super::super::size_to_db(None), 10)];
+        s.record_listing("r", &unknown, 1000).await.unwrap();
+        let out = s.record_listing("r", &unknown, 2000).await.unwrap();
         assert!(out.new.is_empty() && out.changed.is_empty(), "same version");
         let row = &s.due("r", 3000, 0, 0).await.unwrap()[0];
         assert_eq!((row.size, row.version().size), (-1, None));
