@@ -431,3 +431,23 @@ async fn reads_stop_one_byte_past_the_listed_size() {
         "one control connection throughout (vsftpd answered 426): {log}"
     );
 }
+
+/// A name that is not UTF-8 is listed with its bytes escaped and flagged,
+/// instead of being mangled into a name that does not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_that_is_not_utf8_is_listed_escaped_and_flagged() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let srv = vsftpd(dir.path(), &Vsftpd::default());
+    let bad = std::ffi::OsStr::from_bytes(b"caf\xe9.csv");
+    std::fs::write(srv.root.join("pub").join(bad), b"x").unwrap();
+    std::fs::write(srv.root.join("pub/fine.csv"), b"y").unwrap();
+    let mut s = connect(&server(Protocol::Ftp, srv.port, FtpOptions::default())).await;
+    let mut listed = s.list(&srv.remote("pub")).await.unwrap();
+    listed.sort_by(|a, b| a.name.cmp(&b.name));
+    let names: Vec<_> = listed
+        .iter()
+        .map(|e| (e.name.as_str(), e.invalid_name))
+        .collect();
+    assert_eq!(names, vec![("caf\\xe9.csv", true), ("fine.csv", false)]);
+}
