@@ -155,3 +155,32 @@ async fn pyftpdlib_mlsd_and_implicit_ftps() {
         .unwrap_err();
     assert_eq!(taken.kind, ErrorKind::AlreadyExists);
 }
+
+/// Over TLS too, a read stops one byte past the listed size: the data
+/// connection is closed early, and the control connection (and its TLS
+/// session for the next data connection) goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_ftps_reads_stop_one_byte_past_the_listed_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = make_certs(dir.path());
+    let opts = Vsftpd {
+        tls: Some((certs.cert.clone(), certs.key.clone())),
+        ..Vsftpd::default()
+    };
+    let srv = vsftpd(dir.path(), &opts);
+    let body = data(20_000_000);
+    std::fs::write(srv.root.join("pub/grew.bin"), &body).unwrap();
+    let ftp = FtpOptions {
+        ca_file: Some(certs.ca.clone()),
+        ..FtpOptions::default()
+    };
+    let mut s = connect(&server(Protocol::Ftps, srv.port, ftp)).await;
+    let path = srv.remote("pub/grew.bin");
+    for _ in 0..3 {
+        let whole = s.read_whole(&path, sized(4000)).await.unwrap();
+        same(&whole, &body[..4001]);
+        assert_eq!(s.list(&srv.remote("pub")).await.unwrap().len(), 1);
+    }
+    let logins = srv.log().matches("230 Login successful").count();
+    assert_eq!(logins, 1, "{}", srv.log());
+}
