@@ -26,8 +26,11 @@ async fn main() {
         "get" => {
             let file = tokio::fs::File::create(&args[6]).await.unwrap();
             let mut sink = tokio::io::BufWriter::with_capacity(256 * 1024, file);
+            // Reads expect a version, as the listing would give it.
+            let stat = session.stat(&args[5]).await;
+            let expected = stat.unwrap_or_else(|e| panic!("{e}")).version();
             let n = session
-                .read_into(&args[5], 0, &mut sink)
+                .read_into(&args[5], 0, expected, &mut sink)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             sink.flush().await.unwrap();

@@ -313,7 +313,11 @@ fn check_warns_when_two_rules_deliver_into_one_local_dir() {
         "{}",
         describe(&out)
     );
-    assert!(text(&out.stdout).contains("if_exists wait"), "{}", describe(&out));
+    assert!(
+        text(&out.stdout).contains("if_exists wait"),
+        "{}",
+        describe(&out)
+    );
     // One rule per directory: no warning.
     let out = check(&fx.write(VALID));
     assert!(!text(&out.stderr).contains("warning"), "{}", describe(&out));

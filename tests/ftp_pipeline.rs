@@ -244,3 +244,36 @@ fn sigkill_mid_download_then_restart_resumes() {
         "re-sent {last} bytes after {had} were on disk"
     );
 }
+
+/// MLSD without a `size` fact: the file's size is unknown, stored as -1,
+/// and the file is read to its end, never delivered as an empty file.
+#[test]
+fn a_file_listed_without_a_size_is_read_to_its_end() {
+    let f = Fixture::new("");
+    std::fs::create_dir_all(f.path("srv")).unwrap();
+    let srv = pyftpdlib_without_sizes(&f.path("srv"));
+    std::fs::write(f.path("ftp-password"), PY_PASSWORD).unwrap();
+    let extra = format!(
+        "user = \"{PY_USER}\"\npassword = {{ file = \"{}\" }}",
+        f.path("ftp-password").display()
+    );
+    let server = server_block("ftp", &srv, &extra);
+    f.write_config(&format!("{server}\n{}", rule(&f, "r", "/in", "")));
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    put(&srv.root, "in/big.bin", &body);
+    put(&srv.root, "in/small.csv", b"small but not empty");
+    f.once(0);
+    assert_eq!(std::fs::read(f.outbox.join("r/big.bin")).unwrap(), body);
+    assert_eq!(
+        std::fs::read(f.outbox.join("r/small.csv")).unwrap(),
+        b"small but not empty"
+    );
+    let rows = f.files(Some("done"));
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r["size"] == -1), "{rows:?}");
+    // Polled again, an unknown size is the same version: nothing twice.
+    std::fs::remove_file(f.outbox.join("r/big.bin")).unwrap();
+    f.once(0);
+    assert!(!f.outbox.join("r/big.bin").exists());
+    assert_eq!(f.files(None).len(), 2);
+}

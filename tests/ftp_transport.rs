@@ -45,14 +45,14 @@ async fn vsftpd_plain_serves_every_session_operation() {
         ]
     );
     let a = &list[1];
-    assert_eq!((a.kind, a.size), (EntryKind::File, 300_000));
+    assert_eq!((a.kind, a.size), (EntryKind::File, Some(300_000)));
     assert_eq!(a.mtime, a_mtime, "LIST minutes refined to MDTM seconds");
     assert_eq!(list[3].kind, EntryKind::Dir);
 
     let st = s.stat(&p("pub/a.txt")).await.unwrap();
     assert_eq!(
         (st.size, st.mtime),
-        (300_000, a_mtime),
+        (Some(300_000), a_mtime),
         "stat and list agree on the version"
     );
     assert_eq!(s.stat(&p("pub/sub")).await.unwrap().kind, EntryKind::Dir);
@@ -70,7 +70,7 @@ async fn vsftpd_plain_serves_every_session_operation() {
     let odd = read_all(&mut s, &p("pub/-dash.txt"), 0).await;
     assert_eq!(odd, b"-dash.txt");
     let gone = s
-        .read_into(&p("pub/nope"), 0, &mut Vec::new())
+        .read_into(&p("pub/nope"), 0, ANY, &mut Vec::new())
         .await
         .unwrap_err();
     assert_eq!((gone.kind, gone.temporary), (ErrorKind::NotFound, false));
@@ -231,7 +231,7 @@ async fn silent_servers_and_stalled_transfers_time_out() {
     };
     let started = std::time::Instant::now();
     let (path, mut sink) = (srv.remote("pub/big.bin"), Vec::new());
-    let (r, ()) = tokio::join!(session.read_into(&path, 0, &mut sink), stalled);
+    let (r, ()) = tokio::join!(session.read_into(&path, 0, ANY, &mut sink), stalled);
     let e = r.unwrap_err();
     assert!(
         e.temporary && matches!(e.kind, ErrorKind::Timeout | ErrorKind::Connection),
@@ -291,7 +291,7 @@ async fn a_cut_download_resumes_byte_identical_without_resending_the_start() {
         server: Some(&srv),
     };
     let cut = s
-        .read_into(&p("pub/big.bin"), 0, &mut sink)
+        .read_into(&p("pub/big.bin"), 0, ANY, &mut sink)
         .await
         .unwrap_err();
     assert!(cut.temporary, "a cut connection is worth retrying: {cut}");
@@ -303,7 +303,7 @@ async fn a_cut_download_resumes_byte_identical_without_resending_the_start() {
     // The same session reconnects by itself.
     let mut rest = Vec::new();
     let sent = s
-        .read_into(&p("pub/big.bin"), have as u64, &mut rest)
+        .read_into(&p("pub/big.bin"), have as u64, ANY, &mut rest)
         .await
         .unwrap();
     assert_eq!(
@@ -340,7 +340,11 @@ async fn many_recent_files_get_their_own_mdtm_seconds() {
         assert_eq!(Some(&e.mtime), want.get(&e.name), "{}", e.name);
     }
     let st = s.stat(&srv.remote("pub/many/f007.dat")).await.unwrap();
-    assert_eq!((st.size, st.mtime), (1, want["f007.dat"]), "still in step");
+    assert_eq!(
+        (st.size, st.mtime),
+        (Some(1), want["f007.dat"]),
+        "still in step"
+    );
 }
 
 /// Once EPSV has worked, downloads send EPSV and RETR together. A refused
@@ -362,7 +366,7 @@ async fn pipelined_downloads_survive_a_refused_retr() {
         }
         let mut sink = Vec::new();
         let e = s
-            .read_into(&srv.remote("pub/missing"), 0, &mut sink)
+            .read_into(&srv.remote("pub/missing"), 0, ANY, &mut sink)
             .await
             .unwrap_err();
         assert_eq!(
@@ -373,12 +377,77 @@ async fn pipelined_downloads_survive_a_refused_retr() {
     }
     let wholes = s
         .read_wholes(&[
-            (srv.remote("pub/f1"), 1001),
-            (srv.remote("pub/nope"), 5),
-            (srv.remote("pub/f2"), 1002),
+            (srv.remote("pub/f1"), sized(1001)),
+            (srv.remote("pub/nope"), sized(5)),
+            (srv.remote("pub/f2"), sized(1002)),
         ])
         .await;
     same(wholes[0].as_ref().unwrap(), &data(1001));
     assert_eq!(wholes[1].as_ref().unwrap_err().kind, ErrorKind::NotFound);
     same(wholes[2].as_ref().unwrap(), &data(1002));
+}
+
+/// A file that grew since the listing is read to one byte past its listed
+/// size, not to its new end: ferry closes the data connection there, vsftpd
+/// answers 426, and the session stays in step for the next command. Small
+/// files read whole are bounded the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_stop_one_byte_past_the_listed_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = vsftpd(dir.path(), &Vsftpd::default());
+    let body = data(30_000_000);
+    std::fs::write(srv.root.join("pub/grew.bin"), &body).unwrap();
+    std::fs::write(srv.root.join("pub/small"), data(1000)).unwrap();
+    let mut s = connect(&server(Protocol::Ftp, srv.port, FtpOptions::default())).await;
+    let path = srv.remote("pub/grew.bin");
+    for round in 0..3 {
+        let offset = round * 1000;
+        let mut got = Vec::new();
+        let n = s
+            .read_into(&path, offset, sized(10_000), &mut got)
+            .await
+            .unwrap();
+        assert_eq!(n, 10_001 - offset, "round {round}");
+        same(&got, &body[offset as usize..10_001]);
+        let whole = s.read_whole(&path, sized(2000)).await.unwrap();
+        same(&whole, &body[..2001]);
+        // Still in step: the next replies belong to the next commands.
+        same(
+            &read_all(&mut s, &srv.remote("pub/small"), 0).await,
+            &data(1000),
+        );
+        let listed = s.list(&srv.remote("pub")).await.unwrap();
+        assert_eq!(listed.len(), 2, "round {round}");
+    }
+    let exact = s
+        .read_whole(&srv.remote("pub/small"), sized(1000))
+        .await
+        .unwrap();
+    same(&exact, &data(1000));
+    let log = srv.log();
+    assert_eq!(
+        log.matches("230 Login successful").count(),
+        1,
+        "one control connection throughout (vsftpd answered 426): {log}"
+    );
+}
+
+/// A name that is not UTF-8 is listed with its bytes escaped and flagged,
+/// instead of being mangled into a name that does not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_that_is_not_utf8_is_listed_escaped_and_flagged() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let srv = vsftpd(dir.path(), &Vsftpd::default());
+    let bad = std::ffi::OsStr::from_bytes(b"caf\xe9.csv");
+    std::fs::write(srv.root.join("pub").join(bad), b"x").unwrap();
+    std::fs::write(srv.root.join("pub/fine.csv"), b"y").unwrap();
+    let mut s = connect(&server(Protocol::Ftp, srv.port, FtpOptions::default())).await;
+    let mut listed = s.list(&srv.remote("pub")).await.unwrap();
+    listed.sort_by(|a, b| a.name.cmp(&b.name));
+    let names: Vec<_> = listed
+        .iter()
+        .map(|e| (e.name.as_str(), e.invalid_name))
+        .collect();
+    assert_eq!(names, vec![("caf\\xe9.csv", true), ("fine.csv", false)]);
 }

@@ -44,7 +44,7 @@ async fn explicit_ftps_on_vsftpd_verifies_the_ca_and_reuses_tls_sessions() {
         &std::fs::read(srv.root.join("pub/up.bin")).unwrap(),
         &body[..70_000],
     );
-    assert_eq!(s.stat(&p("pub/up.bin")).await.unwrap().size, 70_000);
+    assert_eq!(s.stat(&p("pub/up.bin")).await.unwrap().size, Some(70_000));
     // Uploads never read from the data connection, so TLS 1.3 tickets the
     // server sends there are not seen: resumption must not run dry.
     for i in 0..12 {
@@ -135,11 +135,11 @@ async fn pyftpdlib_mlsd_and_implicit_ftps() {
     );
     assert_eq!(
         (list[1].name.as_str(), list[1].size, list[1].mtime),
-        ("x y;z.bin", 1_500_000, t),
+        ("x y;z.bin", Some(1_500_000), t),
         "MLSD: exact UTC seconds, even for an old file"
     );
     let st = s.stat("/in/x y;z.bin").await.unwrap();
-    assert_eq!((st.size, st.mtime), (1_500_000, t));
+    assert_eq!((st.size, st.mtime), (Some(1_500_000), t));
     assert_eq!(read_all(&mut s, "/in/x y;z.bin", 1000).await, &body[1000..]);
     s.create_dirs("/out/a/b").await.unwrap();
     s.write_from("/out/a/b/up.bin", false, &mut &body[..])
@@ -154,4 +154,33 @@ async fn pyftpdlib_mlsd_and_implicit_ftps() {
         .await
         .unwrap_err();
     assert_eq!(taken.kind, ErrorKind::AlreadyExists);
+}
+
+/// Over TLS too, a read stops one byte past the listed size: the data
+/// connection is closed early, and the control connection (and its TLS
+/// session for the next data connection) goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_ftps_reads_stop_one_byte_past_the_listed_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = make_certs(dir.path());
+    let opts = Vsftpd {
+        tls: Some((certs.cert.clone(), certs.key.clone())),
+        ..Vsftpd::default()
+    };
+    let srv = vsftpd(dir.path(), &opts);
+    let body = data(20_000_000);
+    std::fs::write(srv.root.join("pub/grew.bin"), &body).unwrap();
+    let ftp = FtpOptions {
+        ca_file: Some(certs.ca.clone()),
+        ..FtpOptions::default()
+    };
+    let mut s = connect(&server(Protocol::Ftps, srv.port, ftp)).await;
+    let path = srv.remote("pub/grew.bin");
+    for _ in 0..3 {
+        let whole = s.read_whole(&path, sized(4000)).await.unwrap();
+        same(&whole, &body[..4001]);
+        assert_eq!(s.list(&srv.remote("pub")).await.unwrap().len(), 1);
+    }
+    let logins = srv.log().matches("230 Login successful").count();
+    assert_eq!(logins, 1, "{}", srv.log());
 }

@@ -5,9 +5,22 @@ mod common;
 
 use common::sshd::{self, PASSWORD, Sshd, USER};
 use ferry::config::Server;
-use ferry::remote::{EntryKind, ErrorKind, Pool};
+use ferry::remote::{EntryKind, ErrorKind, Pool, Version};
 use std::path::Path;
 use std::sync::Arc;
+
+/// A read that expects no size in particular: to the end of the file.
+const ANY: Version = Version {
+    size: None,
+    mtime: 0,
+};
+
+fn sized(size: u64) -> Version {
+    Version {
+        size: Some(size),
+        mtime: 0,
+    }
+}
 
 /// A server block for `sshd`, plus extra lines; parsed by ferry's own config.
 fn server(sshd: &Sshd, dir: &Path, extra: &str) -> Arc<Server> {
@@ -61,7 +74,7 @@ async fn password_auth_lists_a_directory() {
         .iter()
         .map(|e| (e.name.as_str(), e.kind, e.size))
         .collect();
-    assert_eq!(summary[0], ("a file ü.csv", EntryKind::File, 5));
+    assert_eq!(summary[0], ("a file ü.csv", EntryKind::File, Some(5)));
     assert_eq!((summary[1].0, summary[1].1), ("link", EntryKind::Symlink));
     assert_eq!(entries[1].link_target.as_deref(), Some("a file ü.csv"));
     assert_eq!((summary[2].0, summary[2].1), ("sub", EntryKind::Dir));
@@ -98,7 +111,7 @@ async fn follow_symlinks_lists_the_target() {
     let mut session = Pool::new(s).get().await.unwrap();
     let entries = session.list(data.to_str().unwrap()).await.unwrap();
     let link = entries.iter().find(|e| e.name == "link").unwrap();
-    assert_eq!((link.kind, link.size), (EntryKind::File, 8));
+    assert_eq!((link.kind, link.size), (EntryKind::File, Some(8)));
     assert_eq!(link.link_target.as_deref(), Some("real"));
 }
 
@@ -297,11 +310,14 @@ async fn operations_read_write_append_rename_remove_mkdir() {
         .await
         .unwrap();
     let mut got = Vec::new();
-    session.read_into(&path, 1_000_000, &mut got).await.unwrap();
+    session
+        .read_into(&path, 1_000_000, ANY, &mut got)
+        .await
+        .unwrap();
     assert_eq!(&got[..got.len() - 4], &body[1_000_000..]);
     assert_eq!(&got[got.len() - 4..], b"tail");
     let st = session.stat(&path).await.unwrap();
-    assert_eq!(st.size, body.len() as u64 + 4);
+    assert_eq!(st.size, Some(body.len() as u64 + 4));
     // rename without replace refuses an existing target; with replace it is atomic.
     let other = format!("{d}/other");
     session
@@ -337,7 +353,7 @@ async fn permission_denied_is_permanent() {
     );
     let mut session = Pool::new(s).get().await.unwrap();
     let e = session
-        .read_into(secret.to_str().unwrap(), 0, &mut Vec::new())
+        .read_into(secret.to_str().unwrap(), 0, ANY, &mut Vec::new())
         .await
         .unwrap_err();
     assert_eq!(
@@ -380,10 +396,13 @@ async fn many_small_files_read_at_once_answer_in_order() {
     for i in 0..120usize {
         let body = format!("file {i} ").repeat(i * 7);
         std::fs::write(data.join(format!("f{i:03}")), &body).unwrap();
-        files.push((format!("{}/f{i:03}", data.display()), body.len() as u64));
+        files.push((
+            format!("{}/f{i:03}", data.display()),
+            sized(body.len() as u64),
+        ));
     }
     files[50].0 = format!("{}/missing", data.display());
-    files[60].1 -= 3; // the listing saw it 3 bytes shorter: it grew since
+    files[60].1 = sized(files[60].1.size.unwrap() - 3); // the listing saw it 3 bytes shorter: it grew since
     let s = server(
         &sshd,
         dir.path(),
@@ -398,7 +417,11 @@ async fn many_small_files_read_at_once_answer_in_order() {
                 let e = answer.as_ref().unwrap_err();
                 assert_eq!((e.kind, e.temporary), (ErrorKind::NotFound, false));
             }
-            60 => assert!(answer.as_ref().unwrap().len() as u64 > files[60].1),
+            60 => assert_eq!(
+                answer.as_ref().unwrap().len() as u64,
+                files[60].1.size.unwrap() + 1,
+                "one byte past the listed size, no more"
+            ),
             _ => {
                 let want = std::fs::read(data.join(format!("f{i:03}"))).unwrap();
                 assert_eq!(answer.as_ref().unwrap(), &want, "file {i}");
@@ -406,5 +429,56 @@ async fn many_small_files_read_at_once_answer_in_order() {
         }
     }
     let again = session.read_whole(&files[7].0, files[7].1).await.unwrap();
-    assert_eq!(again.len() as u64, files[7].1);
+    assert_eq!(Some(again.len() as u64), files[7].1.size);
+}
+
+/// The single-file path reads one byte past the listed size and no more: a
+/// file that grew to megabytes since the listing shows it by that byte.
+/// An unknown size reads to the end. A name that is not UTF-8 is listed,
+/// flagged, instead of vanishing.
+#[tokio::test]
+async fn reads_stop_one_byte_past_the_listed_size_and_odd_names_are_flagged() {
+    use std::os::unix::ffi::OsStrExt;
+    let sshd = Sshd::start(Default::default(), &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    sshd::shared_dir(&data);
+    let body: Vec<u8> = (0..5_000_000u32).map(|i| (i % 241) as u8).collect();
+    std::fs::write(data.join("grew.bin"), &body).unwrap();
+    std::fs::write(
+        data.join(std::ffi::OsStr::from_bytes(b"bad\xffname.csv")),
+        b"x",
+    )
+    .unwrap();
+    let s = server(
+        &sshd,
+        dir.path(),
+        &format!("{}\n{}", password_env(), pinned(&sshd)),
+    );
+    let mut session = Pool::new(s).get().await.unwrap();
+    let path = format!("{}/grew.bin", data.display());
+    for offset in [0, 600_000] {
+        let mut got = Vec::new();
+        let n = session
+            .read_into(&path, offset, sized(1_000_000), &mut got)
+            .await
+            .unwrap();
+        assert_eq!(n, 1_000_001 - offset, "from {offset}");
+        assert_eq!(&got[..], &body[offset as usize..1_000_001]);
+    }
+    let mut got = Vec::new();
+    session.read_into(&path, 0, ANY, &mut got).await.unwrap();
+    assert_eq!(got.len(), body.len(), "unknown size: to the end");
+    let exact = session.read_whole(&path, sized(5_000_000)).await.unwrap();
+    assert_eq!(exact.len(), body.len());
+    let listed = session.list(data.to_str().unwrap()).await.unwrap();
+    let bad = listed.iter().find(|e| e.name.starts_with("bad")).unwrap();
+    assert!(bad.invalid_name, "{bad:?}");
+    assert!(
+        !listed
+            .iter()
+            .find(|e| e.name == "grew.bin")
+            .unwrap()
+            .invalid_name
+    );
 }

@@ -57,7 +57,12 @@ pub async fn test(config_path: &Path, name: &str, dir: Option<&str>) -> i32 {
             let files = entries.iter().filter(|e| e.kind == EntryKind::File).count();
             println!("list {dir}: {} entries ({files} files)", entries.len());
             for e in entries.iter().take(10) {
-                println!("  {:<9?} {:>12} {}", e.kind, e.size, Escaped(&e.name));
+                println!(
+                    "  {:<9?} {:>12} {}",
+                    e.kind,
+                    e.size.map_or("?".into(), |s| s.to_string()),
+                    Escaped(&e.name)
+                );
             }
             EXIT_OK
         }

@@ -471,11 +471,11 @@ async fn fetch_share(
         .acquire()
         .await
         .expect("transfer semaphore is never closed");
-    let files: Vec<(String, u64)> = items
+    let files: Vec<_> = items
         .iter()
         .map(|i| {
             let path = crate::remote::join(&rule.remote_dir, &i.row.path);
-            (path, i.row.size as u64)
+            (path, i.row.version())
         })
         .collect();
     let started = Instant::now();

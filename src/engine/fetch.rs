@@ -3,7 +3,7 @@
 
 use super::direct::{self, DirectFile};
 use super::error::FileError;
-use crate::remote::{ErrorKind, PooledSession};
+use crate::remote::{ErrorKind, PooledSession, Version};
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
@@ -13,18 +13,21 @@ use tokio::io::{AsyncWriteExt, BufWriter};
 pub struct Fetched {
     /// Bytes fetched in this call (not those resumed from).
     pub bytes: u64,
+    /// The whole file's length: the size, also when the listing had none.
+    pub len: u64,
     /// The temporary file's inode, which the delivered file keeps.
     pub inode: u64,
 }
 
-/// Fetches `remote_path` (expected `size` bytes) into `temp`, continuing a
-/// partial file of the same version. After a local write or fsync error the
+/// Fetches `remote_path` (the `expected` version) into `temp`, continuing a
+/// partial file of the same version. A file of unknown size is read to its
+/// end, and what arrived is its size. After a local write or fsync error the
 /// temporary file is removed, not resumed: a failed write or fsync (on NFS
 /// above all) can leave a file of the right length with holes in it.
 pub async fn download(
     session: &mut PooledSession,
     remote_path: &str,
-    size: u64,
+    expected: Version,
     temp: &Path,
 ) -> Result<Fetched, FileError> {
     let ctx = |what: &str| format!("{what} {}", temp.display());
@@ -34,19 +37,21 @@ pub async fn download(
         .map_err(|e| FileError::local(ctx("stat"), &e))?;
     let inode = meta.ino();
     let mut offset = meta.len();
-    if offset > size {
+    if expected.size.is_some_and(|size| offset > size) {
         file.set_len(0)
             .map_err(|e| FileError::local(ctx("truncate"), &e))?;
         offset = 0;
     }
     if offset > 0 {
-        tracing::info!(offset, size, "resuming download");
+        tracing::info!(offset, size = expected.size, "resuming download");
     }
     file.seek(SeekFrom::Start(offset))
         .map_err(|e| FileError::local(ctx("seek"), &e))?;
     let mut sink = BufWriter::with_capacity(256 * 1024, DirectFile::new(file));
-    let fetched = if offset < size {
-        let r = session.read_into(remote_path, offset, &mut sink).await;
+    let fetched = if expected.size.is_none_or(|size| offset < size) {
+        let r = session
+            .read_into(remote_path, offset, expected, &mut sink)
+            .await;
         if let Some(e) = sink.get_mut().write_error.take() {
             return Err(discard(temp, FileError::local(ctx("write"), &e)));
         }
@@ -59,7 +64,9 @@ pub async fn download(
     }
     let file = sink.into_inner().file;
     let len = offset + fetched;
-    if len != size {
+    if let Some(size) = expected.size
+        && len != size
+    {
         if len > size {
             // It grew while we read: a new version that the next listing will see.
             file.set_len(0)
@@ -77,6 +84,7 @@ pub async fn download(
     }
     Ok(Fetched {
         bytes: fetched,
+        len,
         inode,
     })
 }
@@ -120,9 +128,15 @@ fn discard(temp: &Path, e: FileError) -> FileError {
 
 /// A whole small file must have the size the listing reported; a file that
 /// changed since is a new version, which the next listing picks up.
-pub fn expect_size(remote_path: &str, size: u64, data: Vec<u8>) -> Result<Vec<u8>, FileError> {
+pub fn expect_size(
+    remote_path: &str,
+    expected: Version,
+    data: Vec<u8>,
+) -> Result<Vec<u8>, FileError> {
     let fetched = data.len() as u64;
-    if fetched != size {
+    if let Some(size) = expected.size
+        && fetched != size
+    {
         return Err(FileError::temporary(
             ErrorKind::Other,
             format!(

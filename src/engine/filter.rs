@@ -29,8 +29,10 @@ pub fn is_marker(pattern: &str, name: &str) -> bool {
     name.len() > prefix.len() + suffix.len() && name.starts_with(prefix) && name.ends_with(suffix)
 }
 
-/// Whether a file of this name and size is one the rule takes.
-pub fn takes_file(rule: &Rule, rel_path: &str, name: &str, size: u64) -> bool {
+/// Whether a file of this name and size is one the rule takes. A file whose
+/// size the server did not report passes no size bound: a rule with
+/// `min_size` or `max_size` cannot tell, and does not take it.
+pub fn takes_file(rule: &Rule, rel_path: &str, name: &str, size: Option<u64>) -> bool {
     if rule
         .ready_marker
         .as_deref()
@@ -38,8 +40,11 @@ pub fn takes_file(rule: &Rule, rel_path: &str, name: &str, size: u64) -> bool {
     {
         return false;
     }
-    rule.min_size.is_none_or(|min| size >= min)
-        && rule.max_size.is_none_or(|max| size <= max)
+    rule.min_size
+        .is_none_or(|min| size.is_some_and(|s| s >= min))
+        && rule
+            .max_size
+            .is_none_or(|max| size.is_some_and(|s| s <= max))
         && rule.filter.wants(rel_path, name)
 }
 

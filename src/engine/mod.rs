@@ -146,13 +146,17 @@ impl Engine {
         let now = now_ms();
         let outcome = self
             .state
-            .record_listing(&rule.name, &listing.files, now)
+            .record_listing_with(&rule.name, &listing.files, &listing.refused, now)
             .await?;
         if outcome.ignored_empty {
             tracing::warn!(remote = %rule.remote_dir, "the listing came back empty while files were pending; treating it as unknown");
         }
         for f in outcome.new.iter().chain(&outcome.changed) {
             tracing::info!(state = "seen", path = %f.path, size = f.size, mtime = f.mtime, "seen");
+        }
+        report.failed += outcome.refused.len();
+        for x in &outcome.refused {
+            tracing::error!(state = "failed", path = %x.file.path, error = %x.error, "cannot take this file");
         }
         for v in &outcome.superseded {
             target::discard_partial(rule, &self.spool_dir, v);

@@ -25,7 +25,7 @@ pub async fn after_delivery(
             tracing::info!(remote = %path, "already gone from the server; nothing to move or delete");
         }
         Err(e) => return Err(e.into()),
-        Ok(e) if e.size as i64 != row.size || e.mtime != row.mtime => {
+        Ok(e) if e.version() != row.version() => {
             tracing::info!(remote = %path, "the file changed after delivery; the new version is left for the next poll");
             return Ok(());
         }

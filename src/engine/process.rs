@@ -74,6 +74,8 @@ impl Engine {
         let mut placed = Chosen {
             path: row.local_path.as_ref().map(PathBuf::from),
             inode: row.local_inode,
+            // A file listed without a size has the length it was downloaded with.
+            len: row.version().size.unwrap_or(row.bytes_done.max(0) as u64),
         };
         if *stage == FileState::Downloaded
             && self.place(rule, row, &t, &mut placed).await? == deliver::Placed::TempMissing
@@ -109,7 +111,8 @@ impl Engine {
                         format!("{local_path} was removed before the handler could run"),
                     ));
                 }
-                handler::run(h, &props(rule, row, &remote_path, &local_path, attempt)).await?;
+                let props = props(rule, row, &remote_path, &local_path, placed.len, attempt);
+                handler::run(h, &props).await?;
             }
             // With no post-action, delivered is done: one write, not two.
             let finished = rule.after == PostAction::Keep;
@@ -147,13 +150,13 @@ impl Engine {
         let started = Instant::now();
         let mut session = pool.get().await?;
         let fetched =
-            fetch::download(&mut session, remote_path, row.size as u64, &t.temp_path).await?;
+            fetch::download(&mut session, remote_path, row.version(), &t.temp_path).await?;
         drop(session);
         let chosen = choose(rule, t)?;
         self.state
             .mark_downloaded(
                 row.id,
-                row.size as u64,
+                fetched.len,
                 &chosen.to_string_lossy(),
                 Some(fetched.inode),
                 now_ms(),
@@ -162,6 +165,7 @@ impl Engine {
         *placed = Chosen {
             path: Some(chosen),
             inode: Some(fetched.inode as i64),
+            len: fetched.len,
         };
         let duration_ms = started.elapsed().as_millis() as u64;
         tracing::info!(
@@ -186,7 +190,7 @@ impl Engine {
         t: &target::Target,
         placed: &mut Chosen,
     ) -> Result<deliver::Placed, FileError> {
-        let size = row.size as u64;
+        let size = placed.len;
         let overwrite = overwrites(rule);
         if overwrite && let Some(p) = &placed.path {
             deliver::settle_side(&t.temp_path, p)?;
@@ -335,10 +339,11 @@ impl Engine {
     }
 }
 
-/// The final name and the temporary file's inode, once known.
+/// The final name, the temporary file's inode and the file's length, once known.
 struct Chosen {
     path: Option<PathBuf>,
     inode: Option<i64>,
+    len: u64,
 }
 
 /// Handler-only rules download into a directory of their own per row:
@@ -360,7 +365,14 @@ pub(super) fn choose(rule: &Rule, t: &target::Target) -> Result<PathBuf, FileErr
     }
 }
 
-fn props(rule: &Rule, row: &FileRow, remote_path: &str, local_path: &str, attempt: i64) -> Props {
+fn props(
+    rule: &Rule,
+    row: &FileRow,
+    remote_path: &str,
+    local_path: &str,
+    size: u64,
+    attempt: i64,
+) -> Props {
     let mtime = UNIX_EPOCH + Duration::from_secs(row.mtime.max(0) as u64);
     Props {
         rule: rule.name.clone(),
@@ -378,7 +390,7 @@ fn props(rule: &Rule, row: &FileRow, remote_path: &str, local_path: &str, attemp
             _ => String::new(),
         },
         timestamp: humantime::format_rfc3339_seconds(mtime).to_string(),
-        size: row.size as u64,
+        size,
         local_path: local_path.to_string(),
         attempt,
     }

@@ -28,13 +28,67 @@ pub enum EntryKind {
 /// One directory entry as the server describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    /// The name within its directory (no `/`).
+    /// The name within its directory (no `/`). See `invalid_name`.
     pub name: String,
     pub kind: EntryKind,
-    pub size: u64,
+    /// `None` when the server did not say (SFTP attributes without the size
+    /// flag, MLSD without a `size` fact): such a file is read to its end,
+    /// never taken for empty.
+    pub size: Option<u64>,
     /// Modification time, Unix seconds (UTC).
     pub mtime: i64,
     pub link_target: Option<String>,
+    /// The name is not valid UTF-8. `name` shows it with the invalid bytes
+    /// escaped as `\xNN` ([`escape_name`]; SFTP gets U+FFFD from its
+    /// library instead), so it names the file for people but cannot open it.
+    pub invalid_name: bool,
+}
+
+impl Entry {
+    pub fn version(&self) -> Version {
+        Version {
+            size: self.size,
+            mtime: self.mtime,
+        }
+    }
+}
+
+/// The version of a file that a read expects: what the listing reported.
+/// Reads stop one byte past `size`, so a file that grew shows it without
+/// being read to its new end; transports that can also check the mtime of
+/// the file they opened (local) refuse another version outright.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Version {
+    /// `None`: unknown, read to the end of the file.
+    pub size: Option<u64>,
+    /// Unix seconds.
+    pub mtime: i64,
+}
+
+impl Version {
+    /// The most bytes a read from `offset` takes: up to one past the
+    /// expected end. `None` (unknown size): to the end of the file.
+    pub fn read_limit(&self, offset: u64) -> Option<u64> {
+        self.size.map(|s| (s + 1).saturating_sub(offset))
+    }
+}
+
+/// Why a listed file with an [`Entry::invalid_name`] fails.
+pub const NOT_UTF8: &str = "name is not valid UTF-8";
+
+/// A file name as UTF-8 text: valid parts as they are, each invalid byte as
+/// `\xNN`. Returns whether anything was escaped.
+pub fn escape_name(bytes: &[u8]) -> (String, bool) {
+    let mut out = String::with_capacity(bytes.len());
+    let mut escaped = false;
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+            escaped = true;
+        }
+    }
+    (out, escaped)
 }
 
 /// Opens sessions to one server.
@@ -51,29 +105,34 @@ pub trait Session: Send {
     /// Entries of one directory, without `.` and `..`.
     async fn list(&mut self, dir: &str) -> Result<Vec<Entry>>;
     async fn stat(&mut self, path: &str) -> Result<Entry>;
-    /// Copies the file from byte `offset` to its end into `sink`; returns bytes copied.
+    /// Copies the file from byte `offset` into `sink`, up to the end of the
+    /// file but never more than [`Version::read_limit`]: one byte past the
+    /// expected size, so the caller sees that a file grew without the
+    /// transport reading (or holding) its new end. Returns bytes copied.
     async fn read_into(
         &mut self,
         path: &str,
         offset: u64,
+        expected: Version,
         sink: &mut (dyn AsyncWrite + Send + Unpin),
     ) -> Result<u64>;
-    /// The whole of a small file that the listing reported as `size` bytes,
-    /// in memory. The result is longer or shorter than `size` when the file
+    /// The whole of a small file, in memory: at most its expected size plus
+    /// one byte, so a file that grew to gigabytes since the listing costs
+    /// no more. The result is longer or shorter than expected when the file
     /// changed; the caller checks. Transports that can use the known size
     /// to save round trips override this.
-    async fn read_whole(&mut self, path: &str, size: u64) -> Result<Vec<u8>> {
-        let mut data = Vec::with_capacity(size as usize);
-        self.read_into(path, 0, &mut data).await?;
+    async fn read_whole(&mut self, path: &str, expected: Version) -> Result<Vec<u8>> {
+        let mut data = Vec::with_capacity(expected.read_limit(0).unwrap_or(0) as usize);
+        self.read_into(path, 0, expected, &mut data).await?;
         Ok(data)
     }
     /// [`Session::read_whole`] for several files, answers in order. Transports
     /// whose protocol can have many requests in flight on one session
     /// override this; the default reads the files one after another.
-    async fn read_wholes(&mut self, files: &[(String, u64)]) -> Vec<Result<Vec<u8>>> {
+    async fn read_wholes(&mut self, files: &[(String, Version)]) -> Vec<Result<Vec<u8>>> {
         let mut out = Vec::with_capacity(files.len());
-        for (path, size) in files {
-            out.push(self.read_whole(path, *size).await);
+        for (path, expected) in files {
+            out.push(self.read_whole(path, *expected).await);
         }
         out
     }
@@ -143,5 +202,26 @@ mod tests {
         assert_eq!(join("/", "b"), "/b");
         assert_eq!(parent("/a/b/c"), "/a/b");
         assert_eq!(parent("/c"), "/");
+    }
+
+    #[test]
+    fn names_escape_only_invalid_bytes() {
+        assert_eq!(
+            escape_name("é.csv".as_bytes()),
+            ("é.csv".to_string(), false)
+        );
+        assert_eq!(
+            escape_name(b"a\xff\xfe.csv"),
+            ("a\\xff\\xfe.csv".to_string(), true)
+        );
+    }
+
+    #[test]
+    fn reads_stop_one_byte_past_the_expected_size() {
+        let v = |size| Version { size, mtime: 0 };
+        assert_eq!(v(Some(10)).read_limit(0), Some(11));
+        assert_eq!(v(Some(10)).read_limit(10), Some(1));
+        assert_eq!(v(Some(10)).read_limit(20), Some(0));
+        assert_eq!(v(None).read_limit(5), None);
     }
 }

@@ -9,8 +9,18 @@ use std::collections::{HashMap, HashSet};
 pub struct Listed {
     /// Relative to the rule's remote_dir.
     pub path: String,
-    pub size: u64,
+    /// As stored: -1 when the server did not say ([`super::size_to_db`]).
+    pub size: i64,
     pub mtime: i64,
+}
+
+/// A listed file the rule would take but ferry cannot (its name is not
+/// UTF-8): recorded once per version as `failed`, with why, so that it shows
+/// in `ferry files` instead of being skipped silently at every poll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub file: Listed,
+    pub error: String,
 }
 
 /// What a listing changed, for logging one event per state change.
@@ -21,6 +31,8 @@ pub struct ListingOutcome {
     pub ignored_empty: bool,
     pub new: Vec<Listed>,
     pub changed: Vec<Listed>,
+    /// Refused files recorded as `failed` by this listing (new versions only).
+    pub refused: Vec<Refused>,
     /// Pending files that disappeared after ferry had started on them.
     pub vanished: Vec<String>,
     /// Versions ferry had started downloading that are now replaced or gone:
@@ -45,6 +57,7 @@ struct Latest {
     #[sqlx(try_from = "String")]
     state: FileState,
     attempts: i64,
+    restoring: bool,
 }
 
 impl Latest {
@@ -72,9 +85,24 @@ impl State {
         listing: &[Listed],
         now: i64,
     ) -> Result<ListingOutcome> {
+        self.record_listing_with(rule, listing, &[], now).await
+    }
+
+    /// [`State::record_listing`] with the files the listing showed but ferry
+    /// cannot take. A path listed twice (some FTP servers repeat entries)
+    /// counts once: the first time, unless only a later one can be taken.
+    pub async fn record_listing_with(
+        &self,
+        rule: &str,
+        listing: &[Listed],
+        refused: &[Refused],
+        now: i64,
+    ) -> Result<ListingOutcome> {
+        let (listing, refused) = dedupe(listing, refused);
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let rows: Vec<Latest> = sqlx::query_as(
-            "SELECT id, path, size, mtime, state, attempts FROM files WHERE rule = ? ORDER BY id",
+            "SELECT id, path, size, mtime, state, attempts, failed_moved_to IS NOT NULL AS restoring
+             FROM files WHERE rule = ? ORDER BY id",
         )
         .bind(rule)
         .fetch_all(&mut *tx)
@@ -82,39 +110,53 @@ impl State {
         // Later rows are later versions: keep the last one per path.
         let latest: HashMap<&str, &Latest> = rows.iter().map(|r| (r.path.as_str(), r)).collect();
         let mut out = ListingOutcome::default();
-        if listing.is_empty() && latest.values().any(|r| r.state.is_pending()) {
+        if listing.is_empty() && refused.is_empty() && latest.values().any(|r| r.state.is_pending())
+        {
             out.ignored_empty = true;
             return Ok(out);
         }
-        for f in listing {
+        for f in &listing {
             match latest.get(f.path.as_str()) {
-                Some(r) if r.size == f.size as i64 && r.mtime == f.mtime => {}
+                Some(r) if r.size == f.size && r.mtime == f.mtime => {}
                 Some(r) if r.state.is_pending() => {
                     if r.attempts > 0 {
                         out.superseded.push(r.superseded());
                     }
                     sqlx::query(
                         "UPDATE files SET size = ?, mtime = ?, state = 'seen', stable_since_ms = ?,
-                         attempts = 0, next_attempt_ms = NULL, bytes_done = 0, last_error = NULL,
+                         attempts = 0, failures = 0, held = NULL, next_attempt_ms = NULL, bytes_done = 0,
+                         last_error = NULL, local_path = NULL, local_inode = NULL,
                          updated_at_ms = ? WHERE id = ?",
                     )
-                    .bind(f.size as i64)
+                    .bind(f.size)
                     .bind(f.mtime)
                     .bind(now)
                     .bind(now)
                     .bind(r.id)
                     .execute(&mut *tx)
                     .await?;
-                    out.changed.push(f.clone());
+                    out.changed.push((*f).clone());
                 }
-                _ => out.new.push(f.clone()),
+                _ => out.new.push((*f).clone()),
             }
         }
-        insert_new(&mut tx, rule, &out.new, now).await?;
+        for x in &refused {
+            match latest.get(x.file.path.as_str()) {
+                Some(r) if r.size == x.file.size && r.mtime == x.file.mtime => {}
+                _ => out.refused.push((*x).clone()),
+            }
+        }
+        let rows = out.new.iter().map(|f| (f, None));
+        let failed = out
+            .refused
+            .iter()
+            .map(|x| (&x.file, Some(x.error.as_str())));
+        insert_new(&mut tx, rule, &rows.chain(failed).collect::<Vec<_>>(), now).await?;
         let listed: HashSet<&str> = listing.iter().map(|f| f.path.as_str()).collect();
         for r in latest
             .values()
-            .filter(|r| r.state.is_pending() && !listed.contains(r.path.as_str()))
+            // A requeued file on its way back from failed_move_to is not gone.
+            .filter(|r| r.state.is_pending() && !r.restoring && !listed.contains(r.path.as_str()))
         {
             if r.attempts == 0 {
                 sqlx::query("DELETE FROM files WHERE id = ?")
@@ -182,16 +224,35 @@ impl State {
     }
 }
 
+/// The listing with each path once, and the refused files whose path no
+/// file that can be taken has.
+fn dedupe<'a>(
+    listing: &'a [Listed],
+    refused: &'a [Refused],
+) -> (Vec<&'a Listed>, Vec<&'a Refused>) {
+    let mut seen = HashSet::new();
+    let files: Vec<&Listed> = listing
+        .iter()
+        .filter(|f| seen.insert(f.path.as_str()))
+        .collect();
+    let refused = refused
+        .iter()
+        .filter(|x| seen.insert(x.file.path.as_str()))
+        .collect();
+    (files, refused)
+}
+
 /// Rows per statement that carries its rows as JSON.
 const INSERT_SLICE: usize = 2000;
 
-/// Inserts the `seen` rows of new files with one statement per slice: a first poll of
-/// a directory with many files would otherwise spend most of its time
-/// handing single inserts to SQLite's thread.
+/// Inserts the rows of new files with one statement per slice: `seen`, or
+/// `failed` with the error given. A first poll of a directory with many
+/// files would otherwise spend most of its time handing single inserts to
+/// SQLite's thread.
 async fn insert_new(
     tx: &mut sqlx::SqliteConnection,
     rule: &str,
-    new: &[Listed],
+    new: &[(&Listed, Option<&str>)],
     now: i64,
 ) -> Result<()> {
     if new.is_empty() {
@@ -199,13 +260,15 @@ async fn insert_new(
     }
     // In slices: SQLite parses the whole JSON text of a statement at once.
     for slice in new.chunks(INSERT_SLICE) {
-        let rows: Vec<(&str, u64, i64)> = slice
+        let rows: Vec<(&str, i64, i64, Option<&str>)> = slice
             .iter()
-            .map(|f| (f.path.as_str(), f.size, f.mtime))
+            .map(|(f, error)| (f.path.as_str(), f.size, f.mtime, *error))
             .collect();
         sqlx::query(
-            "INSERT INTO files (rule, path, size, mtime, state, first_seen_ms, stable_since_ms, updated_at_ms)
-             SELECT ?1, value ->> 0, value ->> 1, value ->> 2, 'seen', ?2, ?2, ?2 FROM json_each(?3)",
+            "INSERT INTO files (rule, path, size, mtime, state, first_seen_ms, stable_since_ms, updated_at_ms, last_error)
+             SELECT ?1, value ->> 0, value ->> 1, value ->> 2,
+                    CASE WHEN value ->> 3 IS NULL THEN 'seen' ELSE 'failed' END, ?2, ?2, ?2, value ->> 3
+             FROM json_each(?3)",
         )
         .bind(rule)
         .bind(now)
@@ -220,7 +283,7 @@ async fn insert_new(
 mod tests {
     use super::*;
 
-    fn f(path: &str, size: u64, mtime: i64) -> Listed {
+    fn f(path: &str, size: i64, mtime: i64) -> Listed {
         Listed {
             path: path.into(),
             size,
@@ -357,5 +420,79 @@ mod tests {
         // The same listing again changes nothing.
         let out = s.record_listing("r", &listing, 2000).await.unwrap();
         assert!(out.new.is_empty() && out.changed.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_path_listed_twice_is_one_row() {
+        let (_d, s) = state().await;
+        let twice = [f("a", 1, 10), f("b", 2, 10), f("a", 1, 10)];
+        let out = s.record_listing("r", &twice, 1000).await.unwrap();
+        assert_eq!(out.new, vec![f("a", 1, 10), f("b", 2, 10)]);
+        assert_eq!(s.files(&Default::default()).await.unwrap().len(), 2);
+        // Repeated with another version: the first one listed counts.
+        let out = s
+            .record_listing("r", &[f("a", 1, 10), f("a", 9, 11)], 2000)
+            .await
+            .unwrap();
+        assert!(out.new.is_empty() && out.changed.is_empty());
+    }
+
+    #[tokio::test]
+    async fn refused_files_fail_once_per_version() {
+        let (_d, s) = state().await;
+        let bad = |size| Refused {
+            file: f("bad\\xff.csv", size, 10),
+            error: crate::remote::NOT_UTF8.into(),
+        };
+        for now in [1000, 2000, 3000] {
+            let out = s
+                .record_listing_with("r", &[f("a", 1, 10)], &[bad(3)], now)
+                .await
+                .unwrap();
+            assert_eq!(out.refused.len(), usize::from(now == 1000), "at {now}");
+        }
+        let rows = s.files(&Default::default()).await.unwrap();
+        let failed: Vec<_> = rows
+            .iter()
+            .filter(|r| r.state == FileState::Failed)
+            .collect();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].path, "bad\\xff.csv");
+        assert_eq!(
+            failed[0].last_error.as_deref(),
+            Some(crate::remote::NOT_UTF8)
+        );
+        assert!(
+            s.due("r", 9000, 0, 0)
+                .await
+                .unwrap()
+                .iter()
+                .all(|r| r.path == "a"),
+            "a refused file is never due"
+        );
+        // A new version of it is recorded once more; a file that can be
+        // taken wins over a refused one of the same path.
+        let out = s
+            .record_listing_with("r", &[], &[bad(4)], 4000)
+            .await
+            .unwrap();
+        assert_eq!(out.refused.len(), 1);
+        let out = s
+            .record_listing_with("r", &[f("bad\\xff.csv", 5, 10)], &[bad(5)], 5000)
+            .await
+            .unwrap();
+        assert!(out.refused.is_empty());
+        assert_eq!(out.new.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn unknown_sizes_are_stored_as_minus_one() {
+        let (_d, s) = state().await;
+        let unknown = [f("u", super::super::size_to_db(None), 10)];
+        s.record_listing("r", &unknown, 1000).await.unwrap();
+        let out = s.record_listing("r", &unknown, 2000).await.unwrap();
+        assert!(out.new.is_empty() && out.changed.is_empty(), "same version");
+        let row = &s.due("r", 3000, 0, 0).await.unwrap()[0];
+        assert_eq!((row.size, row.version().size), (-1, None));
     }
 }

@@ -8,9 +8,9 @@ mod query;
 mod row;
 mod transitions;
 
-pub use listing::{Listed, ListingOutcome, Superseded};
+pub use listing::{Listed, ListingOutcome, Refused, Superseded};
 pub use query::{FileFilter, RuleHealth};
-pub use row::{FileRow, FileState};
+pub use row::{FileRow, FileState, size_from_db, size_to_db};
 
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};

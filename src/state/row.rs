@@ -1,5 +1,6 @@
 //! A file's row and the states it moves through.
 
+use crate::remote::Version;
 use serde::Serialize;
 use std::fmt;
 use std::str::FromStr;
@@ -99,6 +100,26 @@ pub struct FileRow {
     pub delivered_at_ms: Option<i64>,
     pub done_at_ms: Option<i64>,
     pub updated_at_ms: i64,
+}
+
+impl FileRow {
+    /// The version this row records, as a read expects it.
+    pub fn version(&self) -> Version {
+        Version {
+            size: size_from_db(self.size),
+            mtime: self.mtime,
+        }
+    }
+}
+
+/// Sizes are stored as integers, an unknown one (the server did not say)
+/// as -1: never 0, which would pass for an empty file.
+pub fn size_to_db(size: Option<u64>) -> i64 {
+    size.map_or(-1, |s| s as i64)
+}
+
+pub fn size_from_db(size: i64) -> Option<u64> {
+    u64::try_from(size).ok()
 }
 
 impl TryFrom<String> for FileState {

@@ -340,6 +340,13 @@ if sys.argv[10] == "nat":
     # as a server behind NAT does.
     Handler.proto_cmds = {k: v for k, v in Handler.proto_cmds.items() if k != "EPSV"}
     Handler.masquerade_address = "10.255.255.1"
+if sys.argv[10] == "nosize":
+    # MLSD and MLST without the size fact, as some servers send them.
+    class NoSize(Handler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._current_facts = [f for f in self._current_facts if f != "size"]
+    Handler = NoSize
 Handler.authorizer = auth
 Handler.passive_ports = range(int(lo), int(lo) + 40)
 Handler.use_gmt_times = True
@@ -349,15 +356,20 @@ server.serve_forever()
 
 /// pyftpdlib (MLSD, MLST) with user `ferry` / `s3cret pass` rooted at `dir/root`.
 pub fn pyftpdlib(dir: &Path, tls: PyTls, certs: Option<&Certs>) -> FtpServer {
-    pyftpdlib_with(dir, tls, certs, false)
+    pyftpdlib_with(dir, tls, certs, "-")
 }
 
 /// pyftpdlib as behind NAT: EPSV refused, PASV announcing 10.255.255.1.
 pub fn pyftpdlib_nat(dir: &Path) -> FtpServer {
-    pyftpdlib_with(dir, PyTls::None, None, true)
+    pyftpdlib_with(dir, PyTls::None, None, "nat")
 }
 
-fn pyftpdlib_with(dir: &Path, tls: PyTls, certs: Option<&Certs>, nat: bool) -> FtpServer {
+/// pyftpdlib whose MLSD and MLST leave out the `size` fact.
+pub fn pyftpdlib_without_sizes(dir: &Path) -> FtpServer {
+    pyftpdlib_with(dir, PyTls::None, None, "nosize")
+}
+
+fn pyftpdlib_with(dir: &Path, tls: PyTls, certs: Option<&Certs>, variant: &str) -> FtpServer {
     require(PYTHON, "python3");
     let check = Command::new(PYTHON)
         .args(["-c", "import pyftpdlib"])
@@ -389,7 +401,7 @@ fn pyftpdlib_with(dir: &Path, tls: PyTls, certs: Option<&Certs>, nat: bool) -> F
         .args([mode, &cert, &key])
         .arg((20000 + fastrand_u16(40000)).to_string())
         .arg(&log)
-        .args([PY_USER, PY_PASSWORD, if nat { "nat" } else { "-" }])
+        .args([PY_USER, PY_PASSWORD, variant])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("pyftpd.stderr")).unwrap())

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use ferry::config::{FtpOptions, Protocol, Secret, Server, SftpOptions};
-use ferry::remote::{Session, choose};
+use ferry::remote::{Session, Version, choose};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -66,8 +66,22 @@ pub fn same(got: &[u8], want: &[u8]) {
     );
 }
 
+/// What a read expects when the test does not care: unknown size, to the end.
+pub const ANY: Version = Version {
+    size: None,
+    mtime: 0,
+};
+
+/// A read that expects `size` bytes (FTP ignores the mtime).
+pub fn sized(size: u64) -> Version {
+    Version {
+        size: Some(size),
+        mtime: 0,
+    }
+}
+
 pub async fn read_all(s: &mut Box<dyn Session>, path: &str, offset: u64) -> Vec<u8> {
     let mut out = Vec::new();
-    s.read_into(path, offset, &mut out).await.unwrap();
+    s.read_into(path, offset, ANY, &mut out).await.unwrap();
     out
 }

@@ -47,9 +47,11 @@ pub fn parse_mlsd(line: &str) -> Option<Entry> {
     let mut entry = Entry {
         name: name.to_string(),
         kind: EntryKind::File,
-        size: 0,
+        // No `size` fact: unknown, never taken for empty.
+        size: None,
         mtime: 0,
         link_target: None,
+        invalid_name: false,
     };
     for fact in facts.split(';').filter(|f| !f.is_empty()) {
         let (key, value) = fact.split_once('=')?;
@@ -68,7 +70,7 @@ pub fn parse_mlsd(line: &str) -> Option<Entry> {
                     _ => EntryKind::Other,
                 };
             }
-            "size" | "sizd" => entry.size = value.parse().ok()?,
+            "size" | "sizd" => entry.size = Some(value.parse().ok()?),
             "modify" => entry.mtime = parse_mlsd_time(value)?,
             _ => {}
         }
@@ -181,9 +183,10 @@ fn parse_unix(line: &str, offset: i32, now: i64) -> Option<Listed> {
         let entry = Entry {
             name: name.to_string(),
             kind,
-            size,
+            size: Some(size),
             mtime,
             link_target: target,
+            invalid_name: false,
         };
         return Some(Listed { entry, precision });
     }
@@ -266,9 +269,9 @@ fn parse_dos(line: &str, offset: i32) -> Option<Listed> {
     }
     let (what_start, what) = *w.get(i + 1)?;
     let (kind, size) = if what.eq_ignore_ascii_case("<DIR>") {
-        (EntryKind::Dir, 0)
+        (EntryKind::Dir, None)
     } else {
-        (EntryKind::File, what.replace(',', "").parse().ok()?)
+        (EntryKind::File, Some(what.replace(',', "").parse().ok()?))
     };
     // Columns are padded, so a name's leading spaces cannot be told apart.
     let name = line
@@ -283,6 +286,7 @@ fn parse_dos(line: &str, offset: i32) -> Option<Listed> {
         size,
         mtime: local_to_utc(y, mo, d, h, mi, offset)?,
         link_target: None,
+        invalid_name: false,
     };
     Some(Listed {
         entry,

@@ -24,7 +24,7 @@ fn list(line: &str) -> Listed {
 fn vsftpd_unix_listing() {
     let l = list("-rw-r--r--    1 0        0               6 Nov 27 12:04 a.txt");
     assert_eq!(l.entry.name, "a.txt");
-    assert_eq!((l.entry.kind, l.entry.size), (EntryKind::File, 6));
+    assert_eq!((l.entry.kind, l.entry.size), (EntryKind::File, Some(6)));
     assert_eq!(
         (l.entry.mtime, l.precision),
         (ts(2026, 11, 27, 12, 4, 0), Precision::Minutes)
@@ -104,13 +104,13 @@ fn symlinks_long_iso_and_proftpd() {
     let l = list("-rw-r--r-- 1 u g 42 2026-11-24 00:15 iso.txt");
     assert_eq!(
         (l.entry.mtime, l.entry.size),
-        (ts(2026, 11, 24, 0, 15, 0), 42)
+        (ts(2026, 11, 24, 0, 15, 0), Some(42))
     );
     // ProFTPD pads user and group.
     let l = list("-rw-r--r--   1 ftpuser  ftpgroup   1048576 Mar  3 09:07 big.bin");
     assert_eq!(
         (l.entry.size, l.entry.mtime),
-        (1_048_576, ts(2026, 3, 3, 9, 7, 0))
+        (Some(1_048_576), ts(2026, 3, 3, 9, 7, 0))
     );
 }
 
@@ -125,7 +125,7 @@ fn dos_and_iis_listings() {
     let f = list("02-05-2025  03:04PM             1,234 report.csv");
     assert_eq!(
         (f.entry.size, f.entry.mtime),
-        (1234, ts(2025, 2, 5, 15, 4, 0))
+        (Some(1234), ts(2025, 2, 5, 15, 4, 0))
     );
     let f = list("02-05-99  12:00PM  7 y2k.txt");
     assert_eq!(f.entry.mtime, ts(1999, 2, 5, 12, 0, 0));
@@ -139,7 +139,7 @@ fn mlsd_facts() {
         parse_mlsd("type=file;size=5;modify=20261124001500.123;UNIX.mode=0644; a b;c.txt").unwrap();
     assert_eq!(
         (e.name.as_str(), e.size, e.kind),
-        ("a b;c.txt", 5, EntryKind::File)
+        ("a b;c.txt", Some(5), EntryKind::File)
     );
     assert_eq!(e.mtime, ts(2026, 11, 24, 0, 15, 0));
     let d = parse_mlsd("Type=dir;Modify=20260101000000;Perm=el; sub").unwrap();
@@ -152,6 +152,9 @@ fn mlsd_facts() {
         (EntryKind::Symlink, Some("/etc/x"))
     );
     assert!(parse_mlsd("type=file;size=x; bad").is_none());
+    // No size fact: unknown, not zero.
+    let e = parse_mlsd("type=file;modify=20261124001500; nosize.bin").unwrap();
+    assert_eq!((e.kind, e.size), (EntryKind::File, None));
     assert_eq!(
         parse_mlsd_time("20261124001500"),
         Some(ts(2026, 11, 24, 0, 15, 0))
@@ -186,7 +189,7 @@ proptest! {
         let line = format!("-rw-r--r--    1 ftp      ftp {size:>12} Feb {day:>2} 10:07 {name}");
         let l = parse_list(&line, 0, NOW).unwrap();
         prop_assert_eq!(&l.entry.name, &name);
-        prop_assert_eq!(l.entry.size, size);
+        prop_assert_eq!(l.entry.size, Some(size));
     }
 
     #[test]

@@ -13,7 +13,7 @@ mod ops;
 mod tls;
 mod transfer;
 
-use super::{Entry, ErrorKind, RemoteError, Result, Session, Transport};
+use super::{Entry, ErrorKind, RemoteError, Result, Session, Transport, Version};
 use crate::config::{Protocol, Server};
 use async_trait::async_trait;
 use connect::Conn;
@@ -39,7 +39,7 @@ pub(crate) struct TlsSetup {
 }
 
 /// MDTM results by directory, then name: (size, listed time, MDTM time).
-type MdtmCache = HashMap<String, HashMap<String, (u64, i64, i64)>>;
+type MdtmCache = HashMap<String, HashMap<String, (Option<u64>, i64, i64)>>;
 
 /// What every session of one server shares.
 pub(crate) struct Shared {
@@ -159,10 +159,12 @@ impl Session for FtpSession {
         &mut self,
         path: &str,
         offset: u64,
+        expected: Version,
         sink: &mut (dyn AsyncWrite + Send + Unpin),
     ) -> Result<u64> {
         let shared = self.shared.clone();
-        let r = transfer::read_into(self.conn().await?, &shared, path, offset, sink).await;
+        let limit = expected.read_limit(offset);
+        let r = transfer::read_into(self.conn().await?, &shared, path, offset, limit, sink).await;
         self.after_transfer(r)
     }
 

@@ -7,7 +7,7 @@ use super::connect::Conn;
 use super::data::{self, command, finish};
 use super::list::{self, Listed, Precision};
 use super::transfer::{Broken, pump, remote_io};
-use crate::remote::{Entry, EntryKind, ErrorKind, RemoteError, Result, join, parent};
+use crate::remote::{Entry, EntryKind, ErrorKind, RemoteError, Result, escape_name, join, parent};
 use std::collections::HashMap;
 use suppaftp::Status;
 
@@ -21,7 +21,12 @@ const SETTLED_AFTER: i64 = 180;
 pub async fn list(conn: &mut Conn, shared: &Shared, dir: &str) -> Result<Vec<Entry>> {
     if conn.features.mlsd {
         match lines(conn, shared, &format!("MLSD {dir}")).await {
-            Ok(lines) => return Ok(lines.iter().filter_map(|l| list::parse_mlsd(l)).collect()),
+            Ok(lines) => {
+                let parse = |(l, escaped): &(String, bool)| {
+                    list::parse_mlsd(l).map(|e| flag_invalid(e, *escaped))
+                };
+                return Ok(lines.iter().filter_map(parse).collect());
+            }
             // Advertised in FEAT but refused (500/502): use LIST from now on.
             Err(e) if !e.temporary && e.kind == ErrorKind::Other => conn.features.mlsd = false,
             Err(e) => return Err(e),
@@ -36,9 +41,12 @@ pub async fn list(conn: &mut Conn, shared: &Shared, dir: &str) -> Result<Vec<Ent
     let offset = shared.server.ftp.server_utc_offset;
     let mut listed = Vec::with_capacity(lines.len());
     let mut unreadable = Vec::new();
-    for line in &lines {
+    for (line, escaped) in &lines {
         match list::parse_list(line, offset, now) {
-            Some(l) => listed.push(l),
+            Some(mut l) => {
+                l.entry = flag_invalid(l.entry, *escaped);
+                listed.push(l)
+            }
             None if line.starts_with("total ") || is_dot_entry(line) => {}
             None => unreadable.push(line.as_str()),
         }
@@ -55,8 +63,16 @@ pub async fn list(conn: &mut Conn, shared: &Shared, dir: &str) -> Result<Vec<Ent
     Ok(listed.into_iter().map(|l| l.entry).collect())
 }
 
-/// The lines of a listing command's data connection.
-async fn lines(conn: &mut Conn, shared: &Shared, cmd: &str) -> Result<Vec<String>> {
+/// Marks an entry parsed from a line that was not UTF-8 when its name holds
+/// the escaped bytes (they may be in the owner's name instead).
+fn flag_invalid(mut e: Entry, escaped: bool) -> Entry {
+    e.invalid_name = escaped && e.name.contains("\\x");
+    e
+}
+
+/// The lines of a listing command's data connection, each with whether it
+/// held bytes that are not UTF-8 (escaped as `\xNN`, see `escape_name`).
+async fn lines(conn: &mut Conn, shared: &Shared, cmd: &str) -> Result<Vec<(String, bool)>> {
     let io = shared.server.io_timeout;
     let mut stream = data::open(conn, shared, cmd, 0).await?;
     let mut raw = Vec::new();
@@ -71,8 +87,8 @@ async fn lines(conn: &mut Conn, shared: &Shared, cmd: &str) -> Result<Vec<String
     finish(conn, io, cmd).await?;
     Ok(raw
         .split(|b| *b == b'\n')
-        .map(|l| String::from_utf8_lossy(l.strip_suffix(b"\r").unwrap_or(l)).into_owned())
-        .filter(|l| !l.is_empty())
+        .map(|l| escape_name(l.strip_suffix(b"\r").unwrap_or(l)))
+        .filter(|(l, _)| !l.is_empty())
         .collect())
 }
 
@@ -264,9 +280,10 @@ pub async fn stat(conn: &mut Conn, shared: &Shared, path: &str) -> Result<Entry>
                 return Ok(Entry {
                     name,
                     kind,
-                    size,
+                    size: Some(size),
                     mtime,
                     link_target: None,
+                    invalid_name: false,
                 });
             }
         }
@@ -281,9 +298,10 @@ pub async fn stat(conn: &mut Conn, shared: &Shared, path: &str) -> Result<Entry>
                 return Ok(Entry {
                     name,
                     kind,
-                    size: 0,
+                    size: None,
                     mtime: 0,
                     link_target: None,
+                    invalid_name: false,
                 });
             }
             return Err(e);

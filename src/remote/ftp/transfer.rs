@@ -3,26 +3,40 @@
 //! on the total length of a transfer.
 
 use super::Shared;
-use super::connect::Conn;
+use super::connect::{Conn, on_ctrl};
 use super::data::{self, finish, timeout};
 use crate::remote::{ErrorKind, RemoteError, Result};
 use std::time::Duration;
+use suppaftp::{FtpError, Status};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+/// RETR from `offset`, taking at most `limit` bytes (`None`: to the end).
+/// The caller's limit is one byte past the listed size: when it is reached
+/// the file grew, and the data connection is closed without reading the
+/// rest (a file that grew to gigabytes is not fetched to learn that).
 pub async fn read_into(
     conn: &mut Conn,
     shared: &Shared,
     path: &str,
     offset: u64,
+    limit: Option<u64>,
     sink: &mut (dyn AsyncWrite + Send + Unpin),
 ) -> Result<u64> {
     let io = shared.server.io_timeout;
     let cmd = format!("RETR {path}");
     let mut stream = data::open(conn, shared, &cmd, offset).await?;
     let mut buf = std::mem::take(&mut conn.buf);
-    let copied = pump(&mut stream, sink, io, true, &mut buf).await;
+    let copied = match limit {
+        Some(limit) => pump(&mut (&mut stream).take(limit), sink, io, true, &mut buf).await,
+        None => pump(&mut stream, sink, io, true, &mut buf).await,
+    };
     conn.buf = buf;
     match copied {
+        Ok(n) if limit == Some(n) => {
+            drop(stream);
+            cut_short(conn, &cmd).await?;
+            Ok(n)
+        }
         Ok(n) => {
             drop(stream);
             finish(conn, io, &cmd).await?;
@@ -37,6 +51,28 @@ pub async fn read_into(
             let fallback = remote_io(&cmd, &e);
             Err(data::reason(conn, &cmd, fallback).await)
         }
+    }
+}
+
+/// Reads the reply to a RETR whose data connection ferry closed early:
+/// 426 (vsftpd: "Failure writing network stream"), 451, or 226 when the
+/// server had sent everything before it noticed. Any reply keeps the
+/// control connection in step; without one it is out of step and the
+/// error drops it (its kind breaks the session).
+async fn cut_short(conn: &mut Conn, cmd: &str) -> Result<()> {
+    let wait = Duration::from_secs(5);
+    let done = [Status::ClosingDataConnection, Status::RequestedFileActionOk];
+    let r =
+        on_ctrl!(&mut conn.ctrl, s => tokio::time::timeout(wait, s.read_response_in(&done)).await);
+    match r {
+        Ok(Ok(_)) | Ok(Err(FtpError::UnexpectedResponse(_))) => Ok(()),
+        Ok(Err(e)) => Err(RemoteError::new(
+            ErrorKind::Connection,
+            true,
+            cmd,
+            format!("no reply after closing the data connection early: {e}"),
+        )),
+        Err(_) => Err(timeout(cmd, wait)),
     }
 }
 

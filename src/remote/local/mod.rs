@@ -1,13 +1,16 @@
 //! The `local` transport: a directory on this machine or a mounted share,
 //! served through the same interface and promises as a remote server.
+//! Symlinks are listed as symlinks and never followed, not even when one
+//! replaces a listed file before it is read.
 
-use super::{Entry, EntryKind, RemoteError, Result, Session, Transport};
+use super::{Entry, EntryKind, ErrorKind, RemoteError, Result, Session, Transport, Version};
 use async_trait::async_trait;
 use std::fs::Metadata;
 use std::io::SeekFrom;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use tokio::io::{AsyncRead, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
 
 pub struct LocalTransport;
 
@@ -21,6 +24,15 @@ impl Transport for LocalTransport {
 pub struct LocalSession;
 
 fn entry(name: String, meta: &Metadata, link_target: Option<String>) -> Entry {
+    entry_named(name, false, meta, link_target)
+}
+
+fn entry_named(
+    name: String,
+    invalid_name: bool,
+    meta: &Metadata,
+    link_target: Option<String>,
+) -> Entry {
     let ft = meta.file_type();
     let kind = if ft.is_symlink() {
         EntryKind::Symlink
@@ -34,9 +46,10 @@ fn entry(name: String, meta: &Metadata, link_target: Option<String>) -> Entry {
     Entry {
         name,
         kind,
-        size: meta.len(),
+        size: Some(meta.len()),
         mtime: meta.mtime(),
         link_target,
+        invalid_name,
     }
 }
 
@@ -46,10 +59,8 @@ fn list_blocking(dir: &Path) -> std::io::Result<Vec<Entry>> {
     let mut out = Vec::new();
     for item in std::fs::read_dir(dir)? {
         let item = item?;
-        let Ok(name) = item.file_name().into_string() else {
-            tracing::warn!(dir = %dir.display(), name = ?item.file_name(), "skipping a name that is not UTF-8");
-            continue;
-        };
+        // Listed all the same, escaped: the rule records it as failed once.
+        let (name, invalid_name) = super::escape_name(item.file_name().as_bytes());
         let meta = match item.metadata() {
             Ok(m) => m,
             // Removed between readdir and lstat: it is simply not there any more.
@@ -62,9 +73,63 @@ fn list_blocking(dir: &Path) -> std::io::Result<Vec<Entry>> {
             .then(|| std::fs::read_link(item.path()).ok())
             .flatten()
             .map(|t| t.to_string_lossy().into_owned());
-        out.push(entry(name, &meta, target));
+        out.push(entry_named(name, invalid_name, &meta, target));
     }
     Ok(out)
+}
+
+/// Opens `path` for reading only if it is still the listed regular file.
+/// `O_NOFOLLOW` refuses a symlink put in its place after the listing (the
+/// open would otherwise read whatever it points to); `O_NONBLOCK` keeps a
+/// FIFO put there from blocking the open. The fstat of the opened file must
+/// show the listed size and mtime: the bytes read are then those of the
+/// version the state database recorded.
+async fn open_version(path: &str, expected: Version) -> Result<tokio::fs::File> {
+    let ctx = || format!("read {path}");
+    let file = tokio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .await
+        .map_err(|e| match e.raw_os_error() {
+            // The listing skips symlinks, so no later listing makes this
+            // file readable: permanent, with the reason on the failed row.
+            Some(libc::ELOOP) => RemoteError::new(
+                ErrorKind::PermissionDenied,
+                false,
+                ctx(),
+                "refused: it is a symbolic link now (the local transport never follows links)",
+            ),
+            _ => RemoteError::from_io(ctx(), &e),
+        })?;
+    let meta = file
+        .metadata()
+        .await
+        .map_err(|e| RemoteError::from_io(ctx(), &e))?;
+    if !meta.is_file() {
+        return Err(RemoteError::new(
+            ErrorKind::PermissionDenied,
+            false,
+            ctx(),
+            "refused: it is no longer a regular file",
+        ));
+    }
+    if expected.size.is_some_and(|s| s != meta.len()) || expected.mtime != meta.mtime() {
+        // Another version: the next listing records it and its own window.
+        return Err(RemoteError::new(
+            ErrorKind::Other,
+            true,
+            ctx(),
+            format!(
+                "it changed since it was listed (now {} bytes, mtime {}; listed {:?} bytes, mtime {})",
+                meta.len(),
+                meta.mtime(),
+                expected.size,
+                expected.mtime
+            ),
+        ));
+    }
+    Ok(file)
 }
 
 /// rename(2) replaces silently; renameat2 with RENAME_NOREPLACE refuses an
@@ -127,19 +192,19 @@ impl Session for LocalSession {
         &mut self,
         path: &str,
         offset: u64,
+        expected: Version,
         sink: &mut (dyn AsyncWrite + Send + Unpin),
     ) -> Result<u64> {
         let ctx = || format!("read {path}");
-        let mut file = tokio::fs::File::open(path)
-            .await
-            .map_err(|e| RemoteError::from_io(ctx(), &e))?;
+        let mut file = open_version(path, expected).await?;
         if offset > 0 {
             file.seek(SeekFrom::Start(offset))
                 .await
                 .map_err(|e| RemoteError::from_io(ctx(), &e))?;
         }
-        let mut reader = tokio::io::BufReader::with_capacity(256 * 1024, file);
-        tokio::io::copy_buf(&mut reader, sink)
+        let reader = tokio::io::BufReader::with_capacity(256 * 1024, file);
+        let limit = expected.read_limit(offset).unwrap_or(u64::MAX);
+        tokio::io::copy_buf(&mut reader.take(limit), sink)
             .await
             .map_err(|e| RemoteError::from_io(ctx(), &e))
     }
@@ -211,10 +276,9 @@ mod tests {
         std::fs::create_dir(dir.path().join("sub")).unwrap();
         let mut s = LocalSession;
         let mut out = Vec::new();
-        let n = s
-            .read_into(&format!("{root}/a.txt"), 4, &mut out)
-            .await
-            .unwrap();
+        let a = format!("{root}/a.txt");
+        let v = s.stat(&a).await.unwrap().version();
+        let n = s.read_into(&a, 4, v, &mut out).await.unwrap();
         assert_eq!((n, out.as_slice()), (6, &b"456789"[..]));
         let mut names: Vec<_> = s
             .list(&root)
@@ -231,6 +295,87 @@ mod tests {
                 ("sub".into(), EntryKind::Dir)
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_file_that_grew_is_refused_and_unknown_sizes_read_to_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        std::fs::write(&a, vec![7u8; 1 << 20]).unwrap();
+        let a = a.to_str().unwrap();
+        let mut s = LocalSession;
+        let now = s.stat(a).await.unwrap().version();
+        let listed_small = Version {
+            size: Some(4),
+            ..now
+        };
+        let mut sink = Vec::new();
+        let err = s
+            .read_into(a, 0, listed_small, &mut sink)
+            .await
+            .unwrap_err();
+        assert!(err.temporary && err.message.contains("changed"), "{err}");
+        assert!(sink.is_empty(), "refused before reading");
+        let unknown = Version { size: None, ..now };
+        assert_eq!(s.read_whole(a, unknown).await.unwrap().len(), 1 << 20);
+    }
+
+    #[tokio::test]
+    async fn a_file_swapped_for_a_symlink_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.csv"), dir.path().join("secret"));
+        std::fs::write(&a, b"public").unwrap();
+        std::fs::write(&b, b"secret").unwrap();
+        let mtime = std::fs::metadata(&a).unwrap().modified().unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&b)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let mut s = LocalSession;
+        let root = dir.path().to_str().unwrap();
+        let listed = s.list(root).await.unwrap();
+        let e = listed.iter().find(|e| e.name == "a.csv").unwrap();
+        // Same size, same mtime: only the open can tell.
+        std::fs::remove_file(&a).unwrap();
+        std::os::unix::fs::symlink(&b, &a).unwrap();
+        let a = a.to_str().unwrap();
+        let err = s.read_whole(a, e.version()).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::PermissionDenied, "{err}");
+        assert!(!err.temporary);
+        assert!(err.message.contains("symbolic link"), "{err}");
+        let err = s.read_into(a, 0, e.version(), &mut Vec::new()).await;
+        assert!(err.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_replaced_file_is_another_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        std::fs::write(&a, b"one").unwrap();
+        let a = a.to_str().unwrap();
+        let mut s = LocalSession;
+        let mut v = s.stat(a).await.unwrap().version();
+        v.mtime -= 60;
+        let err = s.read_whole(a, v).await.unwrap_err();
+        assert!(err.temporary, "the next listing sees the new version");
+        assert!(err.message.contains("changed since it was listed"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn names_that_are_not_utf8_are_listed_escaped() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let name = std::ffi::OsStr::from_bytes(b"bad\xff.csv");
+        std::fs::write(dir.path().join(name), b"x").unwrap();
+        let listed = LocalSession
+            .list(dir.path().to_str().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].name, "bad\\xff.csv");
+        assert!(listed[0].invalid_name);
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@ mod error;
 mod hostkey;
 mod transfer;
 
-use super::{Entry, EntryKind, ErrorKind, RemoteError, Result, Session, Transport};
+use super::{Entry, EntryKind, ErrorKind, RemoteError, Result, Session, Transport, Version};
 use crate::config::Server;
 use async_trait::async_trait;
 use connect::Connected;
@@ -47,11 +47,14 @@ fn entry(name: String, attrs: &FileAttributes, link_target: Option<String>) -> E
         FileType::Other => EntryKind::Other,
     };
     Entry {
-        name,
         kind,
-        size: attrs.size.unwrap_or(0),
+        size: attrs.size,
         mtime: i64::from(attrs.mtime.unwrap_or(0)),
         link_target,
+        // russh-sftp keeps names as `String` and replaces bytes that are not
+        // UTF-8 with U+FFFD: such a name can be shown but not opened.
+        invalid_name: name.contains(char::REPLACEMENT_CHARACTER),
+        name,
     }
 }
 
@@ -160,22 +163,23 @@ impl Session for SftpSession {
         &mut self,
         path: &str,
         offset: u64,
+        expected: Version,
         sink: &mut (dyn AsyncWrite + Send + Unpin),
     ) -> Result<u64> {
-        transfer::download(&self.c, path, offset, sink).await
+        transfer::download(&self.c, path, offset, expected.size, sink).await
     }
 
-    async fn read_whole(&mut self, path: &str, size: u64) -> Result<Vec<u8>> {
-        transfer::read_whole(&self.c, path, size).await
+    async fn read_whole(&mut self, path: &str, expected: Version) -> Result<Vec<u8>> {
+        transfer::read_whole(&self.c, path, expected.size).await
     }
 
     /// All the files at once on this one session: SFTP answers requests by
     /// id, so opens, reads and closes of many files share the connection's
     /// round trips, and the server reads them in bulk.
-    async fn read_wholes(&mut self, files: &[(String, u64)]) -> Vec<Result<Vec<u8>>> {
+    async fn read_wholes(&mut self, files: &[(String, Version)]) -> Vec<Result<Vec<u8>>> {
         let mut all = futures::stream::FuturesOrdered::new();
-        for (path, size) in files {
-            all.push_back(transfer::read_whole(&self.c, path, *size));
+        for (path, expected) in files {
+            all.push_back(transfer::read_whole(&self.c, path, expected.size));
         }
         all.collect().await
     }

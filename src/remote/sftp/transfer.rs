@@ -22,15 +22,17 @@ fn local(path: &str, e: &std::io::Error) -> RemoteError {
     RemoteError::from_io(format!("write local copy of {path}"), e)
 }
 
-/// Copies `path` from byte `start` to its end into `sink`.
+/// Copies `path` from byte `start` into `sink`: to its end, but never past
+/// one byte beyond the expected `size` (`None`: unknown, to the end).
 pub async fn download(
     c: &Connected,
     path: &str,
     start: u64,
+    size: Option<u64>,
     sink: &mut (dyn AsyncWrite + Send + Unpin),
 ) -> Result<u64> {
     let handle = open_read(c, path).await?;
-    let r = read_all(c, &handle, path, start, sink).await;
+    let r = read_all(c, &handle, path, start, size, sink).await;
     let _ = c.sftp.close(handle).await;
     r
 }
@@ -47,8 +49,14 @@ async fn open_read(c: &Connected, path: &str) -> Result<String> {
 /// than expected shows growth without the fstat round trip that
 /// [`download`] needs: a POSIX server answers a read with everything up to
 /// the end of the file, so a shorter answer is the end. A server that
-/// answers short in the middle of a file gets asked for the rest.
-pub async fn read_whole(c: &Connected, path: &str, size: u64) -> Result<Vec<u8>> {
+/// answers short in the middle of a file gets asked for the rest. A file
+/// of unknown size is read to its end.
+pub async fn read_whole(c: &Connected, path: &str, size: Option<u64>) -> Result<Vec<u8>> {
+    let Some(size) = size else {
+        let mut data = Vec::new();
+        download(c, path, 0, None, &mut data).await?;
+        return Ok(data);
+    };
     let handle = open_read(c, path).await?;
     let mut data = Vec::with_capacity(size as usize + 1);
     let r = read_to_size(c, &handle, path, size, &mut data).await;
@@ -81,21 +89,27 @@ async fn read_to_size(
     }
 }
 
+/// With a known size, requests are planned up to one byte past it: that
+/// byte shows a file that grew, and nothing beyond it is ever requested,
+/// nor an fstat round trip spent. An unknown size plans up to the size the
+/// server reports for the open file, then reads on to EOF.
 async fn read_all(
     c: &Connected,
     handle: &str,
     path: &str,
     start: u64,
+    size: Option<u64>,
     sink: &mut (dyn AsyncWrite + Send + Unpin),
 ) -> Result<u64> {
     let sftp = &c.sftp;
     let chunk = u64::from(c.read_chunk);
-    // Requests are planned up to the size the server reports now.
-    let reported = match sftp.fstat(handle).await {
-        Ok(a) => a.attrs.size,
-        Err(e) => return Err(error::sftp("stat", path, e)),
+    let planned_end = match size {
+        Some(s) => s + 1,
+        None => match sftp.fstat(handle).await {
+            Ok(a) => a.attrs.size.unwrap_or(start),
+            Err(e) => return Err(error::sftp("stat", path, e)),
+        },
     };
-    let planned_end = reported.unwrap_or(start);
     let mut queue = FuturesOrdered::new();
     let mut next = start;
     let mut pos = start;
@@ -114,10 +128,14 @@ async fn read_all(
             Ok(d) => {
                 sink.write_all(&d.data).await.map_err(|e| local(path, &e))?;
                 pos += d.data.len() as u64;
-                // A short answer: fetch the rest of this range before the
-                // (already requested) ranges after it.
-                if pos < off + u64::from(len)
-                    && !read_range(c, handle, path, &mut pos, off + u64::from(len), sink).await?
+                let end = off + u64::from(len);
+                // Short at or past the expected size: the end of the file
+                // (a POSIX server answers up to the end). Short before it:
+                // fetch the rest of this range before the (already
+                // requested) ranges after it.
+                if pos < end
+                    && (size.is_some_and(|s| pos >= s)
+                        || !read_range(c, handle, path, &mut pos, end, sink).await?)
                 {
                     return Ok(pos - start);
                 }
@@ -126,12 +144,7 @@ async fn read_all(
             Err(e) => return Err(error::sftp("read", path, e)),
         }
     }
-    // Everything the server reported at open time has arrived. Reading on
-    // to EOF would cost one more round trip per file just to learn that the
-    // file did not grow; a file that grows is a new version anyway, which
-    // the caller's size check and the next listing catch.
-    // A server that reports no size is read to EOF.
-    if reported.is_none() {
+    if size.is_none() {
         read_range(c, handle, path, &mut pos, u64::MAX, sink).await?;
     }
     Ok(pos - start)
