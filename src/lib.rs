@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod engine;
+pub mod fsx;
 pub mod logging;
 pub mod remote;
 pub mod state;

@@ -382,15 +382,16 @@ fn an_interrupted_download_resumes_from_the_bytes_on_disk() {
     let meta = std::fs::metadata(&src).unwrap();
     // What a killed run leaves: the first 600 kB under the version's temp name.
     std::fs::create_dir_all(&f.outbox).unwrap();
+    // The row id (1: the first row) and the version are in the name.
     let temp = f.outbox.join(format!(
-        ".big.bin.{}-{}.ferry-part",
+        ".big.bin.1-{}-{}.ferry-part",
         meta.mtime(),
         meta.len()
     ));
     std::fs::write(&temp, &data[..600_000]).unwrap();
     // A partial of another version of the file is never used.
     let stale = f.outbox.join(format!(
-        ".big.bin.{}-{}.ferry-part",
+        ".big.bin.1-{}-{}.ferry-part",
         meta.mtime() - 5,
         meta.len()
     ));

@@ -104,7 +104,7 @@ pub fn give_name(temp: &Path, chosen: &Path, overwrite: bool) -> Result<Placed, 
             if overwrite {
                 std::fs::rename(temp, chosen)
             } else {
-                rename_noreplace(temp, chosen)
+                crate::fsx::rename_noreplace(temp, chosen)
             }
         }
         other => other,
@@ -158,39 +158,6 @@ fn side_name(temp: &Path) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     temp.with_file_name(format!(".o{name}"))
-}
-
-/// renameat2 with RENAME_NOREPLACE refuses an existing target atomically;
-/// file systems without it get a check, then rename(2), which is as close
-/// as they allow.
-fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let f = CString::new(from.as_os_str().as_bytes())?;
-    let t = CString::new(to.as_os_str().as_bytes())?;
-    // SAFETY: both strings are valid and NUL-terminated for the call.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            f.as_ptr(),
-            libc::AT_FDCWD,
-            t.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if rc == 0 {
-        return Ok(());
-    }
-    let e = io::Error::last_os_error();
-    match e.raw_os_error() {
-        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
-            if std::fs::symlink_metadata(to).is_ok() {
-                return Err(io::Error::from(io::ErrorKind::AlreadyExists));
-            }
-            std::fs::rename(from, to)
-        }
-        _ => Err(e),
-    }
 }
 
 fn no_hard_links(e: &io::Error) -> bool {

@@ -132,37 +132,6 @@ async fn open_version(path: &str, expected: Version) -> Result<tokio::fs::File> 
     Ok(file)
 }
 
-/// rename(2) replaces silently; renameat2 with RENAME_NOREPLACE refuses an
-/// existing target atomically. File systems without it (some network
-/// mounts) get a check-then-rename, which is as close as they allow.
-fn rename_noreplace(from: &str, to: &str) -> std::io::Result<()> {
-    use std::ffi::CString;
-    let (f, t) = (CString::new(from)?, CString::new(to)?);
-    // SAFETY: both strings are valid and NUL-terminated for the call.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            f.as_ptr(),
-            libc::AT_FDCWD,
-            t.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if rc == 0 {
-        return Ok(());
-    }
-    let e = std::io::Error::last_os_error();
-    match e.raw_os_error() {
-        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
-            if std::fs::symlink_metadata(to).is_ok() {
-                return Err(std::io::Error::from(std::io::ErrorKind::AlreadyExists));
-            }
-            std::fs::rename(from, to)
-        }
-        _ => Err(e),
-    }
-}
-
 #[async_trait]
 impl Session for LocalSession {
     async fn list(&mut self, dir: &str) -> Result<Vec<Entry>> {
@@ -243,7 +212,7 @@ impl Session for LocalSession {
             if replace {
                 std::fs::rename(f, t)
             } else {
-                rename_noreplace(&f, &t)
+                crate::fsx::rename_noreplace(Path::new(&f), Path::new(&t))
             }
         })
         .await
