@@ -3,6 +3,7 @@
 #
 #   bench/listen_local.sh              # 100000 files
 #   FILES=2000 bench/listen_local.sh   # quicker
+#   FERRY=path/to/ferry bench/listen_local.sh   # a given binary, e.g. to compare two builds
 #
 # Run 1 delivers every file (files/s, peak RSS). Run 2 polls the unchanged
 # directory (the steady state), compared with a bare `ls -f` of it.
@@ -26,13 +27,17 @@ if ! /usr/bin/time -f '%e' true >/dev/null 2>&1; then
 fi
 command -v python3 >/dev/null || { echo "error: python3 is needed to create the files" >&2; exit 2; }
 
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/bench}
-echo "== building ferry (release, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-cargo build --release
-case $CARGO_TARGET_DIR in
-    /*) FERRY=$CARGO_TARGET_DIR/release/ferry ;;
-    *) FERRY=$ROOT/$CARGO_TARGET_DIR/release/ferry ;;
-esac
+if [[ -n ${FERRY:-} ]]; then
+    echo "== using FERRY=$FERRY (not building)"
+else
+    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/bench}
+    echo "== building ferry (release, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+    cargo build --release
+    case $CARGO_TARGET_DIR in
+        /*) FERRY=$CARGO_TARGET_DIR/release/ferry ;;
+        *) FERRY=$ROOT/$CARGO_TARGET_DIR/release/ferry ;;
+    esac
+fi
 [[ -x $FERRY ]] || { echo "error: $FERRY was not built" >&2; exit 3; }
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench.XXXXXX")
