@@ -6,6 +6,7 @@ mod common;
 
 use common::cut::Relay;
 use common::sshd::{self, PASSWORD, Sshd, USER};
+use common::throttle::Throttle;
 use common::*;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -199,6 +200,29 @@ fn a_cut_connection_resumes_from_the_bytes_already_fetched() {
         "re-sent {sent} bytes of {}",
         data.len()
     );
+}
+
+/// `io_timeout` is "nothing heard for this long": a download over a slow
+/// link whose bytes keep arriving finishes, however long it takes.
+#[test]
+fn a_slow_link_that_keeps_moving_never_times_out() {
+    let s = sftp_fixture(None);
+    let slow = Throttle::start(s.sshd.port, 150_000);
+    s.write_rules(&[("r", "")], Some(slow.port));
+    let text = std::fs::read_to_string(&s.f.config).unwrap();
+    let text = text.replace("io_timeout = \"5s\"", "io_timeout = \"10s\"");
+    std::fs::write(&s.f.config, text).unwrap();
+    let data = pattern(3 * 1024 * 1024, 3);
+    s.put("slow.bin", &data);
+    let t0 = std::time::Instant::now();
+    let log = s.f.once(0);
+    assert!(!log.contains("will retry"), "{log}");
+    assert_eq!(
+        std::fs::read(s.f.outbox.join("slow.bin")).ok().as_deref(),
+        Some(&data[..]),
+        "not delivered whole: {log}"
+    );
+    assert!(t0.elapsed() > Duration::from_secs(12), "not throttled?");
 }
 
 #[test]
