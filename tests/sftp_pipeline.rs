@@ -202,6 +202,25 @@ fn a_cut_connection_resumes_from_the_bytes_already_fetched() {
     );
 }
 
+/// Sessions the pool closes end with an SSH disconnect, not a dropped socket.
+#[test]
+fn closed_sessions_say_goodbye() {
+    let s = sftp_fixture(None);
+    s.put("a.txt", b"a");
+    s.f.once(0);
+    assert_eq!(names(&s.f.outbox), ["a.txt"]);
+    wait_for(
+        Duration::from_secs(5),
+        "sshd to log the session end",
+        || s.sshd.log().contains("Disconnected from user"),
+    );
+    let log = s.sshd.log();
+    assert!(
+        log.contains("Received disconnect from 127.0.0.1") && log.contains("ferry is done"),
+        "{log}"
+    );
+}
+
 /// `io_timeout` is "nothing heard for this long": a download over a slow
 /// link whose bytes keep arriving finishes, however long it takes.
 #[test]

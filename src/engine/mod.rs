@@ -179,7 +179,7 @@ impl Engine {
         let due = self.gate(rule, due, &listing).await?;
         let due = self.hold_taken_names(rule, due).await;
         self.run_files(rule, &pool, due, stop, report).await;
-        pool.close_idle();
+        pool.close_idle().await;
         Ok(())
     }
 

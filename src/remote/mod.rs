@@ -154,6 +154,10 @@ pub trait Session: Send {
     fn is_alive(&self) -> bool {
         true
     }
+    /// Ends the session the way the protocol says (SSH: close the channel,
+    /// then disconnect), so the server logs a goodbye, not a dropped socket.
+    /// The default just lets it drop.
+    async fn close(&mut self) {}
     /// How the server proved who it is (host key, certificate), for
     /// `ferry test-connection`.
     fn identity(&self) -> Option<String> {

@@ -268,6 +268,16 @@ impl Session for SftpSession {
         !self.c.ssh.is_closed()
     }
 
+    async fn close(&mut self) {
+        // Ends the sftp channel (EOF and close), then the connection.
+        let _ = self.c.sftp.close_session();
+        let _ = self
+            .c
+            .ssh
+            .disconnect(russh::Disconnect::ByApplication, "ferry is done", "")
+            .await;
+    }
+
     fn identity(&self) -> Option<String> {
         Some(format!("host key {}", self.c.host_key))
     }
