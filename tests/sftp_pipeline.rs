@@ -202,6 +202,52 @@ fn a_cut_connection_resumes_from_the_bytes_already_fetched() {
     );
 }
 
+/// One unreadable directory and a symlink loop do not stop a recursive
+/// rule; the skipped directory shows in `ferry status`; a `move_to` spelled
+/// with `//` and a trailing `/` is still recognised as the rule's own.
+#[test]
+fn a_bad_directory_is_skipped_and_the_archive_never_walked() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = sftp_fixture(None);
+    let inbox = s.remote.join("inbox");
+    let archive = format!("{}//archive/", inbox.display());
+    sshd::shared_dir(&inbox.join("archive"));
+    s.write_rules(
+        &[("r", &format!("recursive = true\nmove_to = \"{archive}\""))],
+        None,
+    );
+    let text = std::fs::read_to_string(&s.f.config).unwrap();
+    let text = text.replace(
+        "max_sessions = 2\n",
+        "max_sessions = 2\nfollow_symlinks = true\n",
+    );
+    std::fs::write(&s.f.config, text).unwrap();
+    s.put("top.txt", b"top");
+    s.put("ok/a.txt", b"a");
+    s.put("locked/b.txt", b"b");
+    std::os::unix::fs::symlink("..", inbox.join("ok/loop")).unwrap();
+    std::fs::set_permissions(inbox.join("locked"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    let log = s.f.once(0);
+    assert!(log.contains("skipping a directory"), "{log}");
+    assert_eq!(names(&s.f.outbox), ["ok", "top.txt"], "{log}");
+    assert_eq!(names(&s.f.outbox.join("ok")), ["a.txt"], "{log}");
+    assert_eq!(names(&inbox.join("archive")), ["ok", "top.txt"], "{log}");
+    let log = s.f.once(0);
+    assert_eq!(
+        names(&s.f.outbox),
+        ["ok", "top.txt"],
+        "archive re-ingested: {log}"
+    );
+    let out = s.f.ferry(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status[0]["skipped_dirs"], 1, "{status}");
+    let why = status[0]["skipped_error"].as_str().unwrap_or_default();
+    assert!(why.starts_with("locked: "), "{status}");
+    let text = String::from_utf8_lossy(&s.f.ferry(&["status"]).stdout).into_owned();
+    assert!(text.contains("1 dir(s) skipped: locked: "), "{text}");
+    std::fs::set_permissions(inbox.join("locked"), std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 /// Sessions the pool closes end with an SSH disconnect, not a dropped socket.
 #[test]
 fn closed_sessions_say_goodbye() {

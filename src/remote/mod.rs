@@ -187,6 +187,22 @@ pub fn join(dir: &str, rel: &str) -> String {
     }
 }
 
+/// An absolute `/`-separated path with `//`, `/./`, `..` and a trailing
+/// `/` resolved lexically, so that one directory is always one string.
+pub fn normalize(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for p in path.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
 /// The directory part of a `/`-separated path (`/` for top-level names).
 pub fn parent(path: &str) -> &str {
     match path.rfind('/') {
@@ -227,5 +243,13 @@ mod tests {
         assert_eq!(v(Some(10)).read_limit(10), Some(1));
         assert_eq!(v(Some(10)).read_limit(20), Some(0));
         assert_eq!(v(None).read_limit(5), None);
+    }
+
+    #[test]
+    fn one_directory_one_string() {
+        assert_eq!(normalize("/x//archive/"), "/x/archive");
+        assert_eq!(normalize("/x/./a/../b"), "/x/b");
+        assert_eq!(normalize("/"), "/");
+        assert_eq!(normalize("//"), "/");
     }
 }
