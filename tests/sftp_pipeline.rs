@@ -6,6 +6,7 @@ mod common;
 
 use common::cut::Relay;
 use common::sshd::{self, PASSWORD, Sshd, USER};
+use common::throttle::Throttle;
 use common::*;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -199,6 +200,94 @@ fn a_cut_connection_resumes_from_the_bytes_already_fetched() {
         "re-sent {sent} bytes of {}",
         data.len()
     );
+}
+
+/// One unreadable directory and a symlink loop do not stop a recursive
+/// rule; the skipped directory shows in `ferry status`; a `move_to` spelled
+/// with `//` and a trailing `/` is still recognised as the rule's own.
+#[test]
+fn a_bad_directory_is_skipped_and_the_archive_never_walked() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = sftp_fixture(None);
+    let inbox = s.remote.join("inbox");
+    let archive = format!("{}//archive/", inbox.display());
+    sshd::shared_dir(&inbox.join("archive"));
+    s.write_rules(
+        &[("r", &format!("recursive = true\nmove_to = \"{archive}\""))],
+        None,
+    );
+    let text = std::fs::read_to_string(&s.f.config).unwrap();
+    let text = text.replace(
+        "max_sessions = 2\n",
+        "max_sessions = 2\nfollow_symlinks = true\n",
+    );
+    std::fs::write(&s.f.config, text).unwrap();
+    s.put("top.txt", b"top");
+    s.put("ok/a.txt", b"a");
+    s.put("locked/b.txt", b"b");
+    std::os::unix::fs::symlink("..", inbox.join("ok/loop")).unwrap();
+    std::fs::set_permissions(inbox.join("locked"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    let log = s.f.once(0);
+    assert!(log.contains("skipping a directory"), "{log}");
+    assert_eq!(names(&s.f.outbox), ["ok", "top.txt"], "{log}");
+    assert_eq!(names(&s.f.outbox.join("ok")), ["a.txt"], "{log}");
+    assert_eq!(names(&inbox.join("archive")), ["ok", "top.txt"], "{log}");
+    let log = s.f.once(0);
+    assert_eq!(
+        names(&s.f.outbox),
+        ["ok", "top.txt"],
+        "archive re-ingested: {log}"
+    );
+    let out = s.f.ferry(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status[0]["skipped_dirs"], 1, "{status}");
+    let why = status[0]["skipped_error"].as_str().unwrap_or_default();
+    assert!(why.starts_with("locked: "), "{status}");
+    let text = String::from_utf8_lossy(&s.f.ferry(&["status"]).stdout).into_owned();
+    assert!(text.contains("1 dir(s) skipped: locked: "), "{text}");
+    std::fs::set_permissions(inbox.join("locked"), std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Sessions the pool closes end with an SSH disconnect, not a dropped socket.
+#[test]
+fn closed_sessions_say_goodbye() {
+    let s = sftp_fixture(None);
+    s.put("a.txt", b"a");
+    s.f.once(0);
+    assert_eq!(names(&s.f.outbox), ["a.txt"]);
+    wait_for(
+        Duration::from_secs(5),
+        "sshd to log the session end",
+        || s.sshd.log().contains("Disconnected from user"),
+    );
+    let log = s.sshd.log();
+    assert!(
+        log.contains("Received disconnect from 127.0.0.1") && log.contains("ferry is done"),
+        "{log}"
+    );
+}
+
+/// `io_timeout` is "nothing heard for this long": a download over a slow
+/// link whose bytes keep arriving finishes, however long it takes.
+#[test]
+fn a_slow_link_that_keeps_moving_never_times_out() {
+    let s = sftp_fixture(None);
+    let slow = Throttle::start(s.sshd.port, 150_000);
+    s.write_rules(&[("r", "")], Some(slow.port));
+    let text = std::fs::read_to_string(&s.f.config).unwrap();
+    let text = text.replace("io_timeout = \"5s\"", "io_timeout = \"10s\"");
+    std::fs::write(&s.f.config, text).unwrap();
+    let data = pattern(3 * 1024 * 1024, 3);
+    s.put("slow.bin", &data);
+    let t0 = std::time::Instant::now();
+    let log = s.f.once(0);
+    assert!(!log.contains("will retry"), "{log}");
+    assert_eq!(
+        std::fs::read(s.f.outbox.join("slow.bin")).ok().as_deref(),
+        Some(&data[..]),
+        "not delivered whole: {log}"
+    );
+    assert!(t0.elapsed() > Duration::from_secs(12), "not throttled?");
 }
 
 #[test]

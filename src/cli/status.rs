@@ -34,7 +34,7 @@ pub async fn status(config: &Path, json: bool) -> i32 {
                     "rule": r.name, "last_poll": time(r.last_poll_ms), "last_duration_ms": r.last_duration_ms,
                     "last_listed": r.last_listed, "last_success": time(r.last_success_ms),
                     "consecutive_errors": r.consecutive_errors, "last_error": r.last_error, "files": counts,
-                    "held": held,
+                    "held": held, "skipped_dirs": r.skipped_dirs, "skipped_error": r.skipped_error,
                 })
             })
             .collect();
@@ -69,6 +69,10 @@ pub async fn status(config: &Path, json: bool) -> i32 {
         println!("  {}", Escaped(r.last_error.as_deref().unwrap_or("-")));
         for (why, n) in &r.held {
             println!("{:<20} {n} file(s) held ({})", "", held_text(why));
+        }
+        if r.skipped_dirs > 0 {
+            let why = Escaped(r.skipped_error.as_deref().unwrap_or("-"));
+            println!("{:<20} {} dir(s) skipped: {why}", "", r.skipped_dirs);
         }
     }
     EXIT_OK

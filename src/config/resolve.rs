@@ -174,12 +174,9 @@ impl Resolver<'_> {
             self.c.at(raw.span(), msg);
             return None;
         }
-        let trimmed = dir.trim_end_matches('/');
-        Some(if trimmed.is_empty() {
-            "/".into()
-        } else {
-            trimmed.into()
-        })
+        // One directory, one string: the walk recognises move_to and
+        // failed_move_to by comparing them with the paths it joins.
+        Some(crate::remote::normalize(&dir))
     }
 
     /// A path on this machine: `{config_dir}` expanded, absolute, normalized.

@@ -24,7 +24,7 @@ pub use target::is_temp_name;
 
 use crate::config::{Daemon, IfExists, Rule, Server};
 use crate::remote::Pool;
-use crate::state::{FileRow, FileState, State, now_ms};
+use crate::state::{FileRow, FileState, Skipped, State, now_ms};
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -57,6 +57,10 @@ pub struct PollReport {
     pub retrying: usize,
     pub failed: usize,
     pub error: Option<String>,
+    /// Subdirectories the listing skipped (`None`: it did not get that far),
+    /// and the last one's error.
+    pub skipped_dirs: Option<usize>,
+    pub skipped_error: Option<String>,
 }
 
 impl Engine {
@@ -112,6 +116,10 @@ impl Engine {
                     duration_ms,
                     listed,
                     report.error.as_deref(),
+                    &Skipped {
+                        count: report.skipped_dirs,
+                        last_error: report.skipped_error.as_deref(),
+                    },
                 )
                 .await
             {
@@ -142,11 +150,15 @@ impl Engine {
             self.restore_retried(rule, &mut session).await?;
             walk::list(&mut session, rule).await?
         };
+        report.skipped_dirs = Some(listing.skipped.len());
+        report.skipped_error = listing.skipped.last().map(|(d, e)| format!("{d}: {e}"));
+        let mut files = listing.files.clone();
+        files.extend(walk::keep_skipped(&self.state, rule, &listing.skipped).await?);
         report.listed = listing.files.len();
         let now = now_ms();
         let outcome = self
             .state
-            .record_listing_with(&rule.name, &listing.files, &listing.refused, now)
+            .record_listing_with(&rule.name, &files, &listing.refused, now)
             .await?;
         if outcome.ignored_empty {
             tracing::warn!(remote = %rule.remote_dir, "the listing came back empty while files were pending; treating it as unknown");
@@ -179,7 +191,7 @@ impl Engine {
         let due = self.gate(rule, due, &listing).await?;
         let due = self.hold_taken_names(rule, due).await;
         self.run_files(rule, &pool, due, stop, report).await;
-        pool.close_idle();
+        pool.close_idle().await;
         Ok(())
     }
 

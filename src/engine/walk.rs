@@ -1,10 +1,13 @@
 //! Listing a rule's remote directory (recursively when asked) and keeping
-//! the files the rule takes.
+//! the files the rule takes. A subdirectory that cannot be listed is
+//! skipped, not fatal: one bad directory must not stop a rule. Directories
+//! reached again through a followed symlink are not walked twice, so a
+//! symlink loop ends.
 
 use super::{filter, target};
 use crate::config::Rule;
 use crate::remote::{self, EntryKind, PooledSession, Result};
-use crate::state::{Listed, Refused, size_to_db};
+use crate::state::{FileFilter, Listed, Refused, State, size_to_db};
 use std::collections::{HashSet, VecDeque};
 
 pub struct Listing {
@@ -15,6 +18,15 @@ pub struct Listing {
     pub refused: Vec<Refused>,
     /// Every file path seen, markers included, for the ready-marker gate.
     pub all: HashSet<String>,
+    /// Subdirectories (relative) that could not be listed, with why.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// A directory to list: where it is under the rule, and where it really is
+/// on the server (a followed symlink's target), to recognise loops.
+struct Pending {
+    rel: String,
+    real: String,
 }
 
 pub async fn list(session: &mut PooledSession, rule: &Rule) -> Result<Listing> {
@@ -22,16 +34,31 @@ pub async fn list(session: &mut PooledSession, rule: &Rule) -> Result<Listing> {
         files: Vec::new(),
         refused: Vec::new(),
         all: HashSet::new(),
+        skipped: Vec::new(),
     };
-    let mut dirs = VecDeque::from([String::new()]);
-    while let Some(rel_dir) = dirs.pop_front() {
+    let mut seen = HashSet::from([rule.remote_dir.clone()]);
+    let mut dirs = VecDeque::from([Pending {
+        rel: String::new(),
+        real: rule.remote_dir.clone(),
+    }]);
+    while let Some(Pending { rel: rel_dir, real }) = dirs.pop_front() {
         let abs_dir = if rel_dir.is_empty() {
             rule.remote_dir.clone()
         } else {
             remote::join(&rule.remote_dir, &rel_dir)
         };
         let entries = session.list(&abs_dir).await;
-        for e in session.check(entries)? {
+        let entries = match session.check(entries) {
+            Ok(entries) => entries,
+            // The rule's own directory failing is the poll failing.
+            Err(e) if rel_dir.is_empty() || e.breaks_session() => return Err(e),
+            Err(e) => {
+                tracing::warn!(path = %rel_dir, error = %e, "skipping a directory that cannot be listed");
+                out.skipped.push((rel_dir, e.to_string()));
+                continue;
+            }
+        };
+        for e in entries {
             // ferry's own partial downloads, whatever the globs say: a rule
             // watching another rule's local_dir must never take them.
             if target::is_temp_name(&e.name) {
@@ -63,8 +90,18 @@ pub async fn list(session: &mut PooledSession, rule: &Rule) -> Result<Listing> {
                     tracing::warn!(path = %rel, "not entering a directory whose name is not UTF-8");
                 }
                 EntryKind::Dir if rule.recursive => {
-                    if filter::enters_dir(rule, &rel, &e.name, &remote::join(&abs_dir, &e.name)) {
-                        dirs.push_back(rel);
+                    if !filter::enters_dir(rule, &rel, &e.name, &remote::join(&abs_dir, &e.name)) {
+                        continue;
+                    }
+                    let real = match &e.link_target {
+                        Some(t) if t.starts_with('/') => remote::normalize(t),
+                        Some(t) => remote::normalize(&remote::join(&real, t)),
+                        None => remote::join(&real, &e.name),
+                    };
+                    if seen.insert(real.clone()) {
+                        dirs.push_back(Pending { rel, real });
+                    } else {
+                        tracing::warn!(path = %rel, target = %real, "not entering a directory already walked (a symlink loop?)");
                     }
                 }
                 _ => {
@@ -74,4 +111,58 @@ pub async fn list(session: &mut PooledSession, rule: &Rule) -> Result<Listing> {
         }
     }
     Ok(out)
+}
+
+/// Pending rows under directories the walk skipped, as last recorded: a
+/// directory that could not be listed says nothing about its files, so
+/// they must not be taken for gone (dropped, or failed as "disappeared").
+pub async fn keep_skipped(
+    state: &State,
+    rule: &Rule,
+    skipped: &[(String, String)],
+) -> sqlx::Result<Vec<Listed>> {
+    let mut out = Vec::new();
+    for (dir, _) in skipped {
+        let filter = FileFilter {
+            rule: Some(rule.name.clone()),
+            state: None,
+            path: Some(format!("{}/*", glob_literal(dir))),
+            id: None,
+            limit: None,
+        };
+        for row in state.files(&filter).await? {
+            if row.state.is_pending() {
+                out.push(Listed {
+                    path: row.path,
+                    size: row.size,
+                    mtime: row.mtime,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `text` as a SQLite GLOB pattern that matches only itself.
+fn glob_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '*' | '?' | '[' => {
+                out.push('[');
+                out.push(c);
+                out.push(']');
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn glob_literal_escapes_the_glob_characters() {
+        assert_eq!(super::glob_literal("a*b?[c]"), "a[*]b[?][[]c]");
+    }
 }

@@ -154,6 +154,10 @@ pub trait Session: Send {
     fn is_alive(&self) -> bool {
         true
     }
+    /// Ends the session the way the protocol says (SSH: close the channel,
+    /// then disconnect), so the server logs a goodbye, not a dropped socket.
+    /// The default just lets it drop.
+    async fn close(&mut self) {}
     /// How the server proved who it is (host key, certificate), for
     /// `ferry test-connection`.
     fn identity(&self) -> Option<String> {
@@ -181,6 +185,22 @@ pub fn join(dir: &str, rel: &str) -> String {
     } else {
         format!("{dir}/{rel}")
     }
+}
+
+/// An absolute `/`-separated path with `//`, `/./`, `..` and a trailing
+/// `/` resolved lexically, so that one directory is always one string.
+pub fn normalize(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for p in path.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
 }
 
 /// The directory part of a `/`-separated path (`/` for top-level names).
@@ -223,5 +243,13 @@ mod tests {
         assert_eq!(v(Some(10)).read_limit(10), Some(1));
         assert_eq!(v(Some(10)).read_limit(20), Some(0));
         assert_eq!(v(None).read_limit(5), None);
+    }
+
+    #[test]
+    fn one_directory_one_string() {
+        assert_eq!(normalize("/x//archive/"), "/x/archive");
+        assert_eq!(normalize("/x/./a/../b"), "/x/b");
+        assert_eq!(normalize("/"), "/");
+        assert_eq!(normalize("//"), "/");
     }
 }

@@ -7,6 +7,9 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// How long a polite close may take before the session is just dropped.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub struct Pool {
     pub server: Arc<Server>,
     transport: Arc<dyn Transport>,
@@ -55,8 +58,12 @@ impl Pool {
 
     /// Closes the idle sessions: called when a poll ends, so no connection
     /// sits open between polls for the server to time out.
-    pub fn close_idle(&self) {
-        self.idle.lock().expect("pool lock").clear();
+    pub async fn close_idle(&self) {
+        let idle = std::mem::take(&mut *self.idle.lock().expect("pool lock"));
+        for mut s in idle {
+            // A server that no longer answers must not hold up the poll.
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, s.close()).await;
+        }
     }
 }
 

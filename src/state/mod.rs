@@ -11,6 +11,7 @@ mod transitions;
 pub use listing::{Listed, ListingOutcome, Refused, Superseded};
 pub use query::{FileFilter, RuleHealth};
 pub use row::{FileRow, FileState, size_from_db, size_to_db};
+pub use transitions::Skipped;
 
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};

@@ -25,6 +25,9 @@ pub struct RuleHealth {
     pub last_success_ms: Option<i64>,
     pub consecutive_errors: i64,
     pub last_error: Option<String>,
+    /// Directories the last poll could not list, and the last one's error.
+    pub skipped_dirs: i64,
+    pub skipped_error: Option<String>,
     #[sqlx(skip)]
     pub counts: Vec<(String, i64)>,
     /// Files held without spending attempts, by reason (`name-taken`, `local-storage`).
@@ -76,6 +79,8 @@ impl RuleHealth {
             last_success_ms: None,
             consecutive_errors: 0,
             last_error: None,
+            skipped_dirs: 0,
+            skipped_error: None,
             counts: Vec::new(),
             held: Vec::new(),
         }

@@ -185,11 +185,16 @@ impl State {
         duration_ms: i64,
         listed: Option<usize>,
         error: Option<&str>,
+        skipped: &Skipped<'_>,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO rules (name, last_poll_ms, last_duration_ms, last_listed, last_success_ms, consecutive_errors, last_error)
-             VALUES (?1, ?2, ?3, ?4, CASE WHEN ?5 IS NULL THEN ?2 END, CASE WHEN ?5 IS NULL THEN 0 ELSE 1 END, ?5)
+            "INSERT INTO rules (name, last_poll_ms, last_duration_ms, last_listed, last_success_ms, consecutive_errors, last_error,
+                                skipped_dirs, skipped_error)
+             VALUES (?1, ?2, ?3, ?4, CASE WHEN ?5 IS NULL THEN ?2 END, CASE WHEN ?5 IS NULL THEN 0 ELSE 1 END, ?5,
+                     coalesce(?6, 0), ?7)
              ON CONFLICT (name) DO UPDATE SET
+               skipped_dirs = coalesce(?6, skipped_dirs),
+               skipped_error = CASE WHEN ?6 IS NULL THEN skipped_error ELSE ?7 END,
                last_poll_ms = excluded.last_poll_ms,
                last_duration_ms = excluded.last_duration_ms,
                last_listed = coalesce(excluded.last_listed, last_listed),
@@ -202,8 +207,18 @@ impl State {
         .bind(duration_ms)
         .bind(listed.map(|n| n as i64))
         .bind(error)
+        .bind(skipped.count.map(|n| n as i64))
+        .bind(skipped.last_error)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
+}
+
+/// Directories a poll skipped; `count` is `None` when the poll did not get
+/// as far as listing (the previous figures stay).
+#[derive(Default)]
+pub struct Skipped<'a> {
+    pub count: Option<usize>,
+    pub last_error: Option<&'a str>,
 }

@@ -215,3 +215,4 @@ pub fn script(f: &Fixture, name: &str, body: &str) -> PathBuf {
 pub mod cut;
 pub mod proxies;
 pub mod sshd;
+pub mod throttle;

@@ -8,12 +8,14 @@
 
 use super::error;
 use super::hostkey::{Checker, HandshakeError};
+use super::progress::{self, Watch};
 use crate::config::Server;
 use crate::remote::{ErrorKind, RemoteError, Result, proxy};
 use russh::client::{self, AuthResult, Handle, KeyboardInteractiveAuthResponse};
 use russh::keys::PrivateKeyWithHashAlg;
 use russh::{MethodKind, cipher};
 use russh_sftp::client::RawSftpSession;
+use russh_sftp::client::error::Error as SftpError;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -45,6 +47,20 @@ pub struct Connected {
     pub write_chunk: u32,
     /// `ssh-ed25519 SHA256:...` as offered by the server.
     pub host_key: String,
+    /// When the SFTP channel last brought bytes: `io_timeout` is measured
+    /// from there.
+    pub watch: Watch,
+}
+
+impl Connected {
+    /// One SFTP request (or a wait for one of many in flight) under
+    /// `io_timeout`, counted as "no byte heard for this long".
+    pub async fn io<T>(
+        &self,
+        request: impl std::future::Future<Output = std::result::Result<T, SftpError>>,
+    ) -> std::result::Result<T, SftpError> {
+        self.watch.within(request).await
+    }
 }
 
 pub async fn open(server: &Server) -> Result<Connected> {
@@ -115,10 +131,11 @@ async fn start_sftp(
         .await
         .map_err(|e| error::ssh(&ctx, e))?;
     let config = russh_sftp::client::Config {
-        request_timeout_secs: server.io_timeout.as_secs().max(1),
+        request_timeout_secs: progress::BACKSTOP_SECS,
         ..Default::default()
     };
-    let sftp = RawSftpSession::new_with_config(channel.into_stream(), config);
+    let watch = Watch::new(server.io_timeout);
+    let sftp = RawSftpSession::new_with_config(watch.counting(channel.into_stream()), config);
     let version = sftp
         .init()
         .await
@@ -140,6 +157,7 @@ async fn start_sftp(
         read_chunk: read_chunk as u32,
         write_chunk: write_chunk as u32,
         host_key,
+        watch,
     })
 }
 

@@ -5,6 +5,7 @@
 mod connect;
 mod error;
 mod hostkey;
+mod progress;
 mod transfer;
 
 use super::{Entry, EntryKind, ErrorKind, RemoteError, Result, Session, Transport, Version};
@@ -64,21 +65,21 @@ fn is_status(e: &russh_sftp::client::error::Error, code: StatusCode) -> bool {
 
 impl SftpSession {
     async fn read_dir(&self, dir: &str) -> Result<Vec<russh_sftp::protocol::File>> {
-        let sftp = &self.c.sftp;
-        let handle = sftp
-            .opendir(dir)
+        let (c, sftp) = (&self.c, &self.c.sftp);
+        let handle = c
+            .io(sftp.opendir(dir))
             .await
             .map_err(|e| error::sftp("list", dir, e))?
             .handle;
         let mut files = Vec::new();
         let result = loop {
-            match sftp.readdir(handle.as_str()).await {
+            match c.io(sftp.readdir(handle.as_str())).await {
                 Ok(name) => files.extend(name.files),
                 Err(e) if is_status(&e, StatusCode::Eof) => break Ok(files),
                 Err(e) => break Err(error::sftp("list", dir, e)),
             }
         };
-        let _ = sftp.close(handle).await;
+        let _ = c.io(sftp.close(handle)).await;
         result
     }
 
@@ -86,14 +87,13 @@ impl SftpSession {
     async fn follow(&self, path: &str, name: String, attrs: &FileAttributes) -> Entry {
         let target = self
             .c
-            .sftp
-            .readlink(path)
+            .io(self.c.sftp.readlink(path))
             .await
             .ok()
             .and_then(|n| n.files.into_iter().next())
             .map(|f| f.filename);
         if self.follow_symlinks
-            && let Ok(a) = self.c.sftp.stat(path).await
+            && let Ok(a) = self.c.io(self.c.sftp.stat(path)).await
         {
             return entry(name, &a.attrs, target);
         }
@@ -101,7 +101,7 @@ impl SftpSession {
     }
 
     async fn exists(&self, path: &str) -> Result<bool> {
-        match self.c.sftp.lstat(path).await {
+        match self.c.io(self.c.sftp.lstat(path)).await {
             Ok(_) => Ok(true),
             Err(e) if is_status(&e, StatusCode::NoSuchFile) => Ok(false),
             Err(e) => Err(error::sftp("stat", path, e)),
@@ -115,7 +115,7 @@ impl SftpSession {
             data.extend_from_slice(s.as_bytes());
         }
         let ctx = format!("{from} -> {to}");
-        match self.c.sftp.extended(POSIX_RENAME, data).await {
+        match self.c.io(self.c.sftp.extended(POSIX_RENAME, data)).await {
             Ok(Packet::Status(s)) if s.status_code == StatusCode::Ok => Ok(()),
             Ok(Packet::Status(s)) => Err(error::sftp("rename", &ctx, s.into())),
             Ok(_) => Err(RemoteError::new(
@@ -151,9 +151,9 @@ impl Session for SftpSession {
     async fn stat(&mut self, path: &str) -> Result<Entry> {
         let name = path.rsplit('/').next().unwrap_or(path).to_string();
         let r = if self.follow_symlinks {
-            self.c.sftp.stat(path).await
+            self.c.io(self.c.sftp.stat(path)).await
         } else {
-            self.c.sftp.lstat(path).await
+            self.c.io(self.c.sftp.lstat(path)).await
         };
         let attrs = r.map_err(|e| error::sftp("stat", path, e))?.attrs;
         Ok(entry(name, &attrs, None))
@@ -210,14 +210,13 @@ impl Session for SftpSession {
             // Without posix-rename the replacement is two steps: a crash
             // between them leaves the target missing, never half-written.
             self.c
-                .sftp
-                .remove(to)
+                .io(self.c.sftp.remove(to))
                 .await
                 .map_err(|e| error::sftp("remove", to, e))?;
         }
         // A plain SFTP rename never replaces (OpenSSH links, then unlinks),
         // so a target that appeared since the check is still not overwritten.
-        match self.c.sftp.rename(from, to).await {
+        match self.c.io(self.c.sftp.rename(from, to)).await {
             Ok(_) => Ok(()),
             Err(e)
                 if !replace
@@ -237,8 +236,7 @@ impl Session for SftpSession {
 
     async fn remove(&mut self, path: &str) -> Result<()> {
         self.c
-            .sftp
-            .remove(path)
+            .io(self.c.sftp.remove(path))
             .await
             .map(|_| ())
             .map_err(|e| error::sftp("remove", path, e))
@@ -254,8 +252,7 @@ impl Session for SftpSession {
             }
             if let Err(e) = self
                 .c
-                .sftp
-                .mkdir(prefix.as_str(), FileAttributes::empty())
+                .io(self.c.sftp.mkdir(prefix.as_str(), FileAttributes::empty()))
                 .await
             {
                 // Another session may have made it meanwhile.
@@ -269,6 +266,16 @@ impl Session for SftpSession {
 
     fn is_alive(&self) -> bool {
         !self.c.ssh.is_closed()
+    }
+
+    async fn close(&mut self) {
+        // Ends the sftp channel (EOF and close), then the connection.
+        let _ = self.c.sftp.close_session();
+        let _ = self
+            .c
+            .ssh
+            .disconnect(russh::Disconnect::ByApplication, "ferry is done", "")
+            .await;
     }
 
     fn identity(&self) -> Option<String> {

@@ -1,9 +1,12 @@
 //! Pipelined transfers. SFTP answers one request per round trip, so a plain
 //! read loop is latency-bound (~35 MB/s on loopback); keeping several
 //! megabytes of requests in flight, as OpenSSH's own client does, lets the
-//! connection run at the speed of the cipher.
+//! connection run at the speed of the cipher. How much is in flight
+//! follows the link ([`Window`]): on a slow one a long queue would only
+//! make the last requests wait.
 
 use super::connect::Connected;
+use super::progress::Window;
 use super::{error, is_status};
 use crate::remote::{RemoteError, Result};
 use futures::StreamExt;
@@ -11,11 +14,11 @@ use futures::stream::{FuturesOrdered, FuturesUnordered};
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// Bytes requested but not yet answered, per transfer.
+/// At most this many bytes requested but not yet answered, per transfer.
 const IN_FLIGHT_BYTES: u64 = 8 * 1024 * 1024;
 
-fn depth(chunk: u32) -> usize {
-    (IN_FLIGHT_BYTES / u64::from(chunk.max(1))).clamp(4, 256) as usize
+fn window(c: &Connected, chunk: u32) -> Window {
+    Window::new(chunk, c.watch.io_timeout(), IN_FLIGHT_BYTES)
 }
 
 fn local(path: &str, e: &std::io::Error) -> RemoteError {
@@ -33,13 +36,13 @@ pub async fn download(
 ) -> Result<u64> {
     let handle = open_read(c, path).await?;
     let r = read_all(c, &handle, path, start, size, sink).await;
-    let _ = c.sftp.close(handle).await;
+    let _ = c.io(c.sftp.close(handle)).await;
     r
 }
 
 async fn open_read(c: &Connected, path: &str) -> Result<String> {
     let opened = c.sftp.open(path, OpenFlags::READ, FileAttributes::empty());
-    Ok(opened
+    Ok(c.io(opened)
         .await
         .map_err(|e| error::sftp("open", path, e))?
         .handle)
@@ -60,7 +63,7 @@ pub async fn read_whole(c: &Connected, path: &str, size: Option<u64>) -> Result<
     let handle = open_read(c, path).await?;
     let mut data = Vec::with_capacity(size as usize + 1);
     let r = read_to_size(c, &handle, path, size, &mut data).await;
-    let _ = c.sftp.close(handle).await;
+    let _ = c.io(c.sftp.close(handle)).await;
     r.map(|()| data)
 }
 
@@ -74,7 +77,7 @@ async fn read_to_size(
     loop {
         let have = data.len() as u64;
         let want = (size + 1 - have.min(size)).min(u64::from(c.read_chunk)) as u32;
-        match c.sftp.read(handle, have, want).await {
+        match c.io(c.sftp.read(handle, have, want)).await {
             Ok(d) if d.data.is_empty() => return Ok(()),
             Ok(d) => {
                 let short = (d.data.len() as u32) < want;
@@ -105,27 +108,33 @@ async fn read_all(
     let chunk = u64::from(c.read_chunk);
     let planned_end = match size {
         Some(s) => s + 1,
-        None => match sftp.fstat(handle).await {
+        None => match c.io(sftp.fstat(handle)).await {
             Ok(a) => a.attrs.size.unwrap_or(start),
             Err(e) => return Err(error::sftp("stat", path, e)),
         },
     };
     let mut queue = FuturesOrdered::new();
+    let mut window = window(c, c.read_chunk);
     let mut next = start;
     let mut pos = start;
     loop {
-        while next < planned_end && queue.len() < depth(c.read_chunk) {
+        while next < planned_end && (queue.is_empty() || next - pos < window.allowed()) {
             let len = chunk.min(planned_end - next) as u32;
             let off = next;
             queue.push_back(async move { (off, len, sftp.read(handle, off, len).await) });
             next += u64::from(len);
         }
-        let Some((off, len, result)) = queue.next().await else {
+        let Some((off, len, result)) = c
+            .io(async { Ok(queue.next().await) })
+            .await
+            .map_err(|e| error::sftp("read", path, e))?
+        else {
             break;
         };
         debug_assert_eq!(off, pos);
         match result {
             Ok(d) => {
+                window.answered(d.data.len() as u64);
                 sink.write_all(&d.data).await.map_err(|e| local(path, &e))?;
                 pos += d.data.len() as u64;
                 let end = off + u64::from(len);
@@ -162,7 +171,7 @@ async fn read_range(
 ) -> Result<bool> {
     while *pos < end {
         let len = u64::from(c.read_chunk).min(end - *pos) as u32;
-        match c.sftp.read(handle, *pos, len).await {
+        match c.io(c.sftp.read(handle, *pos, len)).await {
             Ok(d) if d.data.is_empty() => return Ok(false),
             Ok(d) => {
                 sink.write_all(&d.data).await.map_err(|e| local(path, &e))?;
@@ -185,7 +194,7 @@ pub async fn upload(
 ) -> Result<u64> {
     let sftp = &c.sftp;
     let start = if append {
-        match sftp.lstat(path).await {
+        match c.io(sftp.lstat(path)).await {
             Ok(a) => a.attrs.size.unwrap_or(0),
             Err(e) if is_status(&e, StatusCode::NoSuchFile) => 0,
             Err(e) => return Err(error::sftp("stat", path, e)),
@@ -197,13 +206,13 @@ pub async fn upload(
     if !append {
         flags |= OpenFlags::TRUNCATE;
     }
-    let handle = sftp
-        .open(path, flags, FileAttributes::empty())
+    let handle = c
+        .io(sftp.open(path, flags, FileAttributes::empty()))
         .await
         .map_err(|e| error::sftp("open", path, e))?
         .handle;
     let r = write_all(c, &handle, path, start, source).await;
-    let closed = sftp.close(handle).await;
+    let closed = c.io(sftp.close(handle)).await;
     let n = r?;
     closed.map_err(|e| error::sftp("close", path, e))?;
     Ok(n)
@@ -219,6 +228,8 @@ async fn write_all(
     let sftp = &c.sftp;
     let chunk = c.write_chunk as usize;
     let mut pending = FuturesUnordered::new();
+    let mut window = window(c, c.write_chunk);
+    let mut unanswered = 0u64;
     let mut offset = start;
     loop {
         let mut buf = vec![0u8; chunk];
@@ -236,20 +247,29 @@ async fn write_all(
         if filled > 0 {
             buf.truncate(filled);
             let off = offset;
-            pending.push(async move { sftp.write(handle, off, buf).await });
-            offset += filled as u64;
+            let len = filled as u64;
+            pending.push(async move { sftp.write(handle, off, buf).await.map(|_| len) });
+            offset += len;
+            unanswered += len;
         }
-        while pending.len() >= depth(c.write_chunk) || (filled < chunk && !pending.is_empty()) {
-            if let Some(r) = pending.next().await {
-                r.map_err(|e| error::sftp("write", path, e))?;
-            }
+        while unanswered >= window.allowed() || (filled < chunk && !pending.is_empty()) {
+            let Some(r) = c
+                .io(async { Ok(pending.next().await) })
+                .await
+                .map_err(|e| error::sftp("write", path, e))?
+            else {
+                break;
+            };
+            let len = r.map_err(|e| error::sftp("write", path, e))?;
+            unanswered -= len;
+            window.answered(len);
         }
         if filled < chunk {
             break;
         }
     }
     if c.extensions.contains_key(russh_sftp::extensions::FSYNC) {
-        sftp.fsync(handle)
+        c.io(sftp.fsync(handle))
             .await
             .map_err(|e| error::sftp("fsync", path, e))?;
     }
