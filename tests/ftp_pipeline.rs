@@ -277,3 +277,43 @@ fn a_file_listed_without_a_size_is_read_to_its_end() {
     assert!(!f.outbox.join("r/big.bin").exists());
     assert_eq!(f.files(None).len(), 2);
 }
+
+/// ProFTPD's mod_tls at its defaults refuses (425) a data connection that
+/// resumes any TLS session but its own control connection's. Four sessions
+/// at once fetch 40 files, small (batched) and large: every one delivered
+/// at the first attempt, no data connection refused.
+#[test]
+fn proftpd_ftps_data_connections_resume_their_own_session() {
+    let f = Fixture::new("");
+    std::fs::create_dir_all(f.path("srv")).unwrap();
+    let certs = make_certs(&f.path("srv"));
+    let srv = proftpd_tls(&f.path("srv"), &certs);
+    std::fs::write(f.path("ftp-password"), PY_PASSWORD).unwrap();
+    let server = format!(
+        "[servers.ftp]\nprotocol = \"ftps\"\nhost = \"127.0.0.1\"\nport = {}\nmax_sessions = 4\n\
+         connect_timeout = \"10s\"\nio_timeout = \"10s\"\nuser = \"{PY_USER}\"\n\
+         password = {{ file = \"{}\" }}\nca_file = \"{}\"\n",
+        srv.port,
+        f.path("ftp-password").display(),
+        certs.ca.display()
+    );
+    let mut r = rule(&f, "r", &srv.remote("pub/in"), "");
+    r = r.replace("attempts = 3", "attempts = 1");
+    f.write_config(&format!("{server}\n{r}"));
+    let body = |i: usize| vec![i as u8; if i % 5 == 0 { 100_000 } else { 1_000 + i }];
+    for i in 0..40 {
+        put(&srv.root, &format!("pub/in/f{i:02}.bin"), &body(i));
+    }
+    let log = f.once(0);
+    let failed = f.files(Some("failed"));
+    assert!(failed.is_empty(), "{failed:?}\n{log}");
+    for i in 0..40 {
+        let got = std::fs::read(f.outbox.join(format!("r/f{i:02}.bin")));
+        assert_eq!(got.ok(), Some(body(i)), "f{i:02}.bin\n{log}");
+    }
+    let refused = |l: &&str| l.contains(" 425 ") || l.contains(": 425");
+    assert!(
+        !log.lines().any(|l| refused(&l)),
+        "a data connection was refused:\n{log}"
+    );
+}

@@ -32,7 +32,8 @@ pub use tls::fingerprint;
 /// gateways sooner), and a session can wait in the pool while others work.
 const KEEPALIVE_AFTER: Duration = Duration::from_secs(5);
 
-/// TLS settings shared by the control and data connections of one server.
+/// TLS settings of one server. Each control connection takes a copy of
+/// `config` with a session store of its own (`tls::for_connection`).
 pub(crate) struct TlsSetup {
     pub config: Arc<ClientConfig>,
     pub name: ServerName<'static>,
