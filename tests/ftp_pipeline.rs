@@ -317,3 +317,38 @@ fn proftpd_ftps_data_connections_resume_their_own_session() {
         "a data connection was refused:\n{log}"
     );
 }
+
+/// A partial download left by an earlier run, on a server without REST:
+/// the file is fetched again from byte 0 in the same attempt, not failed.
+#[test]
+fn a_partial_file_from_a_server_without_rest_is_fetched_from_the_start() {
+    let f = Fixture::new("");
+    std::fs::create_dir_all(f.path("srv")).unwrap();
+    let srv = pyftpdlib_without_rest(&f.path("srv"));
+    std::fs::write(f.path("ftp-password"), PY_PASSWORD).unwrap();
+    let extra = format!(
+        "user = \"{PY_USER}\"\npassword = {{ file = \"{}\" }}",
+        f.path("ftp-password").display()
+    );
+    let server = server_block("ftp", &srv, &extra);
+    f.write_config(&format!("{server}\n{}", rule(&f, "r", "/in", "")));
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    put(&srv.root, "in/big.bin", &body);
+    let mtime = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(srv.root.join("in/big.bin"))
+            .unwrap()
+            .mtime()
+    };
+    // What a killed run leaves (row 1, this version): the first 100 kB.
+    let out = f.outbox.join("r");
+    std::fs::create_dir_all(&out).unwrap();
+    let temp = out.join(format!(".big.bin.1-{mtime}-300000.ferry-part"));
+    std::fs::write(&temp, &body[..100_000]).unwrap();
+    let log = f.once(0);
+    assert!(log.contains("resuming download"), "{log}");
+    assert!(log.contains("downloading from the start"), "{log}");
+    assert!(std::fs::read(out.join("big.bin")).unwrap() == body, "{log}");
+    assert_eq!(f.files(Some("done")).len(), 1, "{log}");
+    assert!(!temp.exists());
+}

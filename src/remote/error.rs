@@ -15,6 +15,9 @@ pub enum ErrorKind {
     Auth,
     /// The server is out of space or quota.
     Storage,
+    /// The server cannot start a read part-way (an FTP server that refuses
+    /// REST): the caller must read the file from its first byte.
+    ResumeRefused,
     Other,
 }
 

@@ -347,6 +347,9 @@ if sys.argv[10] == "nosize":
             super().__init__(*args, **kwargs)
             self._current_facts = [f for f in self._current_facts if f != "size"]
     Handler = NoSize
+if sys.argv[10] == "norest":
+    # No REST, as some appliances have: "500 Command not understood".
+    Handler.proto_cmds = {k: v for k, v in Handler.proto_cmds.items() if k != "REST"}
 Handler.authorizer = auth
 Handler.passive_ports = range(int(lo), int(lo) + 40)
 Handler.use_gmt_times = True
@@ -367,6 +370,11 @@ pub fn pyftpdlib_nat(dir: &Path) -> FtpServer {
 /// pyftpdlib whose MLSD and MLST leave out the `size` fact.
 pub fn pyftpdlib_without_sizes(dir: &Path) -> FtpServer {
     pyftpdlib_with(dir, PyTls::None, None, "nosize")
+}
+
+/// pyftpdlib without REST: downloads cannot resume part-way.
+pub fn pyftpdlib_without_rest(dir: &Path) -> FtpServer {
+    pyftpdlib_with(dir, PyTls::None, None, "norest")
 }
 
 fn pyftpdlib_with(dir: &Path, tls: PyTls, certs: Option<&Certs>, variant: &str) -> FtpServer {

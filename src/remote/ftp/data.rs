@@ -220,15 +220,23 @@ async fn connect_data(shared: &Shared, addr: SocketAddr) -> Result<TcpStream> {
 /// `REST` (if resuming) and the transfer command, up to its preliminary reply.
 async fn start(conn: &mut Conn, io: Duration, cmd: &str, offset: u64) -> Result<()> {
     if offset > 0 {
-        command(
-            conn,
-            io,
-            &format!("REST {offset}"),
-            &[Status::RequestFilePending],
-        )
-        .await?;
+        let rest = format!("REST {offset}");
+        command(conn, io, &rest, &[Status::RequestFilePending])
+            .await
+            .map_err(|e| resume_refused(e, offset))?;
     }
     command(conn, io, cmd, PRELIMINARY).await.map(|_| ())
+}
+
+/// A permanent refusal of REST (500/502/504: not implemented, or not for
+/// this file) will not pass with time: the file must be read from byte 0,
+/// which the caller does at once rather than failing the file for good.
+fn resume_refused(mut e: RemoteError, offset: u64) -> RemoteError {
+    if !e.temporary && e.kind == ErrorKind::Other {
+        e.kind = ErrorKind::ResumeRefused;
+        e.message = format!("cannot resume at byte {offset}: {}", e.message);
+    }
+    e
 }
 
 /// Ends an upload's data connection so that the server has every byte.
