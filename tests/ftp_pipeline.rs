@@ -352,3 +352,55 @@ fn a_partial_file_from_a_server_without_rest_is_fetched_from_the_start() {
     assert_eq!(f.files(Some("done")).len(), 1, "{log}");
     assert!(!temp.exists());
 }
+
+/// vsftpd lists a file with its time (`Jun  2 18:00`) until it is 182 days
+/// old, then with the year only (`Jun  2  2026`). A file delivered while its
+/// listing showed the time must not become a new version when the listing
+/// drops it (with `keep` it would be delivered again). The file is made
+/// just younger than the boundary, delivered, and polled again once past it.
+fn listing_that_drops_the_time_keeps_the_version(vsftpd_extra: &str) {
+    let f = Fixture::new("");
+    let opts = Vsftpd {
+        extra: vsftpd_extra.into(),
+        ..Vsftpd::default()
+    };
+    let srv = vsftpd(&f.path("srv"), &opts);
+    let server = server_block("ftp", &srv, "");
+    f.write_config(&format!(
+        "{server}\n{}",
+        rule(&f, "r", &srv.remote("pub/in"), "")
+    ));
+    put(&srv.root, "pub/in/old.csv", b"half a year");
+    let boundary = 182 * 86_400;
+    let margin = 5;
+    let file = srv.root.join("pub/in/old.csv");
+    let mtime = std::time::SystemTime::now() - Duration::from_secs(boundary - margin);
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let log = f.once(0);
+    assert_eq!(f.files(Some("done")).len(), 1, "{log}");
+    let past = mtime + Duration::from_secs(boundary + 1);
+    while std::time::SystemTime::now() < past {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for _ in 0..2 {
+        let log = f.once(0);
+        let rows = f.files(None);
+        assert_eq!(rows.len(), 1, "a second version appeared: {rows:?}\n{log}");
+    }
+    assert_eq!(names(&f.outbox.join("r")), vec!["old.csv".to_string()]);
+}
+
+#[test]
+fn a_listing_that_drops_the_time_is_not_a_new_version_with_mdtm() {
+    listing_that_drops_the_time_keeps_the_version("");
+}
+
+#[test]
+fn a_listing_that_drops_the_time_is_not_a_new_version_on_a_list_only_server() {
+    listing_that_drops_the_time_keeps_the_version("cmds_denied=FEAT,MDTM,SIZE\n");
+}
