@@ -404,3 +404,67 @@ fn a_listing_that_drops_the_time_is_not_a_new_version_with_mdtm() {
 fn a_listing_that_drops_the_time_is_not_a_new_version_on_a_list_only_server() {
     listing_that_drops_the_time_keeps_the_version("cmds_denied=FEAT,MDTM,SIZE\n");
 }
+
+/// The pyftpdlib server block with the test user's password in a file.
+fn py_server_block(f: &Fixture, srv: &FtpServer) -> String {
+    std::fs::write(f.path("ftp-password"), PY_PASSWORD).unwrap();
+    let extra = format!(
+        "user = \"{PY_USER}\"\npassword = {{ file = \"{}\" }}",
+        f.path("ftp-password").display()
+    );
+    server_block("ftp", srv, &extra)
+}
+
+/// An MLSD line that does not parse names a file ferry cannot see: it is
+/// warned about, with an example, and the readable entries are delivered.
+#[test]
+fn unreadable_mlsd_lines_are_warned_about() {
+    let f = Fixture::new("");
+    std::fs::create_dir_all(f.path("srv")).unwrap();
+    let srv = pyftpdlib_with_a_bad_mlsd_line(&f.path("srv"));
+    let server = py_server_block(&f, &srv);
+    f.write_config(&format!("{server}\n{}", rule(&f, "r", "/in", "")));
+    put(&srv.root, "in/good.csv", b"good");
+    let log = f.once(0);
+    assert_eq!(std::fs::read(f.outbox.join("r/good.csv")).unwrap(), b"good");
+    let warning = log
+        .lines()
+        .find(|l| l.contains("MLSD lines in an unknown format were skipped"))
+        .unwrap_or_else(|| panic!("no warning:\n{log}"));
+    assert!(
+        warning.contains("count=1") && warning.contains("broken.csv"),
+        "{warning}"
+    );
+}
+
+/// A name that fits the server but whose local path passes PATH_MAX
+/// (4096 bytes) fails at once, for good, with the limit in the message,
+/// instead of spending its retries; a short name beside it is delivered.
+#[test]
+fn a_path_too_long_for_the_local_file_system_fails_at_once_with_the_limit() {
+    let f = Fixture::new("");
+    let srv = vsftpd(&f.path("srv"), &Vsftpd::default());
+    let server = server_block("ftp", &srv, "");
+    // local_dir about 3900 bytes deep; the long name takes it past 4096.
+    let mut deep = f.outbox.join("r");
+    while deep.as_os_str().len() < 3900 {
+        deep.push("d".repeat(200));
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    let r = rule(&f, "r", &srv.remote("pub/in"), "").replace(
+        &format!("local_dir = \"{}\"", f.outbox.join("r").display()),
+        &format!("local_dir = \"{}\"", deep.display()),
+    );
+    f.write_config(&format!("{server}\n{r}"));
+    let long = format!("{}.csv", "n".repeat(240));
+    put(&srv.root, &format!("pub/in/{long}"), &[7u8; 100_000]);
+    put(&srv.root, "pub/in/short.csv", b"short");
+    // Exit code 1: a file failed.
+    let log = f.once(1);
+    assert_eq!(std::fs::read(deep.join("short.csv")).unwrap(), b"short");
+    let failed = f.files(Some("failed"));
+    assert_eq!(failed.len(), 1, "{failed:?}\n{log}");
+    assert_eq!(failed[0]["failures"], 1, "{failed:?}");
+    let error = failed[0]["last_error"].as_str().unwrap();
+    assert!(error.contains("a path 4096 bytes"), "{error}");
+}

@@ -350,6 +350,14 @@ if sys.argv[10] == "nosize":
 if sys.argv[10] == "norest":
     # No REST, as some appliances have: "500 Command not understood".
     Handler.proto_cmds = {k: v for k, v in Handler.proto_cmds.items() if k != "REST"}
+if sys.argv[10] == "badmlsd":
+    # One MLSD line no parser reads (a size that is not a number).
+    from pyftpdlib.filesystems import AbstractedFS
+    class BadLineFS(AbstractedFS):
+        def format_mlsx(self, *args, **kwargs):
+            yield b"type=file;size=many;modify=20260101000000; broken.csv\r\n"
+            yield from super().format_mlsx(*args, **kwargs)
+    Handler.abstracted_fs = BadLineFS
 Handler.authorizer = auth
 Handler.passive_ports = range(int(lo), int(lo) + 40)
 Handler.use_gmt_times = True
@@ -375,6 +383,11 @@ pub fn pyftpdlib_without_sizes(dir: &Path) -> FtpServer {
 /// pyftpdlib without REST: downloads cannot resume part-way.
 pub fn pyftpdlib_without_rest(dir: &Path) -> FtpServer {
     pyftpdlib_with(dir, PyTls::None, None, "norest")
+}
+
+/// pyftpdlib whose MLSD starts with a line no parser reads.
+pub fn pyftpdlib_with_a_bad_mlsd_line(dir: &Path) -> FtpServer {
+    pyftpdlib_with(dir, PyTls::None, None, "badmlsd")
 }
 
 fn pyftpdlib_with(dir: &Path, tls: PyTls, certs: Option<&Certs>, variant: &str) -> FtpServer {
