@@ -238,3 +238,13 @@ async fn login(conn: &mut Conn, shared: &Shared, ctx: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Ends a control connection with QUIT (RFC 959 4.1.1) and waits briefly
+/// for the 221: the server then closes the session at once and logs a
+/// goodbye, where a dropped socket can hold one of a per-user session
+/// limit until the server notices. Failures are of no interest: the
+/// connection is going either way.
+pub async fn quit(mut conn: Conn) {
+    let wait = std::time::Duration::from_secs(2);
+    let _ = on_ctrl!(&mut conn.ctrl, s => tokio::time::timeout(wait, s.quit()).await);
+}
