@@ -300,7 +300,16 @@ fn proftpd_ftps_data_connections_resume_their_own_session() {
     let mut r = rule(&f, "r", &srv.remote("pub/in"), "");
     r = r.replace("attempts = 3", "attempts = 1");
     f.write_config(&format!("{server}\n{r}"));
-    let body = |i: usize| vec![i as u8; if i % 5 == 0 { 100_000 } else { 1_000 + i }];
+    let body = |i: usize| {
+        vec![
+            i as u8;
+            if i.is_multiple_of(5) {
+                100_000
+            } else {
+                1_000 + i
+            }
+        ]
+    };
     for i in 0..40 {
         put(&srv.root, &format!("pub/in/f{i:02}.bin"), &body(i));
     }
