@@ -2,7 +2,8 @@
 # Runs ferry's whole test suite. First installs, when missing, the real
 # programs the tests start on loopback ports (OpenSSH sshd, vsftpd,
 # pyftpdlib with pyOpenSSL, tinyproxy, dante, openssl for test
-# certificates), then runs `cargo test`. Fails when any test fails.
+# certificates), and ProFTPD unpacked into target/proftpd (its package
+# conflicts with vsftpd's), then runs `cargo test`. Fails when any test fails.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -40,6 +41,23 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
     [ -z "$made_policy" ] || $SUDO rm -f /usr/sbin/policy-rc.d
+fi
+
+# ProFTPD with mod_tls, for the FTPS tests: downloaded with its libraries
+# and unpacked (never installed) into target/proftpd/root.
+proftpd_root=target/proftpd/root
+if [ ! -x "$proftpd_root/usr/sbin/proftpd" ] || [ ! -e "$proftpd_root/usr/lib/proftpd/mod_tls.so" ]; then
+    echo "test.sh: unpacking ProFTPD into $proftpd_root" >&2
+    mkdir -p target/proftpd/debs
+    fetch() {
+        (cd target/proftpd/debs && apt-get download -qq proftpd-core proftpd-mod-crypto \
+            libhiredis0.14 libmemcached11 libmemcachedutil2 libhashkit2 libpcre2-posix3)
+    }
+    # An old or missing package list: update it once and try again.
+    fetch || { $([ "$(id -u)" -eq 0 ] || echo sudo) apt-get update -qq && fetch; }
+    for deb in target/proftpd/debs/*.deb; do
+        dpkg-deb -x "$deb" "$proftpd_root"
+    done
 fi
 
 cargo test --all-targets "$@"

@@ -316,6 +316,56 @@ async fn a_cut_download_resumes_byte_identical_without_resending_the_start() {
     assert!(whole == body, "resumed download differs from the source");
 }
 
+/// A session that is dropped (as the pool drops its idle sessions) ends
+/// its control connection with QUIT, which vsftpd logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_session_says_quit() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = vsftpd(dir.path(), &Vsftpd::default());
+    let mut s = connect(&server(Protocol::Ftp, srv.port, FtpOptions::default())).await;
+    s.list(&srv.remote("pub")).await.unwrap();
+    drop(s);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !srv.log().contains("\"QUIT\"") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no QUIT in the server log:\n{}",
+            srv.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A server without REST cannot resume: the read says so with its own
+/// kind (the engine then starts again from byte 0), and the session still
+/// reads from the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_rest_refuses_resuming_with_its_own_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = pyftpdlib_without_rest(dir.path());
+    std::fs::write(srv.root.join("f.bin"), data(5000)).unwrap();
+    let mut s = connect(&py_user(server(
+        Protocol::Ftp,
+        srv.port,
+        FtpOptions::default(),
+    )))
+    .await;
+    let mut sink = Vec::new();
+    let e = s
+        .read_into("/f.bin", 1000, sized(5000), &mut sink)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::ResumeRefused, "{e}");
+    assert!(sink.is_empty());
+    let mut whole = Vec::new();
+    let n = s
+        .read_into("/f.bin", 0, sized(5000), &mut whole)
+        .await
+        .unwrap();
+    assert_eq!(n, 5000);
+    same(&whole, &data(5000));
+}
+
 /// A first listing of many recent files asks MDTM for each; the commands go
 /// out in windows on a plain connection. Every file must get its own
 /// second, in order, and the connection must stay in step afterwards.

@@ -184,3 +184,32 @@ async fn explicit_ftps_reads_stop_one_byte_past_the_listed_size() {
     let logins = srv.log().matches("230 Login successful").count();
     assert_eq!(logins, 1, "{}", srv.log());
 }
+
+/// A server that presents a CA certificate as its own (a self-signed one
+/// made with `openssl req -x509`), trusted through `ca_file`: webpki refuses
+/// it as CaUsedAsEndEntity, and the error says what to configure instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_certificate_served_as_the_servers_own_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = make_certs(dir.path());
+    let opts = Vsftpd {
+        tls: Some((certs.ca.clone(), dir.path().join("ca.key"))),
+        ..Vsftpd::default()
+    };
+    let srv = vsftpd(dir.path(), &opts);
+    let s = server(
+        Protocol::Ftps,
+        srv.port,
+        FtpOptions {
+            ca_file: Some(certs.ca.clone()),
+            ..FtpOptions::default()
+        },
+    );
+    let e = choose(&s).connect().await.map(|_| ()).unwrap_err();
+    assert_eq!((e.kind, e.temporary), (ErrorKind::Auth, false), "{e}");
+    assert!(
+        e.message
+            .contains("CA certificate used as the server's own; use certificate_sha256"),
+        "{e}"
+    );
+}

@@ -48,17 +48,18 @@ pub async fn download(
     file.seek(SeekFrom::Start(offset))
         .map_err(|e| FileError::local(ctx("seek"), &e))?;
     let mut sink = BufWriter::with_capacity(256 * 1024, DirectFile::new(file));
-    let fetched = if expected.size.is_none_or(|size| offset < size) {
-        let r = session
-            .read_into(remote_path, offset, expected, &mut sink)
-            .await;
-        if let Some(e) = sink.get_mut().write_error.take() {
-            return Err(discard(temp, FileError::local(ctx("write"), &e)));
-        }
-        session.check(r)?
-    } else {
-        0
-    };
+    let mut fetched = fetch(session, remote_path, offset, expected, &mut sink, temp).await;
+    if offset > 0 && matches!(&fetched, Err(e) if e.kind == ErrorKind::ResumeRefused) {
+        tracing::info!(
+            offset,
+            "the server cannot resume (REST refused); downloading from the start"
+        );
+        let file = restart_from_zero(sink.into_inner().file, temp)?;
+        offset = 0;
+        sink = BufWriter::with_capacity(256 * 1024, DirectFile::new(file));
+        fetched = fetch(session, remote_path, offset, expected, &mut sink, temp).await;
+    }
+    let fetched = fetched?;
     if let Err(e) = sink.flush().await {
         return Err(discard(temp, FileError::local(ctx("write"), &e)));
     }
@@ -87,6 +88,38 @@ pub async fn download(
         len,
         inode,
     })
+}
+
+/// Reads the rest of the file from `offset` into `sink`; nothing when the
+/// partial file already has every byte.
+async fn fetch(
+    session: &mut PooledSession,
+    remote_path: &str,
+    offset: u64,
+    expected: Version,
+    sink: &mut BufWriter<DirectFile>,
+    temp: &Path,
+) -> Result<u64, FileError> {
+    if expected.size.is_some_and(|size| offset >= size) {
+        return Ok(0);
+    }
+    let r = session.read_into(remote_path, offset, expected, sink).await;
+    if let Some(e) = sink.get_mut().write_error.take() {
+        let ctx = format!("write {}", temp.display());
+        return Err(discard(temp, FileError::local(ctx, &e)));
+    }
+    Ok(session.check(r)?)
+}
+
+/// Empties the partial file for a download from byte 0, when the server
+/// cannot start a read part-way: its bytes are kept by no one.
+fn restart_from_zero(mut file: std::fs::File, temp: &Path) -> Result<std::fs::File, FileError> {
+    let ctx = |what: &str| format!("{what} {}", temp.display());
+    file.set_len(0)
+        .map_err(|e| FileError::local(ctx("truncate"), &e))?;
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| FileError::local(ctx("seek"), &e))?;
+    Ok(file)
 }
 
 /// Opens this row's partial file to resume it, or creates it exclusively:

@@ -15,6 +15,9 @@ pub enum ErrorKind {
     Auth,
     /// The server is out of space or quota.
     Storage,
+    /// The server cannot start a read part-way (an FTP server that refuses
+    /// REST): the caller must read the file from its first byte.
+    ResumeRefused,
     Other,
 }
 
@@ -46,6 +49,17 @@ impl RemoteError {
     /// can pass; missing files and permissions do not fix themselves.
     pub fn from_io(context: impl Into<String>, e: &io::Error) -> Self {
         use io::ErrorKind as K;
+        if e.raw_os_error() == Some(libc::ENAMETOOLONG) {
+            // The name is as long next time: permanent, with the limits
+            // (Linux: NAME_MAX per component, PATH_MAX per path), which
+            // ferry's temporary names (`.NAME.ID-MTIME-SIZE.ferry-part`)
+            // reach some 40 bytes before the final name does.
+            let msg = format!(
+                "{e}: a name may have at most 255 bytes (NAME_MAX), a path {} bytes (PATH_MAX)",
+                libc::PATH_MAX
+            );
+            return Self::new(ErrorKind::Other, false, context, msg);
+        }
         let (kind, temporary) = match e.kind() {
             K::NotFound => (ErrorKind::NotFound, false),
             K::PermissionDenied | K::ReadOnlyFilesystem => (ErrorKind::PermissionDenied, false),
@@ -88,5 +102,8 @@ mod tests {
         assert!(full.temporary);
         let reset = RemoteError::from_io("read", &io::Error::from(io::ErrorKind::ConnectionReset));
         assert!(reset.temporary && reset.breaks_session());
+        let long = io::Error::from_raw_os_error(libc::ENAMETOOLONG);
+        let long = RemoteError::from_io("create /x", &long);
+        assert!(!long.temporary && long.message.contains("at most 255 bytes"));
     }
 }

@@ -61,6 +61,23 @@ struct Latest {
 }
 
 impl Latest {
+    /// Whether `f` is this row's version: the same size and mtime, or the
+    /// same size and a listed bare date that holds the recorded time. UNIX
+    /// LIST shows no time of day for files older than six months, and an
+    /// FTP server without MDTM then gives only that day's local midnight: a
+    /// file recorded while it was listed to the minute must not turn into a
+    /// new version (delivered again) when it ages. Local midnight is a
+    /// multiple of 15 minutes in every time zone, which a bare date's time
+    /// must be; the only other match is a same-size file replaced by one
+    /// stamped that earlier midnight to the second.
+    fn is_version(&self, f: &Listed) -> bool {
+        const DAY: i64 = 86_400;
+        let bare_date = f.mtime % 900 == 0;
+        self.size == f.size
+            && (self.mtime == f.mtime
+                || (bare_date && self.mtime > f.mtime && self.mtime < f.mtime + DAY))
+    }
+
     fn superseded(&self) -> Superseded {
         Superseded {
             id: self.id,
@@ -117,7 +134,7 @@ impl State {
         }
         for f in &listing {
             match latest.get(f.path.as_str()) {
-                Some(r) if r.size == f.size && r.mtime == f.mtime => {}
+                Some(r) if r.is_version(f) => {}
                 Some(r) if r.state.is_pending() => {
                     if r.attempts > 0 {
                         out.superseded.push(r.superseded());
@@ -142,7 +159,7 @@ impl State {
         }
         for x in &refused {
             match latest.get(x.file.path.as_str()) {
-                Some(r) if r.size == x.file.size && r.mtime == x.file.mtime => {}
+                Some(r) if r.is_version(&x.file) => {}
                 _ => out.refused.push((*x).clone()),
             }
         }
@@ -327,6 +344,30 @@ mod tests {
         );
         let due = s.due("r", 4000, 1000, 0).await.unwrap();
         assert_eq!(due.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_listing_that_drops_the_time_of_day_keeps_the_version() {
+        let (_d, s) = state().await;
+        // 2026-06-02 18:00 local (+02:00); later listed as a bare date.
+        let minute = 1_780_416_000;
+        let midnight = minute - 16 * 3600;
+        s.record_listing("r", &[f("a", 7, minute)], 1000)
+            .await
+            .unwrap();
+        let out = s
+            .record_listing("r", &[f("a", 7, midnight)], 2000)
+            .await
+            .unwrap();
+        assert!(out.new.is_empty() && out.changed.is_empty(), "{out:?}");
+        // An earlier time that is not a bare date, or the next midnight: changed.
+        for t in [minute - 60, midnight + 86_400] {
+            let out = s.record_listing("r", &[f("a", 7, t)], 3000).await.unwrap();
+            assert_eq!(out.changed.len(), 1, "{t}");
+            s.record_listing("r", &[f("a", 7, minute)], 4000)
+                .await
+                .unwrap();
+        }
     }
 
     #[tokio::test]

@@ -1,4 +1,4 @@
-//! Real FTP servers for the tests: vsftpd and pyftpdlib, started on
+//! Real FTP servers for the tests: vsftpd, pyftpdlib and ProFTPD, started on
 //! 127.0.0.1 with their configuration, root directory and test
 //! certificates in a temp directory, and killed on drop. A missing server
 //! program fails the test with how to install it; nothing is skipped.
@@ -347,6 +347,17 @@ if sys.argv[10] == "nosize":
             super().__init__(*args, **kwargs)
             self._current_facts = [f for f in self._current_facts if f != "size"]
     Handler = NoSize
+if sys.argv[10] == "norest":
+    # No REST, as some appliances have: "500 Command not understood".
+    Handler.proto_cmds = {k: v for k, v in Handler.proto_cmds.items() if k != "REST"}
+if sys.argv[10] == "badmlsd":
+    # One MLSD line no parser reads (a size that is not a number).
+    from pyftpdlib.filesystems import AbstractedFS
+    class BadLineFS(AbstractedFS):
+        def format_mlsx(self, *args, **kwargs):
+            yield b"type=file;size=many;modify=20260101000000; broken.csv\r\n"
+            yield from super().format_mlsx(*args, **kwargs)
+    Handler.abstracted_fs = BadLineFS
 Handler.authorizer = auth
 Handler.passive_ports = range(int(lo), int(lo) + 40)
 Handler.use_gmt_times = True
@@ -367,6 +378,16 @@ pub fn pyftpdlib_nat(dir: &Path) -> FtpServer {
 /// pyftpdlib whose MLSD and MLST leave out the `size` fact.
 pub fn pyftpdlib_without_sizes(dir: &Path) -> FtpServer {
     pyftpdlib_with(dir, PyTls::None, None, "nosize")
+}
+
+/// pyftpdlib without REST: downloads cannot resume part-way.
+pub fn pyftpdlib_without_rest(dir: &Path) -> FtpServer {
+    pyftpdlib_with(dir, PyTls::None, None, "norest")
+}
+
+/// pyftpdlib whose MLSD starts with a line no parser reads.
+pub fn pyftpdlib_with_a_bad_mlsd_line(dir: &Path) -> FtpServer {
+    pyftpdlib_with(dir, PyTls::None, None, "badmlsd")
 }
 
 fn pyftpdlib_with(dir: &Path, tls: PyTls, certs: Option<&Certs>, variant: &str) -> FtpServer {
@@ -416,6 +437,108 @@ fn pyftpdlib_with(dir: &Path, tls: PyTls, certs: Option<&Certs>, variant: &str) 
         log,
     }
     .wait_ready(tls == PyTls::Implicit)
+}
+
+/// Where ./test.sh unpacks ProFTPD and the libraries it needs (the
+/// Debian package conflicts with vsftpd, so it is not installed).
+pub fn proftpd_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/proftpd/root")
+}
+
+/// ProFTPD 1.3.8 with mod_tls at its defaults (so each data connection
+/// must resume its own control connection's TLS session), explicit FTPS
+/// required, MLSD, user `ferry` / `s3cret pass` with `dir/root` as home.
+/// Its paths are the real ones (no chroot).
+pub fn proftpd_tls(dir: &Path, certs: &Certs) -> FtpServer {
+    let base = proftpd_dir();
+    let program = base.join("usr/sbin/proftpd");
+    assert!(
+        program.exists() && base.join("usr/lib/proftpd/mod_tls.so").exists(),
+        "ProFTPD is missing from {}: run ./test.sh once, which downloads proftpd-core, \
+         proftpd-mod-crypto and their libraries with `apt-get download` and unpacks them there",
+        base.display()
+    );
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("pub")).unwrap();
+    // SAFETY: getuid/getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let hash = Command::new("/usr/bin/openssl")
+        .args(["passwd", "-5", PY_PASSWORD])
+        .output()
+        .unwrap();
+    assert!(hash.status.success(), "openssl passwd failed");
+    let hash = String::from_utf8(hash.stdout).unwrap();
+    // mod_auth_file refuses world-readable user and group files.
+    let private = |name: &str, text: String| {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = dir.join(name);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+        path
+    };
+    let passwd = private(
+        "proftpd.passwd",
+        format!(
+            "{PY_USER}:{}:{uid}:{gid}::{}:/bin/sh\n",
+            hash.trim(),
+            root.display()
+        ),
+    );
+    let group = private("proftpd.group", format!("ferry:x:{gid}:\n"));
+    let port = free_port();
+    let pasv = 20000 + fastrand_u16(40000);
+    let log = dir.join("proftpd.log");
+    // Running as root (as CI does), it must not switch to a user that
+    // cannot read the temp directory; as another user it stays that user.
+    let user = if uid == 0 {
+        "User root\nGroup root\nRootLogin on\n"
+    } else {
+        ""
+    };
+    let conf = format!(
+        "ServerType standalone\nDefaultServer on\nPort {port}\nDefaultAddress 127.0.0.1\n\
+         SocketBindTight on\nUseIPv6 off\n{user}RequireValidShell off\nAuthUserFile {passwd}\n\
+         AuthGroupFile {group}\nAuthOrder mod_auth_file.c\nWtmpLog off\nUseReverseDNS off\n\
+         ScoreboardFile {d}/proftpd.scoreboard\nPidFile {d}/proftpd.pid\nDelayTable none\n\
+         SystemLog {log}\nTransferLog {d}/proftpd.xferlog\nPassivePorts {pasv} {}\n\
+         ModulePath {modules}\nLoadModule mod_tls.c\nTLSEngine on\nTLSLog {d}/proftpd.tls.log\n\
+         TLSProtocol TLSv1.2 TLSv1.3\nTLSRSACertificateFile {cert}\nTLSRSACertificateKeyFile {key}\n\
+         TLSRequired on\nTLSVerifyClient off\n<Directory />\n  AllowOverwrite on\n</Directory>\n",
+        pasv + 40,
+        passwd = passwd.display(),
+        group = group.display(),
+        d = dir.display(),
+        log = log.display(),
+        modules = base.join("usr/lib/proftpd").display(),
+        cert = certs.cert.display(),
+        key = certs.key.display(),
+    );
+    let conf_path = dir.join("proftpd.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let child = Command::new(&program)
+        .args(["-n", "-q", "-c"])
+        .arg(&conf_path)
+        .env("LD_LIBRARY_PATH", base.join("usr/lib/x86_64-linux-gnu"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("proftpd.stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let remote_root = root.display().to_string();
+    FtpServer {
+        child,
+        port,
+        root,
+        remote_root,
+        log,
+    }
+    .wait_ready(false)
 }
 
 fn fastrand_u16(below: u16) -> u16 {

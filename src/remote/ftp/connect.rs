@@ -3,11 +3,13 @@
 //! it runs under `connect_timeout`; suppaftp itself bounds only the TCP
 //! connect.
 
-use super::Shared;
 use super::error::{classify, tls_error};
+use super::{Shared, tls};
 use crate::config::Protocol;
 use crate::remote::{ErrorKind, RemoteError, Result};
+use rustls::ClientConfig;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use suppaftp::Status;
 use suppaftp::tokio::{AsyncFtpStream, AsyncRustlsConnector, AsyncRustlsFtpStream};
 use suppaftp::tokio_rustls::TlsConnector;
@@ -52,6 +54,10 @@ pub struct Conn {
     /// Set once EPSV has succeeded: from then on a download may send EPSV
     /// and RETR together.
     pub epsv_works: bool,
+    /// On FTPS, this control connection's TLS configuration, with its own
+    /// session store: its data connections resume its session, never a
+    /// sibling's (`tls::for_connection`).
+    pub tls: Option<Arc<ClientConfig>>,
     /// The copy buffer, reused by every transfer on this connection:
     /// allocating and zeroing it per file costs more than a small file.
     pub buf: Vec<u8>,
@@ -86,9 +92,19 @@ async fn open_untimed(shared: &Shared, ctx: &str) -> Result<Conn> {
         tracing::warn!(server = %server.name, "insecure_skip_verify = true: the server certificate is NOT verified");
     }
     let addrs = resolve(&server.host, server.port, ctx).await?;
+    let tls = match server.protocol {
+        Protocol::Ftps | Protocol::FtpsImplicit => Some(own_config(shared, ctx)?),
+        _ => None,
+    };
+    let connector = || {
+        let config = tls
+            .clone()
+            .expect("TLS configuration of an FTPS connection");
+        AsyncRustlsConnector::from(TlsConnector::from(config))
+    };
     let ctrl = match server.protocol {
         Protocol::Ftps => {
-            let connector = connector(shared, ctx)?;
+            let connector = connector();
             let plain = AsyncRustlsFtpStream::connect_with_stream(tcp_connect(&addrs, ctx).await?)
                 .await
                 .map_err(|e| classify(ctx, e))?;
@@ -100,7 +116,7 @@ async fn open_untimed(shared: &Shared, ctx: &str) -> Result<Conn> {
             Ctrl::Tls(secure)
         }
         Protocol::FtpsImplicit => {
-            let connector = connector(shared, ctx)?;
+            let connector = connector();
             let mut s =
                 AsyncRustlsFtpStream::connect_secure_implicit(addrs[0], connector, &server.host)
                     .await
@@ -132,6 +148,7 @@ async fn open_untimed(shared: &Shared, ctx: &str) -> Result<Conn> {
         local,
         epsv: true,
         epsv_works: false,
+        tls,
         buf: Vec::new(),
     };
     login(&mut conn, shared, ctx).await?;
@@ -181,11 +198,10 @@ async fn tcp_connect(addrs: &[SocketAddr], ctx: &str) -> Result<TcpStream> {
     ))
 }
 
-fn connector(shared: &Shared, ctx: &str) -> Result<AsyncRustlsConnector> {
+/// A TLS configuration for one new control connection and its data connections.
+fn own_config(shared: &Shared, ctx: &str) -> Result<Arc<ClientConfig>> {
     match &shared.tls {
-        Ok(Some(tls)) => Ok(AsyncRustlsConnector::from(TlsConnector::from(
-            tls.config.clone(),
-        ))),
+        Ok(Some(tls)) => Ok(tls::for_connection(&tls.config)),
         Ok(None) => Err(RemoteError::new(
             ErrorKind::Other,
             false,
@@ -221,4 +237,14 @@ async fn login(conn: &mut Conn, shared: &Shared, ctx: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Ends a control connection with QUIT (RFC 959 4.1.1) and waits briefly
+/// for the 221: the server then closes the session at once and logs a
+/// goodbye, where a dropped socket can hold one of a per-user session
+/// limit until the server notices. Failures are of no interest: the
+/// connection is going either way.
+pub async fn quit(mut conn: Conn) {
+    let wait = std::time::Duration::from_secs(2);
+    let _ = on_ctrl!(&mut conn.ctrl, s => tokio::time::timeout(wait, s.quit()).await);
 }

@@ -4,8 +4,9 @@
 //! names a private or unroutable address other than the control
 //! connection's (a server behind NAT) is replaced by the control address;
 //! active mode listens on a port from `active_ports`; on FTPS the data
-//! connection is TLS with the control connection's `ClientConfig`, so it
-//! resumes that session, as vsftpd's `require_ssl_reuse` demands.
+//! connection is TLS with its own control connection's `ClientConfig` (and
+//! session store), so it resumes that session, as vsftpd's
+//! `require_ssl_reuse` and ProFTPD's mod_tls demand.
 
 use super::Shared;
 use super::connect::{Conn, Ctrl, on_ctrl};
@@ -113,9 +114,9 @@ pub async fn open(conn: &mut Conn, shared: &Shared, cmd: &str, offset: u64) -> R
         }
     };
     let _ = tcp.set_nodelay(true);
-    match &shared.tls {
-        Ok(Some(tls)) => {
-            let connector = suppaftp::tokio_rustls::TlsConnector::from(tls.config.clone());
+    match (&shared.tls, &conn.tls) {
+        (Ok(Some(tls)), Some(config)) => {
+            let connector = suppaftp::tokio_rustls::TlsConnector::from(config.clone());
             let handshake = connector.connect(tls.name.clone(), tcp);
             match tokio::time::timeout(shared.server.connect_timeout, handshake).await {
                 Ok(Ok(s)) => Ok(Box::new(s)),
@@ -219,15 +220,23 @@ async fn connect_data(shared: &Shared, addr: SocketAddr) -> Result<TcpStream> {
 /// `REST` (if resuming) and the transfer command, up to its preliminary reply.
 async fn start(conn: &mut Conn, io: Duration, cmd: &str, offset: u64) -> Result<()> {
     if offset > 0 {
-        command(
-            conn,
-            io,
-            &format!("REST {offset}"),
-            &[Status::RequestFilePending],
-        )
-        .await?;
+        let rest = format!("REST {offset}");
+        command(conn, io, &rest, &[Status::RequestFilePending])
+            .await
+            .map_err(|e| resume_refused(e, offset))?;
     }
     command(conn, io, cmd, PRELIMINARY).await.map(|_| ())
+}
+
+/// A permanent refusal of REST (500/502/504: not implemented, or not for
+/// this file) will not pass with time: the file must be read from byte 0,
+/// which the caller does at once rather than failing the file for good.
+fn resume_refused(mut e: RemoteError, offset: u64) -> RemoteError {
+    if !e.temporary && e.kind == ErrorKind::Other {
+        e.kind = ErrorKind::ResumeRefused;
+        e.message = format!("cannot resume at byte {offset}: {}", e.message);
+    }
+    e
 }
 
 /// Ends an upload's data connection so that the server has every byte.

@@ -30,6 +30,18 @@ pub fn classify(context: impl Into<String>, e: FtpError) -> RemoteError {
 /// A TLS failure. A certificate that fails verification will fail the same
 /// way next time: permanent, with what to configure.
 pub fn tls_error(context: String, msg: String) -> RemoteError {
+    // suppaftp hands rustls errors over as text; webpki's name for a
+    // self-signed (CA) certificate that the server presents as its own.
+    if msg.contains("CaUsedAsEndEntity") {
+        let hint = "ca_file holds a CA certificate used as the server's own; \
+                    use certificate_sha256 to pin a self-signed server";
+        return RemoteError::new(
+            ErrorKind::Auth,
+            false,
+            context,
+            format!("TLS: {msg} ({hint})"),
+        );
+    }
     let lower = msg.to_ascii_lowercase();
     if lower.contains("certificate") || lower.contains("certificate_sha256") {
         let hint = "check ca_file, certificate_sha256 or the server's certificate and host name";

@@ -78,6 +78,19 @@ pub fn parse_mlsd(line: &str) -> Option<Entry> {
     Some(entry)
 }
 
+/// Whether an MLSD line that [`parse_mlsd`] gives no entry for is one it
+/// skips on purpose: the directory itself or its parent (`type=cdir`,
+/// `type=pdir`, or named `.`/`..`). Any other such line is unreadable.
+pub fn is_mlsd_self_or_parent(line: &str) -> bool {
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    let (facts, name) = line.split_once(' ').unwrap_or((line, ""));
+    let self_type = facts.split(';').any(|f| {
+        let f = f.to_ascii_lowercase();
+        f == "type=cdir" || f == "type=pdir"
+    });
+    self_type || name == "." || name == ".."
+}
+
 /// `YYYYMMDDHHMMSS[.sss]`, UTC (RFC 3659 2.3), as in MLSD and MDTM replies.
 pub fn parse_mlsd_time(v: &str) -> Option<i64> {
     let digits = v.split('.').next()?;

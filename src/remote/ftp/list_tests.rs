@@ -146,6 +146,13 @@ fn mlsd_facts() {
     assert_eq!(d.kind, EntryKind::Dir);
     assert!(parse_mlsd("type=cdir;modify=20260101000000; /x").is_none());
     assert!(parse_mlsd("type=pdir;modify=20260101000000; ..").is_none());
+    assert!(is_mlsd_self_or_parent(
+        "Type=CDir;modify=20260101000000; /x"
+    ));
+    assert!(is_mlsd_self_or_parent(
+        "type=pdir;modify=20260101000000; .."
+    ));
+    assert!(!is_mlsd_self_or_parent("type=file;size=many; broken.csv"));
     let l = parse_mlsd("type=OS.unix=slink:/etc/x;modify=20260101000000; ln").unwrap();
     assert_eq!(
         (l.kind, l.link_target.as_deref()),

@@ -3,7 +3,8 @@
 //! itself (`data.rs`) for timeouts, EPSV/PASV fallback, NAT address repair,
 //! active-mode port ranges and TLS session reuse. One session is one
 //! logged-in control connection in binary mode; it reconnects by itself
-//! after a broken connection and sends NOOP before reuse after a pause.
+//! after a broken connection, sends NOOP before reuse after a pause, and
+//! QUIT when dropped.
 
 mod connect;
 mod data;
@@ -32,7 +33,8 @@ pub use tls::fingerprint;
 /// gateways sooner), and a session can wait in the pool while others work.
 const KEEPALIVE_AFTER: Duration = Duration::from_secs(5);
 
-/// TLS settings shared by the control and data connections of one server.
+/// TLS settings of one server. Each control connection takes a copy of
+/// `config` with a session store of its own (`tls::for_connection`).
 pub(crate) struct TlsSetup {
     pub config: Arc<ClientConfig>,
     pub name: ServerName<'static>,
@@ -138,6 +140,19 @@ impl FtpSession {
             self.conn = None;
         }
         self.after(r)
+    }
+}
+
+/// A session dropped (the pool closing its idle sessions, or a caller done
+/// with it) says QUIT on a task of its own, since a drop cannot wait.
+impl Drop for FtpSession {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(connect::quit(conn));
+        }
     }
 }
 

@@ -22,10 +22,17 @@ pub async fn list(conn: &mut Conn, shared: &Shared, dir: &str) -> Result<Vec<Ent
     if conn.features.mlsd {
         match lines(conn, shared, &format!("MLSD {dir}")).await {
             Ok(lines) => {
-                let parse = |(l, escaped): &(String, bool)| {
-                    list::parse_mlsd(l).map(|e| flag_invalid(e, *escaped))
-                };
-                return Ok(lines.iter().filter_map(parse).collect());
+                let mut entries = Vec::with_capacity(lines.len());
+                let mut unreadable = Vec::new();
+                for (line, escaped) in &lines {
+                    match list::parse_mlsd(line) {
+                        Some(e) => entries.push(flag_invalid(e, *escaped)),
+                        None if list::is_mlsd_self_or_parent(line) => {}
+                        None => unreadable.push(line.as_str()),
+                    }
+                }
+                warn_unreadable(dir, "MLSD", &unreadable);
+                return Ok(entries);
             }
             // Advertised in FEAT but refused (500/502): use LIST from now on.
             Err(e) if !e.temporary && e.kind == ErrorKind::Other => conn.features.mlsd = false,
@@ -51,16 +58,22 @@ pub async fn list(conn: &mut Conn, shared: &Shared, dir: &str) -> Result<Vec<Ent
             None => unreadable.push(line.as_str()),
         }
     }
-    if !unreadable.is_empty() {
+    warn_unreadable(dir, "LIST", &unreadable);
+    refine(conn, shared, dir, &mut listed, now).await?;
+    Ok(listed.into_iter().map(|l| l.entry).collect())
+}
+
+/// One warning per listing for the lines no parser could read: the files
+/// they name are not seen at all, which someone should know.
+fn warn_unreadable(dir: &str, cmd: &str, unreadable: &[&str]) {
+    if let Some(example) = unreadable.first() {
         tracing::warn!(
             dir,
             count = unreadable.len(),
-            example = unreadable[0],
-            "LIST lines in an unknown format were skipped"
+            example,
+            "{cmd} lines in an unknown format were skipped"
         );
     }
-    refine(conn, shared, dir, &mut listed, now).await?;
-    Ok(listed.into_iter().map(|l| l.entry).collect())
 }
 
 /// Marks an entry parsed from a line that was not UTF-8 when its name holds

@@ -1,14 +1,16 @@
 //! Whom an FTPS connection trusts: one rustls client configuration per
-//! server, shared by the control connection and every data connection so
-//! that data connections resume the control connection's TLS session
-//! (vsftpd `require_ssl_reuse=YES`, FileZilla Server and others refuse a
-//! data connection that does not).
+//! server, and from it one per control connection ([`for_connection`]),
+//! which that control connection and its data connections share so that
+//! data connections resume their own control connection's TLS session
+//! (vsftpd `require_ssl_reuse=YES`, ProFTPD mod_tls at its defaults,
+//! FileZilla Server and others refuse a data connection that does not).
 //!
 //! ring is the only crypto provider in the build, and the configuration is
 //! built with `builder_with_provider`: `ClientConfig::builder()` panics at
 //! run time once two providers are ever enabled (CRATES.md).
 
 use crate::config::FtpOptions;
+use rustls::client::Resumption;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
@@ -44,9 +46,20 @@ pub fn client_config(opts: &FtpOptions) -> Result<Arc<ClientConfig>, String> {
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
-    // The default in-memory session store (256 entries) is what lets a data
-    // connection resume the control connection's session.
     Ok(Arc::new(config))
+}
+
+/// The configuration for one control connection and its data connections:
+/// the server's, with a session store of its own. With one store per
+/// server, a data connection takes whichever session was stored last for
+/// the host name, often a sibling control connection's, and ProFTPD's
+/// mod_tls refuses that with 425 (it demands the session of the data
+/// connection's own control connection). A few entries suffice: one
+/// connection's TLS 1.2 session, or its TLS 1.3 tickets.
+pub fn for_connection(server: &Arc<ClientConfig>) -> Arc<ClientConfig> {
+    let mut config = ClientConfig::clone(server);
+    config.resumption = Resumption::in_memory_sessions(8);
+    Arc::new(config)
 }
 
 /// The name the certificate must carry: a DNS name or an IP address.
