@@ -158,6 +158,14 @@ impl Drop for FtpSession {
 
 #[async_trait]
 impl Session for FtpSession {
+    /// QUIT, awaited: the pool closes idle sessions this way at the end of
+    /// a poll, so the goodbye is sent even when the process exits next.
+    async fn close(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            connect::quit(conn).await;
+        }
+    }
+
     async fn list(&mut self, dir: &str) -> Result<Vec<Entry>> {
         let shared = self.shared.clone();
         let r = ops::list(self.conn().await?, &shared, dir).await;
