@@ -76,6 +76,7 @@ pub async fn list(session: &mut PooledSession, rule: &Rule) -> Result<Listing> {
                             path: rel.clone(),
                             size: size_to_db(e.size),
                             mtime: e.mtime,
+                            date_only: e.date_only,
                         };
                         if e.invalid_name {
                             let error = remote::NOT_UTF8.to_string();
@@ -136,6 +137,7 @@ pub async fn keep_skipped(
                     path: row.path,
                     size: row.size,
                     mtime: row.mtime,
+                    date_only: false,
                 });
             }
         }

@@ -42,6 +42,10 @@ pub struct Entry {
     /// escaped as `\xNN` ([`escape_name`]; SFTP gets U+FFFD from its
     /// library instead), so it names the file for people but cannot open it.
     pub invalid_name: bool,
+    /// The listing gave a date without a time (UNIX LIST for files older
+    /// than six months, where MDTM is not offered): `mtime` is that day's
+    /// start, and a version recorded with a time on that day is the same.
+    pub date_only: bool,
 }
 
 impl Entry {

@@ -186,6 +186,7 @@ mod tests {
                 path: format!("f{i}"),
                 size: i,
                 mtime: 10,
+                date_only: false,
             })
             .collect();
         s.record_listing("r", &listed, 1000).await.unwrap();

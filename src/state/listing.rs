@@ -12,6 +12,8 @@ pub struct Listed {
     /// As stored: -1 when the server did not say ([`super::size_to_db`]).
     pub size: i64,
     pub mtime: i64,
+    /// The mtime is a bare date ([`crate::remote::Entry::date_only`]).
+    pub date_only: bool,
 }
 
 /// A listed file the rule would take but ferry cannot (its name is not
@@ -66,16 +68,13 @@ impl Latest {
     /// LIST shows no time of day for files older than six months, and an
     /// FTP server without MDTM then gives only that day's local midnight: a
     /// file recorded while it was listed to the minute must not turn into a
-    /// new version (delivered again) when it ages. Local midnight is a
-    /// multiple of 15 minutes in every time zone, which a bare date's time
-    /// must be; the only other match is a same-size file replaced by one
-    /// stamped that earlier midnight to the second.
+    /// new version (delivered again) when it ages and the listing shows only
+    /// its date: compared at the coarser precision, the day.
     fn is_version(&self, f: &Listed) -> bool {
         const DAY: i64 = 86_400;
-        let bare_date = f.mtime % 900 == 0;
         self.size == f.size
             && (self.mtime == f.mtime
-                || (bare_date && self.mtime > f.mtime && self.mtime < f.mtime + DAY))
+                || (f.date_only && self.mtime > f.mtime && self.mtime < f.mtime + DAY))
     }
 
     fn superseded(&self) -> Superseded {
@@ -305,6 +304,7 @@ mod tests {
             path: path.into(),
             size,
             mtime,
+            date_only: false,
         }
     }
 
@@ -355,14 +355,24 @@ mod tests {
         s.record_listing("r", &[f("a", 7, minute)], 1000)
             .await
             .unwrap();
-        let out = s
-            .record_listing("r", &[f("a", 7, midnight)], 2000)
-            .await
-            .unwrap();
+        let bare = Listed {
+            date_only: true,
+            ..f("a", 7, midnight)
+        };
+        let out = s.record_listing("r", &[bare], 2000).await.unwrap();
         assert!(out.new.is_empty() && out.changed.is_empty(), "{out:?}");
-        // An earlier time that is not a bare date, or the next midnight: changed.
-        for t in [minute - 60, midnight + 86_400] {
-            let out = s.record_listing("r", &[f("a", 7, t)], 3000).await.unwrap();
+        // The same time listed exactly (local, SFTP, MLSD) is another
+        // version; so is an earlier time, or the next day's bare date.
+        let next_day = Listed {
+            date_only: true,
+            ..f("a", 7, midnight + 86_400)
+        };
+        for l in [f("a", 7, midnight), f("a", 7, minute - 60), next_day] {
+            let out = s
+                .record_listing("r", std::slice::from_ref(&l), 3000)
+                .await
+                .unwrap();
+            let t = l.mtime;
             assert_eq!(out.changed.len(), 1, "{t}");
             s.record_listing("r", &[f("a", 7, minute)], 4000)
                 .await

@@ -52,6 +52,7 @@ pub fn parse_mlsd(line: &str) -> Option<Entry> {
         mtime: 0,
         link_target: None,
         invalid_name: false,
+        date_only: false,
     };
     for fact in facts.split(';').filter(|f| !f.is_empty()) {
         let (key, value) = fact.split_once('=')?;
@@ -200,6 +201,11 @@ fn parse_unix(line: &str, offset: i32, now: i64) -> Option<Listed> {
             mtime,
             link_target: target,
             invalid_name: false,
+            date_only: false,
+        };
+        let entry = Entry {
+            date_only: precision == Precision::Days,
+            ..entry
         };
         return Some(Listed { entry, precision });
     }
@@ -300,6 +306,7 @@ fn parse_dos(line: &str, offset: i32) -> Option<Listed> {
         mtime: local_to_utc(y, mo, d, h, mi, offset)?,
         link_target: None,
         invalid_name: false,
+        date_only: false,
     };
     Some(Listed {
         entry,

@@ -152,6 +152,7 @@ async fn refine(
             Some(c) => {
                 new.insert(l.entry.name.clone(), *c);
                 l.entry.mtime = c.2;
+                l.entry.date_only = false;
             }
             None => ask.push(i),
         }
@@ -176,6 +177,7 @@ async fn refine(
         };
         new.insert(l.entry.name.clone(), (l.entry.size, l.entry.mtime, t));
         l.entry.mtime = t;
+        l.entry.date_only = false;
     }
     shared
         .mdtm
@@ -297,6 +299,7 @@ pub async fn stat(conn: &mut Conn, shared: &Shared, path: &str) -> Result<Entry>
                     mtime,
                     link_target: None,
                     invalid_name: false,
+                    date_only: false,
                 });
             }
         }
@@ -315,6 +318,7 @@ pub async fn stat(conn: &mut Conn, shared: &Shared, path: &str) -> Result<Entry>
                     mtime: 0,
                     link_target: None,
                     invalid_name: false,
+                    date_only: false,
                 });
             }
             return Err(e);

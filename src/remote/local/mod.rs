@@ -50,6 +50,7 @@ fn entry_named(
         mtime: meta.mtime(),
         link_target,
         invalid_name,
+        date_only: false,
     }
 }
 

@@ -55,6 +55,7 @@ fn entry(name: String, attrs: &FileAttributes, link_target: Option<String>) -> E
         // russh-sftp keeps names as `String` and replaces bytes that are not
         // UTF-8 with U+FFFD: such a name can be shown but not opened.
         invalid_name: name.contains(char::REPLACEMENT_CHARACTER),
+        date_only: false,
         name,
     }
 }
