@@ -34,7 +34,7 @@ pub async fn status(config: &Path, json: bool) -> i32 {
                     "rule": r.name, "last_poll": time(r.last_poll_ms), "last_duration_ms": r.last_duration_ms,
                     "last_listed": r.last_listed, "last_success": time(r.last_success_ms),
                     "consecutive_errors": r.consecutive_errors, "last_error": r.last_error, "files": counts,
-                    "held": held,
+                    "held": held, "recent_file_errors": r.recent_errors,
                 })
             })
             .collect();
@@ -69,6 +69,17 @@ pub async fn status(config: &Path, json: bool) -> i32 {
         println!("  {}", Escaped(r.last_error.as_deref().unwrap_or("-")));
         for (why, n) in &r.held {
             println!("{:<20} {n} file(s) held ({})", "", held_text(why));
+        }
+        for e in &r.recent_errors {
+            println!(
+                "{:<20} file error at {}: {} (id {}, {}): {}",
+                "",
+                time(Some(e.updated_at_ms)),
+                Escaped(&e.path),
+                e.id,
+                e.state,
+                Escaped(&e.error)
+            );
         }
     }
     EXIT_OK
