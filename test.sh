@@ -2,8 +2,9 @@
 # Runs ferry's whole test suite. First installs, when missing, the real
 # programs the tests start on loopback ports (OpenSSH sshd, vsftpd,
 # pyftpdlib with pyOpenSSL, tinyproxy, dante, openssl for test
-# certificates), and ProFTPD unpacked into target/proftpd (its package
-# conflicts with vsftpd's), then runs `cargo test`. Fails when any test fails.
+# certificates, sshfs for a mount that hangs), and ProFTPD unpacked into
+# target/proftpd (its package conflicts with vsftpd's), then runs `cargo test`.
+# Fails when any test fails.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -17,6 +18,7 @@ declare -A needs=(
     [/usr/bin/tinyproxy]=tinyproxy
     [/usr/sbin/danted]=dante-server
     [/usr/bin/openssl]=openssl
+    [/usr/bin/sshfs]=sshfs
 )
 missing=()
 for what in "${!needs[@]}"; do

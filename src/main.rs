@@ -4,6 +4,12 @@ use clap::Parser;
 
 fn main() {
     let cli = ferry::cli::Cli::parse();
+    if cli.command.dies_on_closed_pipe() {
+        // Rust ignores SIGPIPE, so `println!` to a closed pipe panics. The
+        // default action ends the process quietly instead.
+        // SAFETY: no other thread exists yet.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     ferry::logging::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

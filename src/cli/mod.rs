@@ -90,15 +90,41 @@ pub struct FilterArgs {
     /// Only this rule.
     #[arg(long)]
     pub rule: Option<String>,
-    /// Only this state (seen, stable, downloading, downloaded, delivered, done, failed).
+    /// Only this state (seen, stable, downloading, downloaded, delivered, done,
+    /// failed), or as logged: retrying (waiting after a failed attempt), held.
     #[arg(long)]
-    pub state: Option<crate::state::FileState>,
+    pub state: Option<StateArg>,
     /// Only paths matching this glob (relative to the rule's remote_dir).
     #[arg(long)]
     pub path: Option<String>,
     /// Only the row with this id.
     #[arg(long)]
     pub id: Option<i64>,
+}
+
+/// A `--state`: a state of the `state` column, or one the logs print.
+#[derive(Debug, Clone, Copy)]
+pub enum StateArg {
+    Row(crate::state::FileState),
+    Logged(crate::state::Condition),
+}
+
+impl std::str::FromStr for StateArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        use crate::state::{Condition, FileState};
+        match s {
+            "retrying" => Ok(StateArg::Logged(Condition::Retrying)),
+            "held" => Ok(StateArg::Logged(Condition::Held)),
+            _ => s.parse().map(StateArg::Row).map_err(|_| {
+                let all: Vec<_> = FileState::ALL.iter().map(|s| s.as_str()).collect();
+                format!(
+                    "unknown state \"{s}\" (one of: {}, retrying, held)",
+                    all.join(", ")
+                )
+            }),
+        }
+    }
 }
 
 impl FilterArgs {
@@ -109,11 +135,28 @@ impl FilterArgs {
     fn to_filter(&self, limit: Option<i64>) -> crate::state::FileFilter {
         crate::state::FileFilter {
             rule: self.rule.clone(),
-            state: self.state,
+            state: match self.state {
+                Some(StateArg::Row(s)) => Some(s),
+                _ => None,
+            },
+            condition: match self.state {
+                Some(StateArg::Logged(c)) => Some(c),
+                _ => None,
+            },
             path: self.path.clone(),
             id: self.id,
             limit,
         }
+    }
+}
+
+impl Command {
+    /// Commands whose output is read by people and pipes (`| head`): they
+    /// end quietly, as other tools do, when the reader goes away. `run` and
+    /// `once` keep SIGPIPE ignored: a write to a closed socket is an error
+    /// to handle there, not a reason to die.
+    pub fn dies_on_closed_pipe(&self) -> bool {
+        !matches!(self, Command::Run | Command::Once)
     }
 }
 
@@ -152,11 +195,13 @@ pub async fn execute(cli: Cli) -> i32 {
     }
 }
 
-/// Opens the state database named by the configuration, for the inspection commands.
+/// Opens the state database named by the configuration, for the commands
+/// that only read or change it: they never read the servers' secrets.
 async fn open_state(
     config: &std::path::Path,
 ) -> Result<(crate::config::Config, crate::state::State), i32> {
-    let cfg = crate::config::load(config).map_err(|e| {
+    use crate::config::{Secrets, load_with};
+    let cfg = load_with(config, Secrets::Skip).map_err(|e| {
         eprintln!("{e}");
         crate::daemon::EXIT_CONFIG
     })?;

@@ -35,6 +35,7 @@ pub async fn status(config: &Path, json: bool) -> i32 {
                     "last_listed": r.last_listed, "last_success": time(r.last_success_ms),
                     "consecutive_errors": r.consecutive_errors, "last_error": r.last_error, "files": counts,
                     "held": held, "skipped_dirs": r.skipped_dirs, "skipped_error": r.skipped_error,
+                    "recent_file_errors": r.recent_errors,
                 })
             })
             .collect();
@@ -73,6 +74,17 @@ pub async fn status(config: &Path, json: bool) -> i32 {
         if r.skipped_dirs > 0 {
             let why = Escaped(r.skipped_error.as_deref().unwrap_or("-"));
             println!("{:<20} {} dir(s) skipped: {why}", "", r.skipped_dirs);
+        }
+        for e in &r.recent_errors {
+            println!(
+                "{:<20} file error at {}: {} (id {}, {}): {}",
+                "",
+                time(Some(e.updated_at_ms)),
+                Escaped(&e.path),
+                e.id,
+                e.state,
+                Escaped(&e.error)
+            );
         }
     }
     EXIT_OK

@@ -10,5 +10,5 @@ mod syntax;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
-pub use resolve::{HANDLER_PLACEHOLDERS, load, parse};
+pub use resolve::{HANDLER_PLACEHOLDERS, Secrets, load, load_with, parse};
 pub use secret::Secret;

@@ -29,8 +29,26 @@ pub const HANDLER_PLACEHOLDERS: &[&str] = &[
 
 const LOCAL_SERVER: &str = "local";
 
-/// Reads, parses and validates the configuration at `path`.
+/// Whether [`load_with`] reads secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    /// Read every secret: for commands that connect (`run`, `once`,
+    /// `test-connection`) and for `check`, which vouches for them.
+    Load,
+    /// Check only how each secret is given, read none (and leave them
+    /// unset in the model): for the commands that only read or change the
+    /// state database, run from an operator's shell that does not hold
+    /// the daemon's credentials.
+    Skip,
+}
+
+/// Reads, parses and validates the configuration at `path`, secrets included.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    load_with(path, Secrets::Load)
+}
+
+/// [`load`], with or without reading secrets.
+pub fn load_with(path: &Path, secrets: Secrets) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             file: path.to_path_buf(),
@@ -39,17 +57,22 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             message: format!("cannot read the configuration: {e}"),
         }])
     })?;
-    parse(path, &text)
+    parse_with(path, &text, secrets)
 }
 
 /// Parses and validates configuration text; `path` names it in errors and
 /// anchors `{config_dir}`.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+    parse_with(path, text, Secrets::Load)
+}
+
+fn parse_with(path: &Path, text: &str, secrets: Secrets) -> Result<Config, ConfigErrors> {
     let raw = super::syntax::deserialize(path, text).map_err(ConfigErrors)?;
     let config_dir = absolute_dir_of(path);
     let mut r = Resolver {
         c: Collector::new(path, text),
         config_dir,
+        secrets,
     };
     let config = r.config(path, raw);
     if r.c.errors.is_empty() {
@@ -69,6 +92,7 @@ fn absolute_dir_of(path: &Path) -> PathBuf {
 struct Resolver<'a> {
     c: Collector<'a>,
     config_dir: PathBuf,
+    secrets: Secrets,
 }
 
 impl Resolver<'_> {
@@ -227,6 +251,9 @@ impl Resolver<'_> {
         if given.iter().filter(|g| g.is_some()).count() != 1 {
             let msg = format!("{field}: give exactly one of env, file or credential");
             self.c.at(raw.span(), msg);
+            return None;
+        }
+        if self.secrets == Secrets::Skip {
             return None;
         }
         let loaded = if let Some(var) = &source.env {

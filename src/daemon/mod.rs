@@ -3,6 +3,7 @@
 
 mod lock;
 mod scheduler;
+mod watchdog;
 
 use crate::config::{self, Config};
 use crate::engine::Engine;
@@ -80,7 +81,9 @@ pub async fn run(config_path: &Path) -> i32 {
     let mut daemon_settings = config.daemon.clone();
     tracing::info!(rules = config.rules.len(), state = %config.daemon.state.display(), "ferry started");
     notify(&[sd_notify::NotifyState::Ready]);
-    let watchdog = spawn_watchdog(stop.clone());
+    let engine = opened.engine.clone();
+    let slots_full = move || engine.transfer_slots_full();
+    watchdog::spawn(scheduler.liveness(), slots_full, stop.clone());
     while let Some(signal) = signals.next().await {
         if signal == SIGHUP {
             notify(&[sd_notify::NotifyState::Reloading]);
@@ -98,7 +101,6 @@ pub async fn run(config_path: &Path) -> i32 {
     notify(&[sd_notify::NotifyState::Stopping]);
     stop.cancel();
     shutdown(scheduler, &opened.engine, daemon_settings.grace_period).await;
-    watchdog.abort();
     tracing::info!("ferry stopped");
     EXIT_OK
 }
@@ -169,20 +171,4 @@ pub async fn once(config_path: &Path) -> i32 {
 fn notify(states: &[sd_notify::NotifyState]) {
     // Outside systemd there is no socket and this does nothing.
     let _ = sd_notify::notify(states);
-}
-
-/// Pings the systemd watchdog at half its period, when the unit enables it.
-fn spawn_watchdog(stop: CancellationToken) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let Some(timeout) = sd_notify::watchdog_enabled() else {
-            return;
-        };
-        let period = timeout / 2;
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(period) => notify(&[sd_notify::NotifyState::Watchdog]),
-                _ = stop.cancelled() => return,
-            }
-        }
-    })
 }

@@ -1,7 +1,9 @@
-//! One task per rule, polling at its interval with jitter. Tasks survive a
-//! reload: a changed rule is handed to its running task, which applies it
-//! at its next poll, so transfers in flight are never dropped.
+//! One task per rule, polling at its interval with jitter, backing off
+//! while its polls fail. Tasks survive a reload: a changed rule is handed to
+//! its running task, which applies it at its next poll, so transfers in
+//! flight are never dropped. Each task reports its life to the watchdog.
 
+use super::watchdog::{AliveGuard, Liveness, RuleLife};
 use crate::config::Rule;
 use crate::engine::Engine;
 use std::collections::HashMap;
@@ -22,6 +24,7 @@ pub struct Scheduler {
     stop: CancellationToken,
     tasks: HashMap<String, RuleTask>,
     retired: Vec<JoinHandle<()>>,
+    liveness: Liveness,
 }
 
 impl Scheduler {
@@ -31,7 +34,13 @@ impl Scheduler {
             stop,
             tasks: HashMap::new(),
             retired: Vec::new(),
+            liveness: Liveness::default(),
         }
+    }
+
+    /// What the watchdog watches: every running rule task.
+    pub fn liveness(&self) -> Liveness {
+        self.liveness.clone()
     }
 
     /// Makes the running rule set equal `rules`: new rules start, changed
@@ -56,15 +65,17 @@ impl Scheduler {
         for (name, task) in self.tasks.drain() {
             tracing::info!(rule = %name, "rule removed; it stops after its current poll");
             task.stop.cancel();
+            self.liveness.remove(&name);
             self.retired.push(task.handle);
         }
         self.tasks = keep;
     }
 
     fn spawn(&self, rule: Arc<Rule>) -> RuleTask {
+        let life = self.liveness.add(&rule.name);
         let (tx, rx) = watch::channel(rule);
         let stop = self.stop.child_token();
-        let handle = tokio::spawn(rule_loop(self.engine.clone(), rx, stop.clone()));
+        let handle = tokio::spawn(rule_loop(self.engine.clone(), rx, stop.clone(), life));
         RuleTask {
             rule: tx,
             stop,
@@ -89,19 +100,34 @@ async fn rule_loop(
     engine: Arc<Engine>,
     mut rx: watch::Receiver<Arc<Rule>>,
     stop: CancellationToken,
+    life: Arc<RuleLife>,
 ) {
+    let _alive = AliveGuard::new(life.clone());
     // A short random start delay spreads the first polls of many rules.
     let first = jitter(rx.borrow().interval.min(Duration::from_secs(1)), 1.0);
     tokio::select! {
         _ = tokio::time::sleep(first) => {}
         _ = stop.cancelled() => return,
     }
+    let mut failures = 0u32;
     loop {
         let rule = rx.borrow_and_update().clone();
-        engine.poll(&rule, &stop).await;
+        life.poll_starts(&rule);
+        let report = crate::progress::within(life.beat.clone(), engine.poll(&rule, &stop)).await;
+        life.poll_ends();
         // Sleeping after the poll (not on a fixed tick) means a slow poll
         // never queues up missed ones behind it.
-        let wait = rule.interval + jitter(rule.interval, 0.1);
+        let wait = if report.error.is_some() {
+            failures = failures.saturating_add(1);
+            let wait = backoff(rule.interval, failures);
+            // Equal jitter: rules failing against one server drift apart.
+            let wait = wait / 2 + jitter(wait / 2, 1.0);
+            tracing::warn!(rule = %rule.name, failures, retry_in_ms = wait.as_millis() as u64, "poll failed; backing off");
+            wait
+        } else {
+            failures = 0;
+            rule.interval + jitter(rule.interval, 0.1)
+        };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = rx.changed() => {}
@@ -110,7 +136,35 @@ async fn rule_loop(
     }
 }
 
+/// The longest a failing rule waits between polls, unless its interval is longer.
+const BACKOFF_CAP: Duration = Duration::from_secs(300);
+
+/// The pause after `failures` polls failed in a row: the interval doubled
+/// for each failure after the first, up to [`BACKOFF_CAP`] (or the interval,
+/// if longer). A server that refuses connections is not hammered.
+fn backoff(interval: Duration, failures: u32) -> Duration {
+    let doubled = interval.saturating_mul(1 << failures.saturating_sub(1).min(16));
+    doubled.min(BACKOFF_CAP.max(interval))
+}
+
 /// A random duration in `[0, d * fraction)`.
 fn jitter(d: Duration, fraction: f64) -> Duration {
     d.mul_f64(fastrand::f64() * fraction)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let s = Duration::from_secs;
+        assert_eq!(backoff(s(10), 1), s(10));
+        assert_eq!(backoff(s(10), 2), s(20));
+        assert_eq!(backoff(s(10), 4), s(80));
+        assert_eq!(backoff(s(10), 9), BACKOFF_CAP);
+        assert_eq!(backoff(s(10), u32::MAX), BACKOFF_CAP);
+        // A rule that polls rarely never polls more often for failing.
+        assert_eq!(backoff(s(3600), 5), s(3600));
+    }
 }

@@ -59,7 +59,10 @@ impl AsyncWrite for DirectFile {
         let this = self.get_mut();
         let r = this.file.write(buf);
         match &r {
-            Ok(n) => this.count(*n),
+            Ok(n) => {
+                this.count(*n);
+                crate::progress::moved();
+            }
             Err(e) if this.write_error.is_none() => {
                 this.write_error = Some(match e.raw_os_error() {
                     Some(code) => std::io::Error::from_raw_os_error(code),

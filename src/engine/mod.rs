@@ -76,6 +76,12 @@ impl Engine {
         })
     }
 
+    /// Whether every transfer slot (`max_transfers`) is taken: files may be
+    /// waiting for one, which the watchdog must not take for a hang.
+    pub fn transfer_slots_full(&self) -> bool {
+        self.transfers.available_permits() == 0
+    }
+
     pub fn abort_token(&self) -> CancellationToken {
         self.abort.clone()
     }

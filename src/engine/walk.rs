@@ -128,8 +128,7 @@ pub async fn keep_skipped(
             rule: Some(rule.name.clone()),
             state: None,
             path: Some(format!("{}/*", glob_literal(dir))),
-            id: None,
-            limit: None,
+            ..FileFilter::default()
         };
         for row in state.files(&filter).await? {
             if row.state.is_pending() {

@@ -66,7 +66,10 @@ impl Batcher {
             reply,
         };
         self.tx.send(request).map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
+        let committed = answer.await.map_err(|_| closed())?;
+        // A committed step is progress, for the daemon's watchdog.
+        crate::progress::moved();
+        committed
     }
 }
 

@@ -9,7 +9,7 @@ mod row;
 mod transitions;
 
 pub use listing::{Listed, ListingOutcome, Refused, Superseded};
-pub use query::{FileFilter, RuleHealth};
+pub use query::{Condition, FileFilter, RecentError, RuleHealth};
 pub use row::{FileRow, FileState, size_from_db, size_to_db};
 pub use transitions::Skipped;
 

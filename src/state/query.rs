@@ -12,7 +12,28 @@ pub struct FileFilter {
     pub state: Option<FileState>,
     pub path: Option<String>,
     pub id: Option<i64>,
+    /// States the logs name that are not a `state` column value.
+    pub condition: Option<Condition>,
     pub limit: Option<i64>,
+}
+
+/// `state="retrying"` and `state="held"` in the logs, as filters: a file
+/// waiting for its next attempt after a failed one (not done, not failed,
+/// `failures > 0`, not held), or a file held without an attempt spent
+/// (`held` set: a taken name under `if_exists = "wait"`, local storage trouble).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    Retrying,
+    Held,
+}
+
+impl Condition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Condition::Retrying => "retrying",
+            Condition::Held => "held",
+        }
+    }
 }
 
 /// One rule's polling health and its files counted by state.
@@ -33,24 +54,45 @@ pub struct RuleHealth {
     /// Files held without spending attempts, by reason (`name-taken`, `local-storage`).
     #[sqlx(skip)]
     pub held: Vec<(String, i64)>,
+    /// The latest files with an error, newest first (at most [`RECENT_ERRORS`]).
+    #[sqlx(skip)]
+    pub recent_errors: Vec<RecentError>,
+}
+
+/// How many file errors `ferry status` shows per rule.
+pub const RECENT_ERRORS: i64 = 3;
+
+/// A file whose last attempt failed: what an operator looks at first.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct RecentError {
+    #[serde(skip)]
+    pub rule: String,
+    pub id: i64,
+    pub path: String,
+    pub state: String,
+    pub updated_at_ms: i64,
+    pub error: String,
 }
 
 // The shared filter, written once and joined into each statement at
 // compile time, so no SQL is ever formatted at run time.
 macro_rules! where_clause {
     () => {
-        "(?1 IS NULL OR rule = ?1) AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR path GLOB ?3) AND (?4 IS NULL OR id = ?4)"
+        "(?1 IS NULL OR rule = ?1) AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR path GLOB ?3) AND (?4 IS NULL OR id = ?4)
+         AND (?5 IS NULL
+              OR (?5 = 'retrying' AND failures > 0 AND held IS NULL AND state NOT IN ('done', 'failed'))
+              OR (?5 = 'held' AND held IS NOT NULL))"
     };
 }
 
 const FILES_SQL: &str = concat!(
     "SELECT * FROM files WHERE ",
     where_clause!(),
-    " ORDER BY id LIMIT ?5"
+    " ORDER BY id LIMIT ?6"
 );
 
 const RETRY_SQL: &str = concat!(
-    "UPDATE files SET attempts = 0, failures = 0, held = NULL, next_attempt_ms = NULL, updated_at_ms = ?5,
+    "UPDATE files SET attempts = 0, failures = 0, held = NULL, next_attempt_ms = NULL, updated_at_ms = ?6,
        state = CASE WHEN delivered_at_ms IS NOT NULL THEN 'delivered'
                     WHEN local_inode IS NOT NULL THEN 'downloaded' ELSE 'stable' END
      WHERE ",
@@ -66,6 +108,7 @@ macro_rules! filtered {
             .bind($f.state.map(FileState::as_str))
             .bind($f.path.as_deref())
             .bind($f.id)
+            .bind($f.condition.map(Condition::as_str))
     };
 }
 
@@ -83,6 +126,7 @@ impl RuleHealth {
             skipped_error: None,
             counts: Vec::new(),
             held: Vec::new(),
+            recent_errors: Vec::new(),
         }
     }
 }
@@ -94,6 +138,7 @@ impl State {
             .bind(f.state.map(FileState::as_str))
             .bind(f.path.as_deref())
             .bind(f.id)
+            .bind(f.condition.map(Condition::as_str))
             .bind(f.limit.unwrap_or(-1))
             .fetch_all(&self.pool)
             .await
@@ -127,6 +172,20 @@ impl State {
         for (rule, why, n) in held {
             if let Some(r) = rules.iter_mut().find(|r| r.name == rule) {
                 r.held.push((why, n));
+            }
+        }
+        let recent: Vec<RecentError> = sqlx::query_as(
+            "SELECT rule, id, path, state, updated_at_ms, last_error AS error FROM (
+               SELECT *, row_number() OVER (PARTITION BY rule ORDER BY updated_at_ms DESC, id DESC) AS n
+               FROM files WHERE last_error IS NOT NULL)
+             WHERE n <= ?1 ORDER BY rule, n",
+        )
+        .bind(RECENT_ERRORS)
+        .fetch_all(&self.pool)
+        .await?;
+        for e in recent {
+            if let Some(r) = rules.iter_mut().find(|r| r.name == e.rule) {
+                r.recent_errors.push(e);
             }
         }
         Ok(rules)
