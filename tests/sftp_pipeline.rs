@@ -444,3 +444,86 @@ fn insecure_accept_any_host_key_warns_at_every_connect() {
         );
     }
 }
+
+/// Campaign (never stuck): every connection goes through a slow link and a
+/// relay that cuts it at random byte offsets, over at least 50 transfers.
+/// Every file must arrive byte-identical, resumed, and none may fail.
+/// `FERRY_FAULTS=long` (faults/run) runs it at 150 KB/s.
+#[test]
+fn slow_link_and_random_cuts_campaign() {
+    let long = std::env::var("FERRY_FAULTS").is_ok_and(|v| v == "long");
+    let (files, rate) = if long { (60, 150_000) } else { (50, 3_000_000) };
+    let s = sftp_fixture(None);
+    let slow = Throttle::start(s.sshd.port, rate);
+    let relay = Relay::start(slow.port);
+    s.write_rules(&[("r", "")], Some(relay.port));
+    let text = std::fs::read_to_string(&s.f.config)
+        .unwrap()
+        .replace("io_timeout = \"5s\"", "io_timeout = \"10s\"")
+        .replace("attempts = 5", "attempts = 10000");
+    std::fs::write(&s.f.config, text).unwrap();
+    let mut expected = Vec::new();
+    for i in 0..files {
+        // Above the batch size: streamed, so a cut leaves a partial to resume.
+        let data = pattern(70_000 + fastrand::usize(0..(rate as usize / 4)), i as u8);
+        let name = format!("c{i:03}.bin");
+        s.put(&name, &data);
+        expected.push((name, data));
+    }
+    let started = std::time::Instant::now();
+    let mut d = s.f.spawn_run();
+    let mut cuts = 0;
+    let all_done = || {
+        let rows = s.f.files(None);
+        rows.len() == files && rows.iter().all(|r| r["state"] == "done")
+    };
+    // Cuts land in transfers: the first listing is let through whole.
+    wait_for(Duration::from_secs(30), "the first listing", || {
+        s.f.files(None).len() == files
+    });
+    while !all_done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(if long { 900 } else { 240 }),
+            "not done after {cuts} cuts: {:?}\n{}",
+            s.f.files(None),
+            d.log()
+        );
+        // Cut once a random number of bytes more has passed, then let new
+        // connections through again.
+        let before = relay.passed.load(std::sync::atomic::Ordering::SeqCst);
+        let at = fastrand::u64(60_000..(rate / 2).max(120_000));
+        relay.cut_after(at);
+        let wait = std::time::Instant::now();
+        while relay.passed.load(std::sync::atomic::Ordering::SeqCst) < before + at
+            && wait.elapsed() < Duration::from_secs(5)
+            && !all_done()
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if relay.passed.load(std::sync::atomic::Ordering::SeqCst) >= before + at {
+            cuts += 1;
+        }
+        std::thread::sleep(Duration::from_millis(fastrand::u64(50..400)));
+        relay.unlimited();
+        std::thread::sleep(Duration::from_millis(fastrand::u64(100..600)));
+    }
+    relay.unlimited();
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait(Duration::from_secs(20)), Some(0));
+    let log = d.log();
+    let resumed = log.matches("resuming download").count();
+    let mut wrong = 0;
+    for (name, data) in &expected {
+        if std::fs::read(s.f.outbox.join(name)).ok().as_deref() != Some(&data[..]) {
+            wrong += 1;
+        }
+    }
+    let failed = s.f.files(Some("failed")).len();
+    eprintln!(
+        "slow link + cuts: {files} files at {rate} B/s, {cuts} cuts, {resumed} resumed, {wrong} not identical, {failed} failed, {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!((wrong, failed), (0, 0));
+    assert!(cuts >= 5, "too few cuts to prove anything: {cuts}");
+    assert!(resumed > 0, "no cut left a partial download to resume");
+}

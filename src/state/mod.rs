@@ -50,9 +50,27 @@ impl State {
             .max_connections(1)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        migrate(&pool).await?;
         let batch = batch::Batcher::start(pool.clone());
         Ok(Self { pool, batch })
+    }
+}
+
+/// Applies the embedded migrations. Two processes opening a new database
+/// at once (the daemon starting, `ferry files` from a shell) can both see a
+/// migration as not applied; the second then fails on what the first
+/// created. Trying again sees it applied and does nothing.
+async fn migrate(pool: &SqlitePool) -> Result<()> {
+    let mut tries = 0;
+    loop {
+        match sqlx::migrate!("./migrations").run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(_) if tries < 5 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(50 * tries)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 

@@ -214,6 +214,16 @@ async fn authenticate(ssh: &mut Handle<Checker>, server: &Server, endpoint: &str
             }
         }
     }
+    // A connection cut during authentication reads as a refusal; it is a
+    // broken link, worth another attempt, not a wrong password.
+    if ssh.is_closed() {
+        return Err(RemoteError::new(
+            ErrorKind::Connection,
+            true,
+            ctx,
+            "the connection closed during authentication",
+        ));
+    }
     Err(auth_error(
         endpoint,
         format!(
