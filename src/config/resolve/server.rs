@@ -221,10 +221,10 @@ impl Resolver<'_> {
             Some(k) => Some((k.span(), self.local_path(&field("private_key"), k)?)),
             None => None,
         };
-        let content = match &raw.private_key_content {
-            Some(k) => Some((k.span(), self.secret(&field("private_key_content"), k))),
-            None => None,
-        };
+        let content = raw
+            .private_key_content
+            .as_ref()
+            .map(|k| (k.span(), self.secret(&field("private_key_content"), k)));
         let passphrase = match &raw.passphrase {
             Some(p) => Some(self.secret(&field("passphrase"), p)?),
             None => None,
