@@ -431,11 +431,10 @@ fn check_refuses_unusable_keys_and_known_hosts_at_their_fields() {
     );
 
     // The right passphrase decodes the key; an encrypted key without one is named.
-    let fixed = KEYS
-        .split("[servers.content]")
-        .next()
-        .unwrap()
-        .replace("private_key = \"$T/garbled\"", "private_key = \"$T/locked\"");
+    let fixed = KEYS.split("[servers.content]").next().unwrap().replace(
+        "private_key = \"$T/garbled\"",
+        "private_key = \"$T/locked\"",
+    );
     let file = fx.write(&fixed);
     let out = ferry()
         .arg("check")
