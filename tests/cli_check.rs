@@ -335,3 +335,232 @@ fn check_refuses_an_unknown_if_exists_policy_with_its_position() {
         "{stderr}"
     );
 }
+
+/// Runs `ssh-keygen` to make an ed25519 key at `path` with `passphrase`.
+fn keygen(path: &Path, passphrase: &str) {
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", passphrase, "-C", "test", "-f"])
+        .arg(path)
+        .output()
+        .expect("run ssh-keygen");
+    assert!(out.status.success(), "{}", describe(&out));
+}
+
+/// `check` refuses what `run` would only meet at connect time, each error
+/// at its field, and never prints a key, a passphrase or a password.
+const KEYS: &str = r#"[daemon]
+state = "$T/state.db"
+
+[servers.garbled]
+protocol = "sftp"
+host = "127.0.0.1"
+user = "u"
+private_key = "$T/garbled"
+insecure_accept_any_host_key = true
+
+[servers.locked]
+protocol = "sftp"
+host = "127.0.0.1"
+user = "u"
+private_key = "$T/locked"
+passphrase = { env = "FERRY_TEST_SECRET" }
+insecure_accept_any_host_key = true
+
+[servers.content]
+protocol = "sftp"
+host = "127.0.0.1"
+user = "u"
+private_key_content = { file = "$T/garbled" }
+known_hosts = "$T/known_hosts"
+
+[servers.missing]
+protocol = "sftp"
+host = "127.0.0.1"
+user = "u"
+private_key = "$T/no-such-key"
+known_hosts = "$T/no-such-known-hosts"
+"#;
+
+#[test]
+fn check_refuses_unusable_keys_and_known_hosts_at_their_fields() {
+    let fx = Fx::new();
+    let d = fx.dir.path();
+    fs::write(d.join("garbled"), SECRET).unwrap();
+    keygen(&d.join("locked"), "the-right-one");
+    fs::write(d.join("known_hosts"), "# ok\nexample.org ssh-ed25519\n").unwrap();
+    let file = fx.write(KEYS);
+    let out = ferry()
+        .arg("check")
+        .arg("-c")
+        .arg(&file)
+        .env("FERRY_TEST_SECRET", "the-wrong-one")
+        .output()
+        .expect("run ferry");
+    let shown = describe(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    let (f, t) = (file.display(), fx.root());
+    let expected = [
+        format!(
+            "{f}:8:15: servers.garbled.private_key: cannot decode \"{t}/garbled\": not a private key in OpenSSH or PEM format"
+        ),
+        format!(
+            "{f}:15:15: servers.locked.private_key: cannot decode \"{t}/locked\": the passphrase is wrong"
+        ),
+        format!(
+            "{f}:23:23: servers.content.private_key_content: cannot decode the key: not a private key in OpenSSH or PEM format"
+        ),
+        format!(
+            "{f}:24:15: servers.content.known_hosts: cannot parse {t}/known_hosts: line 2: expected \"HOSTS KEY-TYPE BASE64-KEY\""
+        ),
+        format!(
+            "{f}:30:15: servers.missing.private_key: cannot read {t}/no-such-key: No such file or directory (os error 2)"
+        ),
+        format!(
+            "{f}:31:15: servers.missing.known_hosts: cannot read {t}/no-such-known-hosts: No such file or directory (os error 2)"
+        ),
+    ];
+    let stderr = text(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    for e in &expected {
+        assert!(lines.contains(&e.as_str()), "missing {e:?} in\n{shown}");
+    }
+    assert_eq!(lines.len(), expected.len() + 1, "{shown}");
+    assert!(
+        !shown.contains(SECRET) && !shown.contains("the-wrong-one"),
+        "secret shown:\n{shown}"
+    );
+
+    // The right passphrase decodes the key; an encrypted key without one is named.
+    let fixed = KEYS.split("[servers.content]").next().unwrap().replace(
+        "private_key = \"$T/garbled\"",
+        "private_key = \"$T/locked\"",
+    );
+    let file = fx.write(&fixed);
+    let out = ferry()
+        .arg("check")
+        .arg("-c")
+        .arg(&file)
+        .env("FERRY_TEST_SECRET", "the-right-one")
+        .output()
+        .expect("run ferry");
+    let shown = describe(&out);
+    assert_eq!(
+        text(&out.stderr).lines().next(),
+        Some(
+            format!(
+                "{}:8:15: servers.garbled.private_key: cannot decode \"{t}/locked\": the key is encrypted; \
+                 set passphrase = {{ env = \"NAME\" }} (or file, credential)",
+                file.display()
+            )
+            .as_str()
+        ),
+        "{shown}"
+    );
+    assert_eq!(text(&out.stderr).lines().count(), 2, "{shown}");
+}
+
+/// Read-only commands read no secrets, and no keys either: their operator
+/// may not be allowed to, and they never connect.
+#[test]
+fn status_does_not_read_keys() {
+    let fx = Fx::new();
+    let file = fx.write(&format!(
+        "{}\n[[watch]]\nname = \"r\"\nserver = \"missing\"\nremote_dir = \"/in\"\nlocal_dir = \"$T/out\"\n",
+        KEYS.split("[servers.garbled]").next().unwrap().to_string()
+            + "[servers.missing]"
+            + KEYS.split("[servers.missing]").nth(1).unwrap()
+    ));
+    fs::write(fx.dir.path().join("no-such-known-hosts"), "").unwrap();
+    let out = ferry()
+        .args(["status", "-c"])
+        .arg(&file)
+        .output()
+        .expect("run ferry");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+}
+
+#[test]
+fn check_refuses_unusable_tls_trust_and_proxy_credentials() {
+    let fx = Fx::new();
+    let d = fx.dir.path();
+    fs::write(d.join("not-a-ca.pem"), "hello\n").unwrap();
+    fs::write(d.join("long"), "p".repeat(256)).unwrap();
+    let long_user = "u".repeat(256);
+    let file = fx.write(&format!(
+        r#"[daemon]
+state = "$T/state.db"
+
+[servers.tls]
+protocol = "ftps"
+host = "127.0.0.1"
+ca_file = "$T/not-a-ca.pem"
+
+[servers.pin]
+protocol = "ftps"
+host = "127.0.0.1"
+certificate_sha256 = "ab:cd"
+
+[servers.inline]
+protocol = "sftp"
+host = "127.0.0.1"
+user = "u"
+password = {{ env = "FERRY_TEST_SECRET" }}
+insecure_accept_any_host_key = true
+proxy = "socks5://me:{SECRET}@127.0.0.1:1080"
+
+[servers.long]
+protocol = "sftp"
+host = "127.0.0.1"
+user = "u"
+password = {{ env = "FERRY_TEST_SECRET" }}
+insecure_accept_any_host_key = true
+proxy = "socks5://{long_user}@127.0.0.1:1080"
+
+[servers.longpw]
+protocol = "sftp"
+host = "127.0.0.1"
+user = "u"
+password = {{ env = "FERRY_TEST_SECRET" }}
+insecure_accept_any_host_key = true
+proxy = "socks5://me@127.0.0.1:1080"
+proxy_password = {{ file = "$T/long" }}
+"#
+    ));
+    let out = ferry()
+        .arg("check")
+        .arg("-c")
+        .arg(&file)
+        .env("FERRY_TEST_SECRET", SECRET)
+        .output()
+        .expect("run ferry");
+    let shown = describe(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    let (f, t) = (file.display(), fx.root());
+    let expected = [
+        format!(
+            "{f}:7:11: servers.tls.ca_file: cannot use {t}/not-a-ca.pem: no PEM certificate (BEGIN CERTIFICATE) in it"
+        ),
+        format!(
+            "{f}:12:22: servers.pin.certificate_sha256: expected 64 hexadecimal digits (':' separators allowed)"
+        ),
+        format!(
+            "{f}:20:9: servers.inline.proxy: the password does not go into the URL; set proxy_password = {{ env = \"NAME\" }} (or file, credential)"
+        ),
+        format!(
+            "{f}:28:9: servers.long.proxy: the user is longer than 255 bytes, the SOCKS5 limit"
+        ),
+        format!(
+            "{f}:37:18: servers.longpw.proxy_password: longer than 255 bytes, the SOCKS5 limit"
+        ),
+    ];
+    let stderr = text(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    for e in &expected {
+        assert!(lines.contains(&e.as_str()), "missing {e:?} in\n{shown}");
+    }
+    assert_eq!(lines.len(), expected.len() + 1, "{shown}");
+    assert!(
+        !shown.contains(SECRET) && !shown.contains("ppppp"),
+        "secret shown:\n{shown}"
+    );
+}

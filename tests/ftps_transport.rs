@@ -11,6 +11,30 @@ use ferry::config::{FtpOptions, Protocol};
 use ferry::remote::{EntryKind, ErrorKind, choose};
 use ftp_servers::*;
 use ftp_session::*;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+/// A `ca_file` as the config loader reads it.
+fn ca(path: &std::path::Path) -> ferry::config::CaCertificates {
+    let certs = CertificateDer::pem_file_iter(path)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    ferry::config::CaCertificates {
+        path: path.to_path_buf(),
+        certs,
+    }
+}
+
+/// A `certificate_sha256` as the config loader parses it.
+fn pin(hex: &str) -> [u8; 32] {
+    let hex: String = hex.chars().filter(|c| *c != ':').collect();
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+    }
+    out
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explicit_ftps_on_vsftpd_verifies_the_ca_and_reuses_tls_sessions() {
@@ -25,7 +49,7 @@ async fn explicit_ftps_on_vsftpd_verifies_the_ca_and_reuses_tls_sessions() {
     let body = data(2_000_000);
     std::fs::write(srv.root.join("pub/big.bin"), &body).unwrap();
     let ftp = FtpOptions {
-        ca_file: Some(certs.ca.clone()),
+        ca_file: Some(ca(&certs.ca)),
         ..FtpOptions::default()
     };
     // require_ssl_reuse=YES: every data connection below must resume the
@@ -70,7 +94,7 @@ async fn ftps_refuses_untrusted_certificates_and_honours_pins() {
         async move { choose(&s).connect().await.map(|_| ()) }
     };
     let wrong_ca = try_with(FtpOptions {
-        ca_file: Some(certs.other_ca.clone()),
+        ca_file: Some(ca(&certs.other_ca)),
         ..FtpOptions::default()
     })
     .await
@@ -85,14 +109,14 @@ async fn ftps_refuses_untrusted_certificates_and_honours_pins() {
     let system = try_with(FtpOptions::default()).await.unwrap_err();
     assert_eq!(system.kind, ErrorKind::Auth, "{system}");
     let bad_pin = try_with(FtpOptions {
-        certificate_sha256: Some("ab".repeat(32)),
+        certificate_sha256: Some([0xab; 32]),
         ..FtpOptions::default()
     })
     .await
     .unwrap_err();
     assert!(bad_pin.message.contains("pinned"), "{bad_pin}");
     try_with(FtpOptions {
-        certificate_sha256: Some(certs.sha256.to_lowercase()),
+        certificate_sha256: Some(pin(&certs.sha256)),
         ..FtpOptions::default()
     })
     .await
@@ -122,7 +146,7 @@ async fn pyftpdlib_mlsd_and_implicit_ftps() {
     std::fs::write(srv.root.join("in/x y;z.bin"), &body).unwrap();
     let t = set_mtime(&srv.root.join("in/x y;z.bin"), 3600 * 24 * 400);
     let ftp = FtpOptions {
-        ca_file: Some(certs.ca.clone()),
+        ca_file: Some(ca(&certs.ca)),
         ..FtpOptions::default()
     };
     let mut s = connect(&py_user(server(Protocol::FtpsImplicit, srv.port, ftp))).await;
@@ -171,7 +195,7 @@ async fn explicit_ftps_reads_stop_one_byte_past_the_listed_size() {
     let body = data(20_000_000);
     std::fs::write(srv.root.join("pub/grew.bin"), &body).unwrap();
     let ftp = FtpOptions {
-        ca_file: Some(certs.ca.clone()),
+        ca_file: Some(ca(&certs.ca)),
         ..FtpOptions::default()
     };
     let mut s = connect(&server(Protocol::Ftps, srv.port, ftp)).await;
@@ -201,7 +225,7 @@ async fn a_ca_certificate_served_as_the_servers_own_is_explained() {
         Protocol::Ftps,
         srv.port,
         FtpOptions {
-            ca_file: Some(certs.ca.clone()),
+            ca_file: Some(ca(&certs.ca)),
             ..FtpOptions::default()
         },
     );

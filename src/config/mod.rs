@@ -2,6 +2,7 @@
 //! runtime model the rest of ferry uses (`model`).
 
 mod error;
+mod known_hosts;
 mod model;
 mod raw;
 mod resolve;
@@ -9,6 +10,7 @@ mod secret;
 mod syntax;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use known_hosts::{KnownHosts, Verdict};
 pub use model::*;
 pub use resolve::{HANDLER_PLACEHOLDERS, Secrets, load, load_with, parse};
-pub use secret::Secret;
+pub use secret::{Secret, SecretKey};

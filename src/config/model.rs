@@ -2,7 +2,8 @@
 //! paths are absolute, globs compiled, durations parsed, secrets loaded.
 //! No code after `config::load` looks at the raw file again.
 
-use super::secret::Secret;
+use super::known_hosts::KnownHosts;
+use super::secret::{Secret, SecretKey};
 use globset::GlobSet;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -112,7 +113,9 @@ pub struct Proxy {
     pub kind: ProxyKind,
     pub host: String,
     pub port: u16,
+    /// At most 255 bytes with SOCKS5 (RFC 1929).
     pub user: Option<String>,
+    /// From `proxy_password`, a secret; at most 255 bytes with SOCKS5.
     pub password: Option<Secret>,
 }
 
@@ -120,8 +123,9 @@ pub struct Proxy {
 /// the configuration must name one.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum HostKeyPolicy {
-    /// An OpenSSH known_hosts file (hashed and `[host]:port` entries too).
-    KnownHosts(PathBuf),
+    /// An OpenSSH known_hosts file (hashed and `[host]:port` entries too),
+    /// read and parsed at load.
+    KnownHosts(KnownHosts),
     /// `SHA256:...` fingerprints, as `ssh-keygen -lf` prints them.
     Pinned(Vec<String>),
     /// Any key; warned about at every connect.
@@ -131,9 +135,9 @@ pub enum HostKeyPolicy {
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SftpOptions {
-    pub private_key: Option<PathBuf>,
-    pub private_key_content: Option<Secret>,
-    pub passphrase: Option<Secret>,
+    /// `private_key` or `private_key_content`, decoded with `passphrase` at
+    /// load; `None` when neither is set, or when secrets are skipped.
+    pub private_key: Option<SecretKey>,
     pub host_keys: HostKeyPolicy,
     /// List symlinks as what they point to (size, mtime, kind of the target).
     pub follow_symlinks: bool,
@@ -151,14 +155,32 @@ pub struct FtpOptions {
     pub mode: FtpMode,
     /// Local ports for active-mode data connections, inclusive.
     pub active_ports: Option<(u16, u16)>,
-    /// PEM file of CA certificates to trust instead of the system roots.
-    pub ca_file: Option<PathBuf>,
-    /// Pinned SHA-256 of the server certificate (hex, `:` separators allowed).
-    pub certificate_sha256: Option<String>,
+    /// CA certificates to trust instead of the system roots, read from
+    /// `ca_file` (PEM) at load.
+    pub ca_file: Option<CaCertificates>,
+    /// Pinned SHA-256 of the server certificate (written as hex, `:`
+    /// separators allowed).
+    pub certificate_sha256: Option<[u8; 32]>,
     /// Accept any certificate; warned about at every connect.
     pub insecure_skip_verify: bool,
     /// Offset from UTC, in seconds, of the times in LIST output.
     pub server_utc_offset: i32,
+}
+
+/// The certificates of a `ca_file`, at least one.
+#[derive(Clone, PartialEq)]
+pub struct CaCertificates {
+    pub path: PathBuf,
+    pub certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+}
+
+impl std::fmt::Debug for CaCertificates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaCertificates")
+            .field("path", &self.path)
+            .field("certs", &self.certs.len())
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -86,8 +86,10 @@ pub struct RawServer {
     pub max_sessions: Option<Spanned<i64>>,
     pub connect_timeout: Option<Spanned<String>>,
     pub io_timeout: Option<Spanned<String>>,
-    /// `http://`, `socks4://` or `socks5://[user[:password]@]host:port`.
+    /// `http://`, `socks4://` or `socks5://[user@]host:port`.
     pub proxy: Option<Spanned<String>>,
+    /// The proxy user's password, as a secret.
+    pub proxy_password: Option<Spanned<RawSecretValue>>,
     // SFTP
     pub private_key: Option<Spanned<String>>,
     pub private_key_content: Option<Spanned<RawSecretValue>>,

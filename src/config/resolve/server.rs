@@ -3,9 +3,13 @@
 //! are errors, so a typo never silently weakens a connection.
 
 use super::values::{is_sha256_fingerprint, parse_port_range, parse_proxy, parse_utc_offset};
-use super::{LOCAL_SERVER, Resolver};
+use super::{LOCAL_SERVER, Resolver, Secrets};
+use crate::config::known_hosts::KnownHosts;
 use crate::config::model::*;
-use crate::config::raw::{RawServer, StringOrList};
+use crate::config::raw::{RawSecretValue, RawServer, StringOrList};
+use crate::config::secret::{Secret, SecretKey};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use std::time::Duration;
 use toml::Spanned;
 
@@ -76,10 +80,14 @@ impl Resolver<'_> {
             protocol == Protocol::Sftp,
             "sftp",
         );
+        if let (Some(pw), None) = (&raw.proxy_password, &raw.proxy) {
+            let msg = format!("{}: set proxy too", field("proxy_password"));
+            self.c.at(pw.span(), msg);
+        }
         let proxy = raw
             .proxy
             .as_ref()
-            .and_then(|p| self.proxy(&field("proxy"), p));
+            .and_then(|p| self.proxy(name, p, raw.proxy_password.as_ref()));
         let sftp = self.sftp_options(name, protocol, &raw);
         let ftp = self.ftp_options(name, protocol, &raw);
         Some(Server {
@@ -178,18 +186,7 @@ impl Resolver<'_> {
             return Some(SftpOptions::default());
         }
         let field = |f: &str| format!("servers.{name}.{f}");
-        let private_key = raw.private_key.as_ref().and_then(|k| {
-            let path = self.local_path(&field("private_key"), k)?;
-            self.readable_file(&field("private_key"), k, &path)
-        });
-        let private_key_content = raw
-            .private_key_content
-            .as_ref()
-            .and_then(|k| self.secret(&field("private_key_content"), k));
-        let passphrase = raw
-            .passphrase
-            .as_ref()
-            .and_then(|k| self.secret(&field("passphrase"), k));
+        let private_key = self.private_key(name, raw);
         if raw.password.is_none() && raw.private_key.is_none() && raw.private_key_content.is_none()
         {
             let msg = format!(
@@ -201,11 +198,65 @@ impl Resolver<'_> {
         let host_keys = self.host_key_policy(name, raw)?;
         Some(SftpOptions {
             private_key,
-            private_key_content,
-            passphrase,
             host_keys,
             follow_symlinks: raw.follow_symlinks.as_ref().is_some_and(|f| *f.get_ref()),
         })
+    }
+
+    /// Decodes `private_key` (a file) or `private_key_content` (a secret)
+    /// with `passphrase`, so that a key ferry cannot use fails the load, not
+    /// every connect. Skipped, with the other secrets, by read-only commands:
+    /// their operator may not be allowed to read the key.
+    fn private_key(&mut self, name: &str, raw: &RawServer) -> Option<SecretKey> {
+        let field = |f: &str| format!("servers.{name}.{f}");
+        if let (Some(_), Some(c)) = (&raw.private_key, &raw.private_key_content) {
+            let msg = format!(
+                "{}: give only one of private_key, private_key_content",
+                field("private_key_content")
+            );
+            self.c.at(c.span(), msg);
+            return None;
+        }
+        let path = match &raw.private_key {
+            Some(k) => Some((k.span(), self.local_path(&field("private_key"), k)?)),
+            None => None,
+        };
+        let content = raw
+            .private_key_content
+            .as_ref()
+            .map(|k| (k.span(), self.secret(&field("private_key_content"), k)));
+        let passphrase = match &raw.passphrase {
+            Some(p) => Some(self.secret(&field("passphrase"), p)?),
+            None => None,
+        };
+        if self.secrets == Secrets::Skip {
+            return None;
+        }
+        let (span, text, what, key_field) = match (path, content) {
+            (Some((span, path)), _) => {
+                let bytes = self.read_file(&field("private_key"), span.clone(), &path)?;
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                (span, text, format!("\"{}\"", path.display()), "private_key")
+            }
+            (None, Some((span, content))) => (
+                span,
+                content?.expose().to_string(),
+                "the key".to_string(),
+                "private_key_content",
+            ),
+            (None, None) => return None,
+        };
+        let decoded =
+            russh::keys::decode_secret_key(&text, passphrase.as_ref().map(Secret::expose));
+        match decoded {
+            Ok(key) => Some(SecretKey::new(key)),
+            Err(e) => {
+                let why = key_problem(&e, &text, passphrase.is_some());
+                let msg = format!("{}: cannot decode {what}: {why}", field(key_field));
+                self.c.at(span, msg);
+                None
+            }
+        }
     }
 
     fn host_key_policy(&mut self, name: &str, raw: &RawServer) -> Option<HostKeyPolicy> {
@@ -238,9 +289,20 @@ impl Resolver<'_> {
         }
         if let Some(k) = &raw.known_hosts {
             let path = self.local_path(&field("known_hosts"), k)?;
-            return self
-                .readable_file(&field("known_hosts"), k, &path)
-                .map(HostKeyPolicy::KnownHosts);
+            let bytes = self.read_file(&field("known_hosts"), k.span(), &path)?;
+            let text = String::from_utf8_lossy(&bytes);
+            return match KnownHosts::parse(path.clone(), &text) {
+                Ok(known) => Some(HostKeyPolicy::KnownHosts(known)),
+                Err(why) => {
+                    let msg = format!(
+                        "{}: cannot parse {}: {why}",
+                        field("known_hosts"),
+                        path.display()
+                    );
+                    self.c.at(k.span(), msg);
+                    None
+                }
+            };
         }
         if let Some(k) = &raw.host_key {
             let keys = match k.get_ref() {
@@ -330,22 +392,13 @@ impl Resolver<'_> {
         };
         let ca_file = match &raw.ca_file {
             None => Some(None),
-            Some(c) => self
-                .local_path(&field("ca_file"), c)
-                .and_then(|p| self.readable_file(&field("ca_file"), c, &p))
-                .map(Some),
+            Some(c) => self.ca_certificates(&field("ca_file"), c).map(Some),
         };
         let certificate_sha256 = match &raw.certificate_sha256 {
             None => Some(None),
             Some(c) => {
-                let hex: String = c
-                    .get_ref()
-                    .chars()
-                    .filter(|ch| *ch != ':')
-                    .collect::<String>()
-                    .to_ascii_lowercase();
-                if hex.len() == 64 && hex.chars().all(|ch| ch.is_ascii_hexdigit()) {
-                    Some(Some(hex))
+                if let Some(pin) = parse_sha256_hex(c.get_ref()) {
+                    Some(Some(pin))
                 } else {
                     let msg = format!(
                         "{}: expected 64 hexadecimal digits (':' separators allowed)",
@@ -384,33 +437,129 @@ impl Resolver<'_> {
         })
     }
 
-    fn proxy(&mut self, field: &str, raw: &Spanned<String>) -> Option<Proxy> {
-        match parse_proxy(raw.get_ref()) {
-            Ok(p) => Some(p),
+    /// The proxy URL, and its password from `proxy_password`. SOCKS5 sends
+    /// the user and the password with a one-byte length each (RFC 1929).
+    fn proxy(
+        &mut self,
+        name: &str,
+        raw: &Spanned<String>,
+        password: Option<&Spanned<RawSecretValue>>,
+    ) -> Option<Proxy> {
+        let field = |f: &str| format!("servers.{name}.{f}");
+        let mut proxy = match parse_proxy(raw.get_ref()) {
+            Ok(p) => p,
             Err(why) => {
-                // The URL may hold a password: describe, never echo it.
-                self.c.at(raw.span(), format!("{field}: {why}"));
+                // Describe, never echo: the URL may hold a password.
+                self.c.at(raw.span(), format!("{}: {why}", field("proxy")));
+                return None;
+            }
+        };
+        let socks5 = proxy.kind == ProxyKind::Socks5;
+        if socks5 && proxy.user.as_ref().is_some_and(|u| u.len() > 255) {
+            let msg = format!(
+                "{}: the user is longer than 255 bytes, the SOCKS5 limit",
+                field("proxy")
+            );
+            self.c.at(raw.span(), msg);
+            return None;
+        }
+        if let Some(pw) = password {
+            if proxy.user.is_none() {
+                let msg = format!(
+                    "{}: the proxy URL names no user (e.g. socks5://USER@host:1080)",
+                    field("proxy_password")
+                );
+                self.c.at(pw.span(), msg);
+                return None;
+            }
+            proxy.password = self.secret(&field("proxy_password"), pw);
+            if socks5
+                && proxy
+                    .password
+                    .as_ref()
+                    .is_some_and(|p| p.expose().len() > 255)
+            {
+                let msg = format!(
+                    "{}: longer than 255 bytes, the SOCKS5 limit",
+                    field("proxy_password")
+                );
+                self.c.at(pw.span(), msg);
+                return None;
+            }
+        }
+        Some(proxy)
+    }
+
+    /// The certificates of a `ca_file`, read and parsed at load.
+    fn ca_certificates(&mut self, field: &str, raw: &Spanned<String>) -> Option<CaCertificates> {
+        let path = self.local_path(field, raw)?;
+        let bytes = self.read_file(field, raw.span(), &path)?;
+        let problem = match CertificateDer::pem_slice_iter(&bytes).collect::<Result<Vec<_>, _>>() {
+            Err(e) => format!("{e}"),
+            Ok(certs) if certs.is_empty() => "no PEM certificate (BEGIN CERTIFICATE) in it".into(),
+            Ok(certs) => {
+                let mut store = rustls::RootCertStore::empty();
+                let (added, _) = store.add_parsable_certificates(certs.clone());
+                if added > 0 {
+                    return Some(CaCertificates { path, certs });
+                }
+                "none of its certificates can be parsed".into()
+            }
+        };
+        let msg = format!("{field}: cannot use {}: {problem}", path.display());
+        self.c.at(raw.span(), msg);
+        None
+    }
+
+    fn read_file(
+        &mut self,
+        field: &str,
+        span: std::ops::Range<usize>,
+        path: &std::path::Path,
+    ) -> Option<Vec<u8>> {
+        match std::fs::read(path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                let msg = format!("{field}: cannot read {}: {e}", path.display());
+                self.c.at(span, msg);
                 None
             }
         }
     }
+}
 
-    fn readable_file(
-        &mut self,
-        field: &str,
-        raw: &Spanned<String>,
-        path: &std::path::Path,
-    ) -> Option<std::path::PathBuf> {
-        match std::fs::File::open(path) {
-            Ok(_) => Some(path.to_path_buf()),
-            Err(e) => {
-                self.c.at(
-                    raw.span(),
-                    format!("{field}: cannot read {}: {e}", path.display()),
-                );
-                None
-            }
+/// 64 hex digits, `:` separators allowed (as `openssl x509 -fingerprint`
+/// prints them).
+fn parse_sha256_hex(s: &str) -> Option<[u8; 32]> {
+    let hex: Vec<u8> = s.bytes().filter(|b| *b != b':').collect();
+    if hex.len() != 64 || !hex.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(hex.chunks(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Why russh could not decode a key, in the operator's words. The key's
+/// text never appears: russh's errors describe, they do not quote.
+fn key_problem(e: &russh::keys::Error, text: &str, passphrase_given: bool) -> String {
+    use russh::keys::Error;
+    match e {
+        Error::KeyIsEncrypted => {
+            "the key is encrypted; set passphrase = { env = \"NAME\" } (or file, credential)".into()
         }
+        Error::CouldNotReadKey => "not a private key in OpenSSH or PEM format".into(),
+        _ if passphrase_given
+            && matches!(
+                russh::keys::decode_secret_key(text, None),
+                Err(Error::KeyIsEncrypted)
+            ) =>
+        {
+            "the passphrase is wrong".into()
+        }
+        _ => e.to_string(),
     }
 }
 
@@ -428,5 +577,20 @@ pub(super) fn local_server() -> Server {
         proxy: None,
         sftp: SftpOptions::default(),
         ftp: FtpOptions::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_sha256_hex;
+
+    #[test]
+    fn pins_decode_with_or_without_colons() {
+        let colons: Vec<_> = (0..32).map(|_| "AB").collect();
+        assert_eq!(parse_sha256_hex(&"ab".repeat(32)), Some([0xab; 32]));
+        assert_eq!(parse_sha256_hex(&colons.join(":")), Some([0xab; 32]));
+        assert_eq!(parse_sha256_hex("abc"), None);
+        assert_eq!(parse_sha256_hex(&"zz".repeat(32)), None);
+        assert_eq!(parse_sha256_hex(&"+f".repeat(32)), None);
     }
 }

@@ -14,7 +14,6 @@ use rustls::client::Resumption;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use std::sync::Arc;
@@ -29,9 +28,9 @@ pub fn client_config(opts: &FtpOptions) -> Result<Arc<ClientConfig>, String> {
             sha256: None,
             algorithms,
         })
-    } else if let Some(pin) = &opts.certificate_sha256 {
+    } else if let Some(pin) = opts.certificate_sha256 {
         Arc::new(Pinned {
-            sha256: Some(decode_hex(pin).ok_or("certificate_sha256 is not 64 hex digits")?),
+            sha256: Some(pin),
             algorithms,
         })
     } else {
@@ -71,15 +70,9 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
 fn roots(opts: &FtpOptions) -> Result<RootCertStore, String> {
     let mut store = RootCertStore::empty();
     match &opts.ca_file {
-        Some(path) => {
-            let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("ca_file {}: {e}", path.display()))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-            let (added, _) = store.add_parsable_certificates(certs);
-            if added == 0 {
-                return Err(format!("ca_file {}: no usable certificate", path.display()));
-            }
+        // Read and checked at load: at least one usable certificate.
+        Some(ca) => {
+            store.add_parsable_certificates(ca.certs.iter().cloned());
         }
         None => {
             let found = rustls_native_certs::load_native_certs();
@@ -105,23 +98,13 @@ pub fn fingerprint(der: &[u8]) -> String {
         .collect()
 }
 
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    let s: String = s.chars().filter(|c| *c != ':').collect();
-    if s.len() != 64 {
-        return None;
-    }
-    (0..32)
-        .map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
-        .collect()
-}
-
 /// Trusts exactly one certificate, named by its SHA-256, or with no pin
 /// (`insecure_skip_verify = true`) any certificate; the transport then warns
 /// at every connect. The pin replaces the chain and name checks (it is how a
 /// self-signed server is trusted); handshake signatures are always verified.
 #[derive(Debug)]
 struct Pinned {
-    sha256: Option<Vec<u8>>,
+    sha256: Option<[u8; 32]>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
@@ -176,19 +159,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pins_decode_with_or_without_colons() {
-        let hex = "ab".repeat(32);
-        let colons: Vec<_> = (0..32).map(|_| "AB").collect();
-        assert_eq!(decode_hex(&hex), Some(vec![0xab; 32]));
-        assert_eq!(
-            decode_hex(&colons.join(":").to_lowercase()),
-            Some(vec![0xab; 32])
-        );
-        assert_eq!(decode_hex("abc"), None);
-        assert_eq!(decode_hex(&"zz".repeat(32)), None);
-    }
-
-    #[test]
     fn insecure_and_pinned_configs_build() {
         let opts = FtpOptions {
             insecure_skip_verify: true,
@@ -196,7 +166,7 @@ mod tests {
         };
         assert!(client_config(&opts).is_ok());
         let opts = FtpOptions {
-            certificate_sha256: Some("00".repeat(32)),
+            certificate_sha256: Some([0; 32]),
             ..FtpOptions::default()
         };
         assert!(client_config(&opts).is_ok());

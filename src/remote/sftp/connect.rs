@@ -176,7 +176,8 @@ async fn authenticate(ssh: &mut Handle<Checker>, server: &Server, endpoint: &str
     let user = server.user.clone().unwrap_or_default();
     let ctx = format!("authenticate on {endpoint}");
     let mut tried = Vec::new();
-    if let Some(key) = load_key(server, endpoint)? {
+    if let Some(key) = &server.sftp.private_key {
+        let key = key.key();
         tried.push("publickey");
         let hash = if key.algorithm().is_rsa() {
             ssh.best_supported_rsa_hash()
@@ -186,7 +187,7 @@ async fn authenticate(ssh: &mut Handle<Checker>, server: &Server, endpoint: &str
         } else {
             None
         };
-        let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
+        let key = PrivateKeyWithHashAlg::new(key, hash);
         let r = ssh
             .authenticate_publickey(&user, key)
             .await
@@ -259,20 +260,6 @@ async fn keyboard_interactive(
         }
     }
     Ok(false)
-}
-
-fn load_key(server: &Server, endpoint: &str) -> Result<Option<russh::keys::PrivateKey>> {
-    let passphrase = server.sftp.passphrase.as_ref().map(|p| p.expose());
-    let loaded = if let Some(path) = &server.sftp.private_key {
-        russh::keys::load_secret_key(path, passphrase)
-            .map_err(|e| format!("private_key {}: {e}", path.display()))
-    } else if let Some(content) = &server.sftp.private_key_content {
-        russh::keys::decode_secret_key(content.expose(), passphrase)
-            .map_err(|e| format!("private_key_content: {e}"))
-    } else {
-        return Ok(None);
-    };
-    loaded.map(Some).map_err(|why| auth_error(endpoint, why))
 }
 
 impl From<HandshakeError> for RemoteError {

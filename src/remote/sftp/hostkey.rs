@@ -1,7 +1,7 @@
 //! Deciding whether to trust the key an SSH server offers. Unknown and
 //! changed keys are refused with the offered fingerprint and how to pin it.
 
-use crate::config::HostKeyPolicy;
+use crate::config::{HostKeyPolicy, KnownHosts, Verdict};
 use russh::keys::{HashAlg, PublicKey, PublicKeyOrCertificate};
 use std::sync::{Arc, Mutex};
 
@@ -55,8 +55,8 @@ impl russh::client::Handler for Checker {
                 &fingerprint,
                 None,
             ))),
-            HostKeyPolicy::KnownHosts(path) => {
-                self.check_known_hosts(key, path, &described, &fingerprint)
+            HostKeyPolicy::KnownHosts(known) => {
+                self.check_known_hosts(key, known, &described, &fingerprint)
             }
         }
     }
@@ -66,28 +66,25 @@ impl Checker {
     fn check_known_hosts(
         &self,
         key: &PublicKey,
-        path: &std::path::Path,
+        known: &KnownHosts,
         described: &str,
         fingerprint: &str,
     ) -> Result<bool, HandshakeError> {
-        match russh::keys::check_known_hosts_path(&self.host, self.port, key, path) {
-            Ok(true) => Ok(true),
-            Ok(false) => Err(HandshakeError::Refused(self.unknown(
+        let path = &known.path;
+        match known.check(&self.host, self.port, key) {
+            Verdict::Known => Ok(true),
+            Verdict::Unknown => Err(HandshakeError::Refused(self.unknown(
                 described,
                 fingerprint,
                 Some(path),
             ))),
-            Err(russh::keys::Error::KeyChanged { line }) => Err(HandshakeError::Refused(format!(
+            Verdict::Changed(line) => Err(HandshakeError::Refused(format!(
                 "HOST KEY CHANGED for {}: the server offered {described}, but {}:{line} holds another key. \
                  Someone may be intercepting the connection. If the change is expected, replace that line \
                  (or pin host_key = \"{fingerprint}\" in [servers.{}])",
                 self.endpoint(),
                 path.display(),
                 self.server
-            ))),
-            Err(e) => Err(HandshakeError::Refused(format!(
-                "cannot check {}: {e}",
-                path.display()
             ))),
         }
     }
@@ -100,7 +97,7 @@ impl Checker {
     ) -> String {
         let file_hint = match known_hosts {
             Some(p) => format!(
-                ", or add the key to {} (e.g. ssh-keyscan -p {} {} >> {})",
+                ", or add the key to {} (e.g. ssh-keyscan -p {} {} >> {}) and reload ferry",
                 p.display(),
                 self.port,
                 self.host,
