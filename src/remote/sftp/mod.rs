@@ -8,7 +8,9 @@ mod hostkey;
 mod progress;
 mod transfer;
 
-use super::{Entry, EntryKind, ErrorKind, RemoteError, Result, Session, Transport, Version};
+use super::{
+    Entry, EntryKind, ErrorKind, RemoteError, Result, Session, Transport, Version, WriteMode,
+};
 use crate::config::Server;
 use async_trait::async_trait;
 use connect::Connected;
@@ -188,10 +190,22 @@ impl Session for SftpSession {
     async fn write_from(
         &mut self,
         path: &str,
-        append: bool,
+        mode: WriteMode,
         source: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<u64> {
-        transfer::upload(&self.c, path, append, source).await
+        transfer::upload(&self.c, path, mode, source).await
+    }
+
+    async fn set_mtime(&mut self, path: &str, mtime: i64) -> Result<bool> {
+        let mut attrs = FileAttributes::empty();
+        let t = u32::try_from(mtime.max(0)).unwrap_or(u32::MAX);
+        attrs.atime = Some(t);
+        attrs.mtime = Some(t);
+        self.c
+            .io(self.c.sftp.setstat(path, attrs))
+            .await
+            .map_err(|e| error::sftp("setstat", path, e))?;
+        Ok(true)
     }
 
     async fn rename(&mut self, from: &str, to: &str, replace: bool) -> Result<()> {

@@ -8,7 +8,7 @@
 use super::connect::Connected;
 use super::progress::Window;
 use super::{error, is_status};
-use crate::remote::{RemoteError, Result};
+use crate::remote::{RemoteError, Result, WriteMode};
 use futures::StreamExt;
 use futures::stream::{FuturesOrdered, FuturesUnordered};
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
@@ -184,26 +184,26 @@ async fn read_range(
     Ok(true)
 }
 
-/// Writes `source` to `path` (replacing it, or after its end with `append`),
-/// with many writes in flight; fsyncs on the server when it offers that.
+/// Writes `source` to `path` as `mode` says, with many writes in flight;
+/// fsyncs on the server when it offers that.
 pub async fn upload(
     c: &Connected,
     path: &str,
-    append: bool,
+    mode: WriteMode,
     source: &mut (dyn AsyncRead + Send + Unpin),
 ) -> Result<u64> {
     let sftp = &c.sftp;
-    let start = if append {
-        match c.io(sftp.lstat(path)).await {
+    let start = match mode {
+        WriteMode::Replace => 0,
+        WriteMode::At(n) => n,
+        WriteMode::Append => match c.io(sftp.lstat(path)).await {
             Ok(a) => a.attrs.size.unwrap_or(0),
             Err(e) if is_status(&e, StatusCode::NoSuchFile) => 0,
             Err(e) => return Err(error::sftp("stat", path, e)),
-        }
-    } else {
-        0
+        },
     };
     let mut flags = OpenFlags::WRITE | OpenFlags::CREATE;
-    if !append {
+    if mode == WriteMode::Replace {
         flags |= OpenFlags::TRUNCATE;
     }
     let handle = c
