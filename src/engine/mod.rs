@@ -13,8 +13,10 @@ mod post;
 mod process;
 mod retry;
 mod safe_path;
+mod send;
 mod sweep;
 mod target;
+mod upload;
 mod walk;
 
 pub use error::FileError;
@@ -24,7 +26,7 @@ pub use target::is_temp_name;
 
 use crate::config::{Daemon, IfExists, Rule, Server};
 use crate::remote::Pool;
-use crate::state::{FileRow, FileState, Skipped, State, now_ms};
+use crate::state::{Direction, FileRow, FileState, Skipped, State, now_ms};
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -164,7 +166,7 @@ impl Engine {
         let now = now_ms();
         let outcome = self
             .state
-            .record_listing_with(&rule.name, &files, &listing.refused, now)
+            .record_listing_in(&rule.name, direction(rule), &files, &listing.refused, now)
             .await?;
         if outcome.ignored_empty {
             tracing::warn!(remote = %rule.remote_dir, "the listing came back empty while files were pending; treating it as unknown");
@@ -176,7 +178,7 @@ impl Engine {
         for x in &outcome.refused {
             tracing::error!(state = "failed", path = %x.file.path, error = %x.error, "cannot take this file");
         }
-        for v in &outcome.superseded {
+        for v in outcome.superseded.iter().filter(|_| rule.send.is_none()) {
             target::discard_partial(rule, &self.spool_dir, v);
         }
         for path in &outcome.vanished {
@@ -379,6 +381,13 @@ fn marker_path(pattern: &str, rel: &str) -> String {
     match rel.rsplit_once('/') {
         Some((dir, name)) => format!("{dir}/{}", filter::marker_for(pattern, name)),
         None => filter::marker_for(pattern, rel),
+    }
+}
+
+fn direction(rule: &Rule) -> Direction {
+    match rule.send {
+        Some(_) => Direction::Send,
+        None => Direction::Listen,
     }
 }
 
