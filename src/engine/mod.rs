@@ -27,6 +27,7 @@ pub use target::is_temp_name;
 use crate::config::{Daemon, IfExists, Rule, Server};
 use crate::remote::Pool;
 use crate::state::{Direction, FileRow, FileState, Skipped, State, now_ms};
+use crate::watch::{DirWatch, Ready};
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -63,6 +64,9 @@ pub struct PollReport {
     /// and the last one's error.
     pub skipped_dirs: Option<usize>,
     pub skipped_error: Option<String>,
+    /// With a directory watch: when a file held back by its events (closed
+    /// less than `stable_for` ago) becomes ready, so the rule polls then.
+    pub next_ready: Option<std::time::Duration>,
 }
 
 impl Engine {
@@ -105,12 +109,24 @@ impl Engine {
     /// rule's health, and returned in the report. `stop` ends the poll early
     /// between files (files in flight finish).
     pub async fn poll(&self, rule: &Arc<Rule>, stop: &CancellationToken) -> PollReport {
+        self.poll_watched(rule, stop, None).await
+    }
+
+    /// [`Engine::poll`] of a rule whose local source directory is watched:
+    /// its events decide when a file is complete where they can (see
+    /// [`crate::watch`]).
+    pub async fn poll_watched(
+        &self,
+        rule: &Arc<Rule>,
+        stop: &CancellationToken,
+        watch: Option<&DirWatch>,
+    ) -> PollReport {
         let span = tracing::info_span!("poll", rule = %rule.name, server = %rule.server.name);
         async {
             let started_ms = now_ms();
             let t0 = Instant::now();
             let mut report = PollReport::default();
-            if let Err(e) = self.poll_steps(rule, stop, &mut report).await {
+            if let Err(e) = self.poll_steps(rule, stop, watch, &mut report).await {
                 tracing::error!(error = %e, remote = %rule.remote_dir, "poll failed");
                 report.error = Some(e.to_string());
             }
@@ -150,6 +166,7 @@ impl Engine {
         &self,
         rule: &Arc<Rule>,
         stop: &CancellationToken,
+        watch: Option<&DirWatch>,
         report: &mut PollReport,
     ) -> Result<(), FileError> {
         let pool = self.pool_for(&rule.server);
@@ -184,10 +201,23 @@ impl Engine {
         for path in &outcome.vanished {
             tracing::error!(state = "failed", path = %path, "disappeared from the server before it was delivered");
         }
+        // With events, stability is judged file by file below.
+        let stable_for = if watch.is_some() {
+            0
+        } else {
+            ms(rule.stable_for)
+        };
         let due = self
             .state
-            .due(&rule.name, now, ms(rule.stable_for), ms(rule.min_age))
+            .due(&rule.name, now, stable_for, ms(rule.min_age))
             .await?;
+        let due = match watch {
+            Some(w) => {
+                w.retain(&files.iter().map(|f| f.path.clone()).collect());
+                by_events(w, rule, due, now, &mut report.next_ready)
+            }
+            None => due,
+        };
         let first = self
             .swept
             .lock()
@@ -382,6 +412,34 @@ fn marker_path(pattern: &str, rel: &str) -> String {
         Some((dir, name)) => format!("{dir}/{}", filter::marker_for(pattern, name)),
         None => filter::marker_for(pattern, rel),
     }
+}
+
+/// Keeps the pending rows whose events say they are complete, or, where
+/// there were no events, that the rescans saw unchanged for `stable_for`.
+fn by_events(
+    w: &DirWatch,
+    rule: &Rule,
+    due: Vec<FileRow>,
+    now: i64,
+    next: &mut Option<std::time::Duration>,
+) -> Vec<FileRow> {
+    due.into_iter()
+        .filter(|r| {
+            if !r.state.is_pending() {
+                return true;
+            }
+            match w.ready(&r.path, rule.stable_for) {
+                Ready::Now => true,
+                Ready::Later(after) => {
+                    if let Some(d) = after {
+                        *next = Some(next.map_or(d, |n| n.min(d)));
+                    }
+                    false
+                }
+                Ready::Unknown => r.stable_since_ms <= now - ms(rule.stable_for),
+            }
+        })
+        .collect()
 }
 
 fn direction(rule: &Rule) -> Direction {
