@@ -64,7 +64,7 @@ impl Engine {
             let chosen = sent_to.clone().ok_or_else(|| {
                 FileError::temporary(ErrorKind::Other, "uploaded row without a recorded name")
             })?;
-            if row.append_base.is_none() {
+            if to.if_exists != SendIfExists::Append {
                 let mut session = dest.get().await?;
                 let Some(named) = self
                     .rename_into_place(&mut session, to, row, &temp, &chosen)

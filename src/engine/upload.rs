@@ -118,7 +118,13 @@ pub async fn write(
         };
         let r = session.write_from(dest, mode, &mut source).await;
         match session.check(r) {
-            Err(e) if e.kind == ErrorKind::NotFound && to.create_dirs && round == 0 => {
+            // FTP servers answer a missing directory with 550 or 553 alike:
+            // with create_dirs, any refusal of the first write makes them.
+            Err(e)
+                if to.create_dirs
+                    && round == 0
+                    && (e.kind == ErrorKind::NotFound || !e.temporary) =>
+            {
                 for d in dirs {
                     let r = session.create_dirs(d).await;
                     session.check(r)?;
