@@ -108,7 +108,7 @@ async fn fetch(
         let ctx = format!("write {}", temp.display());
         return Err(discard(temp, FileError::local(ctx, &e)));
     }
-    Ok(session.check(r)?)
+    Ok(r?)
 }
 
 /// Empties the partial file for a download from byte 0, when the server

@@ -47,8 +47,7 @@ pub async fn list(session: &mut PooledSession, rule: &Rule) -> Result<Listing> {
         } else {
             remote::join(&rule.remote_dir, &rel_dir)
         };
-        let entries = session.list(&abs_dir).await;
-        let entries = match session.check(entries) {
+        let entries = match session.list(&abs_dir).await {
             Ok(entries) => entries,
             // The rule's own directory failing is the poll failing.
             Err(e) if rel_dir.is_empty() || e.breaks_session() => return Err(e),
