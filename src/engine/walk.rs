@@ -120,7 +120,7 @@ pub async fn keep_skipped(
     state: &State,
     rule: &Rule,
     skipped: &[(String, String)],
-) -> sqlx::Result<Vec<Listed>> {
+) -> crate::state::Result<Vec<Listed>> {
     let mut out = Vec::new();
     for (dir, _) in skipped {
         let filter = FileFilter {
