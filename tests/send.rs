@@ -6,14 +6,12 @@
 //! a two-stage gateway (SFTP in, FTP out).
 
 mod common;
-#[path = "support/ftp_servers.rs"]
-mod ftp_servers;
 
 use common::cut::Relay;
+use common::ftp_servers::*;
 use common::sshd::{self, PASSWORD, Sshd, USER};
 use common::throttle::Throttle;
 use common::*;
-use ftp_servers::*;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 

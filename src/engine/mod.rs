@@ -302,10 +302,8 @@ impl Engine {
                 continue;
             };
             let to = crate::remote::join(&rule.remote_dir, &row.path);
-            let r = session.create_dirs(crate::remote::parent(&to)).await;
-            session.check(r)?;
-            let r = session.rename(from, &to, false).await;
-            match session.check(r) {
+            session.create_dirs(crate::remote::parent(&to)).await?;
+            match session.rename(from, &to, false).await {
                 Ok(()) => {
                     tracing::info!(path = %row.path, from = %from, "moved back from failed_move_to for a retry");
                     self.state.restored(row.id, now_ms()).await?;

@@ -103,8 +103,7 @@ impl Engine {
     ) -> Result<Option<(u64, String)>, FileError> {
         let sent = upload::to_temp(session, to, local, row, temp, final_path).await?;
         if to.preserve_mtime {
-            let r = session.set_mtime(temp, row.mtime).await;
-            if !session.check(r)? {
+            if !session.set_mtime(temp, row.mtime).await? {
                 tracing::debug!(remote = %temp, "the server cannot set times (no MFMT); mtime not kept");
             }
         }
@@ -116,8 +115,7 @@ impl Engine {
             }
             Err(e) => {
                 // `error`: the upload is of no use any more.
-                let r = session.remove(temp).await;
-                let _ = session.check(r);
+                let _ = session.remove(temp).await;
                 Err(e)
             }
         }
@@ -130,8 +128,7 @@ impl Engine {
         temp: &str,
         taken: &str,
     ) -> Result<(), FileError> {
-        let r = session.remove(temp).await;
-        let _ = session.check(r);
+        let _ = session.remove(temp).await;
         let why = format!("not sent: {taken} exists on the server (if_exists = \"skip\")");
         self.state.mark_skipped(row.id, &why, now_ms()).await?;
         tracing::info!(state = "skipped", remote = %taken, "skipped: the name is taken on the server");
@@ -228,8 +225,7 @@ impl Engine {
         let overwrite = to.if_exists == SendIfExists::Overwrite;
         let mut target = chosen.to_string();
         for _ in 0..10 {
-            let r = session.rename(temp, &target, overwrite).await;
-            match session.check(r) {
+            match session.rename(temp, &target, overwrite).await {
                 Ok(()) => return Ok(Some(target)),
                 Err(e) if e.kind == ErrorKind::NotFound => {
                     if upload::remote_size(session, temp).await?.is_some() {

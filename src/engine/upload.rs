@@ -82,8 +82,7 @@ pub async fn remote_size(
     session: &mut PooledSession,
     path: &str,
 ) -> Result<Option<Option<u64>>, FileError> {
-    let r = session.stat(path).await;
-    match session.check(r) {
+    match session.stat(path).await {
         Ok(e) => Ok(Some(e.size)),
         Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.into()),
@@ -116,8 +115,7 @@ pub async fn write(
         } else {
             WriteMode::At(at)
         };
-        let r = session.write_from(dest, mode, &mut source).await;
-        match session.check(r) {
+        match session.write_from(dest, mode, &mut source).await {
             // FTP servers answer a missing directory with 550 or 553 alike:
             // with create_dirs, any refusal of the first write makes them.
             Err(e)
@@ -126,8 +124,7 @@ pub async fn write(
                     && (e.kind == ErrorKind::NotFound || !e.temporary) =>
             {
                 for d in dirs {
-                    let r = session.create_dirs(d).await;
-                    session.check(r)?;
+                    session.create_dirs(d).await?;
                 }
             }
             Err(e) => return Err(e.into()),
@@ -176,8 +173,7 @@ pub async fn verify(session: &mut PooledSession, path: &str, size: u64) -> Resul
         Some(Some(n)) if n == size => Ok(()),
         Some(None) => Ok(()),
         found => {
-            let r = session.remove(path).await;
-            let _ = session.check(r);
+            let _ = session.remove(path).await;
             Err(FileError::temporary(
                 ErrorKind::Other,
                 format!(
