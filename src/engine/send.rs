@@ -102,10 +102,8 @@ impl Engine {
         final_path: &str,
     ) -> Result<Option<(u64, String)>, FileError> {
         let sent = upload::to_temp(session, to, local, row, temp, final_path).await?;
-        if to.preserve_mtime {
-            if !session.set_mtime(temp, row.mtime).await? {
-                tracing::debug!(remote = %temp, "the server cannot set times (no MFMT); mtime not kept");
-            }
+        if to.preserve_mtime && !session.set_mtime(temp, row.mtime).await? {
+            tracing::debug!(remote = %temp, "the server cannot set times (no MFMT); mtime not kept");
         }
         match upload::choose(session, to.if_exists, final_path).await {
             Ok(Named::To(chosen)) => Ok(Some((sent, chosen))),
