@@ -273,6 +273,86 @@ fn policies_over_ftp_pyftpdlib() {
     policies(&f, &d);
 }
 
+#[test]
+fn policies_over_explicit_ftps_pyftpdlib() {
+    let f = Fixture::new("");
+    std::fs::create_dir_all(f.path("srv")).unwrap();
+    let certs = make_certs(&f.path("srv"));
+    let srv = pyftpdlib(&f.path("srv"), PyTls::Explicit, Some(&certs));
+    std::fs::write(f.path("ftp-password"), PY_PASSWORD).unwrap();
+    let mut d = ftp_dest(&srv, Some((PY_USER, &f.path("ftp-password"))));
+    d.server_block = d
+        .server_block
+        .replace("protocol = \"ftp\"", "protocol = \"ftps\"")
+        + &format!("certificate_sha256 = \"{}\"\n", certs.sha256);
+    policies(&f, &d);
+}
+
+/// A file that fails for good is moved to `after.failed_move_to`, never
+/// deleted; `ferry retry --direction send` brings it back and sends it
+/// once the cause is gone. `files`, `status` and `forget` see send rows.
+#[test]
+fn failed_sends_are_kept_and_retried() {
+    let f = Fixture::new("");
+    let d = local_dest(&f);
+    let failed = f.path("failed");
+    let mut text = send_rule(
+        &f,
+        &d,
+        "err",
+        "in",
+        &format!(
+            "if_exists = \"error\"\nafter = {{ delete = true, failed_move_to = \"{}\" }}",
+            failed.display()
+        ),
+    );
+    text += &f.rule("listen", "");
+    f.write_config(&text);
+    std::fs::create_dir_all(d.local("in")).unwrap();
+    std::fs::write(d.local("in/dup.csv"), b"theirs").unwrap();
+    drop_file(&f, "err", "dup.csv", b"ours");
+    drop_file(&f, "err", "ok.csv", b"fine");
+    f.put("inbound.csv", b"listen side");
+    f.once(1);
+    assert_eq!(read(&failed.join("dup.csv")), b"ours");
+    assert!(!f.path("out/err/dup.csv").exists());
+    assert_eq!(read(&d.local("in/ok.csv")), b"fine");
+    assert!(!f.path("out/err/ok.csv").exists(), "delete after sending");
+    assert_eq!(state_of(&f, "err", "dup.csv"), "failed");
+
+    let sends = f.ferry(&["files", "--json", "--direction", "send"]);
+    let rows = String::from_utf8_lossy(&sends.stdout);
+    assert_eq!(rows.lines().count(), 2, "{rows}");
+    assert!(!rows.contains("inbound.csv"), "{rows}");
+    let status = f.ferry(&["status"]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(status.contains("err"), "{status}");
+
+    std::fs::remove_file(d.local("in/dup.csv")).unwrap();
+    let out = f.ferry(&["retry", "--direction", "send", "--state", "failed"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    f.once(0);
+    assert_eq!(read(&d.local("in/dup.csv")), b"ours");
+    assert!(!failed.join("dup.csv").exists());
+    assert_eq!(state_of(&f, "err", "dup.csv"), "done");
+
+    let out = f.ferry(&["forget", "--direction", "send", "--all"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let left = f.files(None);
+    assert!(
+        left.iter().all(|r| r["direction"] == "listen") && !left.is_empty(),
+        "{left:?}"
+    );
+}
+
 /// A rename into the outbox is sent at once (the rescan is a minute away);
 /// a file written in place is not sent before it is closed and quiet; a
 /// file that was there before the start (no event ever) is found by the
