@@ -71,8 +71,8 @@ impl DirWatch {
                         Some(Mark::Closed(Instant::now()))
                     }
                     EventKind::Modify(ModifyKind::Data(_)) => Some(Mark::Writing),
-                // Writes that follow turn this into `Writing`.
-                EventKind::Create(CreateKind::File) => Some(Mark::Closed(Instant::now())),
+                    // Writes that follow turn this into `Writing`.
+                    EventKind::Create(CreateKind::File) => Some(Mark::Closed(Instant::now())),
                     EventKind::Modify(ModifyKind::Name(RenameMode::To)) => Some(Mark::Moved),
                     EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
                         // paths = [from, to]: the new name is complete.

@@ -195,8 +195,18 @@ impl Engine {
         for x in &outcome.refused {
             tracing::error!(state = "failed", path = %x.file.path, error = %x.error, "cannot take this file");
         }
-        for v in outcome.superseded.iter().filter(|_| rule.send.is_none()) {
-            target::discard_partial(rule, &self.spool_dir, v);
+        match &rule.send {
+            None => {
+                for v in &outcome.superseded {
+                    target::discard_partial(rule, &self.spool_dir, v);
+                }
+            }
+            Some(to) if !outcome.superseded.is_empty() => {
+                if let Ok(mut session) = self.pool_for(&to.server).get().await {
+                    upload::discard_partials(&mut session, to, &outcome.superseded).await;
+                }
+            }
+            Some(_) => {}
         }
         for path in &outcome.vanished {
             tracing::error!(state = "failed", path = %path, "disappeared from the server before it was delivered");

@@ -8,7 +8,7 @@ use super::post::{utc_stamp, with_suffix};
 use super::target::temp_file_name;
 use crate::config::{SendIfExists, SendTo, UploadTemp};
 use crate::remote::{self, ErrorKind, PooledSession, WriteMode};
-use crate::state::FileRow;
+use crate::state::{FileRow, Superseded};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::time::SystemTime;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -16,8 +16,13 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 /// Where a row's bytes go until the rename. The row id and version are in
 /// the name, so a resume only ever continues the same version's upload.
 pub fn temp_path(to: &SendTo, row: &FileRow, final_path: &str) -> String {
+    temp_path_of(to, row.id, row.size, row.mtime, final_path)
+}
+
+/// [`temp_path`] of a version given by its parts.
+pub fn temp_path_of(to: &SendTo, id: i64, size: i64, mtime: i64, final_path: &str) -> String {
     let name = final_path.rsplit('/').next().unwrap_or(final_path);
-    let hidden = temp_file_name(name, row.id, row.size, row.mtime);
+    let hidden = temp_file_name(name, id, size, mtime);
     match &to.temp {
         UploadTemp::Hidden => remote::join(remote::parent(final_path), &hidden),
         UploadTemp::Extension(ext) => {
@@ -241,4 +246,26 @@ pub fn taken(path: &str) -> FileError {
             "{path} exists on the server (if_exists = \"error\"); the file stays in the outbox"
         ),
     )
+}
+
+/// Removes the partial uploads of versions that were replaced in the
+/// outbox or vanished from it: their temporary names would never be
+/// continued. Best effort; a failure only leaves a stray file.
+pub async fn discard_partials(session: &mut PooledSession, to: &SendTo, gone: &[Superseded]) {
+    for v in gone {
+        if to.if_exists == SendIfExists::Append {
+            return; // appends write no temporary file
+        }
+        let final_path = remote::join(&to.remote_dir, &v.path);
+        let temp = temp_path_of(to, v.id, v.size, v.mtime, &final_path);
+        match session.remove(&temp).await {
+            Ok(()) => {
+                tracing::info!(remote = %temp, "removed the partial upload of a replaced version")
+            }
+            Err(e) if e.kind == ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(remote = %temp, error = %e, "cannot remove a stale partial upload")
+            }
+        }
+    }
 }
