@@ -473,6 +473,55 @@ fn uploads_resume_after_sigkill_and_after_a_cut() {
     assert_eq!(state_of(&f, "big", "a.bin"), "done");
 }
 
+/// Over FTP (vsftpd at 1 MB/s): the server's session is cut mid-upload;
+/// the next attempt continues with REST + STOR; the final name only ever
+/// holds the whole file.
+#[test]
+fn a_cut_ftp_upload_resumes() {
+    let f = Fixture::new("");
+    let srv = vsftpd(
+        f.dir.path(),
+        &Vsftpd {
+            max_rate: 1_000_000,
+            ..Default::default()
+        },
+    );
+    let d = ftp_dest(&srv, None);
+    let text =
+        d.server_block.clone() + &send_rule(&f, &d, "big", "in", "temp_extension = \".part\"");
+    f.write_config(&text);
+    let big = pattern(3_000_000, 9);
+    drop_file(&f, "big", "a.bin", &big);
+    let final_path = d.local("in/a.bin");
+    let mut run = f.spawn_run();
+    wait_for(Duration::from_secs(20), "part of the upload", || {
+        names(&d.local("in")).iter().any(|n| {
+            n.ends_with(".part")
+                && std::fs::metadata(d.local(&format!("in/{n}"))).is_ok_and(|m| m.len() > 800_000)
+        })
+    });
+    srv.cut_sessions();
+    wait_for(Duration::from_secs(30), "the whole file", || {
+        if let Ok(m) = std::fs::metadata(&final_path) {
+            assert_eq!(
+                m.len(),
+                big.len() as u64,
+                "a partial file under its final name"
+            );
+        }
+        final_path.exists()
+    });
+    wait_for(Duration::from_secs(10), "done", || {
+        run.log().contains("state=\"done\"")
+    });
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait(Duration::from_secs(20)), Some(0));
+    let log = run.log();
+    assert_eq!(read(&final_path), big);
+    assert!(log.contains("resuming the upload"), "{log}");
+    assert_no_temp(&d.local("in"));
+}
+
 /// SIGKILL again and again while many files go out, and while pieces are
 /// appended to one remote file: every file exactly once and whole, and the
 /// appended file holds each piece exactly once, in order.
