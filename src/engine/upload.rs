@@ -150,9 +150,15 @@ pub async fn to_temp(
     final_path: &str,
 ) -> Result<u64, FileError> {
     let size = row.size as u64;
-    let offset = match remote_size(session, temp).await? {
-        Some(Some(have)) if have <= size => have,
-        _ => 0,
+    // A row never attempted has no temporary file to continue (the name
+    // holds its id): one round trip less per file.
+    let fresh = row.attempts == 0;
+    let offset = match fresh {
+        true => 0,
+        false => match remote_size(session, temp).await? {
+            Some(Some(have)) if have <= size => have,
+            _ => 0,
+        },
     };
     if offset > 0 {
         tracing::info!(remote = %temp, offset, "resuming the upload");
@@ -200,15 +206,21 @@ pub enum Named {
     Skip(String),
 }
 
-/// The final remote name by `if_exists`. `overwrite` keeps the name;
-/// `unique` finds a free `NAME.STAMP.ext`; `error` fails the file for good;
-/// `skip` reports the taken name.
+/// The final remote name by `if_exists`, before the first rename.
+/// `overwrite` and `unique` keep the name (a unique name is found when the
+/// rename says it is taken: [`choose_free`]); `error` fails the file for
+/// good; `skip` reports the taken name.
 pub async fn choose(
     session: &mut PooledSession,
     policy: SendIfExists,
     final_path: &str,
 ) -> Result<Named, FileError> {
-    if matches!(policy, SendIfExists::Overwrite | SendIfExists::Append) {
+    // `unique` tries the plain name first: the rename never replaces, and
+    // a taken name is chosen again there (send.rs), so no stat is needed.
+    if matches!(
+        policy,
+        SendIfExists::Overwrite | SendIfExists::Append | SendIfExists::Unique
+    ) {
         return Ok(Named::To(final_path.to_string()));
     }
     if remote_size(session, final_path).await?.is_none() {
@@ -217,25 +229,32 @@ pub async fn choose(
     match policy {
         SendIfExists::Error => Err(taken(final_path)),
         SendIfExists::Skip => Ok(Named::Skip(final_path.to_string())),
-        _ => {
-            let stamp = utc_stamp(SystemTime::now());
-            for n in 0..100 {
-                let tag = if n == 0 {
-                    stamp.clone()
-                } else {
-                    format!("{stamp}-{n}")
-                };
-                let candidate = with_suffix(final_path, &tag);
-                if remote_size(session, &candidate).await?.is_none() {
-                    return Ok(Named::To(candidate));
-                }
-            }
-            Err(FileError::temporary(
-                ErrorKind::AlreadyExists,
-                format!("no free name for {final_path} on the server"),
-            ))
+        _ => choose_free(session, final_path).await.map(Named::To),
+    }
+}
+
+/// `unique` after the plain name was found taken: `NAME.STAMP.ext`, or
+/// `NAME.STAMP-N.ext` while that is taken too.
+pub async fn choose_free(
+    session: &mut PooledSession,
+    final_path: &str,
+) -> Result<String, FileError> {
+    let stamp = utc_stamp(SystemTime::now());
+    for n in 0..100 {
+        let tag = if n == 0 {
+            stamp.clone()
+        } else {
+            format!("{stamp}-{n}")
+        };
+        let candidate = with_suffix(final_path, &tag);
+        if remote_size(session, &candidate).await?.is_none() {
+            return Ok(candidate);
         }
     }
+    Err(FileError::temporary(
+        ErrorKind::AlreadyExists,
+        format!("no free name for {final_path} on the server"),
+    ))
 }
 
 /// `if_exists = "error"` and the name is taken.
