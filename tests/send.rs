@@ -152,6 +152,13 @@ fn assert_no_temp(dir: &Path) {
 /// Every policy against a server that already has `taken.csv`, with the
 /// three temporary-name modes spread over the rules.
 fn policies(f: &Fixture, d: &Dest) {
+    policies_where(f, d, true)
+}
+
+/// [`policies`]; `appends`: whether the server lets a file be continued
+/// (REST + STOR or APPE). Where it does not, `append` fails with a clear
+/// error and leaves the server's file alone.
+fn policies_where(f: &Fixture, d: &Dest, appends: bool) {
     let modes = [
         "",
         "temp_extension = \".part\"",
@@ -214,7 +221,20 @@ fn policies(f: &Fixture, d: &Dest) {
     assert_eq!(stamped.len(), 1, "unique: {unique:?}");
     assert_eq!(read(&d.local(&format!("unique/{}", stamped[0]))), b"new;");
     assert_eq!(read(&d.local("overwrite/taken.csv")), b"new;");
-    assert_eq!(read(&d.local("append/taken.csv")), b"old;new;");
+    if appends {
+        assert_eq!(
+            read(&d.local("append/taken.csv")),
+            b"old;new;",
+            "append; log:\n{log}"
+        );
+        assert!(!f.path("out/append/taken.csv").exists());
+        assert_eq!(read(&sent.join("append/taken.csv")), b"new;");
+    } else {
+        assert_eq!(read(&d.local("append/taken.csv")), b"old;");
+        assert_eq!(state_of(f, "append", "taken.csv"), "failed");
+        assert!(log.contains("cannot append to"), "{log}");
+        assert!(f.path("out/append/taken.csv").exists());
+    }
     assert_eq!(read(&d.local("error/taken.csv")), b"old;");
     assert_eq!(read(&d.local("skip/taken.csv")), b"old;");
     assert_eq!(state_of(f, "error", "taken.csv"), "failed");
@@ -223,8 +243,6 @@ fn policies(f: &Fixture, d: &Dest) {
     // Unsent files stay in the outbox; sent ones were moved out of it.
     assert!(f.path("out/error/taken.csv").exists());
     assert!(f.path("out/skip/taken.csv").exists());
-    assert!(!f.path("out/append/taken.csv").exists());
-    assert_eq!(read(&sent.join("append/taken.csv")), b"new;");
     assert_eq!(read(&sent.join("unique/sub/fresh.csv")).len(), 300_000);
     if d.server_block.is_empty() || d.server_block.contains("sftp") {
         // preserve_mtime: the remote file has the local file's mtime (seconds).
@@ -286,6 +304,23 @@ fn policies_over_explicit_ftps_pyftpdlib() {
         .replace("protocol = \"ftp\"", "protocol = \"ftps\"")
         + &format!("certificate_sha256 = \"{}\"\n", certs.sha256);
     policies(&f, &d);
+}
+
+/// ProFTPD at its defaults refuses to overwrite (STOR and RNTO onto an
+/// existing file), and to REST before STOR: every policy still holds.
+#[test]
+fn policies_over_ftps_proftpd_that_refuses_overwrites() {
+    let f = Fixture::new("");
+    std::fs::create_dir_all(f.path("srv")).unwrap();
+    let certs = make_certs(&f.path("srv"));
+    let srv = proftpd_tls_with(&f.path("srv"), &certs, false);
+    std::fs::write(f.path("ftp-password"), PY_PASSWORD).unwrap();
+    let mut d = ftp_dest(&srv, Some((PY_USER, &f.path("ftp-password"))));
+    d.server_block = d
+        .server_block
+        .replace("protocol = \"ftp\"", "protocol = \"ftps\"")
+        + &format!("certificate_sha256 = \"{}\"\n", certs.sha256);
+    policies_where(&f, &d, false);
 }
 
 /// A file that fails for good is moved to `after.failed_move_to`, never

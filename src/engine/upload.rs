@@ -96,7 +96,9 @@ pub async fn remote_size(
 
 /// Writes the local file from byte `from` to `dest` at byte `at` (or
 /// replacing `dest` when `at` is 0). With `create_dirs`, a missing
-/// directory is made and the write tried once more.
+/// directory is made and the write tried once more. A server that will
+/// not continue a file (FTP without REST + STOR or APPE) gets a temporary
+/// file again from its first byte; an append there fails for good.
 #[allow(clippy::too_many_arguments)]
 pub async fn write(
     session: &mut PooledSession,
@@ -104,11 +106,13 @@ pub async fn write(
     local: &str,
     row: &FileRow,
     dest: &str,
-    from: u64,
-    at: u64,
+    mut from: u64,
+    mut at: u64,
     dirs: &[&str],
 ) -> Result<u64, FileError> {
-    for round in 0..2 {
+    let temporary_file = from == at;
+    let mut made_dirs = false;
+    loop {
         let mut file = open_source(local, row).await?;
         file.seek(std::io::SeekFrom::Start(from))
             .await
@@ -121,22 +125,32 @@ pub async fn write(
             WriteMode::At(at)
         };
         match session.write_from(dest, mode, &mut source).await {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind == ErrorKind::ResumeRefused && at > 0 && temporary_file => {
+                tracing::warn!(remote = %dest, error = %e, "cannot resume the upload; sending it from the start");
+                (from, at) = (0, 0);
+            }
+            Err(e) if e.kind == ErrorKind::ResumeRefused => {
+                return Err(FileError::permanent(
+                    ErrorKind::ResumeRefused,
+                    format!("cannot append to {dest}: {}", e.message),
+                ));
+            }
             // FTP servers answer a missing directory with 550 or 553 alike:
             // with create_dirs, any refusal of the first write makes them.
             Err(e)
                 if to.create_dirs
-                    && round == 0
+                    && !made_dirs
                     && (e.kind == ErrorKind::NotFound || !e.temporary) =>
             {
+                made_dirs = true;
                 for d in dirs {
                     session.create_dirs(d).await?;
                 }
             }
             Err(e) => return Err(e.into()),
-            Ok(n) => return Ok(n),
         }
     }
-    unreachable!("the second round returns")
 }
 
 /// Uploads the row's file to `temp`, continuing a partial upload of the

@@ -406,6 +406,12 @@ pub fn proftpd_dir() -> PathBuf {
 /// required, MLSD, user `ferry` / `s3cret pass` with `dir/root` as home.
 /// Its paths are the real ones (no chroot).
 pub fn proftpd_tls(dir: &Path, certs: &Certs) -> FtpServer {
+    proftpd_tls_with(dir, certs, true)
+}
+
+/// [`proftpd_tls`]; with `allow_overwrite` false, ProFTPD's own default:
+/// STOR and RNTO refuse an existing target.
+pub fn proftpd_tls_with(dir: &Path, certs: &Certs, allow_overwrite: bool) -> FtpServer {
     let base = proftpd_dir();
     let program = base.join("usr/sbin/proftpd");
     assert!(
@@ -465,7 +471,7 @@ pub fn proftpd_tls(dir: &Path, certs: &Certs) -> FtpServer {
          SystemLog {log}\nTransferLog {d}/proftpd.xferlog\nPassivePorts {pasv} {}\n\
          ModulePath {modules}\nLoadModule mod_tls.c\nTLSEngine on\nTLSLog {d}/proftpd.tls.log\n\
          TLSProtocol TLSv1.2 TLSv1.3\nTLSRSACertificateFile {cert}\nTLSRSACertificateKeyFile {key}\n\
-         TLSRequired on\nTLSVerifyClient off\n<Directory />\n  AllowOverwrite on\n</Directory>\n",
+         TLSRequired on\nTLSVerifyClient off\n<Directory />\n  AllowOverwrite {overwrite}\n</Directory>\n",
         pasv + 40,
         passwd = passwd.display(),
         group = group.display(),
@@ -474,6 +480,7 @@ pub fn proftpd_tls(dir: &Path, certs: &Certs) -> FtpServer {
         modules = base.join("usr/lib/proftpd").display(),
         cert = certs.cert.display(),
         key = certs.key.display(),
+        overwrite = if allow_overwrite { "on" } else { "off" },
     );
     let conf_path = dir.join("proftpd.conf");
     std::fs::write(&conf_path, conf).unwrap();
