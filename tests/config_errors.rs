@@ -623,14 +623,47 @@ state = "state.db"
 }
 
 #[test]
-fn send_blocks_are_not_supported() {
+fn send_with_both_staging_dir_and_temp_extension() {
     let fx = Fx::new();
+    let out = fx.root();
     fx.expect_one(
-        &format!("{VALID}\n[[send]]\nname = \"out\"\n"),
-        9,
-        1,
-        "[[send]]",
-        &["[[send]]", "not supported yet"],
+        &format!(
+            "{VALID}\n[[send]]\nname = \"out\"\nserver = \"local\"\nlocal_dir = \"{out}/outbox\"\nremote_dir = \"{out}/remote\"\nstaging_dir = \"/stage\"\ntemp_extension = \".part\"\n"
+        ),
+        14,
+        15,
+        "\"/stage\"",
+        &["send \"out\": staging_dir", "not both"],
+    );
+}
+
+#[test]
+fn send_with_an_unknown_if_exists_policy() {
+    let fx = Fx::new();
+    let out = fx.root();
+    fx.expect_one(
+        &format!(
+            "{VALID}\n[[send]]\nname = \"out\"\nserver = \"local\"\nlocal_dir = \"{out}/outbox\"\nremote_dir = \"{out}/remote\"\nif_exists = \"wait\"\n"
+        ),
+        14,
+        13,
+        "\"wait\"",
+        &["send \"out\": if_exists", "unknown policy \"wait\"", "append"],
+    );
+}
+
+#[test]
+fn send_moving_sent_files_into_the_outbox_itself() {
+    let fx = Fx::new();
+    let out = fx.root();
+    fx.expect_one(
+        &format!(
+            "{VALID}\n[[send]]\nname = \"out\"\nserver = \"local\"\nlocal_dir = \"{out}/outbox\"\nremote_dir = \"{out}/remote\"\nafter = {{ move_to = \"{out}/outbox/\" }}\n"
+        ),
+        14,
+        21,
+        &format!("\"{out}/outbox/\""),
+        &["send \"out\": after.move_to", "is the outbox itself"],
     );
 }
 
