@@ -42,11 +42,7 @@ pub fn check(path: &Path) -> i32 {
     println!("rules:");
     for r in &config.rules {
         if let Some(to) = &r.send {
-            let after = match &r.after {
-                PostAction::Keep => "keep".to_string(),
-                PostAction::Delete => "delete".to_string(),
-                PostAction::MoveTo(d) => format!("move_to {d}"),
-            };
+            let after = after_text(&r.after);
             println!(
                 "  {:<16} send {} -> {}:{} (if_exists {})",
                 r.name,
@@ -70,11 +66,7 @@ pub fn check(path: &Path) -> i32 {
             (None, Some(h)) => h.argv.join(" "),
             (None, None) => "-".into(),
         };
-        let after = match &r.after {
-            PostAction::Keep => "keep".to_string(),
-            PostAction::Delete => "delete".to_string(),
-            PostAction::MoveTo(d) => format!("move_to {d}"),
-        };
+        let after = after_text(&r.after);
         println!(
             "  {:<16} {}:{} -> {to} (if_exists {})",
             r.name,
@@ -99,6 +91,14 @@ pub fn check(path: &Path) -> i32 {
         eprintln!("warning: {w}");
     }
     EXIT_OK
+}
+
+fn after_text(after: &PostAction) -> String {
+    match after {
+        PostAction::Keep => "keep".to_string(),
+        PostAction::Delete => "delete".to_string(),
+        PostAction::MoveTo(d) => format!("move_to {d}"),
+    }
 }
 
 /// Two rules delivering into one `local_dir` can take each other's names:

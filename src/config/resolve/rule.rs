@@ -22,25 +22,7 @@ impl Resolver<'_> {
         self.check_name(raw.name.span(), "watch.name", &name);
         let field = |f: &str| format!("watch \"{name}\": {f}");
         let server = match &raw.server {
-            Some(s) => match servers.get(s.get_ref()) {
-                Some(server) => Some(server.clone()),
-                None if s.get_ref() == LOCAL_SERVER => Some(Arc::new(local_server())),
-                None => {
-                    let known: Vec<_> = servers.keys().map(String::as_str).collect();
-                    let msg = format!(
-                        "{}: unknown server \"{}\" (defined: {}; \"local\" is this machine)",
-                        field("server"),
-                        s.get_ref(),
-                        if known.is_empty() {
-                            "none".into()
-                        } else {
-                            known.join(", ")
-                        }
-                    );
-                    self.c.at(s.span(), msg);
-                    None
-                }
-            },
+            Some(s) => self.named_server(servers, &field("server"), s),
             None => Some(Arc::new(local_server())),
         };
         let remote_dir = self.remote_dir(&field("remote_dir"), &raw.remote_dir, server.as_deref());
@@ -56,20 +38,8 @@ impl Resolver<'_> {
             Duration::from_secs(10),
         );
         let min_age = self.duration(&field("min_age"), raw.min_age.as_ref(), Duration::ZERO);
-        let min_size = raw
-            .min_size
-            .as_ref()
-            .and_then(|v| self.non_negative(&field("min_size"), v));
-        let max_size = raw
-            .max_size
-            .as_ref()
-            .and_then(|v| self.non_negative(&field("max_size"), v));
-        if let (Some(lo), Some(hi), Some(span)) = (min_size, max_size, raw.max_size.as_ref())
-            && lo > hi
-        {
-            let msg = format!("{}: {hi} is smaller than min_size {lo}", field("max_size"));
-            self.c.at(span.span(), msg);
-        }
+        let (min_size, max_size) =
+            self.sizes(&field(""), raw.min_size.as_ref(), raw.max_size.as_ref());
         if let Some(i) = &raw.interval
             && interval == Some(Duration::ZERO)
         {
@@ -129,14 +99,23 @@ impl Resolver<'_> {
     }
 
     fn if_exists(&mut self, field: &str, raw: Option<&Spanned<String>>) -> Option<IfExists> {
+        self.policy(field, raw, &IfExists::ALL, IfExists::as_str)
+    }
+
+    /// One of `all` by its name; the default (the first) when not given.
+    pub(super) fn policy<P: Copy + Default>(
+        &mut self,
+        field: &str,
+        raw: Option<&Spanned<String>>,
+        all: &[P],
+        name: fn(P) -> &'static str,
+    ) -> Option<P> {
         let Some(raw) = raw else {
-            return Some(IfExists::default());
+            return Some(P::default());
         };
-        let found = IfExists::ALL
-            .into_iter()
-            .find(|p| p.as_str() == raw.get_ref());
+        let found = all.iter().copied().find(|p| name(*p) == raw.get_ref());
         if found.is_none() {
-            let names: Vec<_> = IfExists::ALL.iter().map(|p| p.as_str()).collect();
+            let names: Vec<_> = all.iter().map(|p| name(*p)).collect();
             let msg = format!(
                 "{field}: unknown policy \"{}\" (expected one of: {})",
                 raw.get_ref(),
@@ -145,6 +124,51 @@ impl Resolver<'_> {
             self.c.at(raw.span(), msg);
         }
         found
+    }
+
+    /// A `server = "NAME"`: a `[servers.NAME]`, or this machine (`"local"`).
+    pub(super) fn named_server(
+        &mut self,
+        servers: &BTreeMap<String, Arc<Server>>,
+        field: &str,
+        s: &Spanned<String>,
+    ) -> Option<Arc<Server>> {
+        match servers.get(s.get_ref()) {
+            Some(server) => Some(server.clone()),
+            None if s.get_ref() == LOCAL_SERVER => Some(Arc::new(local_server())),
+            None => {
+                let known: Vec<_> = servers.keys().map(String::as_str).collect();
+                let msg = format!(
+                    "{field}: unknown server \"{}\" (defined: {}; \"local\" is this machine)",
+                    s.get_ref(),
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                );
+                self.c.at(s.span(), msg);
+                None
+            }
+        }
+    }
+
+    /// `min_size` and `max_size`, each checked, and not crossed.
+    pub(super) fn sizes(
+        &mut self,
+        field: &str,
+        min: Option<&Spanned<i64>>,
+        max: Option<&Spanned<i64>>,
+    ) -> (Option<u64>, Option<u64>) {
+        let lo = min.and_then(|v| self.non_negative(&format!("{field}min_size"), v));
+        let hi = max.and_then(|v| self.non_negative(&format!("{field}max_size"), v));
+        if let (Some(lo), Some(hi), Some(span)) = (lo, hi, max)
+            && lo > hi
+        {
+            let msg = format!("{field}max_size: {hi} is smaller than min_size {lo}");
+            self.c.at(span.span(), msg);
+        }
+        (lo, hi)
     }
 
     fn post_action(

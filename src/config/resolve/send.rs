@@ -3,7 +3,7 @@
 //! after-actions are the Listen pipeline's own), plus [`SendTo`]: where
 //! and how its files are uploaded.
 
-use super::{LOCAL_SERVER, Resolver, server::local_server};
+use super::{Resolver, server::local_server};
 use crate::config::model::*;
 use crate::config::raw::*;
 use std::collections::BTreeMap;
@@ -25,25 +25,7 @@ impl Resolver<'_> {
         let name = raw.name.get_ref().clone();
         self.check_name(raw.name.span(), "send.name", &name);
         let field = |f: &str| format!("send \"{name}\": {f}");
-        let server = match servers.get(raw.server.get_ref()) {
-            Some(s) => Some(s.clone()),
-            None if raw.server.get_ref() == LOCAL_SERVER => Some(Arc::new(local_server())),
-            None => {
-                let known: Vec<_> = servers.keys().map(String::as_str).collect();
-                let msg = format!(
-                    "{}: unknown server \"{}\" (defined: {}; \"local\" is this machine)",
-                    field("server"),
-                    raw.server.get_ref(),
-                    if known.is_empty() {
-                        "none".into()
-                    } else {
-                        known.join(", ")
-                    }
-                );
-                self.c.at(raw.server.span(), msg);
-                None
-            }
-        };
+        let server = self.named_server(servers, &field("server"), &raw.server);
         let outbox = self.local_path(&field("local_dir"), &raw.local_dir);
         if let Some(dir) = &outbox {
             self.writable_dir(&field("local_dir"), Some(raw.local_dir.span()), dir);
@@ -73,14 +55,8 @@ impl Resolver<'_> {
             Duration::from_secs(5),
         );
         let min_age = self.duration(&field("min_age"), raw.min_age.as_ref(), Duration::ZERO);
-        let min_size = raw
-            .min_size
-            .as_ref()
-            .and_then(|v| self.non_negative(&field("min_size"), v));
-        let max_size = raw
-            .max_size
-            .as_ref()
-            .and_then(|v| self.non_negative(&field("max_size"), v));
+        let (min_size, max_size) =
+            self.sizes(&field(""), raw.min_size.as_ref(), raw.max_size.as_ref());
         let temp = self.upload_temp(&field(""), &raw, server.as_deref());
         let if_exists = self.send_if_exists(&field("if_exists"), raw.if_exists.as_ref());
         let verify_size = match &raw.verify {
@@ -166,22 +142,7 @@ impl Resolver<'_> {
         field: &str,
         raw: Option<&Spanned<String>>,
     ) -> Option<SendIfExists> {
-        let Some(raw) = raw else {
-            return Some(SendIfExists::default());
-        };
-        let found = SendIfExists::ALL
-            .into_iter()
-            .find(|p| p.as_str() == raw.get_ref());
-        if found.is_none() {
-            let names: Vec<_> = SendIfExists::ALL.iter().map(|p| p.as_str()).collect();
-            let msg = format!(
-                "{field}: unknown policy \"{}\" (expected one of: {})",
-                raw.get_ref(),
-                names.join(", ")
-            );
-            self.c.at(raw.span(), msg);
-        }
-        found
+        self.policy(field, raw, &SendIfExists::ALL, SendIfExists::as_str)
     }
 
     /// `after = { move_to | delete, failed_move_to }`: local directories,
