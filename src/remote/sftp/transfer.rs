@@ -6,13 +6,15 @@
 //! make the last requests wait.
 
 use super::connect::Connected;
+use super::error;
 use super::progress::Window;
-use super::{error, is_status};
+use super::wire::{Attrs, Client, Handle, WriteBuf, open, status};
 use crate::remote::{RemoteError, Result};
 use futures::StreamExt;
 use futures::stream::{FuturesOrdered, FuturesUnordered};
-use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+const FSYNC: &str = "fsync@openssh.com";
 
 /// At most this many bytes requested but not yet answered, per transfer.
 const IN_FLIGHT_BYTES: u64 = 8 * 1024 * 1024;
@@ -36,16 +38,15 @@ pub async fn download(
 ) -> Result<u64> {
     let handle = open_read(c, path).await?;
     let r = read_all(c, &handle, path, start, size, sink).await;
-    let _ = c.io(c.sftp.close(handle)).await;
+    let _ = c.io(c.sftp.close(&handle)).await;
     r
 }
 
-async fn open_read(c: &Connected, path: &str) -> Result<String> {
-    let opened = c.sftp.open(path, OpenFlags::READ, FileAttributes::empty());
-    Ok(c.io(opened)
+async fn open_read(c: &Connected, path: &str) -> Result<Handle> {
+    let opened = c.sftp.open(path.as_bytes(), open::READ, &Attrs::default());
+    c.io(opened)
         .await
-        .map_err(|e| error::sftp("open", path, e))?
-        .handle)
+        .map_err(|e| error::sftp("open", path, e))
 }
 
 /// A small file of known size: open, read, close. Asking for one byte more
@@ -63,13 +64,13 @@ pub async fn read_whole(c: &Connected, path: &str, size: Option<u64>) -> Result<
     let handle = open_read(c, path).await?;
     let mut data = Vec::with_capacity(size as usize + 1);
     let r = read_to_size(c, &handle, path, size, &mut data).await;
-    let _ = c.io(c.sftp.close(handle)).await;
+    let _ = c.io(c.sftp.close(&handle)).await;
     r.map(|()| data)
 }
 
 async fn read_to_size(
     c: &Connected,
-    handle: &str,
+    handle: &Handle,
     path: &str,
     size: u64,
     data: &mut Vec<u8>,
@@ -78,15 +79,14 @@ async fn read_to_size(
         let have = data.len() as u64;
         let want = (size + 1 - have.min(size)).min(u64::from(c.read_chunk)) as u32;
         match c.io(c.sftp.read(handle, have, want)).await {
-            Ok(d) if d.data.is_empty() => return Ok(()),
+            Ok(d) if d.is_empty() => return Ok(()),
             Ok(d) => {
-                let short = (d.data.len() as u32) < want;
-                data.extend_from_slice(&d.data);
+                let short = (d.len() as u32) < want;
+                data.extend_from_slice(d.bytes());
                 if data.len() as u64 > size || (short && data.len() as u64 >= size) {
                     return Ok(());
                 }
             }
-            Err(e) if is_status(&e, StatusCode::Eof) => return Ok(()),
             Err(e) => return Err(error::sftp("read", path, e)),
         }
     }
@@ -98,7 +98,7 @@ async fn read_to_size(
 /// server reports for the open file, then reads on to EOF.
 async fn read_all(
     c: &Connected,
-    handle: &str,
+    handle: &Handle,
     path: &str,
     start: u64,
     size: Option<u64>,
@@ -109,7 +109,7 @@ async fn read_all(
     let planned_end = match size {
         Some(s) => s + 1,
         None => match c.io(sftp.fstat(handle)).await {
-            Ok(a) => a.attrs.size.unwrap_or(start),
+            Ok(a) => a.size.unwrap_or(start),
             Err(e) => return Err(error::sftp("stat", path, e)),
         },
     };
@@ -121,7 +121,8 @@ async fn read_all(
         while next < planned_end && (queue.is_empty() || next - pos < window.allowed()) {
             let len = chunk.min(planned_end - next) as u32;
             let off = next;
-            queue.push_back(async move { (off, len, sftp.read(handle, off, len).await) });
+            let read = sftp.read(handle, off, len);
+            queue.push_back(async move { (off, len, read.await) });
             next += u64::from(len);
         }
         let Some((off, len, result)) = c
@@ -134,9 +135,9 @@ async fn read_all(
         debug_assert_eq!(off, pos);
         match result {
             Ok(d) => {
-                window.answered(d.data.len() as u64);
-                sink.write_all(&d.data).await.map_err(|e| local(path, &e))?;
-                pos += d.data.len() as u64;
+                window.answered(d.len() as u64);
+                sink.write_all(d.bytes()).await.map_err(|e| local(path, &e))?;
+                pos += d.len() as u64;
                 let end = off + u64::from(len);
                 // Short at or past the expected size: the end of the file
                 // (a POSIX server answers up to the end). Short before it:
@@ -149,7 +150,6 @@ async fn read_all(
                     return Ok(pos - start);
                 }
             }
-            Err(e) if is_status(&e, StatusCode::Eof) => return Ok(pos - start),
             Err(e) => return Err(error::sftp("read", path, e)),
         }
     }
@@ -163,7 +163,7 @@ async fn read_all(
 /// returns false when the file ended first.
 async fn read_range(
     c: &Connected,
-    handle: &str,
+    handle: &Handle,
     path: &str,
     pos: &mut u64,
     end: u64,
@@ -172,12 +172,11 @@ async fn read_range(
     while *pos < end {
         let len = u64::from(c.read_chunk).min(end - *pos) as u32;
         match c.io(c.sftp.read(handle, *pos, len)).await {
-            Ok(d) if d.data.is_empty() => return Ok(false),
+            Ok(d) if d.is_empty() => return Ok(false),
             Ok(d) => {
-                sink.write_all(&d.data).await.map_err(|e| local(path, &e))?;
-                *pos += d.data.len() as u64;
+                sink.write_all(d.bytes()).await.map_err(|e| local(path, &e))?;
+                *pos += d.len() as u64;
             }
-            Err(e) if is_status(&e, StatusCode::Eof) => return Ok(false),
             Err(e) => return Err(error::sftp("read", path, e)),
         }
     }
@@ -194,25 +193,24 @@ pub async fn upload(
 ) -> Result<u64> {
     let sftp = &c.sftp;
     let start = if append {
-        match c.io(sftp.lstat(path)).await {
-            Ok(a) => a.attrs.size.unwrap_or(0),
-            Err(e) if is_status(&e, StatusCode::NoSuchFile) => 0,
+        match c.io(sftp.lstat(path.as_bytes())).await {
+            Ok(a) => a.size.unwrap_or(0),
+            Err(e) if e.is_status(status::NO_SUCH_FILE) => 0,
             Err(e) => return Err(error::sftp("stat", path, e)),
         }
     } else {
         0
     };
-    let mut flags = OpenFlags::WRITE | OpenFlags::CREATE;
+    let mut flags = open::WRITE | open::CREATE;
     if !append {
-        flags |= OpenFlags::TRUNCATE;
+        flags |= open::TRUNCATE;
     }
     let handle = c
-        .io(sftp.open(path, flags, FileAttributes::empty()))
+        .io(sftp.open(path.as_bytes(), flags, &Attrs::default()))
         .await
-        .map_err(|e| error::sftp("open", path, e))?
-        .handle;
+        .map_err(|e| error::sftp("open", path, e))?;
     let r = write_all(c, &handle, path, start, source).await;
-    let closed = c.io(sftp.close(handle)).await;
+    let closed = c.io(sftp.close(&handle)).await;
     let n = r?;
     closed.map_err(|e| error::sftp("close", path, e))?;
     Ok(n)
@@ -220,7 +218,7 @@ pub async fn upload(
 
 async fn write_all(
     c: &Connected,
-    handle: &str,
+    handle: &Handle,
     path: &str,
     start: u64,
     source: &mut (dyn AsyncRead + Send + Unpin),
@@ -235,23 +233,14 @@ async fn write_all(
     let mut unanswered = 0u64;
     let mut offset = start;
     loop {
-        let mut buf = vec![0u8; chunk];
-        let mut filled = 0;
-        while filled < chunk {
-            let n = source
-                .read(&mut buf[filled..])
-                .await
-                .map_err(|e| RemoteError::from_io(format!("read local data for {path}"), &e))?;
-            if n == 0 {
-                break;
-            }
-            filled += n;
-        }
+        let mut req = Client::write_buf(handle, offset, chunk);
+        let filled = fill(&mut req, chunk, source)
+            .await
+            .map_err(|e| RemoteError::from_io(format!("read local data for {path}"), &e))?;
         if filled > 0 {
-            buf.truncate(filled);
-            let off = offset;
             let len = filled as u64;
-            pending.push(async move { sftp.write(handle, off, buf).await.map(|_| len) });
+            let write = sftp.write(req);
+            pending.push(async move { write.await.map(|()| len) });
             offset += len;
             unanswered += len;
         }
@@ -270,10 +259,32 @@ async fn write_all(
             break;
         }
     }
-    if c.extensions.contains_key(russh_sftp::extensions::FSYNC) {
+    if c.has(FSYNC) {
         c.io(sftp.fsync(handle))
             .await
             .map_err(|e| error::sftp("fsync", path, e))?;
     }
     Ok(offset - start)
+}
+
+/// Reads up to `chunk` bytes of `source` straight into the request.
+async fn fill(
+    req: &mut WriteBuf,
+    chunk: usize,
+    source: &mut (dyn AsyncRead + Send + Unpin),
+) -> std::io::Result<usize> {
+    let buf = req.buffer();
+    let head = buf.len();
+    buf.resize(head + chunk, 0);
+    let mut filled = 0;
+    while filled < chunk {
+        let n = source.read(&mut buf[head + filled..]).await?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    buf.truncate(head + filled);
+    debug_assert_eq!(req.data_len(), filled);
+    Ok(filled)
 }
