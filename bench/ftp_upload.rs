@@ -6,6 +6,7 @@
 //! uploads to anonymous FTP on 127.0.0.1:PORT and prints bytes and seconds.
 
 use ferry::config::{FtpOptions, Protocol, Server, SftpOptions};
+use ferry::remote::WriteMode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,7 +38,7 @@ async fn main() {
         .expect("connect");
     let mut file = tokio::fs::File::open(local).await.expect("open local file");
     let n = session
-        .write_from(remote, false, &mut file)
+        .write_from(remote, WriteMode::Replace, &mut file)
         .await
         .expect("upload");
     println!("{n} bytes in {:.3} s", start.elapsed().as_secs_f64());

@@ -40,7 +40,7 @@ async fn main() {
             let file = tokio::fs::File::open(&args[5]).await.unwrap();
             let mut source = tokio::io::BufReader::with_capacity(256 * 1024, file);
             session
-                .write_from(&args[6], false, &mut source)
+                .write_from(&args[6], ferry::remote::WriteMode::Replace, &mut source)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"))
         }

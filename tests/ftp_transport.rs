@@ -8,7 +8,7 @@ mod ftp_servers;
 mod ftp_session;
 
 use ferry::config::{FtpMode, FtpOptions, Protocol};
-use ferry::remote::{EntryKind, ErrorKind, choose};
+use ferry::remote::{EntryKind, ErrorKind, WriteMode, choose};
 use ftp_servers::*;
 use ftp_session::*;
 use std::pin::Pin;
@@ -78,13 +78,21 @@ async fn vsftpd_plain_serves_every_session_operation() {
     s.create_dirs(&p("pub/up/deep er/x")).await.unwrap();
     s.create_dirs(&p("pub/up/deep er/x")).await.unwrap();
     let n = s
-        .write_from(&p("pub/up/deep er/x/new.bin"), false, &mut &body[..1000])
+        .write_from(
+            &p("pub/up/deep er/x/new.bin"),
+            WriteMode::Replace,
+            &mut &body[..1000],
+        )
         .await
         .unwrap();
     assert_eq!(n, 1000);
-    s.write_from(&p("pub/up/deep er/x/new.bin"), true, &mut &b"tail"[..])
-        .await
-        .unwrap();
+    s.write_from(
+        &p("pub/up/deep er/x/new.bin"),
+        WriteMode::Append,
+        &mut &b"tail"[..],
+    )
+    .await
+    .unwrap();
     let mut want = body[..1000].to_vec();
     want.extend_from_slice(b"tail");
     same(
@@ -161,7 +169,7 @@ async fn active_mode_listens_on_the_configured_ports() {
     let mut s = connect(&server(Protocol::Ftp, srv.port, ftp)).await;
     assert_eq!(s.list(&p("pub")).await.unwrap().len(), 1);
     same(&read_all(&mut s, &p("pub/a.bin"), 0).await, &body);
-    s.write_from(&p("pub/b.bin"), false, &mut &body[..10])
+    s.write_from(&p("pub/b.bin"), WriteMode::Replace, &mut &body[..10])
         .await
         .unwrap();
     let log = srv.log();

@@ -8,7 +8,7 @@ mod ftp_servers;
 mod ftp_session;
 
 use ferry::config::{FtpOptions, Protocol};
-use ferry::remote::{EntryKind, ErrorKind, choose};
+use ferry::remote::{EntryKind, ErrorKind, WriteMode, choose};
 use ftp_servers::*;
 use ftp_session::*;
 use rustls::pki_types::CertificateDer;
@@ -61,7 +61,7 @@ async fn explicit_ftps_on_vsftpd_verifies_the_ca_and_reuses_tls_sessions() {
         &read_all(&mut s, &p("pub/big.bin"), 1_999_000).await,
         &body[1_999_000..],
     );
-    s.write_from(&p("pub/up.bin"), false, &mut &body[..70_000])
+    s.write_from(&p("pub/up.bin"), WriteMode::Replace, &mut &body[..70_000])
         .await
         .unwrap();
     same(
@@ -73,7 +73,7 @@ async fn explicit_ftps_on_vsftpd_verifies_the_ca_and_reuses_tls_sessions() {
     // server sends there are not seen: resumption must not run dry.
     for i in 0..12 {
         let name = p(&format!("pub/many-{i}.bin"));
-        s.write_from(&name, false, &mut &body[..1000 + i])
+        s.write_from(&name, WriteMode::Replace, &mut &body[..1000 + i])
             .await
             .unwrap();
     }
@@ -166,7 +166,7 @@ async fn pyftpdlib_mlsd_and_implicit_ftps() {
     assert_eq!((st.size, st.mtime), (Some(1_500_000), t));
     assert_eq!(read_all(&mut s, "/in/x y;z.bin", 1000).await, &body[1000..]);
     s.create_dirs("/out/a/b").await.unwrap();
-    s.write_from("/out/a/b/up.bin", false, &mut &body[..])
+    s.write_from("/out/a/b/up.bin", WriteMode::Replace, &mut &body[..])
         .await
         .unwrap();
     same(

@@ -5,7 +5,7 @@ mod common;
 
 use common::sshd::{self, PASSWORD, Sshd, USER};
 use ferry::config::Server;
-use ferry::remote::{EntryKind, ErrorKind, Pool, Version};
+use ferry::remote::{EntryKind, ErrorKind, Pool, Version, WriteMode};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -300,13 +300,13 @@ async fn operations_read_write_append_rename_remove_mkdir() {
     let path = format!("{d}/deep/er/x y.bin");
     session.create_dirs(&format!("{d}/deep/er")).await.unwrap();
     let n = session
-        .write_from(&path, false, &mut &body[..])
+        .write_from(&path, WriteMode::Replace, &mut &body[..])
         .await
         .unwrap();
     assert_eq!(n, body.len() as u64);
     assert_eq!(std::fs::read(data.join("deep/er/x y.bin")).unwrap(), body);
     session
-        .write_from(&path, true, &mut &b"tail"[..])
+        .write_from(&path, WriteMode::Append, &mut &b"tail"[..])
         .await
         .unwrap();
     let mut got = Vec::new();
@@ -321,7 +321,7 @@ async fn operations_read_write_append_rename_remove_mkdir() {
     // rename without replace refuses an existing target; with replace it is atomic.
     let other = format!("{d}/other");
     session
-        .write_from(&other, false, &mut &b"other"[..])
+        .write_from(&other, WriteMode::Replace, &mut &b"other"[..])
         .await
         .unwrap();
     let e = session.rename(&other, &path, false).await.unwrap_err();
@@ -474,6 +474,7 @@ async fn reads_stop_one_byte_past_the_listed_size_and_odd_names_are_flagged() {
     let listed = session.list(data.to_str().unwrap()).await.unwrap();
     let bad = listed.iter().find(|e| e.name.starts_with("bad")).unwrap();
     assert!(bad.invalid_name, "{bad:?}");
+    assert_eq!(bad.name, "bad\\xffname.csv", "the bad byte escaped, the rest kept");
     assert!(
         !listed
             .iter()

@@ -91,7 +91,9 @@ pub struct FilterArgs {
     #[arg(long)]
     pub rule: Option<String>,
     /// Only this state (seen, stable, downloading, downloaded, delivered, done,
-    /// failed), or as logged: retrying (waiting after a failed attempt), held.
+    /// failed, skipped), or as logged: retrying (waiting after a failed
+    /// attempt), held. Send rows use the same states: downloading =
+    /// uploading, downloaded = uploaded under the temporary name.
     #[arg(long)]
     pub state: Option<StateArg>,
     /// Only paths matching this glob (relative to the rule's remote_dir).
@@ -100,6 +102,9 @@ pub struct FilterArgs {
     /// Only the row with this id.
     #[arg(long)]
     pub id: Option<i64>,
+    /// Only files of this direction: listen (watch rules) or send.
+    #[arg(long)]
+    pub direction: Option<crate::state::Direction>,
 }
 
 /// A `--state`: a state of the `state` column, or one the logs print.
@@ -129,7 +134,11 @@ impl std::str::FromStr for StateArg {
 
 impl FilterArgs {
     fn is_empty(&self) -> bool {
-        self.rule.is_none() && self.state.is_none() && self.path.is_none() && self.id.is_none()
+        self.rule.is_none()
+            && self.state.is_none()
+            && self.path.is_none()
+            && self.id.is_none()
+            && self.direction.is_none()
     }
 
     fn to_filter(&self, limit: Option<i64>) -> crate::state::FileFilter {
@@ -145,6 +154,7 @@ impl FilterArgs {
             },
             path: self.path.clone(),
             id: self.id,
+            direction: self.direction,
             limit,
         }
     }

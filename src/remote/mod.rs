@@ -95,6 +95,18 @@ pub fn escape_name(bytes: &[u8]) -> (String, bool) {
     (out, escaped)
 }
 
+/// Where a write puts its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Create the file, or empty an existing one first.
+    Replace,
+    /// After the current end of the file (created when missing).
+    Append,
+    /// From this offset, keeping what is before it: a resumed upload.
+    /// `At(0)` on a missing file creates it.
+    At(u64),
+}
+
 /// Opens sessions to one server.
 #[async_trait]
 pub trait Transport: Send + Sync {
@@ -140,13 +152,16 @@ pub trait Session: Send {
         }
         out
     }
-    /// Writes `source` to `path`, replacing it or (with `append`) adding to its end.
+    /// Writes `source` to `path` as `mode` says. Returns bytes written.
     async fn write_from(
         &mut self,
         path: &str,
-        append: bool,
+        mode: WriteMode,
         source: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<u64>;
+    /// Sets the modification time (Unix seconds) of `path`. `Ok(false)`:
+    /// the server offers no way to (FTP without `MFMT`).
+    async fn set_mtime(&mut self, path: &str, mtime: i64) -> Result<bool>;
     /// Renames `from` to `to`. With `replace`, an existing `to` is replaced
     /// (atomically where the protocol allows); without it the rename fails
     /// with `AlreadyExists`, so an archive is never overwritten.

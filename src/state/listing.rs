@@ -1,7 +1,7 @@
 //! Diffing a whole listing against the database in one transaction, and
 //! picking the files that are due for work.
 
-use super::{FileRow, FileState, Result, State};
+use super::{Direction, FileRow, FileState, Result, State};
 use std::collections::{HashMap, HashSet};
 
 /// One file from a filtered listing.
@@ -114,6 +114,20 @@ impl State {
         refused: &[Refused],
         now: i64,
     ) -> Result<ListingOutcome> {
+        self.record_listing_in(rule, Direction::Listen, listing, refused, now)
+            .await
+    }
+
+    /// [`State::record_listing_with`] for a rule of either direction: new
+    /// rows carry it.
+    pub async fn record_listing_in(
+        &self,
+        rule: &str,
+        direction: Direction,
+        listing: &[Listed],
+        refused: &[Refused],
+        now: i64,
+    ) -> Result<ListingOutcome> {
         let (listing, refused) = dedupe(listing, refused);
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let rows: Vec<Latest> = sqlx::query_as(
@@ -167,7 +181,8 @@ impl State {
             .refused
             .iter()
             .map(|x| (&x.file, Some(x.error.as_str())));
-        insert_new(&mut tx, rule, &rows.chain(failed).collect::<Vec<_>>(), now).await?;
+        let rows: Vec<_> = rows.chain(failed).collect();
+        insert_new(&mut tx, rule, direction, &rows, now).await?;
         let listed: HashSet<&str> = listing.iter().map(|f| f.path.as_str()).collect();
         for r in latest
             .values()
@@ -268,6 +283,7 @@ const INSERT_SLICE: usize = 2000;
 async fn insert_new(
     tx: &mut sqlx::SqliteConnection,
     rule: &str,
+    direction: Direction,
     new: &[(&Listed, Option<&str>)],
     now: i64,
 ) -> Result<()> {
@@ -281,14 +297,15 @@ async fn insert_new(
             .map(|(f, error)| (f.path.as_str(), f.size, f.mtime, *error))
             .collect();
         sqlx::query(
-            "INSERT INTO files (rule, path, size, mtime, state, first_seen_ms, stable_since_ms, updated_at_ms, last_error)
+            "INSERT INTO files (rule, path, size, mtime, state, first_seen_ms, stable_since_ms, updated_at_ms, last_error, direction)
              SELECT ?1, value ->> 0, value ->> 1, value ->> 2,
-                    CASE WHEN value ->> 3 IS NULL THEN 'seen' ELSE 'failed' END, ?2, ?2, ?2, value ->> 3
+                    CASE WHEN value ->> 3 IS NULL THEN 'seen' ELSE 'failed' END, ?2, ?2, ?2, value ->> 3, ?4
              FROM json_each(?3)",
         )
         .bind(rule)
         .bind(now)
         .bind(serde_json::to_string(&rows).expect("listing serializes"))
+        .bind(direction.as_str())
         .execute(&mut *tx)
         .await?;
     }

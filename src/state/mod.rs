@@ -10,7 +10,7 @@ mod transitions;
 
 pub use listing::{Listed, ListingOutcome, Refused, Superseded};
 pub use query::{Condition, FileFilter, RecentError, RuleHealth};
-pub use row::{FileRow, FileState, size_from_db, size_to_db};
+pub use row::{Direction, FileRow, FileState, size_from_db, size_to_db};
 pub use transitions::Skipped;
 
 use sqlx::SqlitePool;

@@ -1,7 +1,7 @@
 //! Read and maintenance queries behind `ferry status`, `files`, `retry` and
 //! `forget`. Filters are bound parameters, never SQL built from text.
 
-use super::{FileRow, FileState, Result, State};
+use super::{Direction, FileRow, FileState, Result, State};
 use serde::Serialize;
 
 /// Which rows a command is about. Every field narrows; `path` is a glob
@@ -14,6 +14,7 @@ pub struct FileFilter {
     pub id: Option<i64>,
     /// States the logs name that are not a `state` column value.
     pub condition: Option<Condition>,
+    pub direction: Option<Direction>,
     pub limit: Option<i64>,
 }
 
@@ -81,20 +82,22 @@ macro_rules! where_clause {
         "(?1 IS NULL OR rule = ?1) AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR path GLOB ?3) AND (?4 IS NULL OR id = ?4)
          AND (?5 IS NULL
               OR (?5 = 'retrying' AND failures > 0 AND held IS NULL AND state NOT IN ('done', 'failed'))
-              OR (?5 = 'held' AND held IS NOT NULL))"
+              OR (?5 = 'held' AND held IS NOT NULL))
+         AND (?6 IS NULL OR direction = ?6)"
     };
 }
 
 const FILES_SQL: &str = concat!(
     "SELECT * FROM files WHERE ",
     where_clause!(),
-    " ORDER BY id LIMIT ?6"
+    " ORDER BY id LIMIT ?7"
 );
 
 const RETRY_SQL: &str = concat!(
-    "UPDATE files SET attempts = 0, failures = 0, held = NULL, next_attempt_ms = NULL, updated_at_ms = ?6,
+    "UPDATE files SET attempts = 0, failures = 0, held = NULL, next_attempt_ms = NULL, updated_at_ms = ?7,
        state = CASE WHEN delivered_at_ms IS NOT NULL THEN 'delivered'
-                    WHEN local_inode IS NOT NULL THEN 'downloaded' ELSE 'stable' END
+                    WHEN local_inode IS NOT NULL OR sent_to IS NOT NULL AND append_base IS NULL THEN 'downloaded'
+                    ELSE 'stable' END
      WHERE ",
     where_clause!()
 );
@@ -109,6 +112,7 @@ macro_rules! filtered {
             .bind($f.path.as_deref())
             .bind($f.id)
             .bind($f.condition.map(Condition::as_str))
+            .bind($f.direction.map(Direction::as_str))
     };
 }
 
@@ -139,6 +143,7 @@ impl State {
             .bind(f.path.as_deref())
             .bind(f.id)
             .bind(f.condition.map(Condition::as_str))
+            .bind(f.direction.map(Direction::as_str))
             .bind(f.limit.unwrap_or(-1))
             .fetch_all(&self.pool)
             .await

@@ -18,10 +18,13 @@ pub enum FileState {
     Delivered,
     Done,
     Failed,
+    /// Send with `if_exists = "skip"`: the server already had the name, so
+    /// nothing was sent; the file stays in the outbox.
+    Skipped,
 }
 
 impl FileState {
-    pub const ALL: [FileState; 7] = [
+    pub const ALL: [FileState; 8] = [
         FileState::Seen,
         FileState::Stable,
         FileState::Downloading,
@@ -29,6 +32,7 @@ impl FileState {
         FileState::Delivered,
         FileState::Done,
         FileState::Failed,
+        FileState::Skipped,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +44,7 @@ impl FileState {
             FileState::Delivered => "delivered",
             FileState::Done => "done",
             FileState::Failed => "failed",
+            FileState::Skipped => "skipped",
         }
     }
 
@@ -71,10 +76,51 @@ impl FromStr for FileState {
     }
 }
 
+/// Which way a rule moves files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// From a server into `local_dir` or a handler (`[[watch]]`).
+    Listen,
+    /// From a local outbox to a server (`[[send]]`).
+    Send,
+}
+
+impl Direction {
+    pub const ALL: [Direction; 2] = [Direction::Listen, Direction::Send];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Listen => "listen",
+            Direction::Send => "send",
+        }
+    }
+}
+
+impl FromStr for Direction {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Direction::ALL
+            .into_iter()
+            .find(|d| d.as_str() == s)
+            .ok_or_else(|| format!("unknown direction \"{s}\" (one of: listen, send)"))
+    }
+}
+
+impl TryFrom<String> for Direction {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct FileRow {
     pub id: i64,
     pub rule: String,
+    #[sqlx(try_from = "String")]
+    pub direction: Direction,
+    /// Relative to the rule's `remote_dir` (listen) or outbox (send).
     pub path: String,
     pub size: i64,
     pub mtime: i64,
@@ -96,6 +142,10 @@ pub struct FileRow {
     pub held: Option<String>,
     /// Where `failed_move_to` put the file on the server.
     pub failed_moved_to: Option<String>,
+    /// Send: the remote path chosen for the file, recorded before the rename.
+    pub sent_to: Option<String>,
+    /// Send with `append`: the remote file's size before the first byte.
+    pub append_base: Option<i64>,
     pub last_error: Option<String>,
     pub delivered_at_ms: Option<i64>,
     pub done_at_ms: Option<i64>,

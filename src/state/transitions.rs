@@ -81,6 +81,55 @@ impl State {
         Ok(())
     }
 
+    /// Send: the whole file is on the server under its temporary name and
+    /// its size checked, and `sent_to` is the name chosen for it by
+    /// `if_exists`, recorded before the rename: from here a repeat renames
+    /// (or finds the temporary name gone: renamed), never uploads again.
+    pub async fn mark_uploaded(&self, id: i64, bytes: u64, sent_to: &str, now: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE files SET state = 'downloaded', bytes_done = ?, sent_to = ?, updated_at_ms = ?
+             WHERE id = ?",
+        )
+        .bind(bytes as i64)
+        .bind(sent_to)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Send with `append`: the remote file's size before anything of this
+    /// row is appended. Committed before the first byte goes out.
+    pub async fn set_append_base(&self, id: i64, base: u64, sent_to: &str, now: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE files SET append_base = ?, sent_to = ?, updated_at_ms = ? WHERE id = ?",
+        )
+        .bind(base as i64)
+        .bind(sent_to)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Send with `if_exists = "skip"`: the name was taken on the server, so
+    /// the file was not sent. Final, like `done`; the file stays in the outbox.
+    pub async fn mark_skipped(&self, id: i64, why: &str, now: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE files SET state = 'skipped', last_error = ?, next_attempt_ms = NULL, held = NULL,
+               done_at_ms = ?, updated_at_ms = ? WHERE id = ?",
+        )
+        .bind(why)
+        .bind(now)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Records a counted failure; the row keeps its state and becomes due
     /// again at `next_attempt_ms`. A `downloading` row goes back to `stable`.
     pub async fn schedule_retry(

@@ -214,5 +214,6 @@ pub fn script(f: &Fixture, name: &str, body: &str) -> PathBuf {
 
 pub mod cut;
 pub mod proxies;
+pub mod sftp_servers;
 pub mod sshd;
 pub mod throttle;

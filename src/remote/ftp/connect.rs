@@ -38,6 +38,8 @@ pub(crate) use on_ctrl;
 pub struct Features {
     pub mlsd: bool,
     pub mdtm: bool,
+    /// MFMT: set a file's modification time.
+    pub mfmt: bool,
 }
 
 /// One logged-in control connection and what the data channel needs to know.
@@ -230,6 +232,7 @@ async fn login(conn: &mut Conn, shared: &Shared, ctx: &str) -> Result<()> {
         conn.features = Features {
             mlsd: has("MLST"),
             mdtm: has("MDTM"),
+            mfmt: has("MFMT"),
         };
         if has("UTF8") {
             // Some servers (IIS, FileZilla) send non-ASCII names in UTF-8 only after this.

@@ -14,7 +14,7 @@ mod ops;
 mod tls;
 mod transfer;
 
-use super::{Entry, ErrorKind, RemoteError, Result, Session, Transport, Version};
+use super::{Entry, ErrorKind, RemoteError, Result, Session, Transport, Version, WriteMode};
 use crate::config::{Protocol, Server};
 use async_trait::async_trait;
 use connect::Conn;
@@ -194,12 +194,18 @@ impl Session for FtpSession {
     async fn write_from(
         &mut self,
         path: &str,
-        append: bool,
+        mode: WriteMode,
         source: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<u64> {
         let shared = self.shared.clone();
-        let r = transfer::write_from(self.conn().await?, &shared, path, append, source).await;
+        let r = transfer::write_from(self.conn().await?, &shared, path, mode, source).await;
         self.after_transfer(r)
+    }
+
+    async fn set_mtime(&mut self, path: &str, mtime: i64) -> Result<bool> {
+        let shared = self.shared.clone();
+        let r = ops::set_mtime(self.conn().await?, &shared, path, mtime).await;
+        self.after(r)
     }
 
     /// FTP's RNTO replaces an existing target on most servers, so without

@@ -402,3 +402,20 @@ pub async fn create_dirs(conn: &mut Conn, shared: &Shared, dir: &str) -> Result<
     }
     Ok(())
 }
+
+/// MFMT (draft-somers-ftp-mfxx), where FEAT lists it: the only common way
+/// to set a file's time over FTP. `Ok(false)` without it.
+pub async fn set_mtime(conn: &mut Conn, shared: &Shared, path: &str, mtime: i64) -> Result<bool> {
+    if !conn.features.mfmt {
+        return Ok(false);
+    }
+    let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime.max(0) as u64);
+    let stamp: String = humantime::format_rfc3339_seconds(when)
+        .to_string()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let cmd = format!("MFMT {stamp} {path}");
+    command(conn, shared.server.io_timeout, &cmd, &[Status::File]).await?;
+    Ok(true)
+}

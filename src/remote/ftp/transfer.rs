@@ -5,7 +5,7 @@
 use super::Shared;
 use super::connect::{Conn, on_ctrl};
 use super::data::{self, finish, timeout};
-use crate::remote::{ErrorKind, RemoteError, Result};
+use crate::remote::{ErrorKind, RemoteError, Result, WriteMode};
 use std::time::Duration;
 use suppaftp::{FtpError, Status};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -80,12 +80,24 @@ pub async fn write_from(
     conn: &mut Conn,
     shared: &Shared,
     path: &str,
-    append: bool,
+    mode: WriteMode,
     source: &mut (dyn AsyncRead + Send + Unpin),
 ) -> Result<u64> {
     let io = shared.server.io_timeout;
-    let cmd = format!("{} {path}", if append { "APPE" } else { "STOR" });
-    let mut stream = data::open(conn, shared, &cmd, 0).await?;
+    let (mut cmd, offset) = match mode {
+        WriteMode::Replace => (format!("STOR {path}"), 0),
+        WriteMode::Append => (format!("APPE {path}"), 0),
+        WriteMode::At(n) => (format!("STOR {path}"), n),
+    };
+    let mut stream = match data::open(conn, shared, &cmd, offset).await {
+        // REST before STOR is optional (RFC 3659); the caller found the
+        // file `offset` bytes long, so APPE continues at the same place.
+        Err(e) if e.kind == ErrorKind::ResumeRefused => {
+            cmd = format!("APPE {path}");
+            data::open(conn, shared, &cmd, 0).await?
+        }
+        r => r?,
+    };
     let mut buf = std::mem::take(&mut conn.buf);
     let pumped = pump(source, &mut stream, io, false, &mut buf).await;
     conn.buf = buf;

@@ -3,7 +3,9 @@
 //! Symlinks are listed as symlinks and never followed, not even when one
 //! replaces a listed file before it is read.
 
-use super::{Entry, EntryKind, ErrorKind, RemoteError, Result, Session, Transport, Version};
+use super::{
+    Entry, EntryKind, ErrorKind, RemoteError, Result, Session, Transport, Version, WriteMode,
+};
 use async_trait::async_trait;
 use std::fs::Metadata;
 use std::io::SeekFrom;
@@ -182,18 +184,23 @@ impl Session for LocalSession {
     async fn write_from(
         &mut self,
         path: &str,
-        append: bool,
+        mode: WriteMode,
         source: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<u64> {
         let ctx = || format!("write {path}");
         let mut file = tokio::fs::OpenOptions::new()
             .write(true)
             .create(true)
-            .append(append)
-            .truncate(!append)
+            .append(mode == WriteMode::Append)
+            .truncate(mode == WriteMode::Replace)
             .open(path)
             .await
             .map_err(|e| RemoteError::from_io(ctx(), &e))?;
+        if let WriteMode::At(offset) = mode {
+            resume_at(&mut file, offset)
+                .await
+                .map_err(|e| RemoteError::from_io(ctx(), &e))?;
+        }
         let n = tokio::io::copy(source, &mut file)
             .await
             .map_err(|e| RemoteError::from_io(ctx(), &e))?;
@@ -204,6 +211,20 @@ impl Session for LocalSession {
             .await
             .map_err(|e| RemoteError::from_io(ctx(), &e))?;
         Ok(n)
+    }
+
+    async fn set_mtime(&mut self, path: &str, mtime: i64) -> Result<bool> {
+        let ctx = format!("set the mtime of {path}");
+        let p = path.to_string();
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime.max(0) as u64);
+        let r = tokio::task::spawn_blocking(move || {
+            let f = std::fs::OpenOptions::new().write(true).open(p)?;
+            f.set_modified(when)
+        })
+        .await
+        .map_err(|e| RemoteError::new(ErrorKind::Other, true, ctx.clone(), e.to_string()))?;
+        r.map_err(|e| RemoteError::from_io(ctx, &e))?;
+        Ok(true)
     }
 
     async fn rename(&mut self, from: &str, to: &str, replace: bool) -> Result<()> {
@@ -232,6 +253,24 @@ impl Session for LocalSession {
             .await
             .map_err(|e| RemoteError::from_io(format!("create directory {dir}"), &e))
     }
+}
+
+/// Positions a resumed write at `offset`: what is before it stays, what
+/// is after it (a longer earlier attempt) is cut, and a file shorter than
+/// `offset` is refused rather than given a hole.
+async fn resume_at(file: &mut tokio::fs::File, offset: u64) -> std::io::Result<()> {
+    let len = file.metadata().await?.len();
+    if len < offset {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("cannot resume at byte {offset}: the file has {len}"),
+        ));
+    }
+    if len > offset {
+        file.set_len(offset).await?;
+    }
+    file.seek(SeekFrom::Start(offset)).await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -140,6 +140,11 @@ async fn start_sftp(
         .within(Client::start(watch.counting(channel.into_stream())))
         .await
         .map_err(|e| error::sftp("start", endpoint, e))?;
+    tracing::debug!(
+        version = version.version,
+        extensions = ?version.extensions.keys().collect::<Vec<_>>(),
+        "sftp server version"
+    );
     let extensions = version.extensions;
     let (mut read_chunk, mut write_chunk) = (SAFE_CHUNK, SAFE_CHUNK);
     if extensions.get(LIMITS).is_some_and(|v| v == b"1")

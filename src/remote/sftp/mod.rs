@@ -11,7 +11,8 @@ mod transfer;
 mod wire;
 
 use super::{
-    Entry, EntryKind, ErrorKind, RemoteError, Result, Session, Transport, Version, escape_name,
+    Entry, EntryKind, ErrorKind, RemoteError, Result, Session, Transport, Version, WriteMode,
+    escape_name,
 };
 use crate::config::Server;
 use async_trait::async_trait;
@@ -198,10 +199,25 @@ impl Session for SftpSession {
     async fn write_from(
         &mut self,
         path: &str,
-        append: bool,
+        mode: WriteMode,
         source: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<u64> {
-        transfer::upload(&self.c, path, append, source).await
+        transfer::upload(&self.c, path, mode, source).await
+    }
+
+    async fn set_mtime(&mut self, path: &str, mtime: i64) -> Result<bool> {
+        // SSH_FILEXFER_ATTR_ACMODTIME sets both times; the access time
+        // goes along as the same value.
+        let t = u32::try_from(mtime.max(0)).unwrap_or(u32::MAX);
+        let attrs = Attrs {
+            times: Some((t, t)),
+            ..Attrs::default()
+        };
+        self.c
+            .io(self.c.sftp.setstat(path.as_bytes(), &attrs))
+            .await
+            .map_err(|e| error::sftp("setstat", path, e))?;
+        Ok(true)
     }
 
     async fn rename(&mut self, from: &str, to: &str, replace: bool) -> Result<()> {

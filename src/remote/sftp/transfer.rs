@@ -8,8 +8,8 @@
 use super::connect::Connected;
 use super::error;
 use super::progress::Window;
-use super::wire::{Attrs, Client, Handle, WriteBuf, open, status};
-use crate::remote::{RemoteError, Result};
+use super::wire::{Attrs, Client, Handle, WriteBuf, open};
+use crate::remote::{RemoteError, Result, WriteMode};
 use futures::StreamExt;
 use futures::stream::{FuturesOrdered, FuturesUnordered};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -183,33 +183,38 @@ async fn read_range(
     Ok(true)
 }
 
-/// Writes `source` to `path` (replacing it, or after its end with `append`),
-/// with many writes in flight; fsyncs on the server when it offers that.
+/// Writes `source` to `path` as `mode` says, with many writes in flight;
+/// fsyncs on the server when it offers that.
 pub async fn upload(
     c: &Connected,
     path: &str,
-    append: bool,
+    mode: WriteMode,
     source: &mut (dyn AsyncRead + Send + Unpin),
 ) -> Result<u64> {
     let sftp = &c.sftp;
-    let start = if append {
-        match c.io(sftp.lstat(path.as_bytes())).await {
-            Ok(a) => a.size.unwrap_or(0),
-            Err(e) if e.is_status(status::NO_SUCH_FILE) => 0,
-            Err(e) => return Err(error::sftp("stat", path, e)),
-        }
-    } else {
-        0
-    };
     let mut flags = open::WRITE | open::CREATE;
-    if !append {
+    if mode == WriteMode::Replace {
         flags |= open::TRUNCATE;
     }
     let handle = c
         .io(sftp.open(path.as_bytes(), flags, &Attrs::default()))
         .await
         .map_err(|e| error::sftp("open", path, e))?;
-    let r = write_all(c, &handle, path, start, source).await;
+    // Append: from the size of the file as opened (SSH_FXF_APPEND is not
+    // honoured the same way by every server; an explicit offset is).
+    let start = match mode {
+        WriteMode::Replace => Ok(0),
+        WriteMode::At(n) => Ok(n),
+        WriteMode::Append => c
+            .io(sftp.fstat(&handle))
+            .await
+            .map(|a| a.size.unwrap_or(0))
+            .map_err(|e| error::sftp("stat", path, e)),
+    };
+    let r = match start {
+        Ok(start) => write_all(c, &handle, path, start, source).await,
+        Err(e) => Err(e),
+    };
     let closed = c.io(sftp.close(&handle)).await;
     let n = r?;
     closed.map_err(|e| error::sftp("close", path, e))?;

@@ -15,8 +15,8 @@
 mod client;
 mod packet;
 
-pub use client::{Client, Limits, Version, WriteBuf};
-pub use packet::{Attrs, Data, Handle, NameEntry};
+pub use client::{Client, WriteBuf};
+pub use packet::{Attrs, Handle, NameEntry};
 
 use std::fmt;
 
