@@ -49,7 +49,10 @@ impl Setup {
     }
 
     fn put(&self, rel: &[u8], data: &[u8]) {
-        let p = self.srv.join("inbox").join(std::ffi::OsStr::from_bytes(rel));
+        let p = self
+            .srv
+            .join("inbox")
+            .join(std::ffi::OsStr::from_bytes(rel));
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, data).unwrap();
     }
@@ -106,7 +109,10 @@ fn three_hundred_files_in_one_pass(kind: Kind) {
     let s = Setup::new(kind, "", "max_sessions = 1");
     let size = |i: usize| if i % 50 == 3 { 200_000 + i } else { 1 + i * 37 };
     for i in 0..300 {
-        s.put(format!("f{i:03}.bin").as_bytes(), &pattern(size(i), i as u8));
+        s.put(
+            format!("f{i:03}.bin").as_bytes(),
+            &pattern(size(i), i as u8),
+        );
     }
     s.once(0);
     for i in 0..300 {
@@ -210,7 +216,10 @@ fn a_rename_refused_with_an_unknown_code_fails_alone(kind: Kind) {
             .await
             .unwrap();
     });
-    assert_eq!(std::fs::read(s.srv.join("nostat/taken.csv")).unwrap(), b"keep");
+    assert_eq!(
+        std::fs::read(s.srv.join("nostat/taken.csv")).unwrap(),
+        b"keep"
+    );
     assert_eq!(std::fs::read(s.srv.join("nostat/free.csv")).unwrap(), b"b");
     assert!(s.srv.join("inbox/a.csv").exists());
 }
@@ -243,7 +252,11 @@ fn operations_work(kind: Kind) {
         let e = session.stat(&p).await.unwrap();
         assert_eq!((e.size, e.mtime), (Some(700_000), 1_500_000_000));
         session
-            .write_from(&format!("{inbox}/old.bin"), WriteMode::Replace, &mut &b"old"[..])
+            .write_from(
+                &format!("{inbox}/old.bin"),
+                WriteMode::Replace,
+                &mut &b"old"[..],
+            )
             .await
             .unwrap();
         session
@@ -261,7 +274,10 @@ fn operations_work(kind: Kind) {
             .unwrap();
         session.remove(&gone).await.unwrap();
     });
-    assert_eq!(std::fs::read(s.srv.join("inbox/old.bin")).unwrap(), pattern(700_000, 9));
+    assert_eq!(
+        std::fs::read(s.srv.join("inbox/old.bin")).unwrap(),
+        pattern(700_000, 9)
+    );
     assert!(s.srv.join("inbox/x/y/z").is_dir());
     assert!(!s.srv.join("inbox/x/gone.bin").exists());
 }

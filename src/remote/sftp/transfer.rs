@@ -44,9 +44,7 @@ pub async fn download(
 
 async fn open_read(c: &Connected, path: &str) -> Result<Handle> {
     let opened = c.sftp.open(path.as_bytes(), open::READ, &Attrs::default());
-    c.io(opened)
-        .await
-        .map_err(|e| error::sftp("open", path, e))
+    c.io(opened).await.map_err(|e| error::sftp("open", path, e))
 }
 
 /// A small file of known size: open, read, close. Asking for one byte more
@@ -136,7 +134,9 @@ async fn read_all(
         match result {
             Ok(d) => {
                 window.answered(d.len() as u64);
-                sink.write_all(d.bytes()).await.map_err(|e| local(path, &e))?;
+                sink.write_all(d.bytes())
+                    .await
+                    .map_err(|e| local(path, &e))?;
                 pos += d.len() as u64;
                 let end = off + u64::from(len);
                 // Short at or past the expected size: the end of the file
@@ -174,7 +174,9 @@ async fn read_range(
         match c.io(c.sftp.read(handle, *pos, len)).await {
             Ok(d) if d.is_empty() => return Ok(false),
             Ok(d) => {
-                sink.write_all(d.bytes()).await.map_err(|e| local(path, &e))?;
+                sink.write_all(d.bytes())
+                    .await
+                    .map_err(|e| local(path, &e))?;
                 *pos += d.len() as u64;
             }
             Err(e) => return Err(error::sftp("read", path, e)),

@@ -180,7 +180,10 @@ impl Client {
         async move { handle(call.await?) }
     }
 
-    pub fn opendir(&self, path: &[u8]) -> impl Future<Output = Result<Handle, Error>> + Send + use<> {
+    pub fn opendir(
+        &self,
+        path: &[u8],
+    ) -> impl Future<Output = Result<Handle, Error>> + Send + use<> {
         let call = self.call(Frame::new(packet::OPENDIR).string(path));
         async move { handle(call.await?) }
     }
@@ -219,7 +222,10 @@ impl Client {
         WriteBuf { frame, at }
     }
 
-    pub fn write(&self, mut buf: WriteBuf) -> impl Future<Output = Result<(), Error>> + Send + use<> {
+    pub fn write(
+        &self,
+        mut buf: WriteBuf,
+    ) -> impl Future<Output = Result<(), Error>> + Send + use<> {
         buf.frame.finish_data(buf.at);
         self.done(buf.frame)
     }
@@ -305,7 +311,10 @@ impl Client {
         )
     }
 
-    pub fn readlink(&self, path: &[u8]) -> impl Future<Output = Result<Vec<u8>, Error>> + Send + use<> {
+    pub fn readlink(
+        &self,
+        path: &[u8],
+    ) -> impl Future<Output = Result<Vec<u8>, Error>> + Send + use<> {
         let call = self.call(Frame::new(packet::READLINK).string(path));
         async move {
             match call.await? {

@@ -234,8 +234,11 @@ pub fn decode(body: Vec<u8>) -> Result<Reply, Error> {
     Ok(reply)
 }
 
-/// The server's VERSION: its protocol version and extensions (name, data).
-pub fn decode_version(body: &[u8]) -> Result<(u32, Vec<(String, Vec<u8>)>), Error> {
+/// Extensions a server announces: (name, data).
+pub type Extensions = Vec<(String, Vec<u8>)>;
+
+/// The server's VERSION: its protocol version and extensions.
+pub fn decode_version(body: &[u8]) -> Result<(u32, Extensions), Error> {
     if body.first() != Some(&VERSION) {
         return Err(bad("the server did not answer INIT with VERSION"));
     }
@@ -278,11 +281,15 @@ impl<'a> Cursor<'a> {
     }
 
     pub fn u32(&mut self) -> Result<u32, Error> {
-        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_be_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
 
     pub fn u64(&mut self) -> Result<u64, Error> {
-        Ok(u64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_be_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
 
     pub fn string(&mut self) -> Result<&'a [u8], Error> {
@@ -411,9 +418,7 @@ mod tests {
     #[test]
     fn version_lists_extensions() {
         // VERSION has the version where other packets have an id.
-        let b = body(VERSION, 3, |f| {
-            f.string(b"fsync@openssh.com").string(b"1")
-        });
+        let b = body(VERSION, 3, |f| f.string(b"fsync@openssh.com").string(b"1"));
         let (v, ext) = decode_version(&b).unwrap();
         assert_eq!(v, 3);
         assert_eq!(ext, vec![("fsync@openssh.com".to_string(), b"1".to_vec())]);
