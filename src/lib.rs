@@ -11,3 +11,4 @@ pub mod progress;
 pub mod remote;
 pub mod state;
 pub mod text;
+pub mod watch;

@@ -172,10 +172,7 @@ fn a_recorded_name_taken_by_someone_else_is_chosen_again() {
     f.once(0);
     // Crash after the choice was recorded, before the rename; meanwhile
     // another writer put a file of the same size under that name.
-    let row = &f.files(Some("done"))[0];
-    let id = row["id"].as_i64().unwrap();
-    let mtime = row["mtime"].as_i64().unwrap();
-    let temp = f.outbox.join(format!(".a.csv.{id}-{mtime}-5.ferry-part"));
+    let temp = part_of(&f.outbox, &f.files(Some("done"))[0]);
     std::fs::rename(f.outbox.join("a.csv"), &temp).unwrap();
     std::fs::write(f.outbox.join("a.csv"), b"other").unwrap();
     sql(
@@ -271,15 +268,8 @@ fn the_receipt_proves_a_delivery_the_consumer_already_took() {
     let taken = f.path("taken");
     std::fs::create_dir_all(&taken).unwrap();
     for row in f.files(Some("done")) {
-        let (id, mtime, size) = (
-            row["id"].as_i64().unwrap(),
-            row["mtime"].as_i64().unwrap(),
-            row["size"].as_i64().unwrap(),
-        );
         let name = row["path"].as_str().unwrap();
-        let temp = f
-            .outbox
-            .join(format!(".{name}.{id}-{mtime}-{size}.ferry-part"));
+        let temp = part_of(&f.outbox, &row);
         std::fs::hard_link(f.outbox.join(name), &temp).unwrap();
         std::fs::rename(f.outbox.join(name), taken.join(name)).unwrap();
     }
@@ -301,11 +291,9 @@ fn leftover_receipts_of_delivered_files_are_removed_at_start() {
     let f = Fixture::new("");
     f.put("a.csv", b"alpha");
     f.once(0);
-    let row = &f.files(Some("done"))[0];
-    let (id, mtime) = (row["id"].as_i64().unwrap(), row["mtime"].as_i64().unwrap());
-    let temp = f.outbox.join(format!(".a.csv.{id}-{mtime}-5.ferry-part"));
+    let temp = part_of(&f.outbox, &f.files(Some("done"))[0]);
     std::fs::hard_link(f.outbox.join("a.csv"), &temp).unwrap();
-    let other = f.outbox.join(".b.csv.999-1-1.ferry-part");
+    let other = f.outbox.join(part_name("b.csv", 999, 1, 1));
     std::fs::write(&other, b"x").unwrap();
     f.once(0);
     assert!(

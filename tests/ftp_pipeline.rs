@@ -3,11 +3,9 @@
 //! `delete`, a handler, and a SIGKILL mid-download that the next start resumes.
 
 mod common;
-#[path = "support/ftp_servers.rs"]
-mod ftp_servers;
 
+use common::ftp_servers::*;
 use common::*;
-use ftp_servers::*;
 use std::path::Path;
 use std::time::Duration;
 
@@ -352,7 +350,7 @@ fn a_partial_file_from_a_server_without_rest_is_fetched_from_the_start() {
     // What a killed run leaves (row 1, this version): the first 100 kB.
     let out = f.outbox.join("r");
     std::fs::create_dir_all(&out).unwrap();
-    let temp = out.join(format!(".big.bin.1-{mtime}-300000.ferry-part"));
+    let temp = out.join(part_name("big.bin", 1, mtime, 300_000));
     std::fs::write(&temp, &body[..100_000]).unwrap();
     let log = f.once(0);
     assert!(log.contains("resuming download"), "{log}");

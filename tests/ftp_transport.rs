@@ -2,15 +2,13 @@
 //! 127.0.0.1: every Session operation over UNIX LIST, EPSV/PASV and NAT
 //! repair, active mode, timeouts, reconnects and resuming after a cut.
 
-#[path = "support/ftp_servers.rs"]
-mod ftp_servers;
-#[path = "support/ftp_session.rs"]
-mod ftp_session;
+mod common;
 
+use common::free_port;
+use common::ftp_servers::*;
+use common::ftp_session::*;
 use ferry::config::{FtpMode, FtpOptions, Protocol};
 use ferry::remote::{EntryKind, ErrorKind, WriteMode, choose};
-use ftp_servers::*;
-use ftp_session::*;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};

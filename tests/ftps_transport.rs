@@ -2,15 +2,12 @@
 //! `require_ssl_reuse`, trust (CA file, system roots, pins, insecure), and
 //! implicit TLS with MLSD on pyftpdlib.
 
-#[path = "support/ftp_servers.rs"]
-mod ftp_servers;
-#[path = "support/ftp_session.rs"]
-mod ftp_session;
+mod common;
 
+use common::ftp_servers::*;
+use common::ftp_session::*;
 use ferry::config::{FtpOptions, Protocol};
 use ferry::remote::{EntryKind, ErrorKind, WriteMode, choose};
-use ftp_servers::*;
-use ftp_session::*;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 

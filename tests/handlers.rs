@@ -21,16 +21,6 @@ fn with_handler(body: &str, extra: &str) -> Fixture {
     f
 }
 
-/// A process that has exited is gone even while nobody reaps it.
-fn gone(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, s)| s.starts_with('Z')),
-        Err(_) => true,
-    }
-}
-
 /// The pids a handler wrote, one a line; all of them killed when the guard
 /// drops, so a failing test leaves no `sleep 600` behind.
 struct Pids(Vec<i32>);
@@ -44,10 +34,7 @@ impl Pids {
 
 impl Drop for Pids {
     fn drop(&mut self) {
-        for pid in &self.0 {
-            // SAFETY: kill(2) on a process this test's handler started.
-            unsafe { libc::kill(*pid, libc::SIGKILL) };
-        }
+        kill_pids(&self.0);
     }
 }
 
@@ -144,11 +131,7 @@ fn a_timed_out_handler_takes_its_whole_process_group_with_it() {
     let started = Pids::read(&pids);
     assert!(!started.0.is_empty(), "the handler never ran: {log}");
     assert!(log.contains("timed out after 1s"), "{log}");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !started.0.iter().all(|p| gone(*p)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let alive: Vec<_> = started.0.iter().filter(|p| !gone(**p)).collect();
+    let alive = wait_gone(&started.0, Duration::from_secs(5));
     assert!(
         alive.is_empty(),
         "the handler's background processes {alive:?} outlived its timeout"

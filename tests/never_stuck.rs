@@ -8,21 +8,22 @@ mod common;
 use common::*;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// An sshfs mount of `src` at `mnt`, served by an `sftp-server` started
 /// directly (no sshd): stopping that process hangs every system call on the
 /// mount, as a hung NFS mount does.
 struct Mount {
-    sshfs: Child,
+    /// Held for its drop, which ends sshfs after the unmount.
+    _sshfs: Proc,
     mnt: PathBuf,
     server_pid: i32,
 }
 
 impl Mount {
     fn start(dir: &Path, src: &Path, mnt: &Path) -> Mount {
-        sshd::require("/usr/bin/sshfs", "sshfs");
+        require("/usr/bin/sshfs", "sshfs");
         let pid_file = dir.join("sftp-server.pid");
         let fake_ssh = script_at(
             &dir.join("fake-ssh"),
@@ -33,7 +34,8 @@ impl Mount {
             ),
         );
         std::fs::create_dir_all(mnt).unwrap();
-        let sshfs = Command::new("/usr/bin/sshfs")
+        let mut sshfs = Command::new("/usr/bin/sshfs");
+        sshfs
             .arg("-f")
             .arg("-o")
             .arg(format!(
@@ -41,10 +43,8 @@ impl Mount {
                 fake_ssh.display()
             ))
             .arg(format!("x:{}", src.display()))
-            .arg(mnt)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
+            .arg(mnt);
+        let sshfs = Proc::spawn(sshfs, &dir.join("sshfs.log"));
         wait_for(Duration::from_secs(10), "the sshfs mount", || {
             mnt.join("mounted").exists()
         });
@@ -54,7 +54,7 @@ impl Mount {
             .parse()
             .unwrap();
         Mount {
-            sshfs,
+            _sshfs: sshfs,
             mnt: mnt.to_path_buf(),
             server_pid,
         }
@@ -74,8 +74,6 @@ impl Drop for Mount {
             .arg("-uz")
             .arg(&self.mnt)
             .status();
-        let _ = self.sshfs.kill();
-        let _ = self.sshfs.wait();
     }
 }
 
@@ -90,14 +88,13 @@ fn script_at(p: &Path, body: &str) -> PathBuf {
 /// the mount's server is continued: a process with a thread inside a hung
 /// FUSE call cannot finish exiting.
 struct Notified {
-    child: Child,
-    log: PathBuf,
+    proc: Proc,
     server_pid: i32,
 }
 
 impl Notified {
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.proc.stderr()
     }
 }
 
@@ -105,8 +102,7 @@ impl Drop for Notified {
     fn drop(&mut self) {
         // SAFETY: kill(2) on the sftp-server this test started.
         unsafe { libc::kill(self.server_pid, libc::SIGCONT) };
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // `proc` is killed when it drops, after this.
     }
 }
 
@@ -151,19 +147,14 @@ fn watchdog_pings_stop_while_a_rule_hangs_in_a_system_call() {
     sock.set_read_timeout(Some(Duration::from_millis(50)))
         .unwrap();
     let log = f.path("run.log");
-    let child = Command::new(BIN)
-        .args(["run", "-c"])
+    let mut cmd = Command::new(BIN);
+    cmd.args(["run", "-c"])
         .arg(&f.config)
         .env("RUST_LOG", "info")
         .env("NOTIFY_SOCKET", &sock_path)
-        .env("WATCHDOG_USEC", "400000")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+        .env("WATCHDOG_USEC", "400000");
     let ferry = Notified {
-        child,
-        log,
+        proc: Proc::spawn(cmd, &log),
         server_pid: mount.server_pid,
     };
 
@@ -204,7 +195,7 @@ fn watchdog_pings_stop_while_a_rule_hangs_in_a_system_call() {
 #[test]
 fn a_rule_whose_server_refuses_connections_backs_off() {
     let f = Fixture::new("");
-    let closed = sshd::free_port();
+    let closed = free_port();
     f.write_config(&format!(
         "[servers.gone]\nprotocol = \"ftp\"\nhost = \"127.0.0.1\"\nport = {closed}\n\n\
          [[watch]]\nname = \"gone\"\nserver = \"gone\"\nremote_dir = \"/\"\nlocal_dir = \"{}\"\n\

@@ -383,18 +383,14 @@ fn an_interrupted_download_resumes_from_the_bytes_on_disk() {
     // What a killed run leaves: the first 600 kB under the version's temp name.
     std::fs::create_dir_all(&f.outbox).unwrap();
     // The row id (1: the first row) and the version are in the name.
-    let temp = f.outbox.join(format!(
-        ".big.bin.1-{}-{}.ferry-part",
-        meta.mtime(),
-        meta.len()
-    ));
+    let temp = f
+        .outbox
+        .join(part_name("big.bin", 1, meta.mtime(), meta.len()));
     std::fs::write(&temp, &data[..600_000]).unwrap();
     // A partial of another version of the file is never used.
-    let stale = f.outbox.join(format!(
-        ".big.bin.1-{}-{}.ferry-part",
-        meta.mtime() - 5,
-        meta.len()
-    ));
+    let stale = f
+        .outbox
+        .join(part_name("big.bin", 1, meta.mtime() - 5, meta.len()));
     std::fs::write(&stale, vec![0u8; 600_000]).unwrap();
     let log = f.once(0);
     assert!(

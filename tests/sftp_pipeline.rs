@@ -202,6 +202,40 @@ fn a_cut_connection_resumes_from_the_bytes_already_fetched() {
     );
 }
 
+/// What arrived whole before a cut is kept for the next attempt, also
+/// when it is still in the download's write buffer: here the first read
+/// answer (255 KiB from OpenSSH) is buffered when the cut comes inside the
+/// second.
+#[test]
+fn a_cut_keeps_what_arrived_for_the_next_attempt() {
+    let s = sftp_fixture(None);
+    let relay = Relay::start(s.sshd.port);
+    s.write_rules(&[("r", "")], Some(relay.port));
+    let data = pattern(400_000, 5);
+    s.put("part.bin", &data);
+    // The handshake and the listing take a few kB; the cut lands in the file.
+    relay.cut_after(330_000);
+    let log = s.f.once(0);
+    assert!(log.contains("will retry"), "{log}");
+    let partial = part_of(&s.f.outbox, &s.f.files(None)[0]);
+    let kept = std::fs::metadata(&partial).map_or(0, |m| m.len());
+    assert!(kept > 0 && kept < data.len() as u64, "kept {kept}: {log}");
+    assert!(
+        std::fs::read(&partial).unwrap() == data[..kept as usize],
+        "the partial file is not a prefix of the file"
+    );
+    relay.unlimited();
+    let log = s.f.once(0);
+    assert!(
+        log.contains(&format!("offset={kept}")) && log.contains("resuming download"),
+        "{log}"
+    );
+    assert!(
+        std::fs::read(s.f.outbox.join("part.bin")).unwrap() == data,
+        "not byte-identical"
+    );
+}
+
 /// One unreadable directory and a symlink loop do not stop a recursive
 /// rule; the skipped directory shows in `ferry status`; a `move_to` spelled
 /// with `//` and a trailing `/` is still recognised as the rule's own.

@@ -41,6 +41,29 @@ pub fn check(path: &Path) -> i32 {
     }
     println!("rules:");
     for r in &config.rules {
+        if let Some(to) = &r.send {
+            let after = match &r.after {
+                PostAction::Keep => "keep".to_string(),
+                PostAction::Delete => "delete".to_string(),
+                PostAction::MoveTo(d) => format!("move_to {d}"),
+            };
+            println!(
+                "  {:<16} send {} -> {}:{} (if_exists {})",
+                r.name,
+                r.remote_dir,
+                to.server.name,
+                to.remote_dir,
+                to.if_exists.as_str()
+            );
+            println!(
+                "  {:<16} rescan every {}, stable_for {}, {}then {after}",
+                "",
+                humantime::format_duration(r.interval),
+                humantime::format_duration(r.stable_for),
+                if r.recursive { "recursive, " } else { "" },
+            );
+            continue;
+        }
         let to = match (&r.local_dir, &r.handler) {
             (Some(d), Some(h)) => format!("{} then {}", d.display(), h.argv.join(" ")),
             (Some(d), None) => d.display().to_string(),

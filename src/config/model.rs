@@ -273,4 +273,77 @@ pub struct Rule {
     pub after: PostAction,
     pub failed_move_to: Option<String>,
     pub retry: RetryPolicy,
+    /// Set for `[[send]]` rules. Such a rule is read like a watch rule over
+    /// its outbox: `server` is this machine, `remote_dir` the outbox,
+    /// `interval` its `rescan`, `after` and `failed_move_to` local
+    /// directories; where files go is here.
+    pub send: Option<SendTo>,
+}
+
+/// Where a `[[send]]` rule uploads, and how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendTo {
+    pub server: Arc<Server>,
+    /// Absolute directory on the server, without a trailing `/`.
+    pub remote_dir: String,
+    pub temp: UploadTemp,
+    pub if_exists: SendIfExists,
+    /// Create missing remote directories (`remote_dir`, subdirectories of a
+    /// recursive outbox, `staging_dir`).
+    pub create_dirs: bool,
+    /// Give the remote file the local file's mtime.
+    pub preserve_mtime: bool,
+    /// Check the uploaded size on the server before the rename.
+    pub verify_size: bool,
+}
+
+/// Where an upload is written until its rename. The temporary name always
+/// carries the row id and version, so a resume continues only the same
+/// version of the same file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadTemp {
+    /// Beside the final name, as `.NAME.ID-MTIME-SIZE.ferry-part` (hidden,
+    /// and skipped by any ferry listening there).
+    Hidden,
+    /// Beside the final name, as `NAME.ID-MTIME-SIZE` + this extension, for
+    /// partners whose pickers skip e.g. `*.part`.
+    Extension(String),
+    /// In this directory of the server, then renamed into `remote_dir`.
+    Staging(String),
+}
+
+/// What an upload does when its name is taken on the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SendIfExists {
+    /// Keep the server's file; the new one gets a UTC timestamp suffix.
+    #[default]
+    Unique,
+    /// Replace it: atomically where the server can (`posix-rename`).
+    Overwrite,
+    /// Add the file's bytes to the end of the server's file.
+    Append,
+    /// Fail the file, leaving it in the outbox.
+    Error,
+    /// Send nothing; the row is recorded as `skipped`.
+    Skip,
+}
+
+impl SendIfExists {
+    pub const ALL: [SendIfExists; 5] = [
+        SendIfExists::Unique,
+        SendIfExists::Overwrite,
+        SendIfExists::Append,
+        SendIfExists::Error,
+        SendIfExists::Skip,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendIfExists::Unique => "unique",
+            SendIfExists::Overwrite => "overwrite",
+            SendIfExists::Append => "append",
+            SendIfExists::Error => "error",
+            SendIfExists::Skip => "skip",
+        }
+    }
 }

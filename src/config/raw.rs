@@ -15,7 +15,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub watch: Vec<Spanned<RawWatch>>,
     #[serde(default)]
-    pub send: Vec<Spanned<toml::Table>>,
+    pub send: Vec<Spanned<RawSend>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -149,4 +149,41 @@ pub struct RawWatch {
     pub delete: Option<Spanned<bool>>,
     pub failed_move_to: Option<Spanned<String>>,
     pub retry: Option<Spanned<RawRetry>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSend {
+    pub name: Spanned<String>,
+    pub server: Spanned<String>,
+    /// The outbox.
+    pub local_dir: Spanned<String>,
+    pub remote_dir: Spanned<String>,
+    #[serde(default)]
+    pub include: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub exclude: Vec<Spanned<String>>,
+    pub recursive: Option<bool>,
+    pub rescan: Option<Spanned<String>>,
+    pub stable_for: Option<Spanned<String>>,
+    pub min_age: Option<Spanned<String>>,
+    pub min_size: Option<Spanned<i64>>,
+    pub max_size: Option<Spanned<i64>>,
+    pub staging_dir: Option<Spanned<String>>,
+    pub temp_extension: Option<Spanned<String>>,
+    pub if_exists: Option<Spanned<String>>,
+    pub create_dirs: Option<bool>,
+    pub preserve_mtime: Option<bool>,
+    pub verify: Option<Spanned<String>>,
+    pub after: Option<Spanned<RawSendAfter>>,
+    pub retry: Option<Spanned<RawRetry>>,
+}
+
+/// What happens to a file in the outbox once sent, or once failed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSendAfter {
+    pub move_to: Option<Spanned<String>>,
+    pub delete: Option<Spanned<bool>>,
+    pub failed_move_to: Option<Spanned<String>>,
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 mod rule;
+mod send;
 mod server;
 mod values;
 
@@ -107,12 +108,6 @@ impl Resolver<'_> {
                 servers.insert(name, Arc::new(s));
             }
         }
-        for send in &raw.send {
-            self.c.at(
-                send.span(),
-                "[[send]]: sending is not supported yet in this version; remove the block",
-            );
-        }
         let mut rules = Vec::new();
         let mut names = HashSet::new();
         for watch in raw.watch {
@@ -122,6 +117,17 @@ impl Resolver<'_> {
                 self.c.at(name.span(), msg);
             }
             if let Some(rule) = self.rule(&servers, watch.into_inner()) {
+                rules.push(Arc::new(rule));
+            }
+        }
+        // One namespace for both kinds: the state database keys rows by rule name.
+        for send in raw.send {
+            let name = send.get_ref().name.clone();
+            if !names.insert(name.get_ref().clone()) {
+                let msg = format!("send: duplicate rule name \"{}\"", name.get_ref());
+                self.c.at(name.span(), msg);
+            }
+            if let Some(rule) = self.send_rule(&servers, send.into_inner()) {
                 rules.push(Arc::new(rule));
             }
         }

@@ -4,8 +4,9 @@
 //! flight are never dropped. Each task reports its life to the watchdog.
 
 use super::watchdog::{AliveGuard, Liveness, RuleLife};
-use crate::config::Rule;
+use crate::config::{Protocol, Rule};
 use crate::engine::Engine;
+use crate::watch::DirWatch;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,10 +111,13 @@ async fn rule_loop(
         _ = stop.cancelled() => return,
     }
     let mut failures = 0u32;
+    let mut watch: Option<DirWatch> = None;
     loop {
         let rule = rx.borrow_and_update().clone();
+        refresh_watch(&mut watch, &rule);
         life.poll_starts(&rule);
-        let report = crate::progress::within(life.beat.clone(), engine.poll(&rule, &stop)).await;
+        let poll = engine.poll_watched(&rule, &stop, watch.as_ref());
+        let report = crate::progress::within(life.beat.clone(), poll).await;
         life.poll_ends();
         // Sleeping after the poll (not on a fixed tick) means a slow poll
         // never queues up missed ones behind it.
@@ -126,14 +130,54 @@ async fn rule_loop(
             wait
         } else {
             failures = 0;
-            rule.interval + jitter(rule.interval, 0.1)
+            let wait = rule.interval + jitter(rule.interval, 0.1);
+            // A file closed less than stable_for ago is looked at again then.
+            report
+                .next_ready
+                .map_or(wait, |d| wait.min(d + Duration::from_millis(20)))
+        };
+        let wake = watch.as_ref().map(DirWatch::wake);
+        let event = async {
+            match &wake {
+                Some(w) => w.notified().await,
+                None => std::future::pending().await,
+            }
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = rx.changed() => {}
+            _ = event => {
+                // Events come in bursts (a copy of many files): one poll for them.
+                tokio::time::sleep(EVENT_SETTLE).await;
+            }
             _ = stop.cancelled() => return,
         }
     }
+}
+
+/// How long a rule waits after an event before it polls, gathering the
+/// events of a burst into one poll.
+const EVENT_SETTLE: Duration = Duration::from_millis(50);
+
+/// Local sources (send outboxes, local watch rules) are watched for
+/// events; a watch that cannot start (no inotify, limits reached) leaves
+/// the rule to its rescans, with a warning.
+fn refresh_watch(watch: &mut Option<DirWatch>, rule: &Rule) {
+    if rule.server.protocol != Protocol::Local {
+        *watch = None;
+        return;
+    }
+    let root = std::path::Path::new(&rule.remote_dir);
+    if watch.as_ref().is_some_and(|w| w.root() == root) {
+        return;
+    }
+    *watch = match DirWatch::start(root, rule.recursive) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(rule = %rule.name, dir = %rule.remote_dir, error = %e, "cannot watch the directory for events; relying on rescans");
+            None
+        }
+    };
 }
 
 /// The longest a failing rule waits between polls, unless its interval is longer.

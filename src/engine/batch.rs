@@ -486,7 +486,7 @@ async fn fetch_share(
                 .into_iter()
                 .zip(&files)
                 .map(|(r, (path, size))| {
-                    let data = session.check(r)?;
+                    let data = r?;
                     fetch::expect_size(path, *size, data)
                 })
                 .collect()

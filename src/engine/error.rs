@@ -92,8 +92,8 @@ impl From<RemoteError> for FileError {
     }
 }
 
-impl From<sqlx::Error> for FileError {
-    fn from(e: sqlx::Error) -> Self {
+impl From<crate::state::Error> for FileError {
+    fn from(e: crate::state::Error) -> Self {
         Self::temporary(ErrorKind::Other, format!("state database: {e}"))
     }
 }

@@ -104,11 +104,24 @@ async fn fetch(
         return Ok(0);
     }
     let r = session.read_into(remote_path, offset, expected, sink).await;
-    if let Some(e) = sink.get_mut().write_error.take() {
+    let write_failed = |e: &std::io::Error| {
         let ctx = format!("write {}", temp.display());
-        return Err(discard(temp, FileError::local(ctx, &e)));
+        discard(temp, FileError::local(ctx, e))
+    };
+    if let Some(e) = sink.get_mut().write_error.take() {
+        return Err(write_failed(&e));
     }
-    Ok(session.check(r)?)
+    if r.is_err() {
+        // Keep what arrived before the transport failed, so that the next
+        // attempt resumes after it: a small file fits in the buffer whole,
+        // and without this a cut would leave nothing to resume. Transports
+        // write only bytes received, in order (an SFTP read pipeline
+        // hands them over in offset order), so the file stays a prefix.
+        if let Err(e) = sink.flush().await {
+            return Err(write_failed(&e));
+        }
+    }
+    Ok(r?)
 }
 
 /// Empties the partial file for a download from byte 0, when the server

@@ -221,6 +221,15 @@ mod tests {
         }
     }
 
+    /// Whether `pid` is gone within `timeout`.
+    async fn gone_within(pid: &str, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while !gone(pid) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        gone(pid)
+    }
+
     fn kill(pid: &str) {
         let pid: i32 = pid.trim().parse().unwrap();
         // SAFETY: kill(2) on the test's own grandchild, by its pid.
@@ -335,11 +344,7 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::Timeout);
         assert!(e.message.contains("waiting"), "{}", e.message);
         let pid = std::fs::read_to_string(&pidfile).unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !gone(&pid) && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let survived = !gone(&pid);
+        let survived = !gone_within(&pid, Duration::from_secs(5)).await;
         kill(&pid);
         assert!(
             !survived,
@@ -358,11 +363,7 @@ mod tests {
         let dropped = tokio::time::timeout(Duration::from_millis(500), run(&h, &props())).await;
         assert!(dropped.is_err());
         let pid = std::fs::read_to_string(&pidfile).unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !gone(&pid) && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let survived = !gone(&pid);
+        let survived = !gone_within(&pid, Duration::from_secs(5)).await;
         kill(&pid);
         assert!(
             !survived,

@@ -13,8 +13,10 @@ mod post;
 mod process;
 mod retry;
 mod safe_path;
+mod send;
 mod sweep;
 mod target;
+mod upload;
 mod walk;
 
 pub use error::FileError;
@@ -24,7 +26,8 @@ pub use target::is_temp_name;
 
 use crate::config::{Daemon, IfExists, Rule, Server};
 use crate::remote::Pool;
-use crate::state::{FileRow, FileState, Skipped, State, now_ms};
+use crate::state::{Direction, FileRow, FileState, Skipped, State, now_ms};
+use crate::watch::{DirWatch, Ready};
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -61,6 +64,9 @@ pub struct PollReport {
     /// and the last one's error.
     pub skipped_dirs: Option<usize>,
     pub skipped_error: Option<String>,
+    /// With a directory watch: when a file held back by its events (closed
+    /// less than `stable_for` ago) becomes ready, so the rule polls then.
+    pub next_ready: Option<std::time::Duration>,
 }
 
 impl Engine {
@@ -103,12 +109,24 @@ impl Engine {
     /// rule's health, and returned in the report. `stop` ends the poll early
     /// between files (files in flight finish).
     pub async fn poll(&self, rule: &Arc<Rule>, stop: &CancellationToken) -> PollReport {
+        self.poll_watched(rule, stop, None).await
+    }
+
+    /// [`Engine::poll`] of a rule whose local source directory is watched:
+    /// its events decide when a file is complete where they can (see
+    /// [`crate::watch`]).
+    pub async fn poll_watched(
+        &self,
+        rule: &Arc<Rule>,
+        stop: &CancellationToken,
+        watch: Option<&DirWatch>,
+    ) -> PollReport {
         let span = tracing::info_span!("poll", rule = %rule.name, server = %rule.server.name);
         async {
             let started_ms = now_ms();
             let t0 = Instant::now();
             let mut report = PollReport::default();
-            if let Err(e) = self.poll_steps(rule, stop, &mut report).await {
+            if let Err(e) = self.poll_steps(rule, stop, watch, &mut report).await {
                 tracing::error!(error = %e, remote = %rule.remote_dir, "poll failed");
                 report.error = Some(e.to_string());
             }
@@ -148,6 +166,7 @@ impl Engine {
         &self,
         rule: &Arc<Rule>,
         stop: &CancellationToken,
+        watch: Option<&DirWatch>,
         report: &mut PollReport,
     ) -> Result<(), FileError> {
         let pool = self.pool_for(&rule.server);
@@ -164,7 +183,7 @@ impl Engine {
         let now = now_ms();
         let outcome = self
             .state
-            .record_listing_with(&rule.name, &files, &listing.refused, now)
+            .record_listing_in(&rule.name, direction(rule), &files, &listing.refused, now)
             .await?;
         if outcome.ignored_empty {
             tracing::warn!(remote = %rule.remote_dir, "the listing came back empty while files were pending; treating it as unknown");
@@ -176,16 +195,29 @@ impl Engine {
         for x in &outcome.refused {
             tracing::error!(state = "failed", path = %x.file.path, error = %x.error, "cannot take this file");
         }
-        for v in &outcome.superseded {
+        for v in outcome.superseded.iter().filter(|_| rule.send.is_none()) {
             target::discard_partial(rule, &self.spool_dir, v);
         }
         for path in &outcome.vanished {
             tracing::error!(state = "failed", path = %path, "disappeared from the server before it was delivered");
         }
+        // With events, stability is judged file by file below.
+        let stable_for = if watch.is_some() {
+            0
+        } else {
+            ms(rule.stable_for)
+        };
         let due = self
             .state
-            .due(&rule.name, now, ms(rule.stable_for), ms(rule.min_age))
+            .due(&rule.name, now, stable_for, ms(rule.min_age))
             .await?;
+        let due = match watch {
+            Some(w) => {
+                w.retain(&files.iter().map(|f| f.path.clone()).collect());
+                by_events(w, rule, due, now, &mut report.next_ready)
+            }
+            None => due,
+        };
         let first = self
             .swept
             .lock()
@@ -270,10 +302,8 @@ impl Engine {
                 continue;
             };
             let to = crate::remote::join(&rule.remote_dir, &row.path);
-            let r = session.create_dirs(crate::remote::parent(&to)).await;
-            session.check(r)?;
-            let r = session.rename(from, &to, false).await;
-            match session.check(r) {
+            session.create_dirs(crate::remote::parent(&to)).await?;
+            match session.rename(from, &to, false).await {
                 Ok(()) => {
                     tracing::info!(path = %row.path, from = %from, "moved back from failed_move_to for a retry");
                     self.state.restored(row.id, now_ms()).await?;
@@ -379,6 +409,41 @@ fn marker_path(pattern: &str, rel: &str) -> String {
     match rel.rsplit_once('/') {
         Some((dir, name)) => format!("{dir}/{}", filter::marker_for(pattern, name)),
         None => filter::marker_for(pattern, rel),
+    }
+}
+
+/// Keeps the pending rows whose events say they are complete, or, where
+/// there were no events, that the rescans saw unchanged for `stable_for`.
+fn by_events(
+    w: &DirWatch,
+    rule: &Rule,
+    due: Vec<FileRow>,
+    now: i64,
+    next: &mut Option<std::time::Duration>,
+) -> Vec<FileRow> {
+    due.into_iter()
+        .filter(|r| {
+            if !r.state.is_pending() {
+                return true;
+            }
+            match w.ready(&r.path, rule.stable_for) {
+                Ready::Now => true,
+                Ready::Later(after) => {
+                    if let Some(d) = after {
+                        *next = Some(next.map_or(d, |n| n.min(d)));
+                    }
+                    false
+                }
+                Ready::Unknown => r.stable_since_ms <= now - ms(rule.stable_for),
+            }
+        })
+        .collect()
+}
+
+fn direction(rule: &Rule) -> Direction {
+    match rule.send {
+        Some(_) => Direction::Send,
+        None => Direction::Listen,
     }
 }
 

@@ -19,8 +19,7 @@ pub async fn after_delivery(
         return Ok(());
     }
     let path = remote::join(&rule.remote_dir, &row.path);
-    let stat = session.stat(&path).await;
-    match session.check(stat) {
+    match session.stat(&path).await {
         Err(e) if e.kind == ErrorKind::NotFound => {
             tracing::info!(remote = %path, "already gone from the server; nothing to move or delete");
         }
@@ -31,8 +30,7 @@ pub async fn after_delivery(
         }
         Ok(_) => match &rule.after {
             PostAction::Delete => {
-                let r = session.remove(&path).await;
-                ignore_not_found(session.check(r))?;
+                ignore_not_found(session.remove(&path).await)?;
                 tracing::info!(remote = %path, "deleted on the server");
             }
             PostAction::MoveTo(dir) => {
@@ -67,13 +65,11 @@ async fn move_into(
     rel: &str,
 ) -> Result<String, FileError> {
     let target = remote::join(dir, rel);
-    let r = session.create_dirs(remote::parent(&target)).await;
-    session.check(r)?;
+    session.create_dirs(remote::parent(&target)).await?;
     let stamp = utc_stamp(SystemTime::now());
     let mut candidate = target.clone();
     for n in 0..100 {
-        let r = session.rename(from, &candidate, false).await;
-        match session.check(r) {
+        match session.rename(from, &candidate, false).await {
             Ok(()) => return Ok(candidate),
             Err(e) if e.kind == ErrorKind::AlreadyExists => {
                 let tag = if n == 0 {
@@ -102,8 +98,7 @@ async fn remove_marker(
     };
     let name = path.rsplit('/').next().unwrap_or(path);
     let marker = remote::join(remote::parent(path), &filter::marker_for(pattern, name));
-    let r = session.remove(&marker).await;
-    ignore_not_found(session.check(r))
+    ignore_not_found(session.remove(&marker).await)
 }
 
 fn ignore_not_found(r: remote::Result<()>) -> Result<(), FileError> {

@@ -36,7 +36,9 @@ impl Engine {
                 return Outcome::Retrying;
             }
         };
-        if row.state.is_pending() {
+        if row.state.is_pending() && rule.send.is_some() {
+            tracing::info!(state = "uploading", attempt, size = row.size, "uploading");
+        } else if row.state.is_pending() {
             tracing::info!(
                 state = "downloading",
                 attempt,
@@ -45,7 +47,12 @@ impl Engine {
             );
         }
         let mut stage = row.state;
-        let work = self.advance(rule, pool, &row, attempt, &mut stage);
+        let work = async {
+            match &rule.send {
+                Some(to) => self.advance_send(rule, to, pool, &row, &mut stage).await,
+                None => self.advance(rule, pool, &row, attempt, &mut stage).await,
+            }
+        };
         let result = tokio::select! {
             r = work => r,
             _ = self.abort.cancelled() => {
@@ -266,8 +273,12 @@ impl Engine {
         if let Some(hold) = e.hold {
             return self.hold(rule, row, hold, &e.message).await;
         }
-        let temp_len = target::resolve(rule, &self.spool_dir, row)
-            .map_or(0, |t| fetch::partial_len(&t.temp_path));
+        // Send rows resume from the server's temporary file, not a local one.
+        let temp_len = match rule.send {
+            Some(_) => 0,
+            None => target::resolve(rule, &self.spool_dir, row)
+                .map_or(0, |t| fetch::partial_len(&t.temp_path)),
+        };
         // Failures count, not attempts: stops, restarts and holds started
         // attempts that were nobody's failure.
         let failure = (row.failures + 1) as u32;

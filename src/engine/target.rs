@@ -20,7 +20,7 @@ pub struct Target {
     pub spool_dir: Option<PathBuf>,
 }
 
-const TEMP_SUFFIX: &str = ".ferry-part";
+pub(super) const TEMP_SUFFIX: &str = ".ferry-part";
 /// The usual limit on one file name, in bytes.
 const NAME_MAX: usize = 255;
 
@@ -79,13 +79,18 @@ fn temp_path(final_path: &Path, id: i64, size: i64, mtime: i64) -> PathBuf {
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
+    final_path.with_file_name(temp_file_name(&name, id, size, mtime))
+}
+
+/// The temporary name for `name` (see [`temp_path`]); uploads use it too.
+pub(super) fn temp_file_name(name: &str, id: i64, size: i64, mtime: i64) -> String {
     let tag = format!(".{id}-{mtime}-{size}{TEMP_SUFFIX}");
     // Two bytes more for the side name of an overwrite (`deliver.rs`).
     let mut cut = name.len().min(NAME_MAX - 3 - tag.len());
     while !name.is_char_boundary(cut) {
         cut -= 1;
     }
-    final_path.with_file_name(format!(".{}{tag}", &name[..cut]))
+    format!(".{}{tag}", &name[..cut])
 }
 
 /// Whether a file name is one of ferry's temporary files (partial

@@ -47,8 +47,7 @@ pub async fn list(session: &mut PooledSession, rule: &Rule) -> Result<Listing> {
         } else {
             remote::join(&rule.remote_dir, &rel_dir)
         };
-        let entries = session.list(&abs_dir).await;
-        let entries = match session.check(entries) {
+        let entries = match session.list(&abs_dir).await {
             Ok(entries) => entries,
             // The rule's own directory failing is the poll failing.
             Err(e) if rel_dir.is_empty() || e.breaks_session() => return Err(e),
@@ -121,7 +120,7 @@ pub async fn keep_skipped(
     state: &State,
     rule: &Rule,
     skipped: &[(String, String)],
-) -> sqlx::Result<Vec<Listed>> {
+) -> crate::state::Result<Vec<Listed>> {
     let mut out = Vec::new();
     for (dir, _) in skipped {
         let filter = FileFilter {

@@ -7,10 +7,11 @@
 //! commit, so the crash-safety order of ARCHITECTURE.md is unchanged: only
 //! unrelated files share a transaction.
 
-use super::Result;
+use super::{Error, Result};
 use serde_json::{Value, json};
 use sqlx::SqlitePool;
 use std::collections::HashMap;
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 /// Steps applied in one transaction at most; more wait for the next one.
@@ -73,8 +74,8 @@ impl Batcher {
     }
 }
 
-fn closed() -> sqlx::Error {
-    sqlx::Error::Io(std::io::Error::other("the state writer has stopped"))
+fn closed() -> Error {
+    Error::WriterStopped
 }
 
 async fn write_loop(pool: SqlitePool, mut rx: mpsc::UnboundedReceiver<Request>) {
@@ -84,19 +85,20 @@ async fn write_loop(pool: SqlitePool, mut rx: mpsc::UnboundedReceiver<Request>) 
             Ok(attempts) => {
                 for r in batch.drain(..) {
                     let answer = match r.step {
-                        Step::Claim => attempts.get(&r.id).copied().ok_or(sqlx::Error::RowNotFound),
+                        Step::Claim => attempts
+                            .get(&r.id)
+                            .copied()
+                            .ok_or(sqlx::Error::RowNotFound.into()),
                         _ => Ok(0),
                     };
                     let _ = r.reply.send(answer);
                 }
             }
             Err(e) => {
-                // sqlx errors cannot be cloned: every caller gets the text.
-                let text = e.to_string();
+                // sqlx errors cannot be cloned: every caller shares the one.
+                let shared = Arc::new(e);
                 for r in batch.drain(..) {
-                    let _ = r
-                        .reply
-                        .send(Err(sqlx::Error::Io(std::io::Error::other(text.clone()))));
+                    let _ = r.reply.send(Err(Error::Commit(shared.clone())));
                 }
             }
         }
@@ -105,7 +107,7 @@ async fn write_loop(pool: SqlitePool, mut rx: mpsc::UnboundedReceiver<Request>) 
 
 /// Applies a batch in one transaction; returns the attempt number of each
 /// claimed row.
-async fn apply(pool: &SqlitePool, batch: &[Request]) -> Result<HashMap<i64, i64>> {
+async fn apply(pool: &SqlitePool, batch: &[Request]) -> sqlx::Result<HashMap<i64, i64>> {
     let (mut claims, mut downloaded, mut delivered, mut done) = (vec![], vec![], vec![], vec![]);
     for r in batch {
         match &r.step {
@@ -176,7 +178,7 @@ async fn apply(pool: &SqlitePool, batch: &[Request]) -> Result<HashMap<i64, i64>
 
 #[cfg(test)]
 mod tests {
-    use crate::state::{FileFilter, FileState, Listed, State};
+    use crate::state::{Error, FileFilter, FileState, Listed, State};
 
     /// Many files' steps arrive at once and share transactions; each row
     /// must still end up with exactly its own values.
@@ -214,7 +216,7 @@ mod tests {
             if !keep {
                 s.mark_done(r.id, 6000).await?;
             }
-            Ok::<_, sqlx::Error>(())
+            Ok::<_, Error>(())
         });
         futures::future::try_join_all(steps).await.unwrap();
 
@@ -237,7 +239,7 @@ mod tests {
         let s = State::open(&dir.path().join("s.db")).await.unwrap();
         assert!(matches!(
             s.claim(42, 1).await,
-            Err(sqlx::Error::RowNotFound)
+            Err(Error::Db(sqlx::Error::RowNotFound))
         ));
     }
 }

@@ -220,7 +220,7 @@ impl State {
         stable_for_ms: i64,
         min_age_ms: i64,
     ) -> Result<Vec<FileRow>> {
-        sqlx::query_as(
+        let rows = sqlx::query_as(
             "SELECT * FROM files WHERE rule = ?1
                AND (next_attempt_ms IS NULL OR next_attempt_ms <= ?2)
                AND ( state IN ('downloading', 'downloaded', 'delivered')
@@ -232,7 +232,8 @@ impl State {
         .bind(stable_for_ms)
         .bind(min_age_ms)
         .fetch_all(&self.pool)
-        .await
+        .await?;
+        Ok(rows)
     }
 
     /// Marks `seen` rows as having passed the stability gate.
@@ -251,7 +252,7 @@ impl State {
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await
+        Ok(tx.commit().await?)
     }
 }
 

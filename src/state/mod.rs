@@ -3,11 +3,13 @@
 //! behind functions named for what they do.
 
 mod batch;
+mod error;
 mod listing;
 mod query;
 mod row;
 mod transitions;
 
+pub use error::{Error, Result};
 pub use listing::{Listed, ListingOutcome, Refused, Superseded};
 pub use query::{Condition, FileFilter, RecentError, RuleHealth};
 pub use row::{Direction, FileRow, FileState, size_from_db, size_to_db};
@@ -17,8 +19,6 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-pub type Result<T> = std::result::Result<T, sqlx::Error>;
 
 /// The open database. Cloning shares the connection.
 #[derive(Clone)]
@@ -31,7 +31,10 @@ impl State {
     /// Opens (creating if needed) the database and applies the embedded migrations.
     pub async fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
+            std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
+                dir: dir.to_path_buf(),
+                source,
+            })?;
         }
         let options = SqliteConnectOptions::new()
             .filename(path)

@@ -137,7 +137,7 @@ impl RuleHealth {
 
 impl State {
     pub async fn files(&self, f: &FileFilter) -> Result<Vec<FileRow>> {
-        sqlx::query_as(FILES_SQL)
+        let rows = sqlx::query_as(FILES_SQL)
             .bind(f.rule.as_deref())
             .bind(f.state.map(FileState::as_str))
             .bind(f.path.as_deref())
@@ -146,7 +146,8 @@ impl State {
             .bind(f.direction.map(Direction::as_str))
             .bind(f.limit.unwrap_or(-1))
             .fetch_all(&self.pool)
-            .await
+            .await?;
+        Ok(rows)
     }
 
     /// Health of every rule the database knows, with counts by state.

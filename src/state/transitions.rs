@@ -208,12 +208,13 @@ impl State {
     /// Requeued rows of `rule` whose file is still where `failed_move_to`
     /// put it: the next poll moves them back before it lists.
     pub async fn to_restore(&self, rule: &str) -> Result<Vec<FileRow>> {
-        sqlx::query_as(
+        let rows = sqlx::query_as(
             "SELECT * FROM files WHERE rule = ? AND failed_moved_to IS NOT NULL AND state != 'failed' ORDER BY id",
         )
         .bind(rule)
         .fetch_all(&self.pool)
-        .await
+        .await?;
+        Ok(rows)
     }
 
     /// The file is back at its own path (or gone from the failed directory).

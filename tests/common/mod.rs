@@ -3,8 +3,11 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+
+#[allow(unused_imports)]
+pub use process::{Proc, free_port, gone, kill_pids, require, wait_gone};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ferry");
 
@@ -104,16 +107,12 @@ impl Fixture {
 
     pub fn spawn_run(&self) -> Daemon {
         let log = self.path(&format!("run-{}.log", fastrand_name()));
-        let child = Command::new(BIN)
-            .args(["run", "-c"])
+        let mut cmd = Command::new(BIN);
+        cmd.args(["run", "-c"])
             .arg(&self.config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+            .env("RUST_LOG", "info");
         Daemon {
-            child: Some(child),
+            proc: Proc::spawn(cmd, &log),
             log,
         }
     }
@@ -131,54 +130,36 @@ fn fastrand_name() -> String {
 
 /// A running `ferry run`, killed on drop so a failing test leaves nothing behind.
 pub struct Daemon {
-    child: Option<Child>,
+    proc: Proc,
     pub log: PathBuf,
 }
 
 impl Daemon {
     pub fn pid(&self) -> i32 {
-        self.child.as_ref().unwrap().id() as i32
+        self.proc.pid()
     }
 
     pub fn signal(&self, sig: i32) {
-        // SAFETY: plain kill(2) on our own child's pid.
-        assert_eq!(unsafe { libc::kill(self.pid(), sig) }, 0);
+        self.proc.signal(sig);
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.proc.stderr()
     }
 
     /// Waits for the process to exit and returns its exit code.
     pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
-        let deadline = Instant::now() + timeout;
-        let child = self.child.as_mut().unwrap();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                self.child = None;
-                return status.code();
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "ferry did not exit within {timeout:?}; log:\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        match self.proc.wait(timeout) {
+            Some(status) => status.code(),
+            None => panic!(
+                "ferry did not exit within {timeout:?}; log:\n{}",
+                self.log()
+            ),
         }
     }
 
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill9();
+        self.proc.kill();
     }
 }
 
@@ -189,6 +170,19 @@ pub fn wait_for(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The name ferry downloads a file's version under, beside its final name
+/// `name`: `.NAME.ID-MTIME-SIZE.ferry-part` (row id and version).
+pub fn part_name(name: &str, id: i64, mtime: i64, size: u64) -> String {
+    format!(".{name}.{id}-{mtime}-{size}.ferry-part")
+}
+
+/// [`part_name`] for a row of `ferry files --json`, in `dir`.
+pub fn part_of(dir: &Path, row: &serde_json::Value) -> PathBuf {
+    let int = |k: &str| row[k].as_i64().unwrap_or_else(|| panic!("no {k} in {row}"));
+    let name = row["path"].as_str().unwrap();
+    dir.join(part_name(name, int("id"), int("mtime"), int("size") as u64))
 }
 
 /// Names of regular files directly in `dir`, sorted.
@@ -213,6 +207,9 @@ pub fn script(f: &Fixture, name: &str, body: &str) -> PathBuf {
 }
 
 pub mod cut;
+pub mod ftp_servers;
+pub mod ftp_session;
+pub mod process;
 pub mod proxies;
 pub mod sftp_servers;
 pub mod sshd;

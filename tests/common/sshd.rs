@@ -1,32 +1,15 @@
 //! A real OpenSSH sshd on a 127.0.0.1 port, with its own config, host key
 //! and authorized keys in a temp directory, and a test user. Stopped on drop.
 
+use super::process::{Proc, free_port, require};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 pub const USER: &str = "ferrytest";
 pub const PASSWORD: &str = "Ferry-test-pw-4821";
 const SSHD: &str = "/usr/sbin/sshd";
-
-/// Fails the test with how to install what is missing.
-pub fn require(path: &str, package: &str) {
-    assert!(
-        Path::new(path).exists(),
-        "{path} is missing: install it with `apt-get install {package}` (./test.sh does this)"
-    );
-}
-
-/// A free loopback port (bound, then released).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Creates the test user with its password, once per test process. Other
 /// test processes may do the same at once (nextest), so each step tolerates
@@ -128,7 +111,7 @@ pub struct Sshd {
     /// The host key's public line (`ssh-ed25519 AAAA... comment`).
     pub host_key_line: String,
     pub host_key_fingerprint: String,
-    child: Child,
+    proc: Proc,
 }
 
 impl Sshd {
@@ -164,52 +147,35 @@ impl Sshd {
         );
         let conf = dir.path().join("sshd_config");
         std::fs::write(&conf, config).unwrap();
-        let log = std::fs::File::create(dir.path().join("sshd.log")).unwrap();
-        let child = Command::new(SSHD)
-            .arg("-D")
-            .arg("-e")
-            .arg("-f")
-            .arg(&conf)
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let mut cmd = Command::new(SSHD);
+        cmd.arg("-D").arg("-e").arg("-f").arg(&conf);
+        let proc = Proc::spawn(cmd, &dir.path().join("sshd.log"));
         let host_key_line = std::fs::read_to_string(host_key.with_extension("pub"))
             .unwrap()
             .trim()
             .to_string();
         let host_key_fingerprint = fingerprint(&host_key.with_extension("pub"));
-        let s = Sshd {
+        let mut s = Sshd {
             dir,
             port,
             host_key_line,
             host_key_fingerprint,
-            child,
+            proc,
         };
-        s.wait_ready();
+        let log = s.proc.log.clone();
+        s.proc.wait_port(
+            port,
+            |mut c| {
+                let mut banner = [0u8; 7];
+                c.read_exact(&mut banner).is_ok() && &banner == b"SSH-2.0"
+            },
+            || std::fs::read_to_string(&log).unwrap_or_default(),
+        );
         s
     }
 
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(mut c) = TcpStream::connect(("127.0.0.1", self.port)) {
-                let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
-                let mut banner = [0u8; 7];
-                if c.read_exact(&mut banner).is_ok() && &banner == b"SSH-2.0" {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "sshd did not start; its log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+        self.proc.stderr()
     }
 
     /// A known_hosts file with this server's key for `[127.0.0.1]:port`.
@@ -237,13 +203,6 @@ impl Sshd {
             assert!(text.starts_with("|1|"), "not hashed: {text}");
         }
         path
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

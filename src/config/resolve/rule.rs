@@ -124,6 +124,7 @@ impl Resolver<'_> {
             after: after?,
             failed_move_to,
             retry: retry?,
+            send: None,
         })
     }
 
@@ -240,7 +241,11 @@ impl Resolver<'_> {
         ok.then_some(names)
     }
 
-    fn retry(&mut self, field: &str, raw: Option<&Spanned<RawRetry>>) -> Option<RetryPolicy> {
+    pub(super) fn retry(
+        &mut self,
+        field: &str,
+        raw: Option<&Spanned<RawRetry>>,
+    ) -> Option<RetryPolicy> {
         let default = RetryPolicy {
             attempts: 10,
             first: Duration::from_secs(5),
@@ -265,7 +270,7 @@ impl Resolver<'_> {
         })
     }
 
-    fn filter(
+    pub(super) fn filter(
         &mut self,
         field: &str,
         include: &[Spanned<String>],

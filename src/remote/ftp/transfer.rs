@@ -165,8 +165,6 @@ where
     }
     let mut filled = 0;
     let mut total = 0u64;
-    let stalled =
-        || std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no data for {io:?}"));
     type Side = fn(std::io::Error) -> Broken;
     let (read_side, write_side): (Side, Side) = if download {
         (Broken::Remote, Broken::Local)
@@ -174,27 +172,53 @@ where
         (Broken::Local, Broken::Remote)
     };
     loop {
-        let n = match tokio::time::timeout(io, from.read(&mut buf[filled..])).await {
-            Ok(Ok(n)) => n,
+        let read = match tokio::time::timeout(io, from.read(&mut buf[filled..])).await {
+            Ok(Ok(n)) => Ok(n),
             // A TLS server that closes without close_notify: the end of the
             // data all the same. The 226 reply on the protected control
             // connection and the caller's size check vouch for completeness.
-            Ok(Err(e)) if download && e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
-            Ok(Err(e)) => return Err(read_side(e)),
-            Err(_) => return Err(read_side(stalled())),
+            Ok(Err(e)) if download && e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(stalled(io)),
+        };
+        let n = match read {
+            Ok(n) => n,
+            Err(e) => {
+                // A download keeps what arrived before the data connection
+                // broke, in order: the caller resumes after it.
+                if download && filled > 0 {
+                    write_out(to, &buf[..filled], io)
+                        .await
+                        .map_err(write_side)?;
+                }
+                return Err(read_side(e));
+            }
         };
         filled += n;
         if filled > 0 && (n == 0 || filled >= CHUNK / 2) {
-            match tokio::time::timeout(io, to.write_all(&buf[..filled])).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(write_side(e)),
-                Err(_) => return Err(write_side(stalled())),
-            }
+            write_out(to, &buf[..filled], io)
+                .await
+                .map_err(write_side)?;
             total += filled as u64;
             filled = 0;
         }
         if n == 0 {
             return Ok(total);
         }
+    }
+}
+
+fn stalled(io: Duration) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no data for {io:?}"))
+}
+
+/// Writes all of `data`, failing when a write makes no progress for `io`.
+async fn write_out<W>(to: &mut W, data: &[u8], io: Duration) -> std::io::Result<()>
+where
+    W: AsyncWrite + Unpin + Send + ?Sized,
+{
+    match tokio::time::timeout(io, to.write_all(data)).await {
+        Ok(r) => r,
+        Err(_) => Err(stalled(io)),
     }
 }

@@ -2,33 +2,15 @@
 //! 127.0.0.1 with their configuration, root directory and test
 //! certificates in a temp directory, and killed on drop. A missing server
 //! program fails the test with how to install it; nothing is skipped.
-#![allow(dead_code)]
 
+use super::process::{Proc, free_port, require};
 use std::io::Read;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 pub const VSFTPD: &str = "/usr/sbin/vsftpd";
 /// Debian's Python, which has pyftpdlib (a pyenv `python3` earlier on PATH may not).
 pub const PYTHON: &str = "/usr/bin/python3";
-
-fn require(program: &str, package: &str) {
-    assert!(
-        Path::new(program).exists(),
-        "{program} is missing: run ./test.sh, or apt-get install {package}"
-    );
-}
-
-/// A port that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A test CA, a server certificate it signed for 127.0.0.1, and an
 /// unrelated CA that must not be trusted for it.
@@ -126,7 +108,7 @@ pub fn make_certs(dir: &Path) -> Certs {
 
 /// A running server; killed (with its session processes) on drop.
 pub struct FtpServer {
-    child: Child,
+    proc: Proc,
     pub port: u16,
     /// Where the server's files are on this machine.
     pub root: PathBuf,
@@ -149,7 +131,7 @@ impl FtpServer {
     /// Kills the processes serving connections (vsftpd forks one per
     /// session), cutting every transfer while the listener keeps running.
     pub fn cut_sessions(&self) {
-        for pid in descendants(self.child.id()) {
+        for pid in descendants(self.proc.pid() as u32) {
             // SAFETY: kill(2) on a process this test started (a child of its server).
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
@@ -157,47 +139,33 @@ impl FtpServer {
 
     /// Freezes the session processes (SIGSTOP): connections stay open, nothing moves.
     pub fn freeze_sessions(&self) {
-        for pid in descendants(self.child.id()) {
+        for pid in descendants(self.proc.pid() as u32) {
             // SAFETY: kill(2) on a process this test started (a child of its server).
             unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
         }
     }
 
     fn wait_ready(mut self, tls_first: bool) -> Self {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "FTP server exited with {status} before it was ready:\n{}",
-                    self.log()
-                );
-            }
-            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
-                if tls_first {
-                    return self;
-                }
-                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let (log, stderr) = (self.log.clone(), self.proc.log.clone());
+        self.proc.wait_port(
+            self.port,
+            |mut s| {
                 let mut banner = [0u8; 3];
-                if s.read_exact(&mut banner).is_ok() && &banner == b"220" {
-                    return self;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "FTP server not ready on port {}:\n{}",
-                self.port,
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+                tls_first || (s.read_exact(&mut banner).is_ok() && &banner == b"220")
+            },
+            || {
+                let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+                format!("{}{}", read(&log), read(&stderr))
+            },
+        );
+        self
     }
 }
 
 impl Drop for FtpServer {
     fn drop(&mut self) {
+        // The listener itself goes when `proc` drops.
         self.cut_sessions();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -279,22 +247,16 @@ pub fn vsftpd(dir: &Path, opts: &Vsftpd) -> FtpServer {
     conf.push_str(&opts.extra);
     let conf_path = dir.join("vsftpd.conf");
     std::fs::write(&conf_path, conf).unwrap();
-    let child = Command::new(VSFTPD)
-        .arg(&conf_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("vsftpd.stderr")).unwrap())
-        .spawn()
-        .unwrap();
-    let remote_root = root.display().to_string();
-    FtpServer {
-        child,
+    let mut cmd = Command::new(VSFTPD);
+    cmd.arg(&conf_path);
+    let server = FtpServer {
+        proc: Proc::spawn(cmd, &dir.join("vsftpd.stderr")),
         port,
+        remote_root: root.display().to_string(),
         root,
-        remote_root,
         log,
-    }
-    .wait_ready(false)
+    };
+    server.wait_ready(false)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -415,28 +377,22 @@ fn pyftpdlib_with(dir: &Path, tls: PyTls, certs: Option<&Certs>, variant: &str) 
         PyTls::Explicit => "explicit",
         PyTls::Implicit => "implicit",
     };
-    let child = Command::new(PYTHON)
-        .arg(&script)
+    let mut cmd = Command::new(PYTHON);
+    cmd.arg(&script)
         .arg(&root)
         .arg(port.to_string())
         .args([mode, &cert, &key])
         .arg((20000 + fastrand_u16(40000)).to_string())
         .arg(&log)
-        .args([PY_USER, PY_PASSWORD, variant])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("pyftpd.stderr")).unwrap())
-        .spawn()
-        .unwrap();
-    let remote_root = String::new();
-    FtpServer {
-        child,
+        .args([PY_USER, PY_PASSWORD, variant]);
+    let server = FtpServer {
+        proc: Proc::spawn(cmd, &dir.join("pyftpd.stderr")),
         port,
+        remote_root: String::new(),
         root,
-        remote_root,
         log,
-    }
-    .wait_ready(tls == PyTls::Implicit)
+    };
+    server.wait_ready(tls == PyTls::Implicit)
 }
 
 /// Where ./test.sh unpacks ProFTPD and the libraries it needs (the
@@ -521,24 +477,18 @@ pub fn proftpd_tls(dir: &Path, certs: &Certs) -> FtpServer {
     );
     let conf_path = dir.join("proftpd.conf");
     std::fs::write(&conf_path, conf).unwrap();
-    let child = Command::new(&program)
-        .args(["-n", "-q", "-c"])
+    let mut cmd = Command::new(&program);
+    cmd.args(["-n", "-q", "-c"])
         .arg(&conf_path)
-        .env("LD_LIBRARY_PATH", base.join("usr/lib/x86_64-linux-gnu"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("proftpd.stderr")).unwrap())
-        .spawn()
-        .unwrap();
-    let remote_root = root.display().to_string();
-    FtpServer {
-        child,
+        .env("LD_LIBRARY_PATH", base.join("usr/lib/x86_64-linux-gnu"));
+    let server = FtpServer {
+        proc: Proc::spawn(cmd, &dir.join("proftpd.stderr")),
         port,
+        remote_root: root.display().to_string(),
         root,
-        remote_root,
         log,
-    }
-    .wait_ready(false)
+    };
+    server.wait_ready(false)
 }
 
 fn fastrand_u16(below: u16) -> u16 {

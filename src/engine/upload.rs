@@ -1,0 +1,244 @@
+//! The server side of a send: the temporary name an upload is written
+//! under, the resumable upload itself (from a local file that must still
+//! be the version its row records), the size check, and the final name
+//! chosen by `if_exists`.
+
+use super::error::FileError;
+use super::post::{utc_stamp, with_suffix};
+use super::target::temp_file_name;
+use crate::config::{SendIfExists, SendTo, UploadTemp};
+use crate::remote::{self, ErrorKind, PooledSession, WriteMode};
+use crate::state::FileRow;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::time::SystemTime;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+/// Where a row's bytes go until the rename. The row id and version are in
+/// the name, so a resume only ever continues the same version's upload.
+pub fn temp_path(to: &SendTo, row: &FileRow, final_path: &str) -> String {
+    let name = final_path.rsplit('/').next().unwrap_or(final_path);
+    let hidden = temp_file_name(name, row.id, row.size, row.mtime);
+    match &to.temp {
+        UploadTemp::Hidden => remote::join(remote::parent(final_path), &hidden),
+        UploadTemp::Extension(ext) => {
+            // `.NAME.TAG.ferry-part` -> `NAME.TAG` + ext: same cut, same tag.
+            let tagged = hidden
+                .strip_prefix('.')
+                .and_then(|n| n.strip_suffix(super::target::TEMP_SUFFIX))
+                .unwrap_or(&hidden);
+            remote::join(remote::parent(final_path), &format!("{tagged}{ext}"))
+        }
+        UploadTemp::Staging(dir) => remote::join(dir, &hidden),
+    }
+}
+
+/// The local file of a send row, opened without following symlinks and
+/// checked to be the version the row records (size and mtime): a file
+/// changed since the listing is the next listing's business.
+pub async fn open_source(path: &str, row: &FileRow) -> Result<tokio::fs::File, FileError> {
+    let ctx = format!("open {path}");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| FileError::local(&ctx, &e))?;
+    let meta = file.metadata().map_err(|e| FileError::local(&ctx, &e))?;
+    if !meta.is_file() {
+        return Err(FileError::permanent(
+            ErrorKind::Other,
+            format!("{path} is not a regular file"),
+        ));
+    }
+    if meta.len() as i64 != row.size || meta.mtime() != row.mtime {
+        return Err(FileError::temporary(
+            ErrorKind::Other,
+            format!(
+                "{path} changed since it was listed (now {} bytes, mtime {}); the next scan records the new version",
+                meta.len(),
+                meta.mtime()
+            ),
+        ));
+    }
+    Ok(tokio::fs::File::from_std(file))
+}
+
+/// Checks, after the bytes went out, that the local file is still the
+/// version that was read: a writer that reopened it meanwhile would
+/// otherwise have a mix of two versions sent.
+pub fn still_same(path: &str, row: &FileRow) -> Result<(), FileError> {
+    let meta = std::fs::symlink_metadata(path)
+        .map_err(|e| FileError::local(format!("stat {path}"), &e))?;
+    if meta.len() as i64 != row.size || meta.mtime() != row.mtime {
+        return Err(FileError::temporary(
+            ErrorKind::Other,
+            format!("{path} changed while it was being sent; it is sent again once stable"),
+        ));
+    }
+    Ok(())
+}
+
+/// The size of a remote file, `None` when it does not exist.
+pub async fn remote_size(
+    session: &mut PooledSession,
+    path: &str,
+) -> Result<Option<Option<u64>>, FileError> {
+    match session.stat(path).await {
+        Ok(e) => Ok(Some(e.size)),
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes the local file from byte `from` to `dest` at byte `at` (or
+/// replacing `dest` when `at` is 0). With `create_dirs`, a missing
+/// directory is made and the write tried once more.
+#[allow(clippy::too_many_arguments)]
+pub async fn write(
+    session: &mut PooledSession,
+    to: &SendTo,
+    local: &str,
+    row: &FileRow,
+    dest: &str,
+    from: u64,
+    at: u64,
+    dirs: &[&str],
+) -> Result<u64, FileError> {
+    for round in 0..2 {
+        let mut file = open_source(local, row).await?;
+        file.seek(std::io::SeekFrom::Start(from))
+            .await
+            .map_err(|e| FileError::local(format!("seek {local}"), &e))?;
+        let want = (row.size as u64).saturating_sub(from);
+        let mut source = file.take(want);
+        let mode = if at == 0 {
+            WriteMode::Replace
+        } else {
+            WriteMode::At(at)
+        };
+        match session.write_from(dest, mode, &mut source).await {
+            // FTP servers answer a missing directory with 550 or 553 alike:
+            // with create_dirs, any refusal of the first write makes them.
+            Err(e)
+                if to.create_dirs
+                    && round == 0
+                    && (e.kind == ErrorKind::NotFound || !e.temporary) =>
+            {
+                for d in dirs {
+                    session.create_dirs(d).await?;
+                }
+            }
+            Err(e) => return Err(e.into()),
+            Ok(n) => return Ok(n),
+        }
+    }
+    unreachable!("the second round returns")
+}
+
+/// Uploads the row's file to `temp`, continuing a partial upload of the
+/// same version, then checks the size on the server. Returns bytes sent.
+pub async fn to_temp(
+    session: &mut PooledSession,
+    to: &SendTo,
+    local: &str,
+    row: &FileRow,
+    temp: &str,
+    final_path: &str,
+) -> Result<u64, FileError> {
+    let size = row.size as u64;
+    let offset = match remote_size(session, temp).await? {
+        Some(Some(have)) if have <= size => have,
+        _ => 0,
+    };
+    if offset > 0 {
+        tracing::info!(remote = %temp, offset, "resuming the upload");
+    }
+    let dirs = [remote::parent(temp), remote::parent(final_path)];
+    let sent = if offset == size && size > 0 {
+        0
+    } else {
+        write(session, to, local, row, temp, offset, offset, &dirs).await?
+    };
+    still_same(local, row)?;
+    if to.verify_size {
+        verify(session, temp, size).await?;
+    }
+    Ok(sent)
+}
+
+/// The size check before the rename. A mismatch removes the temporary
+/// file (a resume from a wrong length would only repeat the mistake) and
+/// is a temporary error.
+pub async fn verify(session: &mut PooledSession, path: &str, size: u64) -> Result<(), FileError> {
+    match remote_size(session, path).await? {
+        Some(Some(n)) if n == size => Ok(()),
+        Some(None) => Ok(()),
+        found => {
+            let _ = session.remove(path).await;
+            Err(FileError::temporary(
+                ErrorKind::Other,
+                format!(
+                    "{path} has {} on the server after the upload, expected {size} bytes; sending again",
+                    found
+                        .flatten()
+                        .map_or("no size".into(), |n| format!("{n} bytes"))
+                ),
+            ))
+        }
+    }
+}
+
+/// What the name check decided.
+pub enum Named {
+    /// Rename to this path.
+    To(String),
+    /// `skip`: the name is taken; nothing is sent.
+    Skip(String),
+}
+
+/// The final remote name by `if_exists`. `overwrite` keeps the name;
+/// `unique` finds a free `NAME.STAMP.ext`; `error` fails the file for good;
+/// `skip` reports the taken name.
+pub async fn choose(
+    session: &mut PooledSession,
+    policy: SendIfExists,
+    final_path: &str,
+) -> Result<Named, FileError> {
+    if matches!(policy, SendIfExists::Overwrite | SendIfExists::Append) {
+        return Ok(Named::To(final_path.to_string()));
+    }
+    if remote_size(session, final_path).await?.is_none() {
+        return Ok(Named::To(final_path.to_string()));
+    }
+    match policy {
+        SendIfExists::Error => Err(taken(final_path)),
+        SendIfExists::Skip => Ok(Named::Skip(final_path.to_string())),
+        _ => {
+            let stamp = utc_stamp(SystemTime::now());
+            for n in 0..100 {
+                let tag = if n == 0 {
+                    stamp.clone()
+                } else {
+                    format!("{stamp}-{n}")
+                };
+                let candidate = with_suffix(final_path, &tag);
+                if remote_size(session, &candidate).await?.is_none() {
+                    return Ok(Named::To(candidate));
+                }
+            }
+            Err(FileError::temporary(
+                ErrorKind::AlreadyExists,
+                format!("no free name for {final_path} on the server"),
+            ))
+        }
+    }
+}
+
+/// `if_exists = "error"` and the name is taken.
+pub fn taken(path: &str) -> FileError {
+    FileError::permanent(
+        ErrorKind::AlreadyExists,
+        format!(
+            "{path} exists on the server (if_exists = \"error\"); the file stays in the outbox"
+        ),
+    )
+}

@@ -1,0 +1,606 @@
+//! Send rules through the real binary: an outbox on this machine uploaded
+//! to a local directory, real sshd (SFTP), vsftpd and pyftpdlib (FTP):
+//! every `if_exists` policy, staging and temporary-extension modes, the
+//! local after-actions, the watcher (moves go at once, files written in
+//! place wait for their close), resume after a cut and after SIGKILL, and
+//! a two-stage gateway (SFTP in, FTP out).
+
+mod common;
+
+use common::cut::Relay;
+use common::ftp_servers::*;
+use common::sshd::{self, PASSWORD, Sshd, USER};
+use common::throttle::Throttle;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Where a test's files go: the server block, how the server names its
+/// directories, and where they are on this machine.
+struct Dest {
+    server_block: String,
+    /// Server path of the destination root.
+    remote_root: String,
+    /// The same directory on this machine.
+    local_root: PathBuf,
+}
+
+impl Dest {
+    fn remote(&self, rel: &str) -> String {
+        format!("{}/{rel}", self.remote_root)
+    }
+    fn local(&self, rel: &str) -> PathBuf {
+        self.local_root.join(rel)
+    }
+}
+
+fn local_dest(f: &Fixture) -> Dest {
+    let root = f.path("server");
+    std::fs::create_dir_all(&root).unwrap();
+    Dest {
+        server_block: String::new(),
+        remote_root: root.display().to_string(),
+        local_root: root,
+    }
+}
+
+fn sftp_dest(f: &Fixture, sshd: &Sshd, port: Option<u16>) -> Dest {
+    let root = f.path("server");
+    sshd::shared_dir(&root);
+    std::fs::write(f.path("pw"), PASSWORD).unwrap();
+    Dest {
+        server_block: format!(
+            "[servers.dest]\nprotocol = \"sftp\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{USER}\"\n\
+             password = {{ file = \"{}\" }}\nhost_key = \"{}\"\nmax_sessions = 2\nio_timeout = \"5s\"\n\n",
+            port.unwrap_or(sshd.port),
+            f.path("pw").display(),
+            sshd.host_key_fingerprint
+        ),
+        remote_root: root.display().to_string(),
+        local_root: root,
+    }
+}
+
+fn ftp_dest(srv: &FtpServer, user: Option<(&str, &Path)>) -> Dest {
+    let login = user.map_or(String::new(), |(u, pw)| {
+        format!(
+            "user = \"{u}\"\npassword = {{ file = \"{}\" }}\n",
+            pw.display()
+        )
+    });
+    let root = srv.root.join("pub");
+    std::fs::create_dir_all(&root).unwrap();
+    Dest {
+        server_block: format!(
+            "[servers.dest]\nprotocol = \"ftp\"\nhost = \"127.0.0.1\"\nport = {}\nmax_sessions = 2\n\
+             connect_timeout = \"10s\"\nio_timeout = \"10s\"\n{login}\n",
+            srv.port
+        ),
+        remote_root: srv.remote("pub"),
+        local_root: root,
+    }
+}
+
+fn server_name(d: &Dest) -> &'static str {
+    if d.server_block.is_empty() {
+        "local"
+    } else {
+        "dest"
+    }
+}
+
+/// A `[[send]]` table from `f.path("out/NAME")` to `dest` `remote_dir`.
+fn send_rule(f: &Fixture, d: &Dest, name: &str, remote_dir: &str, extra: &str) -> String {
+    let outbox = f.path(&format!("out/{name}"));
+    std::fs::create_dir_all(&outbox).unwrap();
+    format!(
+        "[[send]]\nname = \"{name}\"\nserver = \"{}\"\nlocal_dir = \"{}\"\nremote_dir = \"{}\"\n\
+         stable_for = \"0s\"\nrescan = \"300ms\"\ncreate_dirs = true\n\
+         retry = {{ attempts = 3, first = \"0s\", max = \"0s\" }}\n{extra}\n",
+        server_name(d),
+        outbox.display(),
+        d.remote(remote_dir),
+    )
+}
+
+fn drop_file(f: &Fixture, rule: &str, rel: &str, data: &[u8]) -> PathBuf {
+    let p = f.path(&format!("out/{rule}/{rel}"));
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, data).unwrap();
+    p
+}
+
+/// Lets the SFTP test user write everything under `dir`: the test made it
+/// as another user. Only ever under the temp directory.
+fn open_up(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    assert!(dir.starts_with(std::env::temp_dir()));
+    let mode = if dir.is_dir() { 0o777 } else { 0o666 };
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).unwrap();
+    if dir.is_dir() {
+        for e in std::fs::read_dir(dir).unwrap() {
+            open_up(&e.unwrap().path());
+        }
+    }
+}
+
+fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn state_of(f: &Fixture, rule: &str, path: &str) -> String {
+    let rows = f.files(None);
+    let row = rows
+        .iter()
+        .rfind(|r| r["rule"] == rule && r["path"] == path)
+        .unwrap_or_else(|| panic!("no row for {rule}/{path} in {rows:?}"));
+    assert_eq!(row["direction"], "send");
+    row["state"].as_str().unwrap().to_string()
+}
+
+/// No temporary name left anywhere under `dir`.
+fn assert_no_temp(dir: &Path) {
+    for n in names(dir) {
+        assert!(
+            !n.ends_with(".ferry-part") && !n.ends_with(".part"),
+            "temporary file left in {}: {n}",
+            dir.display()
+        );
+    }
+}
+
+/// Every policy against a server that already has `taken.csv`, with the
+/// three temporary-name modes spread over the rules.
+fn policies(f: &Fixture, d: &Dest) {
+    let modes = [
+        "",
+        "temp_extension = \".part\"",
+        &format!("staging_dir = \"{}\"", d.remote("staging")),
+    ];
+    let policies = ["unique", "overwrite", "append", "error", "skip"];
+    let sent = f.path("sent");
+    let mut text = d.server_block.clone();
+    for (i, p) in policies.iter().enumerate() {
+        std::fs::create_dir_all(d.local(p)).unwrap();
+        std::fs::write(d.local(&format!("{p}/taken.csv")), b"old;").unwrap();
+        let after = if *p == "error" || *p == "skip" {
+            String::new()
+        } else {
+            format!("after = {{ move_to = \"{}\" }}", sent.join(p).display())
+        };
+        text += &send_rule(
+            f,
+            d,
+            p,
+            p,
+            &format!(
+                "if_exists = \"{p}\"\n{}\n{after}\npreserve_mtime = true",
+                modes[i % 3]
+            ),
+        );
+        drop_file(f, p, "taken.csv", b"new;");
+        drop_file(f, p, "sub/fresh.csv", &vec![b'x'; 300_000]);
+    }
+    text = text.replace(
+        "[[send]]\nname = \"unique\"",
+        "[[send]]\nname = \"unique\"\nrecursive = true",
+    );
+    for p in policies.iter().skip(1) {
+        text = text.replace(
+            &format!("[[send]]\nname = \"{p}\""),
+            &format!("[[send]]\nname = \"{p}\"\nrecursive = true"),
+        );
+    }
+    f.write_config(&text);
+    open_up(&d.local_root);
+    // `error` fails its taken file: the pass exits 1.
+    let log = f.once(1);
+
+    for p in policies {
+        assert_eq!(
+            read(&d.local(&format!("{p}/sub/fresh.csv"))),
+            vec![b'x'; 300_000],
+            "{p}: a fresh name is sent as is; log:\n{log}"
+        );
+        assert_no_temp(&d.local(p));
+        assert_no_temp(&d.local(&format!("{p}/sub")));
+    }
+    let unique: Vec<_> = names(&d.local("unique"));
+    assert_eq!(read(&d.local("unique/taken.csv")), b"old;");
+    let stamped: Vec<_> = unique
+        .iter()
+        .filter(|n| n.starts_with("taken.2") && n.ends_with("Z.csv"))
+        .collect();
+    assert_eq!(stamped.len(), 1, "unique: {unique:?}");
+    assert_eq!(read(&d.local(&format!("unique/{}", stamped[0]))), b"new;");
+    assert_eq!(read(&d.local("overwrite/taken.csv")), b"new;");
+    assert_eq!(read(&d.local("append/taken.csv")), b"old;new;");
+    assert_eq!(read(&d.local("error/taken.csv")), b"old;");
+    assert_eq!(read(&d.local("skip/taken.csv")), b"old;");
+    assert_eq!(state_of(f, "error", "taken.csv"), "failed");
+    assert_eq!(state_of(f, "skip", "taken.csv"), "skipped");
+    assert_eq!(state_of(f, "unique", "taken.csv"), "done");
+    // Unsent files stay in the outbox; sent ones were moved out of it.
+    assert!(f.path("out/error/taken.csv").exists());
+    assert!(f.path("out/skip/taken.csv").exists());
+    assert!(!f.path("out/append/taken.csv").exists());
+    assert_eq!(read(&sent.join("append/taken.csv")), b"new;");
+    assert_eq!(read(&sent.join("unique/sub/fresh.csv")).len(), 300_000);
+    if d.server_block.is_empty() || d.server_block.contains("sftp") {
+        // preserve_mtime: the remote file has the local file's mtime (seconds).
+        use std::os::unix::fs::MetadataExt;
+        let local = std::fs::metadata(sent.join("overwrite/taken.csv")).unwrap();
+        let remote = std::fs::metadata(d.local("overwrite/taken.csv")).unwrap();
+        assert_eq!(local.mtime(), remote.mtime(), "preserve_mtime");
+    }
+    assert!(names(&d.local("staging")).is_empty() || !d.local("staging").exists());
+
+    // A second pass sends nothing again.
+    let log = f.once(0);
+    assert!(!log.contains("uploading"), "{log}");
+    assert!(!log.contains("uploaded"), "{log}");
+}
+
+#[test]
+fn policies_to_a_local_directory() {
+    let f = Fixture::new("");
+    let d = local_dest(&f);
+    policies(&f, &d);
+}
+
+#[test]
+fn policies_over_sftp() {
+    let sshd = Sshd::start(Default::default(), &[]);
+    let f = Fixture::new("");
+    let d = sftp_dest(&f, &sshd, None);
+    policies(&f, &d);
+}
+
+#[test]
+fn policies_over_ftp_vsftpd() {
+    let f = Fixture::new("");
+    let srv = vsftpd(f.dir.path(), &Vsftpd::default());
+    let d = ftp_dest(&srv, None);
+    policies(&f, &d);
+}
+
+#[test]
+fn policies_over_ftp_pyftpdlib() {
+    let f = Fixture::new("");
+    let srv = pyftpdlib(f.dir.path(), PyTls::None, None);
+    std::fs::write(f.path("ftp-password"), PY_PASSWORD).unwrap();
+    let d = ftp_dest(&srv, Some((PY_USER, &f.path("ftp-password"))));
+    policies(&f, &d);
+}
+
+#[test]
+fn policies_over_explicit_ftps_pyftpdlib() {
+    let f = Fixture::new("");
+    std::fs::create_dir_all(f.path("srv")).unwrap();
+    let certs = make_certs(&f.path("srv"));
+    let srv = pyftpdlib(&f.path("srv"), PyTls::Explicit, Some(&certs));
+    std::fs::write(f.path("ftp-password"), PY_PASSWORD).unwrap();
+    let mut d = ftp_dest(&srv, Some((PY_USER, &f.path("ftp-password"))));
+    d.server_block = d
+        .server_block
+        .replace("protocol = \"ftp\"", "protocol = \"ftps\"")
+        + &format!("certificate_sha256 = \"{}\"\n", certs.sha256);
+    policies(&f, &d);
+}
+
+/// A file that fails for good is moved to `after.failed_move_to`, never
+/// deleted; `ferry retry --direction send` brings it back and sends it
+/// once the cause is gone. `files`, `status` and `forget` see send rows.
+#[test]
+fn failed_sends_are_kept_and_retried() {
+    let f = Fixture::new("");
+    let d = local_dest(&f);
+    let failed = f.path("failed");
+    let mut text = send_rule(
+        &f,
+        &d,
+        "err",
+        "in",
+        &format!(
+            "if_exists = \"error\"\nafter = {{ delete = true, failed_move_to = \"{}\" }}",
+            failed.display()
+        ),
+    );
+    text += &f.rule("listen", "");
+    f.write_config(&text);
+    std::fs::create_dir_all(d.local("in")).unwrap();
+    std::fs::write(d.local("in/dup.csv"), b"theirs").unwrap();
+    drop_file(&f, "err", "dup.csv", b"ours");
+    drop_file(&f, "err", "ok.csv", b"fine");
+    f.put("inbound.csv", b"listen side");
+    f.once(1);
+    assert_eq!(read(&failed.join("dup.csv")), b"ours");
+    assert!(!f.path("out/err/dup.csv").exists());
+    assert_eq!(read(&d.local("in/ok.csv")), b"fine");
+    assert!(!f.path("out/err/ok.csv").exists(), "delete after sending");
+    assert_eq!(state_of(&f, "err", "dup.csv"), "failed");
+
+    let sends = f.ferry(&["files", "--json", "--direction", "send"]);
+    let rows = String::from_utf8_lossy(&sends.stdout);
+    assert_eq!(rows.lines().count(), 2, "{rows}");
+    assert!(!rows.contains("inbound.csv"), "{rows}");
+    let status = f.ferry(&["status"]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(status.contains("err"), "{status}");
+
+    std::fs::remove_file(d.local("in/dup.csv")).unwrap();
+    let out = f.ferry(&["retry", "--direction", "send", "--state", "failed"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    f.once(0);
+    assert_eq!(read(&d.local("in/dup.csv")), b"ours");
+    assert!(!failed.join("dup.csv").exists());
+    assert_eq!(state_of(&f, "err", "dup.csv"), "done");
+
+    let out = f.ferry(&["forget", "--direction", "send", "--all"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let left = f.files(None);
+    assert!(
+        left.iter().all(|r| r["direction"] == "listen") && !left.is_empty(),
+        "{left:?}"
+    );
+}
+
+/// A rename into the outbox is sent at once (the rescan is a minute away);
+/// a file written in place is not sent before it is closed and quiet; a
+/// file that was there before the start (no event ever) is found by the
+/// rescan.
+#[test]
+fn the_watcher_sends_moved_files_at_once_and_waits_for_writers() {
+    let f = Fixture::new("");
+    let d = local_dest(&f);
+    let rule = send_rule(&f, &d, "w", "in", "")
+        .replace("rescan = \"300ms\"", "rescan = \"4s\"")
+        .replace("stable_for = \"0s\"", "stable_for = \"1s\"");
+    f.write_config(&rule);
+    drop_file(&f, "w", "before.csv", b"there before the start");
+    let mut run = f.spawn_run();
+    wait_for(
+        Duration::from_secs(15),
+        "the rescan to send before.csv",
+        || d.local("in/before.csv").exists(),
+    );
+
+    std::fs::write(f.path("elsewhere.csv"), b"complete").unwrap();
+    let t0 = Instant::now();
+    std::fs::rename(f.path("elsewhere.csv"), f.path("out/w/moved.csv")).unwrap();
+    wait_for(Duration::from_secs(3), "moved.csv on the server", || {
+        d.local("in/moved.csv").exists()
+    });
+    let took = t0.elapsed();
+    assert!(
+        took < Duration::from_millis(1500),
+        "moved.csv took {took:?}"
+    );
+
+    use std::io::Write;
+    let mut w = std::fs::File::create(f.path("out/w/slow.csv")).unwrap();
+    w.write_all(b"first half;").unwrap();
+    w.flush().unwrap();
+    std::thread::sleep(Duration::from_secs(6)); // past a rescan and stable_for
+    assert!(
+        !d.local("in/slow.csv").exists(),
+        "a file still open for writing was sent"
+    );
+    w.write_all(b"second half").unwrap();
+    drop(w);
+    wait_for(Duration::from_secs(10), "slow.csv on the server", || {
+        d.local("in/slow.csv").exists()
+    });
+    assert_eq!(read(&d.local("in/slow.csv")), b"first half;second half");
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait(Duration::from_secs(20)), Some(0));
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed)
+        .collect()
+}
+
+/// Over a slow SFTP link: SIGKILL mid-upload, a restart resumes the
+/// temporary file; a connection cut mid-upload is resumed by the next
+/// attempt. Nothing is ever under its final name before it is whole.
+#[test]
+fn uploads_resume_after_sigkill_and_after_a_cut() {
+    let sshd = Sshd::start(Default::default(), &[]);
+    let throttle = Throttle::start(sshd.port, 1_500_000);
+    let relay = Relay::start(throttle.port);
+    let f = Fixture::new("");
+    let d = sftp_dest(&f, &sshd, Some(relay.port));
+    let text = d
+        .server_block
+        .replace("max_sessions = 2", "max_sessions = 1")
+        + &send_rule(&f, &d, "big", "in", "temp_extension = \".part\"");
+    f.write_config(&text);
+    let big = pattern(4_000_000, 3);
+    drop_file(&f, "big", "a.bin", &big);
+
+    // Whole or absent under the final name, checked all along.
+    let final_path = d.local("in/a.bin");
+    let watch_final = || {
+        if let Ok(m) = std::fs::metadata(&final_path) {
+            assert_eq!(
+                m.len(),
+                big.len() as u64,
+                "a partial file under its final name"
+            );
+        }
+    };
+
+    let mut run = f.spawn_run();
+    wait_for(Duration::from_secs(20), "part of the upload", || {
+        watch_final();
+        names(&d.local("in")).iter().any(|n| {
+            n.ends_with(".part")
+                && std::fs::metadata(d.local(&format!("in/{n}"))).is_ok_and(|m| m.len() > 500_000)
+        })
+    });
+    run.kill9();
+    watch_final();
+
+    let mut run = f.spawn_run();
+    wait_for(Duration::from_secs(20), "more of the upload", || {
+        watch_final();
+        names(&d.local("in")).iter().any(|n| {
+            n.ends_with(".part")
+                && std::fs::metadata(d.local(&format!("in/{n}"))).is_ok_and(|m| m.len() > 2_000_000)
+        })
+    });
+    relay.cut_all();
+    wait_for(Duration::from_secs(30), "the whole file", || {
+        watch_final();
+        final_path.exists()
+    });
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait(Duration::from_secs(20)), Some(0));
+    let log = run.log();
+    assert_eq!(read(&final_path), big);
+    assert!(log.contains("resuming the upload"), "{log}");
+    assert_no_temp(&d.local("in"));
+    assert_eq!(state_of(&f, "big", "a.bin"), "done");
+}
+
+/// SIGKILL again and again while many files go out, and while pieces are
+/// appended to one remote file: every file exactly once and whole, and the
+/// appended file holds each piece exactly once, in order.
+#[test]
+fn sigkill_campaign_sends_everything_exactly_once() {
+    let sshd = Sshd::start(Default::default(), &[]);
+    let throttle = Throttle::start(sshd.port, 2_000_000);
+    let f = Fixture::new("");
+    let d = sftp_dest(&f, &sshd, Some(throttle.port));
+    let text = d.server_block.clone()
+        + &send_rule(&f, &d, "many", "in", "after = { delete = true }")
+        + &send_rule(
+            &f,
+            &d,
+            "log",
+            "log",
+            "if_exists = \"append\"\nafter = { delete = true }",
+        );
+    f.write_config(&text);
+    let files: Vec<(String, Vec<u8>)> = (0..24)
+        .map(|i| {
+            (
+                format!("f{i:02}.bin"),
+                pattern(150_000 + i * 20_000, i as u8),
+            )
+        })
+        .collect();
+    for (n, data) in &files {
+        drop_file(&f, "many", n, data);
+    }
+    let mut expected_log = Vec::new();
+    for round in 0..6u8 {
+        let piece = pattern(1_000_000 + round as usize * 1000, 100 + round);
+        drop_file(&f, "log", "day.log", &piece);
+        expected_log.extend_from_slice(&piece);
+        let mut run = f.spawn_run();
+        std::thread::sleep(Duration::from_millis(300 + fastrand_ms(500)));
+        run.kill9();
+        // The next start finishes the piece before another is dropped.
+        let mut run = f.spawn_run();
+        wait_for(Duration::from_secs(60), "the piece appended", || {
+            names(&f.path("out/log")).is_empty()
+        });
+        run.kill9();
+    }
+    let mut run = f.spawn_run();
+    wait_for(Duration::from_secs(120), "every file sent", || {
+        names(&f.path("out/many")).is_empty()
+    });
+    wait_for(Duration::from_secs(20), "ferry to be up", || {
+        run.log().contains("ferry started")
+    });
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait(Duration::from_secs(20)), Some(0));
+    for (n, data) in &files {
+        assert_eq!(&read(&d.local(&format!("in/{n}"))), data, "{n}");
+    }
+    assert_eq!(
+        names(&d.local("in")).len(),
+        files.len(),
+        "{:?}",
+        names(&d.local("in"))
+    );
+    let got = read(&d.local("log/day.log"));
+    assert_eq!(got.len(), expected_log.len(), "appended bytes");
+    assert!(
+        got == expected_log,
+        "the appended file differs from the pieces in order"
+    );
+}
+
+fn fastrand_ms(max: u64) -> u64 {
+    (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64)
+        % max
+}
+
+/// Two stages: a watch rule takes files from an SFTP server into a local
+/// directory, which is a send rule's outbox towards an FTP server.
+#[test]
+fn two_stage_gateway_sftp_in_ftp_out() {
+    let sshd = Sshd::start(Default::default(), &[]);
+    let f = Fixture::new("");
+    let srv = vsftpd(f.dir.path(), &Vsftpd::default());
+    let src = f.path("partner-a");
+    sshd::shared_dir(&src);
+    std::fs::write(f.path("pw"), PASSWORD).unwrap();
+    let relay_dir = f.path("relay");
+    std::fs::create_dir_all(&relay_dir).unwrap();
+    let text = format!(
+        "[servers.a]\nprotocol = \"sftp\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{USER}\"\n\
+         password = {{ file = \"{}\" }}\nhost_key = \"{}\"\n\n\
+         [servers.b]\nprotocol = \"ftp\"\nhost = \"127.0.0.1\"\nport = {}\n\n\
+         [[watch]]\nname = \"from-a\"\nserver = \"a\"\nremote_dir = \"{}\"\nlocal_dir = \"{}\"\n\
+         stable_for = \"0s\"\ninterval = \"300ms\"\ndelete = true\n\n\
+         [[send]]\nname = \"to-b\"\nserver = \"b\"\nlocal_dir = \"{}\"\nremote_dir = \"{}\"\n\
+         stable_for = \"0s\"\nrescan = \"300ms\"\nafter = {{ delete = true }}\n",
+        sshd.port,
+        f.path("pw").display(),
+        sshd.host_key_fingerprint,
+        srv.port,
+        src.display(),
+        relay_dir.display(),
+        relay_dir.display(),
+        srv.remote("pub"),
+    );
+    f.write_config(&text);
+    let files: Vec<(String, Vec<u8>)> = (0..20)
+        .map(|i| (format!("order-{i}.xml"), pattern(1000 + i * 5000, i as u8)))
+        .collect();
+    for (n, data) in &files {
+        std::fs::write(src.join(n), data).unwrap();
+        sshd::world_readable(&src.join(n));
+    }
+    let mut run = f.spawn_run();
+    wait_for(Duration::from_secs(60), "every file at partner B", || {
+        files
+            .iter()
+            .all(|(n, _)| srv.root.join("pub").join(n).exists())
+            && names(&relay_dir).is_empty()
+    });
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait(Duration::from_secs(20)), Some(0));
+    for (n, data) in &files {
+        assert_eq!(&read(&srv.root.join("pub").join(n)), data, "{n}");
+    }
+    assert!(names(&src).is_empty(), "{:?}", names(&src));
+    assert_eq!(names(&srv.root.join("pub")).len(), files.len());
+}
