@@ -189,7 +189,6 @@ fn a_rename_refused_with_an_unknown_code_fails_alone(kind: Kind) {
             .unwrap_err();
         assert_eq!(e.kind, ErrorKind::AlreadyExists, "{e}");
         assert!(!e.breaks_session(), "{e}");
-        assert!(session.is_alive());
         let mut names: Vec<_> = session
             .list(&inbox)
             .await

@@ -7,30 +7,30 @@
 //! directory of that name), as some hosting setups do: a rename into it
 //! reaches the server's own refusal.
 
-use super::sshd::{fingerprint, free_port, keygen};
+use super::ftp_servers::require_proftpd;
+use super::ftp_servers::{PY_PASSWORD, PY_USER, PYTHON, proftpd_base_conf, proftpd_spawn};
+use super::process::{Proc, descendants, free_port, require};
+use super::sshd::{fingerprint, keygen};
 use std::io::Read;
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
 
-pub const USER: &str = "ferry";
-pub const PASSWORD: &str = "s3cret pass";
-const PYTHON: &str = "/usr/bin/python3";
+pub const USER: &str = PY_USER;
+pub const PASSWORD: &str = PY_PASSWORD;
 
 /// A running server; killed (with the processes it forked) on drop.
 pub struct SftpServer {
-    child: Child,
+    proc: Proc,
     pub port: u16,
     /// `SHA256:...` of its host key, for `host_key = ...`.
     pub host_key: String,
-    pub log: PathBuf,
-    name: &'static str,
+    log: std::path::PathBuf,
 }
 
 impl SftpServer {
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        format!("{}{}", read(&self.log), read(&self.proc.log))
     }
 
     /// A `[servers.s]` block for this server (password from `pw_file`).
@@ -46,64 +46,30 @@ impl SftpServer {
     }
 
     fn wait_ready(mut self) -> Self {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "{} exited with {status} before it was ready:\n{}",
-                    self.name,
-                    self.log()
-                );
-            }
-            if let Ok(mut c) = TcpStream::connect(("127.0.0.1", self.port)) {
-                c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let (log, stderr) = (self.log.clone(), self.proc.log.clone());
+        self.proc.wait_port(
+            self.port,
+            |mut s| {
                 let mut banner = [0u8; 7];
-                if c.read_exact(&mut banner).is_ok() && &banner == b"SSH-2.0" {
-                    return self;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} not ready on port {}:\n{}",
-                self.name,
-                self.port,
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+                s.read_exact(&mut banner).is_ok() && &banner == b"SSH-2.0"
+            },
+            || {
+                let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+                format!("{}{}", read(&log), read(&stderr))
+            },
+        );
+        self
     }
 }
 
 impl Drop for SftpServer {
     fn drop(&mut self) {
-        // ProFTPD forks a process per session: stop those too.
-        for pid in children(self.child.id()) {
+        // ProFTPD forks a process per session; the listener goes with `proc`.
+        for pid in descendants(self.proc.pid() as u32) {
             // SAFETY: kill(2) on a process this test started (its server's child).
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
-}
-
-/// The direct children of `pid`, from /proc.
-fn children(pid: u32) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| {
-        let p: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
-        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
-        let ppid: u32 = stat
-            .rsplit_once(')')?
-            .1
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()?;
-        (ppid == pid).then_some(p)
-    })
-    .collect()
 }
 
 /// Which SFTP extensions asyncssh announces.
@@ -173,25 +139,21 @@ asyncio.run(main())
 "#;
 
 pub fn asyncssh(dir: &Path, extensions: Extensions) -> SftpServer {
-    assert!(
-        Path::new(PYTHON).exists(),
-        "{PYTHON} is missing: install it with `apt-get install python3`"
-    );
+    require(PYTHON, "python3");
     let check = Command::new(PYTHON)
         .args(["-c", "import asyncssh"])
         .output()
         .unwrap();
     assert!(
         check.status.success(),
-        "asyncssh is missing for {PYTHON}: run ./test.sh, or `apt-get install python3-asyncssh`"
+        "asyncssh is missing for {PYTHON}: run ./test.sh, or apt-get install python3-asyncssh"
     );
     let script = dir.join("asyncssh_sftp.py");
     std::fs::write(&script, ASYNCSSH_SCRIPT).unwrap();
     let port = free_port();
     let key = dir.join("asyncssh_host");
-    let log = dir.join("asyncssh.log");
-    let child = Command::new(PYTHON)
-        .args(["-W", "ignore"])
+    let mut cmd = Command::new(PYTHON);
+    cmd.args(["-W", "ignore"])
         .arg(&script)
         .arg(dir)
         .arg(port.to_string())
@@ -200,18 +162,13 @@ pub fn asyncssh(dir: &Path, extensions: Extensions) -> SftpServer {
             Extensions::OpenSsh => "openssh",
             Extensions::None => "none",
         })
-        .args([USER, PASSWORD])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+        .args([USER, PASSWORD]);
+    let log = dir.join("asyncssh.log");
     let mut server = SftpServer {
-        child,
+        proc: Proc::spawn(cmd, &log),
         port,
         host_key: String::new(),
-        log,
-        name: "asyncssh",
+        log: log.clone(),
     }
     .wait_ready();
     // The script writes its generated key before it listens.
@@ -219,23 +176,11 @@ pub fn asyncssh(dir: &Path, extensions: Extensions) -> SftpServer {
     server
 }
 
-/// Where ./test.sh unpacks ProFTPD (its package conflicts with vsftpd's).
-fn proftpd_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/proftpd/root")
-}
-
 /// ProFTPD 1.3.8's mod_sftp with password logins, running as the test's
 /// own user (root in CI) so it serves the temp directory as it is.
 pub fn proftpd(dir: &Path) -> SftpServer {
-    let base = proftpd_dir();
-    let program = base.join("usr/sbin/proftpd");
-    assert!(
-        program.exists() && base.join("usr/lib/proftpd/mod_sftp.so").exists(),
-        "ProFTPD with mod_sftp is missing from {}: run ./test.sh once, which downloads \
-         proftpd-core and its libraries with `apt-get download` and unpacks them there",
-        base.display()
-    );
-    // mod_sftp reads PEM host keys; it refuses keys and user files others can read.
+    require_proftpd("mod_sftp.so");
+    // mod_sftp reads PEM host keys.
     let key = keygen(dir, "proftpd_host_rsa", "rsa", Some("2048"), "");
     let pem = Command::new("ssh-keygen")
         .args(["-q", "-p", "-N", "", "-m", "PEM", "-f"])
@@ -243,77 +188,22 @@ pub fn proftpd(dir: &Path) -> SftpServer {
         .output()
         .unwrap();
     assert!(pem.status.success(), "ssh-keygen -m PEM failed");
-    // SAFETY: getuid/getgid cannot fail.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let hash = Command::new("/usr/bin/openssl")
-        .args(["passwd", "-5", PASSWORD])
-        .output()
-        .unwrap();
-    assert!(hash.status.success(), "openssl passwd failed");
-    let hash = String::from_utf8(hash.stdout).unwrap();
-    let private = |name: &str, text: String| {
-        use std::os::unix::fs::OpenOptionsExt;
-        let path = dir.join(name);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
-            .unwrap();
-        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
-        path
-    };
-    let passwd = private(
-        "proftpd.passwd",
-        format!(
-            "{USER}:{}:{uid}:{gid}::{}:/bin/sh\n",
-            hash.trim(),
-            dir.display()
-        ),
-    );
-    let group = private("proftpd.group", format!("ferry:x:{gid}:\n"));
     let port = free_port();
-    let log = dir.join("proftpd.log");
-    let user = if uid == 0 {
-        "User root\nGroup root\nRootLogin on\n"
-    } else {
-        ""
-    };
-    // `<Limit LSTAT STAT>` in a `nostat` directory: stat refused there.
+    // `<Limit LSTAT STAT>` in `nostat`: stat refused there.
     let conf = format!(
-        "ServerType standalone\nDefaultServer on\nPort {port}\nDefaultAddress 127.0.0.1\n\
-         SocketBindTight on\nUseIPv6 off\n{user}RequireValidShell off\nAuthUserFile {passwd}\n\
-         AuthGroupFile {group}\nAuthOrder mod_auth_file.c\nWtmpLog off\nUseReverseDNS off\n\
-         ScoreboardFile {d}/proftpd.scoreboard\nPidFile {d}/proftpd.pid\nDelayTable none\n\
-         SystemLog {log}\nModulePath {modules}\nLoadModule mod_sftp.c\nSFTPEngine on\n\
-         SFTPHostKey {key}\nSFTPAuthMethods password\nSFTPLog {d}/proftpd.sftp.log\n\
-         MaxInstances 100\n<Directory {d}/nostat>\n  <Limit LSTAT STAT>\n    DenyAll\n  </Limit>\n\
-         </Directory>\n<Directory />\n  AllowOverwrite on\n</Directory>\n",
-        passwd = passwd.display(),
-        group = group.display(),
+        "{base}LoadModule mod_sftp.c\nSFTPEngine on\nSFTPHostKey {key}\n\
+         SFTPAuthMethods password\nSFTPLog {d}/proftpd.sftp.log\nMaxInstances 100\n\
+         <Directory {d}/nostat>\n  <Limit LSTAT STAT>\n    DenyAll\n  </Limit>\n</Directory>\n\
+         <Directory />\n  AllowOverwrite on\n</Directory>\n",
+        base = proftpd_base_conf(dir, dir, port),
         d = dir.display(),
-        log = log.display(),
-        modules = base.join("usr/lib/proftpd").display(),
         key = key.display(),
     );
-    let conf_path = dir.join("proftpd.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let child = Command::new(&program)
-        .args(["-n", "-q", "-c"])
-        .arg(&conf_path)
-        .env("LD_LIBRARY_PATH", base.join("usr/lib/x86_64-linux-gnu"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("proftpd.stderr")).unwrap())
-        .spawn()
-        .unwrap();
     SftpServer {
-        child,
+        proc: proftpd_spawn(dir, &conf),
         port,
         host_key: fingerprint(&key.with_extension("pub")),
-        log,
-        name: "ProFTPD",
+        log: dir.join("proftpd.sftp.log"),
     }
     .wait_ready()
 }
