@@ -4,13 +4,14 @@
 //! request, one task writes the requests, several per SSH packet when
 //! they queue up.
 //!
-//! Written for ferry rather than taken from a crate: russh-sftp 3.0 keeps
-//! handles and names as `String` (handle `00 00 00 80` went back to
-//! asyncssh changed) and drops the connection on a status code it does
-//! not know; openssh-sftp-client 0.15 keeps bytes, but its protocol crate
-//! refuses status codes above 8 as a malformed packet, which ends the
-//! whole connection too (ProFTPD's mod_sftp answers a refused rename with
-//! 11). Here a status is a number: it fails its own request, nothing else.
+//! Written for ferry rather than taken from a crate (ARCHITECTURE.md,
+//! SFTP, has the measurements): russh-sftp 3.0 keeps handles and names as
+//! `String` (handle `00 00 00 80` went back to asyncssh changed) and drops
+//! the connection on a status code it does not know; openssh-sftp-client
+//! 0.15 keeps bytes, but its `rename` replaces the target wherever
+//! `posix-rename@openssh.com` is offered, and ferry's archive moves need
+//! the plain rename that never replaces. Here a status is a number: it
+//! fails its own request, nothing else.
 
 mod client;
 mod packet;
