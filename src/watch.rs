@@ -7,9 +7,12 @@
 //! - a file renamed or moved in (`IN_MOVED_TO`) is complete at once;
 //! - a file written in place is complete `stable_for` after its last
 //!   `IN_CLOSE_WRITE`, and held back while writes come in after that;
+//! - a file that appears whole (`IN_CREATE` without writes: a hard link,
+//!   as ferry's own delivery makes) is complete `stable_for` after it
+//!   appeared;
 //! - a file without events is judged by the rescan alone.
 
-use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode, Watcher};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -68,6 +71,8 @@ impl DirWatch {
                         Some(Mark::Closed(Instant::now()))
                     }
                     EventKind::Modify(ModifyKind::Data(_)) => Some(Mark::Writing),
+                    // Writes that follow turn this into `Writing`.
+                    EventKind::Create(CreateKind::File) => Some(Mark::Closed(Instant::now())),
                     EventKind::Modify(ModifyKind::Name(RenameMode::To)) => Some(Mark::Moved),
                     EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
                         // paths = [from, to]: the new name is complete.

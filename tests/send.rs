@@ -152,6 +152,13 @@ fn assert_no_temp(dir: &Path) {
 /// Every policy against a server that already has `taken.csv`, with the
 /// three temporary-name modes spread over the rules.
 fn policies(f: &Fixture, d: &Dest) {
+    policies_where(f, d, true)
+}
+
+/// [`policies`]; `appends`: whether the server lets a file be continued
+/// (REST + STOR or APPE). Where it does not, `append` fails with a clear
+/// error and leaves the server's file alone.
+fn policies_where(f: &Fixture, d: &Dest, appends: bool) {
     let modes = [
         "",
         "temp_extension = \".part\"",
@@ -214,7 +221,20 @@ fn policies(f: &Fixture, d: &Dest) {
     assert_eq!(stamped.len(), 1, "unique: {unique:?}");
     assert_eq!(read(&d.local(&format!("unique/{}", stamped[0]))), b"new;");
     assert_eq!(read(&d.local("overwrite/taken.csv")), b"new;");
-    assert_eq!(read(&d.local("append/taken.csv")), b"old;new;");
+    if appends {
+        assert_eq!(
+            read(&d.local("append/taken.csv")),
+            b"old;new;",
+            "append; log:\n{log}"
+        );
+        assert!(!f.path("out/append/taken.csv").exists());
+        assert_eq!(read(&sent.join("append/taken.csv")), b"new;");
+    } else {
+        assert_eq!(read(&d.local("append/taken.csv")), b"old;");
+        assert_eq!(state_of(f, "append", "taken.csv"), "failed");
+        assert!(log.contains("cannot append to"), "{log}");
+        assert!(f.path("out/append/taken.csv").exists());
+    }
     assert_eq!(read(&d.local("error/taken.csv")), b"old;");
     assert_eq!(read(&d.local("skip/taken.csv")), b"old;");
     assert_eq!(state_of(f, "error", "taken.csv"), "failed");
@@ -223,8 +243,6 @@ fn policies(f: &Fixture, d: &Dest) {
     // Unsent files stay in the outbox; sent ones were moved out of it.
     assert!(f.path("out/error/taken.csv").exists());
     assert!(f.path("out/skip/taken.csv").exists());
-    assert!(!f.path("out/append/taken.csv").exists());
-    assert_eq!(read(&sent.join("append/taken.csv")), b"new;");
     assert_eq!(read(&sent.join("unique/sub/fresh.csv")).len(), 300_000);
     if d.server_block.is_empty() || d.server_block.contains("sftp") {
         // preserve_mtime: the remote file has the local file's mtime (seconds).
@@ -286,6 +304,23 @@ fn policies_over_explicit_ftps_pyftpdlib() {
         .replace("protocol = \"ftp\"", "protocol = \"ftps\"")
         + &format!("certificate_sha256 = \"{}\"\n", certs.sha256);
     policies(&f, &d);
+}
+
+/// ProFTPD at its defaults refuses to overwrite (STOR and RNTO onto an
+/// existing file), and to REST before STOR: every policy still holds.
+#[test]
+fn policies_over_ftps_proftpd_that_refuses_overwrites() {
+    let f = Fixture::new("");
+    std::fs::create_dir_all(f.path("srv")).unwrap();
+    let certs = make_certs(&f.path("srv"));
+    let srv = proftpd_tls_with(&f.path("srv"), &certs, false);
+    std::fs::write(f.path("ftp-password"), PY_PASSWORD).unwrap();
+    let mut d = ftp_dest(&srv, Some((PY_USER, &f.path("ftp-password"))));
+    d.server_block = d
+        .server_block
+        .replace("protocol = \"ftp\"", "protocol = \"ftps\"")
+        + &format!("certificate_sha256 = \"{}\"\n", certs.sha256);
+    policies_where(&f, &d, false);
 }
 
 /// A file that fails for good is moved to `after.failed_move_to`, never
@@ -471,6 +506,55 @@ fn uploads_resume_after_sigkill_and_after_a_cut() {
     assert!(log.contains("resuming the upload"), "{log}");
     assert_no_temp(&d.local("in"));
     assert_eq!(state_of(&f, "big", "a.bin"), "done");
+}
+
+/// Over FTP (vsftpd at 1 MB/s): the server's session is cut mid-upload;
+/// the next attempt continues with REST + STOR; the final name only ever
+/// holds the whole file.
+#[test]
+fn a_cut_ftp_upload_resumes() {
+    let f = Fixture::new("");
+    let srv = vsftpd(
+        f.dir.path(),
+        &Vsftpd {
+            max_rate: 1_000_000,
+            ..Default::default()
+        },
+    );
+    let d = ftp_dest(&srv, None);
+    let text =
+        d.server_block.clone() + &send_rule(&f, &d, "big", "in", "temp_extension = \".part\"");
+    f.write_config(&text);
+    let big = pattern(3_000_000, 9);
+    drop_file(&f, "big", "a.bin", &big);
+    let final_path = d.local("in/a.bin");
+    let mut run = f.spawn_run();
+    wait_for(Duration::from_secs(20), "part of the upload", || {
+        names(&d.local("in")).iter().any(|n| {
+            n.ends_with(".part")
+                && std::fs::metadata(d.local(&format!("in/{n}"))).is_ok_and(|m| m.len() > 800_000)
+        })
+    });
+    srv.cut_sessions();
+    wait_for(Duration::from_secs(30), "the whole file", || {
+        if let Ok(m) = std::fs::metadata(&final_path) {
+            assert_eq!(
+                m.len(),
+                big.len() as u64,
+                "a partial file under its final name"
+            );
+        }
+        final_path.exists()
+    });
+    wait_for(Duration::from_secs(10), "done", || {
+        run.log().contains("state=\"done\"")
+    });
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait(Duration::from_secs(20)), Some(0));
+    let log = run.log();
+    assert_eq!(read(&final_path), big);
+    assert!(log.contains("resuming the upload"), "{log}");
+    assert_no_temp(&d.local("in"));
 }
 
 /// SIGKILL again and again while many files go out, and while pieces are

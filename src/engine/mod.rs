@@ -195,8 +195,18 @@ impl Engine {
         for x in &outcome.refused {
             tracing::error!(state = "failed", path = %x.file.path, error = %x.error, "cannot take this file");
         }
-        for v in outcome.superseded.iter().filter(|_| rule.send.is_none()) {
-            target::discard_partial(rule, &self.spool_dir, v);
+        match &rule.send {
+            None => {
+                for v in &outcome.superseded {
+                    target::discard_partial(rule, &self.spool_dir, v);
+                }
+            }
+            Some(to) if !outcome.superseded.is_empty() => {
+                if let Ok(mut session) = self.pool_for(&to.server).get().await {
+                    upload::discard_partials(&mut session, to, &outcome.superseded).await;
+                }
+            }
+            Some(_) => {}
         }
         for path in &outcome.vanished {
             tracing::error!(state = "failed", path = %path, "disappeared from the server before it was delivered");
@@ -270,17 +280,22 @@ impl Engine {
         }
         let mut go = Vec::with_capacity(due.len());
         for row in due {
-            let taken = row.state.is_pending()
-                && target::resolve(rule, &self.spool_dir, &row)
-                    .is_ok_and(|t| std::fs::symlink_metadata(&t.final_path).is_ok());
-            if !taken {
+            // One resolve per row: it creates the directories on the way.
+            let taken = if row.state.is_pending() {
+                target::resolve(rule, &self.spool_dir, &row)
+                    .ok()
+                    .map(|t| t.final_path)
+                    .filter(|p| std::fs::symlink_metadata(p).is_ok())
+            } else {
+                None
+            };
+            let Some(final_path) = taken else {
                 go.push(row);
                 continue;
-            }
+            };
             if row.held.as_deref() != Some(Hold::NameTaken.as_str()) {
                 let span = tracing::info_span!(parent: None, "file", rule = %rule.name, server = %rule.server.name, path = %row.path, id = row.id);
-                let t = target::resolve(rule, &self.spool_dir, &row).expect("resolved above");
-                let e = FileError::name_taken(&t.final_path);
+                let e = FileError::name_taken(&final_path);
                 self.hold(rule, &row, Hold::NameTaken, &e.message)
                     .instrument(span)
                     .await;

@@ -235,7 +235,13 @@ impl Engine {
                 }
                 Err(e) if e.kind == ErrorKind::AlreadyExists && !overwrite => {
                     let final_path = remote::join(&to.remote_dir, &row.path);
-                    match upload::choose(session, to.if_exists, &final_path).await? {
+                    let next = match to.if_exists {
+                        SendIfExists::Unique => {
+                            Named::To(upload::choose_free(session, &final_path).await?)
+                        }
+                        _ => upload::choose(session, to.if_exists, &final_path).await?,
+                    };
+                    match next {
                         Named::To(next) => {
                             self.state
                                 .mark_uploaded(row.id, row.size as u64, &next, now_ms())

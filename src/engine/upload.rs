@@ -8,7 +8,7 @@ use super::post::{utc_stamp, with_suffix};
 use super::target::temp_file_name;
 use crate::config::{SendIfExists, SendTo, UploadTemp};
 use crate::remote::{self, ErrorKind, PooledSession, WriteMode};
-use crate::state::FileRow;
+use crate::state::{FileRow, Superseded};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::time::SystemTime;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -16,8 +16,13 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 /// Where a row's bytes go until the rename. The row id and version are in
 /// the name, so a resume only ever continues the same version's upload.
 pub fn temp_path(to: &SendTo, row: &FileRow, final_path: &str) -> String {
+    temp_path_of(to, row.id, row.size, row.mtime, final_path)
+}
+
+/// [`temp_path`] of a version given by its parts.
+pub fn temp_path_of(to: &SendTo, id: i64, size: i64, mtime: i64, final_path: &str) -> String {
     let name = final_path.rsplit('/').next().unwrap_or(final_path);
-    let hidden = temp_file_name(name, row.id, row.size, row.mtime);
+    let hidden = temp_file_name(name, id, size, mtime);
     match &to.temp {
         UploadTemp::Hidden => remote::join(remote::parent(final_path), &hidden),
         UploadTemp::Extension(ext) => {
@@ -91,7 +96,9 @@ pub async fn remote_size(
 
 /// Writes the local file from byte `from` to `dest` at byte `at` (or
 /// replacing `dest` when `at` is 0). With `create_dirs`, a missing
-/// directory is made and the write tried once more.
+/// directory is made and the write tried once more. A server that will
+/// not continue a file (FTP without REST + STOR or APPE) gets a temporary
+/// file again from its first byte; an append there fails for good.
 #[allow(clippy::too_many_arguments)]
 pub async fn write(
     session: &mut PooledSession,
@@ -99,11 +106,13 @@ pub async fn write(
     local: &str,
     row: &FileRow,
     dest: &str,
-    from: u64,
-    at: u64,
+    mut from: u64,
+    mut at: u64,
     dirs: &[&str],
 ) -> Result<u64, FileError> {
-    for round in 0..2 {
+    let temporary_file = from == at;
+    let mut made_dirs = false;
+    loop {
         let mut file = open_source(local, row).await?;
         file.seek(std::io::SeekFrom::Start(from))
             .await
@@ -116,22 +125,32 @@ pub async fn write(
             WriteMode::At(at)
         };
         match session.write_from(dest, mode, &mut source).await {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind == ErrorKind::ResumeRefused && at > 0 && temporary_file => {
+                tracing::warn!(remote = %dest, error = %e, "cannot resume the upload; sending it from the start");
+                (from, at) = (0, 0);
+            }
+            Err(e) if e.kind == ErrorKind::ResumeRefused => {
+                return Err(FileError::permanent(
+                    ErrorKind::ResumeRefused,
+                    format!("cannot append to {dest}: {}", e.message),
+                ));
+            }
             // FTP servers answer a missing directory with 550 or 553 alike:
             // with create_dirs, any refusal of the first write makes them.
             Err(e)
                 if to.create_dirs
-                    && round == 0
+                    && !made_dirs
                     && (e.kind == ErrorKind::NotFound || !e.temporary) =>
             {
+                made_dirs = true;
                 for d in dirs {
                     session.create_dirs(d).await?;
                 }
             }
             Err(e) => return Err(e.into()),
-            Ok(n) => return Ok(n),
         }
     }
-    unreachable!("the second round returns")
 }
 
 /// Uploads the row's file to `temp`, continuing a partial upload of the
@@ -145,9 +164,15 @@ pub async fn to_temp(
     final_path: &str,
 ) -> Result<u64, FileError> {
     let size = row.size as u64;
-    let offset = match remote_size(session, temp).await? {
-        Some(Some(have)) if have <= size => have,
-        _ => 0,
+    // A row never attempted has no temporary file to continue (the name
+    // holds its id): one round trip less per file.
+    let fresh = row.attempts == 0;
+    let offset = match fresh {
+        true => 0,
+        false => match remote_size(session, temp).await? {
+            Some(Some(have)) if have <= size => have,
+            _ => 0,
+        },
     };
     if offset > 0 {
         tracing::info!(remote = %temp, offset, "resuming the upload");
@@ -195,15 +220,21 @@ pub enum Named {
     Skip(String),
 }
 
-/// The final remote name by `if_exists`. `overwrite` keeps the name;
-/// `unique` finds a free `NAME.STAMP.ext`; `error` fails the file for good;
-/// `skip` reports the taken name.
+/// The final remote name by `if_exists`, before the first rename.
+/// `overwrite` and `unique` keep the name (a unique name is found when the
+/// rename says it is taken: [`choose_free`]); `error` fails the file for
+/// good; `skip` reports the taken name.
 pub async fn choose(
     session: &mut PooledSession,
     policy: SendIfExists,
     final_path: &str,
 ) -> Result<Named, FileError> {
-    if matches!(policy, SendIfExists::Overwrite | SendIfExists::Append) {
+    // `unique` tries the plain name first: the rename never replaces, and
+    // a taken name is chosen again there (send.rs), so no stat is needed.
+    if matches!(
+        policy,
+        SendIfExists::Overwrite | SendIfExists::Append | SendIfExists::Unique
+    ) {
         return Ok(Named::To(final_path.to_string()));
     }
     if remote_size(session, final_path).await?.is_none() {
@@ -212,25 +243,32 @@ pub async fn choose(
     match policy {
         SendIfExists::Error => Err(taken(final_path)),
         SendIfExists::Skip => Ok(Named::Skip(final_path.to_string())),
-        _ => {
-            let stamp = utc_stamp(SystemTime::now());
-            for n in 0..100 {
-                let tag = if n == 0 {
-                    stamp.clone()
-                } else {
-                    format!("{stamp}-{n}")
-                };
-                let candidate = with_suffix(final_path, &tag);
-                if remote_size(session, &candidate).await?.is_none() {
-                    return Ok(Named::To(candidate));
-                }
-            }
-            Err(FileError::temporary(
-                ErrorKind::AlreadyExists,
-                format!("no free name for {final_path} on the server"),
-            ))
+        _ => choose_free(session, final_path).await.map(Named::To),
+    }
+}
+
+/// `unique` after the plain name was found taken: `NAME.STAMP.ext`, or
+/// `NAME.STAMP-N.ext` while that is taken too.
+pub async fn choose_free(
+    session: &mut PooledSession,
+    final_path: &str,
+) -> Result<String, FileError> {
+    let stamp = utc_stamp(SystemTime::now());
+    for n in 0..100 {
+        let tag = if n == 0 {
+            stamp.clone()
+        } else {
+            format!("{stamp}-{n}")
+        };
+        let candidate = with_suffix(final_path, &tag);
+        if remote_size(session, &candidate).await?.is_none() {
+            return Ok(candidate);
         }
     }
+    Err(FileError::temporary(
+        ErrorKind::AlreadyExists,
+        format!("no free name for {final_path} on the server"),
+    ))
 }
 
 /// `if_exists = "error"` and the name is taken.
@@ -241,4 +279,26 @@ pub fn taken(path: &str) -> FileError {
             "{path} exists on the server (if_exists = \"error\"); the file stays in the outbox"
         ),
     )
+}
+
+/// Removes the partial uploads of versions that were replaced in the
+/// outbox or vanished from it: their temporary names would never be
+/// continued. Best effort; a failure only leaves a stray file.
+pub async fn discard_partials(session: &mut PooledSession, to: &SendTo, gone: &[Superseded]) {
+    for v in gone {
+        if to.if_exists == SendIfExists::Append {
+            return; // appends write no temporary file
+        }
+        let final_path = remote::join(&to.remote_dir, &v.path);
+        let temp = temp_path_of(to, v.id, v.size, v.mtime, &final_path);
+        match session.remove(&temp).await {
+            Ok(()) => {
+                tracing::info!(remote = %temp, "removed the partial upload of a replaced version")
+            }
+            Err(e) if e.kind == ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(remote = %temp, error = %e, "cannot remove a stale partial upload")
+            }
+        }
+    }
 }

@@ -29,6 +29,9 @@ pub enum Step {
         local_path: String,
         local_inode: Option<i64>,
     },
+    /// Send: the whole file is on the server under its temporary name,
+    /// its size checked, and `sent_to` is the name chosen for it.
+    Uploaded { bytes: i64, sent_to: String },
     /// The file is in place; `done` when no post-action follows.
     Delivered { local_path: String, done: bool },
     /// The post-action is done too.
@@ -109,6 +112,7 @@ async fn write_loop(pool: SqlitePool, mut rx: mpsc::UnboundedReceiver<Request>) 
 /// claimed row.
 async fn apply(pool: &SqlitePool, batch: &[Request]) -> sqlx::Result<HashMap<i64, i64>> {
     let (mut claims, mut downloaded, mut delivered, mut done) = (vec![], vec![], vec![], vec![]);
+    let mut uploaded = vec![];
     for r in batch {
         match &r.step {
             Step::Claim => claims.push(json!([r.id, r.now])),
@@ -117,6 +121,9 @@ async fn apply(pool: &SqlitePool, batch: &[Request]) -> sqlx::Result<HashMap<i64
                 local_path,
                 local_inode,
             } => downloaded.push(json!([r.id, r.now, bytes, local_path, local_inode])),
+            Step::Uploaded { bytes, sent_to } => {
+                uploaded.push(json!([r.id, r.now, bytes, sent_to]))
+            }
             Step::Delivered { local_path, done } => {
                 delivered.push(json!([r.id, r.now, local_path, done]))
             }
@@ -146,6 +153,18 @@ async fn apply(pool: &SqlitePool, batch: &[Request]) -> sqlx::Result<HashMap<i64
              WHERE files.id = s.id",
         )
         .bind(Value::Array(downloaded).to_string())
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !uploaded.is_empty() {
+        sqlx::query(
+            "UPDATE files SET state = 'downloaded', bytes_done = s.bytes, sent_to = s.sent_to,
+               updated_at_ms = s.now
+             FROM (SELECT value ->> 0 AS id, value ->> 1 AS now, value ->> 2 AS bytes,
+                          value ->> 3 AS sent_to FROM json_each(?)) AS s
+             WHERE files.id = s.id",
+        )
+        .bind(Value::Array(uploaded).to_string())
         .execute(&mut *tx)
         .await?;
     }

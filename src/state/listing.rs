@@ -274,8 +274,8 @@ fn dedupe<'a>(
     (files, refused)
 }
 
-/// Rows per statement that carries its rows as JSON.
-const INSERT_SLICE: usize = 2000;
+/// Rows (or ids) per statement that carries them as JSON.
+pub(super) const INSERT_SLICE: usize = 2000;
 
 /// Inserts the rows of new files with one statement per slice: `seen`, or
 /// `failed` with the error given. A first poll of a directory with many

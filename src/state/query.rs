@@ -220,7 +220,7 @@ impl State {
         ids: &[i64],
     ) -> Result<std::collections::HashMap<i64, FileState>> {
         let mut out = std::collections::HashMap::new();
-        for slice in ids.chunks(2000) {
+        for slice in ids.chunks(super::listing::INSERT_SLICE) {
             let rows: Vec<(i64, String)> = sqlx::query_as(
                 "SELECT id, state FROM files WHERE id IN (SELECT value FROM json_each(?))",
             )

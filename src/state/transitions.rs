@@ -86,17 +86,11 @@ impl State {
     /// `if_exists`, recorded before the rename: from here a repeat renames
     /// (or finds the temporary name gone: renamed), never uploads again.
     pub async fn mark_uploaded(&self, id: i64, bytes: u64, sent_to: &str, now: i64) -> Result<()> {
-        sqlx::query(
-            "UPDATE files SET state = 'downloaded', bytes_done = ?, sent_to = ?, updated_at_ms = ?
-             WHERE id = ?",
-        )
-        .bind(bytes as i64)
-        .bind(sent_to)
-        .bind(now)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let step = Step::Uploaded {
+            bytes: bytes as i64,
+            sent_to: sent_to.to_string(),
+        };
+        self.batch.record(id, now, step).await.map(drop)
     }
 
     /// Send with `append`: the remote file's size before anything of this

@@ -457,6 +457,12 @@ pub fn proftpd_spawn(dir: &Path, conf: &str) -> Proc {
 /// required, MLSD, user `ferry` / `s3cret pass` with `dir/root` as home.
 /// Its paths are the real ones (no chroot).
 pub fn proftpd_tls(dir: &Path, certs: &Certs) -> FtpServer {
+    proftpd_tls_with(dir, certs, true)
+}
+
+/// [`proftpd_tls`]; with `allow_overwrite` false, ProFTPD's own default:
+/// STOR and RNTO refuse an existing target.
+pub fn proftpd_tls_with(dir: &Path, certs: &Certs, allow_overwrite: bool) -> FtpServer {
     require_proftpd("mod_tls.so");
     let root = dir.join("root");
     std::fs::create_dir_all(root.join("pub")).unwrap();
@@ -466,12 +472,13 @@ pub fn proftpd_tls(dir: &Path, certs: &Certs) -> FtpServer {
         "{base}TransferLog {d}/proftpd.xferlog\nPassivePorts {pasv} {}\n\
          LoadModule mod_tls.c\nTLSEngine on\nTLSLog {d}/proftpd.tls.log\n\
          TLSProtocol TLSv1.2 TLSv1.3\nTLSRSACertificateFile {cert}\nTLSRSACertificateKeyFile {key}\n\
-         TLSRequired on\nTLSVerifyClient off\n<Directory />\n  AllowOverwrite on\n</Directory>\n",
+         TLSRequired on\nTLSVerifyClient off\n<Directory />\n  AllowOverwrite {overwrite}\n</Directory>\n",
         pasv + 40,
         base = proftpd_base_conf(dir, &root, port),
         d = dir.display(),
         cert = certs.cert.display(),
         key = certs.key.display(),
+        overwrite = if allow_overwrite { "on" } else { "off" },
     );
     let server = FtpServer {
         proc: proftpd_spawn(dir, &conf),

@@ -90,11 +90,28 @@ pub async fn write_from(
         WriteMode::At(n) => (format!("STOR {path}"), n),
     };
     let mut stream = match data::open(conn, shared, &cmd, offset).await {
-        // REST before STOR is optional (RFC 3659); the caller found the
-        // file `offset` bytes long, so APPE continues at the same place.
-        Err(e) if e.kind == ErrorKind::ResumeRefused => {
+        // REST before STOR is optional (RFC 3659), and some servers take
+        // the REST but refuse the STOR after it (ProFTPD without
+        // AllowStoreRestart: "Overwrite permission denied"). The caller
+        // found the file `offset` bytes long, so APPE continues at the
+        // same place.
+        Err(e) if offset > 0 && (e.kind == ErrorKind::ResumeRefused || !e.temporary) => {
+            tracing::debug!(error = %e, "STOR at an offset refused; appending instead");
             cmd = format!("APPE {path}");
-            data::open(conn, shared, &cmd, 0).await?
+            match data::open(conn, shared, &cmd, 0).await {
+                Err(a) if a.kind != ErrorKind::Connection && a.kind != ErrorKind::Timeout => {
+                    return Err(RemoteError::new(
+                        ErrorKind::ResumeRefused,
+                        false,
+                        cmd,
+                        format!(
+                            "the server refuses to continue a file at byte {offset}: REST + STOR: {}; APPE: {}",
+                            e.message, a.message
+                        ),
+                    ));
+                }
+                r => r?,
+            }
         }
         r => r?,
     };
