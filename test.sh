@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs ferry's whole test suite. First installs, when missing, the real
 # programs the tests start on loopback ports (OpenSSH sshd, vsftpd,
-# pyftpdlib with pyOpenSSL, tinyproxy, dante, openssl for test
+# pyftpdlib with pyOpenSSL, asyncssh, tinyproxy, dante, openssl for test
 # certificates, sshfs for a mount that hangs), and ProFTPD unpacked into
 # target/proftpd (its package conflicts with vsftpd's), then runs `cargo test`.
 # Fails when any test fails.
@@ -15,6 +15,7 @@ declare -A needs=(
     [/usr/sbin/vsftpd]=vsftpd
     [pyftpdlib]=python3-pyftpdlib
     [OpenSSL]=python3-openssl
+    [asyncssh]=python3-asyncssh
     [/usr/bin/tinyproxy]=tinyproxy
     [/usr/sbin/danted]=dante-server
     [/usr/bin/openssl]=openssl
@@ -22,8 +23,9 @@ declare -A needs=(
 )
 missing=()
 for what in "${!needs[@]}"; do
-    if [ "$what" = pyftpdlib ] || [ "$what" = OpenSSL ]; then
-        # pyftpdlib's FTPS needs pyOpenSSL.
+    if [ "$what" = pyftpdlib ] || [ "$what" = OpenSSL ] || [ "$what" = asyncssh ]; then
+        # Python modules: pyftpdlib's FTPS needs pyOpenSSL; asyncssh is a
+        # second SFTP server (handles that count up, extensions optional).
         /usr/bin/python3 -c "import $what" 2>/dev/null || missing+=("${needs[$what]}")
     elif [ ! -x "$what" ]; then
         missing+=("${needs[$what]}")

@@ -474,6 +474,10 @@ async fn reads_stop_one_byte_past_the_listed_size_and_odd_names_are_flagged() {
     let listed = session.list(data.to_str().unwrap()).await.unwrap();
     let bad = listed.iter().find(|e| e.name.starts_with("bad")).unwrap();
     assert!(bad.invalid_name, "{bad:?}");
+    assert_eq!(
+        bad.name, "bad\\xffname.csv",
+        "the bad byte escaped, the rest kept"
+    );
     assert!(
         !listed
             .iter()

@@ -3,7 +3,7 @@
 //! certificates in a temp directory, and killed on drop. A missing server
 //! program fails the test with how to install it; nothing is skipped.
 
-use super::process::{Proc, free_port, require};
+use super::process::{Proc, descendants, free_port, require};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -167,36 +167,6 @@ impl Drop for FtpServer {
         // The listener itself goes when `proc` drops.
         self.cut_sessions();
     }
-}
-
-/// Every process below `pid`, from /proc.
-fn descendants(pid: u32) -> Vec<u32> {
-    let mut parents = vec![pid];
-    let mut found = Vec::new();
-    let all: Vec<(u32, u32)> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| {
-            let p: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
-            let ppid = stat
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()?;
-            Some((p, ppid))
-        })
-        .collect();
-    while let Some(parent) = parents.pop() {
-        for (p, pp) in &all {
-            if *pp == parent {
-                found.push(*p);
-                parents.push(*p);
-            }
-        }
-    }
-    found
 }
 
 #[derive(Default, Clone)]
@@ -401,27 +371,24 @@ pub fn proftpd_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("target/proftpd/root")
 }
 
-/// ProFTPD 1.3.8 with mod_tls at its defaults (so each data connection
-/// must resume its own control connection's TLS session), explicit FTPS
-/// required, MLSD, user `ferry` / `s3cret pass` with `dir/root` as home.
-/// Its paths are the real ones (no chroot).
-pub fn proftpd_tls(dir: &Path, certs: &Certs) -> FtpServer {
-    proftpd_tls_with(dir, certs, true)
-}
-
-/// [`proftpd_tls`]; with `allow_overwrite` false, ProFTPD's own default:
-/// STOR and RNTO refuse an existing target.
-pub fn proftpd_tls_with(dir: &Path, certs: &Certs, allow_overwrite: bool) -> FtpServer {
+/// Fails the test unless ./test.sh has unpacked ProFTPD with `module`.
+pub fn require_proftpd(module: &str) -> PathBuf {
     let base = proftpd_dir();
-    let program = base.join("usr/sbin/proftpd");
     assert!(
-        program.exists() && base.join("usr/lib/proftpd/mod_tls.so").exists(),
-        "ProFTPD is missing from {}: run ./test.sh once, which downloads proftpd-core, \
-         proftpd-mod-crypto and their libraries with `apt-get download` and unpacks them there",
+        base.join("usr/sbin/proftpd").exists()
+            && base.join("usr/lib/proftpd").join(module).exists(),
+        "ProFTPD with {module} is missing from {}: run ./test.sh once, which downloads \
+         proftpd-core, proftpd-mod-crypto and their libraries with `apt-get download` \
+         and unpacks them there",
         base.display()
     );
-    let root = dir.join("root");
-    std::fs::create_dir_all(root.join("pub")).unwrap();
+    base
+}
+
+/// The directives every ProFTPD the tests start shares: standalone on
+/// `port` of 127.0.0.1, user `ferry` / `s3cret pass` (from files in `dir`)
+/// with `home` as home directory, logs and run files in `dir`.
+pub fn proftpd_base_conf(dir: &Path, home: &Path, port: u16) -> String {
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let hash = Command::new("/usr/bin/openssl")
@@ -449,13 +416,10 @@ pub fn proftpd_tls_with(dir: &Path, certs: &Certs, allow_overwrite: bool) -> Ftp
         format!(
             "{PY_USER}:{}:{uid}:{gid}::{}:/bin/sh\n",
             hash.trim(),
-            root.display()
+            home.display()
         ),
     );
     let group = private("proftpd.group", format!("ferry:x:{gid}:\n"));
-    let port = free_port();
-    let pasv = 20000 + fastrand_u16(40000);
-    let log = dir.join("proftpd.log");
     // Running as root (as CI does), it must not switch to a user that
     // cannot read the temp directory; as another user it stays that user.
     let user = if uid == 0 {
@@ -463,37 +427,65 @@ pub fn proftpd_tls_with(dir: &Path, certs: &Certs, allow_overwrite: bool) -> Ftp
     } else {
         ""
     };
-    let conf = format!(
+    format!(
         "ServerType standalone\nDefaultServer on\nPort {port}\nDefaultAddress 127.0.0.1\n\
          SocketBindTight on\nUseIPv6 off\n{user}RequireValidShell off\nAuthUserFile {passwd}\n\
          AuthGroupFile {group}\nAuthOrder mod_auth_file.c\nWtmpLog off\nUseReverseDNS off\n\
          ScoreboardFile {d}/proftpd.scoreboard\nPidFile {d}/proftpd.pid\nDelayTable none\n\
-         SystemLog {log}\nTransferLog {d}/proftpd.xferlog\nPassivePorts {pasv} {}\n\
-         ModulePath {modules}\nLoadModule mod_tls.c\nTLSEngine on\nTLSLog {d}/proftpd.tls.log\n\
-         TLSProtocol TLSv1.2 TLSv1.3\nTLSRSACertificateFile {cert}\nTLSRSACertificateKeyFile {key}\n\
-         TLSRequired on\nTLSVerifyClient off\n<Directory />\n  AllowOverwrite {overwrite}\n</Directory>\n",
-        pasv + 40,
+         SystemLog {d}/proftpd.log\nModulePath {modules}\n",
         passwd = passwd.display(),
         group = group.display(),
         d = dir.display(),
-        log = log.display(),
-        modules = base.join("usr/lib/proftpd").display(),
+        modules = proftpd_dir().join("usr/lib/proftpd").display(),
+    )
+}
+
+/// Writes `conf` into `dir` and starts ProFTPD on it in the foreground.
+pub fn proftpd_spawn(dir: &Path, conf: &str) -> Proc {
+    let base = proftpd_dir();
+    let conf_path = dir.join("proftpd.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let mut cmd = Command::new(base.join("usr/sbin/proftpd"));
+    cmd.args(["-n", "-q", "-c"])
+        .arg(&conf_path)
+        .env("LD_LIBRARY_PATH", base.join("usr/lib/x86_64-linux-gnu"));
+    Proc::spawn(cmd, &dir.join("proftpd.stderr"))
+}
+
+/// ProFTPD 1.3.8 with mod_tls at its defaults (so each data connection
+/// must resume its own control connection's TLS session), explicit FTPS
+/// required, MLSD, user `ferry` / `s3cret pass` with `dir/root` as home.
+/// Its paths are the real ones (no chroot).
+pub fn proftpd_tls(dir: &Path, certs: &Certs) -> FtpServer {
+    proftpd_tls_with(dir, certs, true)
+}
+
+/// [`proftpd_tls`]; with `allow_overwrite` false, ProFTPD's own default:
+/// STOR and RNTO refuse an existing target.
+pub fn proftpd_tls_with(dir: &Path, certs: &Certs, allow_overwrite: bool) -> FtpServer {
+    require_proftpd("mod_tls.so");
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("pub")).unwrap();
+    let port = free_port();
+    let pasv = 20000 + fastrand_u16(40000);
+    let conf = format!(
+        "{base}TransferLog {d}/proftpd.xferlog\nPassivePorts {pasv} {}\n\
+         LoadModule mod_tls.c\nTLSEngine on\nTLSLog {d}/proftpd.tls.log\n\
+         TLSProtocol TLSv1.2 TLSv1.3\nTLSRSACertificateFile {cert}\nTLSRSACertificateKeyFile {key}\n\
+         TLSRequired on\nTLSVerifyClient off\n<Directory />\n  AllowOverwrite {overwrite}\n</Directory>\n",
+        pasv + 40,
+        base = proftpd_base_conf(dir, &root, port),
+        d = dir.display(),
         cert = certs.cert.display(),
         key = certs.key.display(),
         overwrite = if allow_overwrite { "on" } else { "off" },
     );
-    let conf_path = dir.join("proftpd.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let mut cmd = Command::new(&program);
-    cmd.args(["-n", "-q", "-c"])
-        .arg(&conf_path)
-        .env("LD_LIBRARY_PATH", base.join("usr/lib/x86_64-linux-gnu"));
     let server = FtpServer {
-        proc: Proc::spawn(cmd, &dir.join("proftpd.stderr")),
+        proc: proftpd_spawn(dir, &conf),
         port,
         remote_root: root.display().to_string(),
         root,
-        log,
+        log: dir.join("proftpd.log"),
     };
     server.wait_ready(false)
 }

@@ -211,5 +211,6 @@ pub mod ftp_servers;
 pub mod ftp_session;
 pub mod process;
 pub mod proxies;
+pub mod sftp_servers;
 pub mod sshd;
 pub mod throttle;

@@ -162,3 +162,33 @@ pub fn kill_pids(pids: &[i32]) {
         unsafe { libc::kill(*pid, libc::SIGKILL) };
     }
 }
+
+/// Every process below `pid`, from /proc.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents = vec![pid];
+    let mut found = Vec::new();
+    let all: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let p: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            let ppid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((p, ppid))
+        })
+        .collect();
+    while let Some(parent) = parents.pop() {
+        for (p, pp) in &all {
+            if *pp == parent {
+                found.push(*p);
+                parents.push(*p);
+            }
+        }
+    }
+    found
+}

@@ -8,14 +8,13 @@
 
 use super::error;
 use super::hostkey::{Checker, HandshakeError};
-use super::progress::{self, Watch};
+use super::progress::Watch;
+use super::wire::{self, Client};
 use crate::config::Server;
 use crate::remote::{ErrorKind, RemoteError, Result, proxy};
 use russh::client::{self, AuthResult, Handle, KeyboardInteractiveAuthResponse};
 use russh::keys::PrivateKeyWithHashAlg;
 use russh::{MethodKind, cipher};
-use russh_sftp::client::RawSftpSession;
-use russh_sftp::client::error::Error as SftpError;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,12 +35,13 @@ const SAFE_CHUNK: u64 = 32 * 1024;
 /// What we ask for when the server announces larger limits: OpenSSH reads
 /// and writes up to 255 KiB per request.
 const MAX_CHUNK: u64 = 255 * 1024;
+const LIMITS: &str = "limits@openssh.com";
 
 pub struct Connected {
     pub ssh: Handle<Checker>,
-    pub sftp: RawSftpSession,
+    pub sftp: Client,
     /// Extensions the server announced (`posix-rename@openssh.com`, ...).
-    pub extensions: HashMap<String, String>,
+    pub extensions: HashMap<String, Vec<u8>>,
     /// Bytes per read and per write request.
     pub read_chunk: u32,
     pub write_chunk: u32,
@@ -57,9 +57,14 @@ impl Connected {
     /// `io_timeout`, counted as "no byte heard for this long".
     pub async fn io<T>(
         &self,
-        request: impl std::future::Future<Output = std::result::Result<T, SftpError>>,
-    ) -> std::result::Result<T, SftpError> {
+        request: impl std::future::Future<Output = std::result::Result<T, wire::Error>>,
+    ) -> std::result::Result<T, wire::Error> {
         self.watch.within(request).await
+    }
+
+    /// Whether the server announced the OpenSSH extension `name` (version "1").
+    pub fn has(&self, name: &str) -> bool {
+        self.extensions.get(name).is_some_and(|v| v == b"1")
     }
 }
 
@@ -130,25 +135,25 @@ async fn start_sftp(
         .request_subsystem(true, "sftp")
         .await
         .map_err(|e| error::ssh(&ctx, e))?;
-    let config = russh_sftp::client::Config {
-        request_timeout_secs: progress::BACKSTOP_SECS,
-        ..Default::default()
-    };
     let watch = Watch::new(server.io_timeout);
-    let sftp = RawSftpSession::new_with_config(watch.counting(channel.into_stream()), config);
-    let version = sftp
-        .init()
+    let (sftp, version) = watch
+        .within(Client::start(watch.counting(channel.into_stream())))
         .await
         .map_err(|e| error::sftp("start", endpoint, e))?;
+    tracing::debug!(
+        version = version.version,
+        extensions = ?version.extensions.keys().collect::<Vec<_>>(),
+        "sftp server version"
+    );
     let extensions = version.extensions;
     let (mut read_chunk, mut write_chunk) = (SAFE_CHUNK, SAFE_CHUNK);
-    if extensions.contains_key(russh_sftp::extensions::LIMITS)
-        && let Ok(l) = sftp.limits().await
+    if extensions.get(LIMITS).is_some_and(|v| v == b"1")
+        && let Ok(l) = watch.within(sftp.limits()).await
     {
         // 0 means "no limit" in limits@openssh.com.
         let cap = |n: u64| if n == 0 { MAX_CHUNK } else { n.min(MAX_CHUNK) };
-        read_chunk = cap(l.max_read_len);
-        write_chunk = cap(l.max_write_len);
+        read_chunk = cap(l.max_read);
+        write_chunk = cap(l.max_write);
     }
     Ok(Connected {
         ssh,

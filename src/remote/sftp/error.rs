@@ -1,30 +1,38 @@
 //! SSH and SFTP errors mapped once to a kind and a temporary flag.
 
 use super::hostkey::HandshakeError;
+use super::wire::{Error as SftpError, status};
 use crate::remote::{ErrorKind, RemoteError};
-use russh_sftp::client::error::Error as SftpError;
-use russh_sftp::protocol::StatusCode;
 
 /// An error from an SFTP request on `path`.
 pub fn sftp(op: &str, path: &str, e: SftpError) -> RemoteError {
     let ctx = format!("{op} {path}");
     let (kind, temporary) = match &e {
-        SftpError::Status(s) => match s.status_code {
-            StatusCode::NoSuchFile => (ErrorKind::NotFound, false),
-            StatusCode::PermissionDenied => (ErrorKind::PermissionDenied, false),
-            StatusCode::OpUnsupported => (ErrorKind::Other, false),
-            StatusCode::NoConnection | StatusCode::ConnectionLost => (ErrorKind::Connection, true),
-            // SSH_FX_FAILURE covers everything else the server would not say,
-            // from a full disk to an existing target: worth another try.
-            _ => (ErrorKind::Other, true),
-        },
+        SftpError::Status { code, .. } => status_kind(*code),
         SftpError::Timeout => (ErrorKind::Timeout, true),
-        SftpError::Limited(_) => (ErrorKind::Other, false),
-        SftpError::IO(_) | SftpError::UnexpectedBehavior(_) | SftpError::UnexpectedPacket => {
-            (ErrorKind::Connection, true)
-        }
+        SftpError::Closed(_) => (ErrorKind::Connection, true),
+        // One reply that made no sense: this request failed, the session
+        // is still in step (replies are matched by id).
+        SftpError::BadReply(_) => (ErrorKind::Other, true),
     };
     RemoteError::new(kind, temporary, ctx, e.to_string())
+}
+
+/// v3 defines codes 0 to 8; the later drafts' codes that servers send
+/// anyway (ProFTPD, asyncssh with newer clients) mean what they say. A code
+/// nobody defined is a refusal of this request like SSH_FX_FAILURE.
+fn status_kind(code: u32) -> (ErrorKind, bool) {
+    match code {
+        status::NO_SUCH_FILE | status::NO_SUCH_PATH => (ErrorKind::NotFound, false),
+        status::PERMISSION_DENIED | status::WRITE_PROTECT => (ErrorKind::PermissionDenied, false),
+        status::OP_UNSUPPORTED => (ErrorKind::Other, false),
+        status::FILE_ALREADY_EXISTS => (ErrorKind::AlreadyExists, false),
+        status::NO_SPACE_ON_FILESYSTEM | status::QUOTA_EXCEEDED => (ErrorKind::Storage, true),
+        status::NO_CONNECTION | status::CONNECTION_LOST => (ErrorKind::Connection, true),
+        // SSH_FX_FAILURE covers everything else the server would not say,
+        // from a full disk to an existing target: worth another try.
+        _ => (ErrorKind::Other, true),
+    }
 }
 
 /// An error while connecting or authenticating.
@@ -51,4 +59,30 @@ pub fn ssh(ctx: &str, e: russh::Error) -> RemoteError {
         _ => (ErrorKind::Connection, true),
     };
     RemoteError::new(kind, temporary, ctx, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_beyond_v3_are_classified_and_unknown_ones_are_plain_refusals() {
+        let e = |code| {
+            let r = sftp(
+                "rename",
+                "/a -> /b",
+                SftpError::Status {
+                    code,
+                    message: String::new(),
+                },
+            );
+            (r.kind, r.temporary, r.breaks_session())
+        };
+        assert_eq!(e(11), (ErrorKind::AlreadyExists, false, false));
+        assert_eq!(e(2), (ErrorKind::NotFound, false, false));
+        assert_eq!(e(14), (ErrorKind::Storage, true, false));
+        assert_eq!(e(0x1234), (ErrorKind::Other, true, false));
+        let closed = sftp("read", "/x", SftpError::Closed("eof".into()));
+        assert!(closed.breaks_session());
+    }
 }

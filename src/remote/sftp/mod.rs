@@ -1,23 +1,26 @@
 //! The `sftp` transport: SSH through russh, file operations through
-//! russh-sftp's raw session so that reads and writes can be pipelined and
-//! OpenSSH extensions (posix-rename, fsync) used when offered.
+//! ferry's own SFTP v3 client (`wire/`), which keeps handles and names as
+//! bytes, pipelines reads and writes, and uses the OpenSSH extensions
+//! (posix-rename, fsync, limits) when offered.
 
 mod connect;
 mod error;
 mod hostkey;
 mod progress;
 mod transfer;
+mod wire;
 
 use super::{
     Entry, EntryKind, ErrorKind, RemoteError, Result, Session, Transport, Version, WriteMode,
+    escape_name,
 };
 use crate::config::Server;
 use async_trait::async_trait;
 use connect::Connected;
 use futures::StreamExt;
-use russh_sftp::protocol::{FileAttributes, FileType, Packet, StatusCode};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
+use wire::{Attrs, NameEntry, status};
 
 const POSIX_RENAME: &str = "posix-rename@openssh.com";
 
@@ -42,93 +45,98 @@ pub struct SftpSession {
     follow_symlinks: bool,
 }
 
-fn entry(name: String, attrs: &FileAttributes, link_target: Option<String>) -> Entry {
-    let kind = match attrs.file_type() {
-        FileType::Dir => EntryKind::Dir,
-        FileType::File => EntryKind::File,
-        FileType::Symlink => EntryKind::Symlink,
-        FileType::Other => EntryKind::Other,
+const S_IFMT: u32 = 0o170_000;
+
+fn entry(name: &[u8], attrs: &Attrs, link_target: Option<String>) -> Entry {
+    let kind = match attrs.permissions.map(|p| p & S_IFMT) {
+        Some(0o040_000) => EntryKind::Dir,
+        Some(0o100_000) => EntryKind::File,
+        Some(0o120_000) => EntryKind::Symlink,
+        _ => EntryKind::Other,
     };
+    // A name that is not UTF-8 is shown escaped and flagged; the engine
+    // records it as failed without touching it, and its neighbours go on.
+    let (name, invalid_name) = escape_name(name);
     Entry {
         kind,
         size: attrs.size,
-        mtime: i64::from(attrs.mtime.unwrap_or(0)),
+        mtime: i64::from(attrs.mtime().unwrap_or(0)),
         link_target,
-        // russh-sftp keeps names as `String` and replaces bytes that are not
-        // UTF-8 with U+FFFD: such a name can be shown but not opened.
-        invalid_name: name.contains(char::REPLACEMENT_CHARACTER),
+        invalid_name,
         date_only: false,
         name,
     }
 }
 
-fn is_status(e: &russh_sftp::client::error::Error, code: StatusCode) -> bool {
-    matches!(e, russh_sftp::client::error::Error::Status(s) if s.status_code == code)
+/// `dir/name` as the server's bytes, so a name that is not UTF-8 still
+/// reaches its file.
+fn join_bytes(dir: &str, name: &[u8]) -> Vec<u8> {
+    let mut p = dir.trim_end_matches('/').as_bytes().to_vec();
+    p.push(b'/');
+    p.extend_from_slice(name);
+    p
+}
+
+fn already_exists(ctx: &str) -> RemoteError {
+    RemoteError::new(
+        ErrorKind::AlreadyExists,
+        false,
+        format!("rename {ctx}"),
+        "target exists",
+    )
 }
 
 impl SftpSession {
-    async fn read_dir(&self, dir: &str) -> Result<Vec<russh_sftp::protocol::File>> {
+    async fn read_dir(&self, dir: &str) -> Result<Vec<NameEntry>> {
         let (c, sftp) = (&self.c, &self.c.sftp);
         let handle = c
-            .io(sftp.opendir(dir))
+            .io(sftp.opendir(dir.as_bytes()))
             .await
-            .map_err(|e| error::sftp("list", dir, e))?
-            .handle;
+            .map_err(|e| error::sftp("list", dir, e))?;
         let mut files = Vec::new();
         let result = loop {
-            match c.io(sftp.readdir(handle.as_str())).await {
-                Ok(name) => files.extend(name.files),
-                Err(e) if is_status(&e, StatusCode::Eof) => break Ok(files),
+            match c.io(sftp.readdir(&handle)).await {
+                Ok(Some(names)) => files.extend(names),
+                Ok(None) => break Ok(files),
                 Err(e) => break Err(error::sftp("list", dir, e)),
             }
         };
-        let _ = c.io(sftp.close(handle)).await;
+        let _ = c.io(sftp.close(&handle)).await;
         result
     }
 
     /// A symlink as what it points to; a dangling one stays a symlink.
-    async fn follow(&self, path: &str, name: String, attrs: &FileAttributes) -> Entry {
+    async fn follow(&self, path: &[u8], name: &[u8], attrs: &Attrs) -> Entry {
         let target = self
             .c
             .io(self.c.sftp.readlink(path))
             .await
             .ok()
-            .and_then(|n| n.files.into_iter().next())
-            .map(|f| f.filename);
+            .map(|t| escape_name(&t).0);
         if self.follow_symlinks
             && let Ok(a) = self.c.io(self.c.sftp.stat(path)).await
         {
-            return entry(name, &a.attrs, target);
+            return entry(name, &a, target);
         }
         entry(name, attrs, target)
     }
 
-    async fn exists(&self, path: &str) -> Result<bool> {
-        match self.c.io(self.c.sftp.lstat(path)).await {
-            Ok(_) => Ok(true),
-            Err(e) if is_status(&e, StatusCode::NoSuchFile) => Ok(false),
+    /// Whether `path` exists; `None` when the server will not say
+    /// (permission denied on the lstat itself).
+    async fn exists(&self, path: &str) -> Result<Option<bool>> {
+        match self.c.io(self.c.sftp.lstat(path.as_bytes())).await {
+            Ok(_) => Ok(Some(true)),
+            Err(e) if e.is_status(status::NO_SUCH_FILE) => Ok(Some(false)),
+            Err(e) if e.is_status(status::PERMISSION_DENIED) => Ok(None),
             Err(e) => Err(error::sftp("stat", path, e)),
         }
     }
 
     async fn posix_rename(&self, from: &str, to: &str) -> Result<()> {
-        let mut data = Vec::with_capacity(8 + from.len() + to.len());
-        for s in [from, to] {
-            data.extend_from_slice(&(s.len() as u32).to_be_bytes());
-            data.extend_from_slice(s.as_bytes());
-        }
-        let ctx = format!("{from} -> {to}");
-        match self.c.io(self.c.sftp.extended(POSIX_RENAME, data)).await {
-            Ok(Packet::Status(s)) if s.status_code == StatusCode::Ok => Ok(()),
-            Ok(Packet::Status(s)) => Err(error::sftp("rename", &ctx, s.into())),
-            Ok(_) => Err(RemoteError::new(
-                ErrorKind::Other,
-                true,
-                format!("rename {ctx}"),
-                "unexpected reply",
-            )),
-            Err(e) => Err(error::sftp("rename", &ctx, e)),
-        }
+        self.c
+            .io(self.c.sftp.posix_rename(from.as_bytes(), to.as_bytes()))
+            .await
+            .map_err(|e| error::sftp("rename", &format!("{from} -> {to}"), e))
     }
 }
 
@@ -137,14 +145,15 @@ impl Session for SftpSession {
     async fn list(&mut self, dir: &str) -> Result<Vec<Entry>> {
         let mut out = Vec::new();
         for f in self.read_dir(dir).await? {
-            if f.filename == "." || f.filename == ".." {
+            if f.name == b"." || f.name == b".." {
                 continue;
             }
-            let e = if f.attrs.file_type() == FileType::Symlink {
-                let path = super::join(dir, &f.filename);
-                self.follow(&path, f.filename, &f.attrs).await
+            let e = entry(&f.name, &f.attrs, None);
+            let e = if e.kind == EntryKind::Symlink {
+                self.follow(&join_bytes(dir, &f.name), &f.name, &f.attrs)
+                    .await
             } else {
-                entry(f.filename, &f.attrs, None)
+                e
             };
             out.push(e);
         }
@@ -152,14 +161,14 @@ impl Session for SftpSession {
     }
 
     async fn stat(&mut self, path: &str) -> Result<Entry> {
-        let name = path.rsplit('/').next().unwrap_or(path).to_string();
+        let name = path.rsplit('/').next().unwrap_or(path);
         let r = if self.follow_symlinks {
-            self.c.io(self.c.sftp.stat(path)).await
+            self.c.io(self.c.sftp.stat(path.as_bytes())).await
         } else {
-            self.c.io(self.c.sftp.lstat(path)).await
+            self.c.io(self.c.sftp.lstat(path.as_bytes())).await
         };
-        let attrs = r.map_err(|e| error::sftp("stat", path, e))?.attrs;
-        Ok(entry(name, &attrs, None))
+        let attrs = r.map_err(|e| error::sftp("stat", path, e))?;
+        Ok(entry(name.as_bytes(), &attrs, None))
     }
 
     async fn read_into(
@@ -197,53 +206,54 @@ impl Session for SftpSession {
     }
 
     async fn set_mtime(&mut self, path: &str, mtime: i64) -> Result<bool> {
-        let mut attrs = FileAttributes::empty();
+        // SSH_FILEXFER_ATTR_ACMODTIME sets both times; the access time
+        // goes along as the same value.
         let t = u32::try_from(mtime.max(0)).unwrap_or(u32::MAX);
-        attrs.atime = Some(t);
-        attrs.mtime = Some(t);
+        let attrs = Attrs {
+            times: Some((t, t)),
+            ..Attrs::default()
+        };
         self.c
-            .io(self.c.sftp.setstat(path, attrs))
+            .io(self.c.sftp.setstat(path.as_bytes(), &attrs))
             .await
             .map_err(|e| error::sftp("setstat", path, e))?;
         Ok(true)
     }
 
     async fn rename(&mut self, from: &str, to: &str, replace: bool) -> Result<()> {
-        if replace && self.c.extensions.contains_key(POSIX_RENAME) {
+        if replace && self.c.has(POSIX_RENAME) {
             return self.posix_rename(from, to).await;
         }
         let ctx = format!("{from} -> {to}");
-        if self.exists(to).await? {
+        // The check keeps servers that let a plain rename replace a file
+        // (against the protocol) from overwriting an archive. A server that
+        // will not stat the target leaves the decision to its rename.
+        if self.exists(to).await? == Some(true) {
             if !replace {
-                return Err(RemoteError::new(
-                    ErrorKind::AlreadyExists,
-                    false,
-                    format!("rename {ctx}"),
-                    "target exists",
-                ));
+                return Err(already_exists(&ctx));
             }
             // Without posix-rename the replacement is two steps: a crash
             // between them leaves the target missing, never half-written.
             self.c
-                .io(self.c.sftp.remove(to))
+                .io(self.c.sftp.remove(to.as_bytes()))
                 .await
                 .map_err(|e| error::sftp("remove", to, e))?;
         }
-        // A plain SFTP rename never replaces (OpenSSH links, then unlinks),
-        // so a target that appeared since the check is still not overwritten.
-        match self.c.io(self.c.sftp.rename(from, to)).await {
-            Ok(_) => Ok(()),
+        // A plain SFTP rename never replaces (OpenSSH links, then unlinks;
+        // ProFTPD answers 11, "file already exists"), so a target that
+        // appeared since the check is still not overwritten.
+        match self
+            .c
+            .io(self.c.sftp.rename(from.as_bytes(), to.as_bytes()))
+            .await
+        {
+            Ok(()) => Ok(()),
             Err(e)
                 if !replace
-                    && is_status(&e, StatusCode::Failure)
-                    && self.exists(to).await.unwrap_or(false) =>
+                    && e.is_status(status::FAILURE)
+                    && self.exists(to).await.ok().flatten() == Some(true) =>
             {
-                Err(RemoteError::new(
-                    ErrorKind::AlreadyExists,
-                    false,
-                    format!("rename {ctx}"),
-                    "target exists",
-                ))
+                Err(already_exists(&ctx))
             }
             Err(e) => Err(error::sftp("rename", &ctx, e)),
         }
@@ -251,9 +261,8 @@ impl Session for SftpSession {
 
     async fn remove(&mut self, path: &str) -> Result<()> {
         self.c
-            .io(self.c.sftp.remove(path))
+            .io(self.c.sftp.remove(path.as_bytes()))
             .await
-            .map(|_| ())
             .map_err(|e| error::sftp("remove", path, e))
     }
 
@@ -262,16 +271,12 @@ impl Session for SftpSession {
         for part in dir.split('/').filter(|p| !p.is_empty()) {
             prefix.push('/');
             prefix.push_str(part);
-            if self.exists(&prefix).await? {
+            if self.exists(&prefix).await? == Some(true) {
                 continue;
             }
-            if let Err(e) = self
-                .c
-                .io(self.c.sftp.mkdir(prefix.as_str(), FileAttributes::empty()))
-                .await
-            {
+            if let Err(e) = self.c.io(self.c.sftp.mkdir(prefix.as_bytes())).await {
                 // Another session may have made it meanwhile.
-                if !self.exists(&prefix).await? {
+                if self.exists(&prefix).await? != Some(true) {
                     return Err(error::sftp("create directory", &prefix, e));
                 }
             }
@@ -280,12 +285,12 @@ impl Session for SftpSession {
     }
 
     fn is_alive(&self) -> bool {
-        !self.c.ssh.is_closed()
+        !self.c.ssh.is_closed() && !self.c.sftp.is_closed()
     }
 
     async fn close(&mut self) {
         // Ends the sftp channel (EOF and close), then the connection.
-        let _ = self.c.sftp.close_session();
+        self.c.sftp.close_session();
         let _ = self
             .c
             .ssh

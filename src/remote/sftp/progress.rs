@@ -1,11 +1,11 @@
-//! `io_timeout` as "nothing heard for this long". russh-sftp's own request
-//! timeout starts when a request is sent, so with many reads in flight on a
-//! slow link the last ones expire while bytes still flow. ferry therefore
-//! gives russh-sftp a timeout it never reaches, counts the bytes the SFTP
-//! channel delivers, and fails a request only when the channel has been
-//! silent for `io_timeout` since the request was made.
+//! `io_timeout` as "nothing heard for this long". A deadline per request
+//! that starts when the request is sent would, with many reads in flight
+//! on a slow link, expire the last ones while bytes still flow. ferry
+//! therefore counts the bytes the SFTP channel delivers, and fails a
+//! request only when the channel has been silent for `io_timeout` since
+//! the request was made.
 
-use russh_sftp::client::error::Error as SftpError;
+use super::wire::Error as SftpError;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,9 +13,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-
-/// The russh-sftp request timeout: long enough never to fire before ours.
-pub const BACKSTOP_SECS: u64 = 7 * 24 * 3600;
 
 /// When the SFTP channel last delivered bytes, shared by every request on it.
 #[derive(Clone)]

@@ -6,13 +6,15 @@
 //! make the last requests wait.
 
 use super::connect::Connected;
+use super::error;
 use super::progress::Window;
-use super::{error, is_status};
+use super::wire::{Attrs, Client, Handle, WriteBuf, open};
 use crate::remote::{RemoteError, Result, WriteMode};
 use futures::StreamExt;
 use futures::stream::{FuturesOrdered, FuturesUnordered};
-use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+const FSYNC: &str = "fsync@openssh.com";
 
 /// At most this many bytes requested but not yet answered, per transfer.
 const IN_FLIGHT_BYTES: u64 = 8 * 1024 * 1024;
@@ -36,16 +38,13 @@ pub async fn download(
 ) -> Result<u64> {
     let handle = open_read(c, path).await?;
     let r = read_all(c, &handle, path, start, size, sink).await;
-    let _ = c.io(c.sftp.close(handle)).await;
+    let _ = c.io(c.sftp.close(&handle)).await;
     r
 }
 
-async fn open_read(c: &Connected, path: &str) -> Result<String> {
-    let opened = c.sftp.open(path, OpenFlags::READ, FileAttributes::empty());
-    Ok(c.io(opened)
-        .await
-        .map_err(|e| error::sftp("open", path, e))?
-        .handle)
+async fn open_read(c: &Connected, path: &str) -> Result<Handle> {
+    let opened = c.sftp.open(path.as_bytes(), open::READ, &Attrs::default());
+    c.io(opened).await.map_err(|e| error::sftp("open", path, e))
 }
 
 /// A small file of known size: open, read, close. Asking for one byte more
@@ -63,13 +62,13 @@ pub async fn read_whole(c: &Connected, path: &str, size: Option<u64>) -> Result<
     let handle = open_read(c, path).await?;
     let mut data = Vec::with_capacity(size as usize + 1);
     let r = read_to_size(c, &handle, path, size, &mut data).await;
-    let _ = c.io(c.sftp.close(handle)).await;
+    let _ = c.io(c.sftp.close(&handle)).await;
     r.map(|()| data)
 }
 
 async fn read_to_size(
     c: &Connected,
-    handle: &str,
+    handle: &Handle,
     path: &str,
     size: u64,
     data: &mut Vec<u8>,
@@ -78,15 +77,14 @@ async fn read_to_size(
         let have = data.len() as u64;
         let want = (size + 1 - have.min(size)).min(u64::from(c.read_chunk)) as u32;
         match c.io(c.sftp.read(handle, have, want)).await {
-            Ok(d) if d.data.is_empty() => return Ok(()),
+            Ok(d) if d.is_empty() => return Ok(()),
             Ok(d) => {
-                let short = (d.data.len() as u32) < want;
-                data.extend_from_slice(&d.data);
+                let short = (d.len() as u32) < want;
+                data.extend_from_slice(d.bytes());
                 if data.len() as u64 > size || (short && data.len() as u64 >= size) {
                     return Ok(());
                 }
             }
-            Err(e) if is_status(&e, StatusCode::Eof) => return Ok(()),
             Err(e) => return Err(error::sftp("read", path, e)),
         }
     }
@@ -98,7 +96,7 @@ async fn read_to_size(
 /// server reports for the open file, then reads on to EOF.
 async fn read_all(
     c: &Connected,
-    handle: &str,
+    handle: &Handle,
     path: &str,
     start: u64,
     size: Option<u64>,
@@ -109,7 +107,7 @@ async fn read_all(
     let planned_end = match size {
         Some(s) => s + 1,
         None => match c.io(sftp.fstat(handle)).await {
-            Ok(a) => a.attrs.size.unwrap_or(start),
+            Ok(a) => a.size.unwrap_or(start),
             Err(e) => return Err(error::sftp("stat", path, e)),
         },
     };
@@ -121,7 +119,8 @@ async fn read_all(
         while next < planned_end && (queue.is_empty() || next - pos < window.allowed()) {
             let len = chunk.min(planned_end - next) as u32;
             let off = next;
-            queue.push_back(async move { (off, len, sftp.read(handle, off, len).await) });
+            let read = sftp.read(handle, off, len);
+            queue.push_back(async move { (off, len, read.await) });
             next += u64::from(len);
         }
         let Some((off, len, result)) = c
@@ -134,9 +133,11 @@ async fn read_all(
         debug_assert_eq!(off, pos);
         match result {
             Ok(d) => {
-                window.answered(d.data.len() as u64);
-                sink.write_all(&d.data).await.map_err(|e| local(path, &e))?;
-                pos += d.data.len() as u64;
+                window.answered(d.len() as u64);
+                sink.write_all(d.bytes())
+                    .await
+                    .map_err(|e| local(path, &e))?;
+                pos += d.len() as u64;
                 let end = off + u64::from(len);
                 // Short at or past the expected size: the end of the file
                 // (a POSIX server answers up to the end). Short before it:
@@ -149,7 +150,6 @@ async fn read_all(
                     return Ok(pos - start);
                 }
             }
-            Err(e) if is_status(&e, StatusCode::Eof) => return Ok(pos - start),
             Err(e) => return Err(error::sftp("read", path, e)),
         }
     }
@@ -163,7 +163,7 @@ async fn read_all(
 /// returns false when the file ended first.
 async fn read_range(
     c: &Connected,
-    handle: &str,
+    handle: &Handle,
     path: &str,
     pos: &mut u64,
     end: u64,
@@ -172,12 +172,13 @@ async fn read_range(
     while *pos < end {
         let len = u64::from(c.read_chunk).min(end - *pos) as u32;
         match c.io(c.sftp.read(handle, *pos, len)).await {
-            Ok(d) if d.data.is_empty() => return Ok(false),
+            Ok(d) if d.is_empty() => return Ok(false),
             Ok(d) => {
-                sink.write_all(&d.data).await.map_err(|e| local(path, &e))?;
-                *pos += d.data.len() as u64;
+                sink.write_all(d.bytes())
+                    .await
+                    .map_err(|e| local(path, &e))?;
+                *pos += d.len() as u64;
             }
-            Err(e) if is_status(&e, StatusCode::Eof) => return Ok(false),
             Err(e) => return Err(error::sftp("read", path, e)),
         }
     }
@@ -193,26 +194,30 @@ pub async fn upload(
     source: &mut (dyn AsyncRead + Send + Unpin),
 ) -> Result<u64> {
     let sftp = &c.sftp;
-    let start = match mode {
-        WriteMode::Replace => 0,
-        WriteMode::At(n) => n,
-        WriteMode::Append => match c.io(sftp.lstat(path)).await {
-            Ok(a) => a.attrs.size.unwrap_or(0),
-            Err(e) if is_status(&e, StatusCode::NoSuchFile) => 0,
-            Err(e) => return Err(error::sftp("stat", path, e)),
-        },
-    };
-    let mut flags = OpenFlags::WRITE | OpenFlags::CREATE;
+    let mut flags = open::WRITE | open::CREATE;
     if mode == WriteMode::Replace {
-        flags |= OpenFlags::TRUNCATE;
+        flags |= open::TRUNCATE;
     }
     let handle = c
-        .io(sftp.open(path, flags, FileAttributes::empty()))
+        .io(sftp.open(path.as_bytes(), flags, &Attrs::default()))
         .await
-        .map_err(|e| error::sftp("open", path, e))?
-        .handle;
-    let r = write_all(c, &handle, path, start, source).await;
-    let closed = c.io(sftp.close(handle)).await;
+        .map_err(|e| error::sftp("open", path, e))?;
+    // Append: from the size of the file as opened (SSH_FXF_APPEND is not
+    // honoured the same way by every server; an explicit offset is).
+    let start = match mode {
+        WriteMode::Replace => Ok(0),
+        WriteMode::At(n) => Ok(n),
+        WriteMode::Append => c
+            .io(sftp.fstat(&handle))
+            .await
+            .map(|a| a.size.unwrap_or(0))
+            .map_err(|e| error::sftp("stat", path, e)),
+    };
+    let r = match start {
+        Ok(start) => write_all(c, &handle, path, start, source).await,
+        Err(e) => Err(e),
+    };
+    let closed = c.io(sftp.close(&handle)).await;
     let n = r?;
     closed.map_err(|e| error::sftp("close", path, e))?;
     Ok(n)
@@ -220,7 +225,7 @@ pub async fn upload(
 
 async fn write_all(
     c: &Connected,
-    handle: &str,
+    handle: &Handle,
     path: &str,
     start: u64,
     source: &mut (dyn AsyncRead + Send + Unpin),
@@ -235,23 +240,14 @@ async fn write_all(
     let mut unanswered = 0u64;
     let mut offset = start;
     loop {
-        let mut buf = vec![0u8; chunk];
-        let mut filled = 0;
-        while filled < chunk {
-            let n = source
-                .read(&mut buf[filled..])
-                .await
-                .map_err(|e| RemoteError::from_io(format!("read local data for {path}"), &e))?;
-            if n == 0 {
-                break;
-            }
-            filled += n;
-        }
+        let mut req = Client::write_buf(handle, offset, chunk);
+        let filled = fill(&mut req, chunk, source)
+            .await
+            .map_err(|e| RemoteError::from_io(format!("read local data for {path}"), &e))?;
         if filled > 0 {
-            buf.truncate(filled);
-            let off = offset;
             let len = filled as u64;
-            pending.push(async move { sftp.write(handle, off, buf).await.map(|_| len) });
+            let write = sftp.write(req);
+            pending.push(async move { write.await.map(|()| len) });
             offset += len;
             unanswered += len;
         }
@@ -270,10 +266,32 @@ async fn write_all(
             break;
         }
     }
-    if c.extensions.contains_key(russh_sftp::extensions::FSYNC) {
+    if c.has(FSYNC) {
         c.io(sftp.fsync(handle))
             .await
             .map_err(|e| error::sftp("fsync", path, e))?;
     }
     Ok(offset - start)
+}
+
+/// Reads up to `chunk` bytes of `source` straight into the request.
+async fn fill(
+    req: &mut WriteBuf,
+    chunk: usize,
+    source: &mut (dyn AsyncRead + Send + Unpin),
+) -> std::io::Result<usize> {
+    let buf = req.buffer();
+    let head = buf.len();
+    buf.resize(head + chunk, 0);
+    let mut filled = 0;
+    while filled < chunk {
+        let n = source.read(&mut buf[head + filled..]).await?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    buf.truncate(head + filled);
+    debug_assert_eq!(req.data_len(), filled);
+    Ok(filled)
 }
