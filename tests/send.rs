@@ -9,6 +9,7 @@ mod common;
 
 use common::cut::Relay;
 use common::ftp_servers::*;
+use common::sftp_servers::{self, Extensions, SftpServer};
 use common::sshd::{self, PASSWORD, Sshd, USER};
 use common::throttle::Throttle;
 use common::*;
@@ -272,6 +273,48 @@ fn policies_over_sftp() {
     let f = Fixture::new("");
     let d = sftp_dest(&f, &sshd, None);
     policies(&f, &d);
+}
+
+/// Other SFTP servers: asyncssh with and without OpenSSH's extensions
+/// (without them there is no posix-rename: overwrite removes, then
+/// renames) and ProFTPD's mod_sftp.
+fn srv_dir(f: &Fixture) -> PathBuf {
+    let dir = f.path("srv");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn sftp_server_dest(f: &Fixture, server: &SftpServer) -> Dest {
+    let root = f.path("server");
+    std::fs::create_dir_all(&root).unwrap();
+    Dest {
+        server_block: server
+            .server_block(&f.path("pw"), "")
+            .replace("[servers.s]", "[servers.dest]"),
+        remote_root: root.display().to_string(),
+        local_root: root,
+    }
+}
+
+#[test]
+fn policies_over_asyncssh() {
+    let f = Fixture::new("");
+    let server = sftp_servers::asyncssh(&srv_dir(&f), Extensions::OpenSsh);
+    policies(&f, &sftp_server_dest(&f, &server));
+}
+
+#[test]
+fn policies_over_asyncssh_without_extensions() {
+    let f = Fixture::new("");
+    let server = sftp_servers::asyncssh(&srv_dir(&f), Extensions::None);
+    policies(&f, &sftp_server_dest(&f, &server));
+}
+
+#[test]
+fn policies_over_proftpd_mod_sftp() {
+    let f = Fixture::new("");
+    let server = sftp_servers::proftpd(&srv_dir(&f));
+    policies(&f, &sftp_server_dest(&f, &server));
 }
 
 #[test]
