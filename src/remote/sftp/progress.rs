@@ -142,11 +142,47 @@ impl Window {
         self.allowed
     }
 
+    /// How long the next read request may be: OpenSSH's 32 KiB until the
+    /// first answer, then what the link delivers in a quarter of a second,
+    /// up to `chunk`. On loopback that is `chunk` after one round trip; on
+    /// a slow link an answer arrives every fraction of a second, so a cut
+    /// loses little and the next attempt resumes close to where it broke.
+    pub fn request_len(&self, chunk: u32) -> u32 {
+        const FIRST: u64 = 32 * 1024;
+        let chunk = u64::from(chunk.max(1));
+        if self.received == 0 {
+            return FIRST.min(chunk) as u32;
+        }
+        let secs = self.began.elapsed().as_secs_f64().max(1e-3);
+        let quarter = (self.received as f64 / secs / 4.0) as u64;
+        quarter.clamp(FIRST.min(chunk), chunk) as u32
+    }
+
     pub fn answered(&mut self, bytes: u64) {
         self.received += bytes;
         let secs = self.began.elapsed().as_secs_f64().max(1e-3);
         let drains = self.received as f64 / secs * self.io_timeout.as_secs_f64() / 2.0;
         let cap = (drains as u64).clamp(self.floor, self.max);
         self.allowed = (self.allowed + bytes).min(cap);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_start_small_and_follow_the_link() {
+        let chunk = 255 * 1024;
+        let mut w = Window::new(chunk, Duration::from_secs(10), 8 << 20);
+        assert_eq!(w.request_len(chunk), 32 * 1024);
+        // A slow link: 40 KB in about a second -> a quarter second's worth,
+        // never below the first request's size.
+        w.began = Instant::now() - Duration::from_secs(1);
+        w.answered(40_000);
+        assert_eq!(w.request_len(chunk), 32 * 1024);
+        // A fast one: the server's largest request.
+        w.answered(500_000_000);
+        assert_eq!(w.request_len(chunk), chunk);
     }
 }

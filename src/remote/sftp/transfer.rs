@@ -103,7 +103,6 @@ async fn read_all(
     sink: &mut (dyn AsyncWrite + Send + Unpin),
 ) -> Result<u64> {
     let sftp = &c.sftp;
-    let chunk = u64::from(c.read_chunk);
     let planned_end = match size {
         Some(s) => s + 1,
         None => match c.io(sftp.fstat(handle)).await {
@@ -117,7 +116,7 @@ async fn read_all(
     let mut pos = start;
     loop {
         while next < planned_end && (queue.is_empty() || next - pos < window.allowed()) {
-            let len = chunk.min(planned_end - next) as u32;
+            let len = u64::from(window.request_len(c.read_chunk)).min(planned_end - next) as u32;
             let off = next;
             let read = sftp.read(handle, off, len);
             queue.push_back(async move { (off, len, read.await) });
