@@ -39,8 +39,8 @@ pub struct Entry {
     pub mtime: i64,
     pub link_target: Option<String>,
     /// The name is not valid UTF-8. `name` shows it with the invalid bytes
-    /// escaped as `\xNN` ([`escape_name`]; SFTP gets U+FFFD from its
-    /// library instead), so it names the file for people but cannot open it.
+    /// escaped as `\xNN` ([`escape_name`], every protocol alike), so it
+    /// names the file for people but cannot open it.
     pub invalid_name: bool,
     /// The listing gave a date without a time (UNIX LIST for files older
     /// than six months, where MDTM is not offered): `mtime` is that day's
