@@ -551,6 +551,70 @@ fn uploads_resume_after_sigkill_and_after_a_cut() {
     assert_eq!(state_of(&f, "big", "a.bin"), "done");
 }
 
+/// Small files go in batches (many on one session at once); SIGKILL in the
+/// middle of them, again and again: every file arrives exactly once (under
+/// `unique` a second upload would show as a second, stamped name), whole,
+/// and no temporary name is left.
+fn small_files_exactly_once(f: &Fixture, d: &Dest) {
+    let text =
+        d.server_block.clone() + &send_rule(f, d, "small", "in", "after = { delete = true }");
+    f.write_config(&text);
+    let files: Vec<(String, Vec<u8>)> = (0..600)
+        .map(|i| {
+            (
+                format!("s{i:03}.csv"),
+                pattern(100 + (i * 97) % 60_000, i as u8),
+            )
+        })
+        .collect();
+    for (n, data) in &files {
+        drop_file(f, "small", n, data);
+    }
+    for _ in 0..4 {
+        let mut run = f.spawn_run();
+        std::thread::sleep(Duration::from_millis(400 + fastrand_ms(600)));
+        run.kill9();
+    }
+    let mut run = f.spawn_run();
+    wait_for(Duration::from_secs(120), "every small file sent", || {
+        names(&f.path("out/small")).is_empty()
+    });
+    wait_for(Duration::from_secs(20), "ferry to be up", || {
+        run.log().contains("ferry started")
+    });
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait(Duration::from_secs(20)), Some(0));
+    let got = names(&d.local("in"));
+    assert_eq!(
+        got.len(),
+        files.len(),
+        "duplicates or temporary names: {:?}",
+        got.iter()
+            .filter(|n| !n.starts_with('s') || n.len() != 8)
+            .collect::<Vec<_>>()
+    );
+    for (n, data) in &files {
+        assert_eq!(&read(&d.local(&format!("in/{n}"))), data, "{n}");
+    }
+}
+
+#[test]
+fn small_files_exactly_once_over_sftp() {
+    let sshd = Sshd::start(Default::default(), &[]);
+    let f = Fixture::new("");
+    let d = sftp_dest(&f, &sshd, None);
+    open_up(&d.local_root);
+    small_files_exactly_once(&f, &d);
+}
+
+#[test]
+fn small_files_exactly_once_over_ftp() {
+    let f = Fixture::new("");
+    let srv = vsftpd(f.dir.path(), &Vsftpd::default());
+    let d = ftp_dest(&srv, None);
+    small_files_exactly_once(&f, &d);
+}
+
 /// Over FTP (vsftpd at 1 MB/s): the server's session is cut mid-upload;
 /// the next attempt continues with REST + STOR; the final name only ever
 /// holds the whole file.

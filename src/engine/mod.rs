@@ -14,6 +14,7 @@ mod process;
 mod retry;
 mod safe_path;
 mod send;
+mod send_batch;
 mod sweep;
 mod target;
 mod upload;
@@ -347,20 +348,46 @@ impl Engine {
         stop: &CancellationToken,
         report: &mut PollReport,
     ) {
+        if rule.send.is_some() {
+            let (small, single): (Vec<FileRow>, Vec<FileRow>) =
+                due.into_iter().partition(|r| send_batch::fits(rule, r));
+            let (batched, singles) = futures::join!(
+                self.run_send_batches(rule, pool, small, stop),
+                self.run_singles(rule, pool, single, stop)
+            );
+            count(report, batched.into_iter().chain(singles));
+            return;
+        }
         let (small, single): (Vec<FileRow>, Vec<FileRow>) =
             due.into_iter().partition(|r| batch::fits(rule, r));
         let (batched, singles) = futures::join!(
             self.run_batches(rule, pool, small, stop),
             self.run_singles(rule, pool, single, stop)
         );
-        for o in batched.into_iter().chain(singles) {
-            match o {
-                Outcome::Done => report.done += 1,
-                Outcome::Retrying => report.retrying += 1,
-                Outcome::Failed => report.failed += 1,
-                Outcome::Abandoned => {}
-            }
-        }
+        count(report, batched.into_iter().chain(singles));
+    }
+
+    /// Small files of a send rule, [`send_batch::BATCH`] at a time, a few
+    /// batches at once.
+    async fn run_send_batches(
+        &self,
+        rule: &Arc<Rule>,
+        pool: &Arc<Pool>,
+        rows: Vec<FileRow>,
+        stop: &CancellationToken,
+    ) -> Vec<Outcome> {
+        let mut rows = rows.into_iter();
+        let chunks = std::iter::from_fn(move || {
+            let chunk: Vec<FileRow> = rows.by_ref().take(send_batch::BATCH).collect();
+            (!chunk.is_empty()).then_some(chunk)
+        });
+        let done: Vec<Vec<Outcome>> = futures::stream::iter(chunks)
+            .take_while(|_| std::future::ready(!stop.is_cancelled()))
+            .map(|rows| self.run_send_batch(rule, pool, rows))
+            .buffer_unordered(4)
+            .collect()
+            .await;
+        done.into_iter().flatten().collect()
     }
 
     /// Small files, [`batch::BATCH`] at a time.
@@ -453,6 +480,17 @@ fn by_events(
             }
         })
         .collect()
+}
+
+fn count(report: &mut PollReport, outcomes: impl Iterator<Item = Outcome>) {
+    for o in outcomes {
+        match o {
+            Outcome::Done => report.done += 1,
+            Outcome::Retrying => report.retrying += 1,
+            Outcome::Failed => report.failed += 1,
+            Outcome::Abandoned => {}
+        }
+    }
 }
 
 fn direction(rule: &Rule) -> Direction {

@@ -212,7 +212,7 @@ impl Engine {
     /// gone on a repeat was renamed before a crash or stop (only this step
     /// removes it after `uploaded`). A name taken since the choice is
     /// chosen again (`unique`) or ends the file as the policy says.
-    async fn rename_into_place(
+    pub(super) async fn rename_into_place(
         &self,
         session: &mut PooledSession,
         to: &SendTo,

@@ -159,6 +159,24 @@ pub trait Session: Send {
         mode: WriteMode,
         source: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<u64>;
+    /// Writes several small files whole, each replacing what is at its
+    /// path, and returns for each the size the server reports afterwards
+    /// (`None`: it did not say), for the caller's size check; answers in
+    /// order. Transports whose protocol can have many requests in flight on
+    /// one session override this; the default writes one after another.
+    async fn write_wholes(&mut self, files: &[(String, Vec<u8>)]) -> Vec<Result<Option<u64>>> {
+        let mut out = Vec::with_capacity(files.len());
+        for (path, data) in files {
+            let written = self
+                .write_from(path, WriteMode::Replace, &mut &data[..])
+                .await;
+            out.push(match written {
+                Ok(_) => self.stat(path).await.map(|e| e.size),
+                Err(e) => Err(e),
+            });
+        }
+        out
+    }
     /// Sets the modification time (Unix seconds) of `path`. `Ok(false)`:
     /// the server offers no way to (FTP without `MFMT`).
     async fn set_mtime(&mut self, path: &str, mtime: i64) -> Result<bool>;

@@ -128,6 +128,11 @@ impl PooledSession {
         answers.into_iter().map(|r| self.noted(r)).collect()
     }
 
+    pub async fn write_wholes(&mut self, files: &[(String, Vec<u8>)]) -> Vec<Result<Option<u64>>> {
+        let answers = self.inner().write_wholes(files).await;
+        answers.into_iter().map(|r| self.noted(r)).collect()
+    }
+
     pub async fn write_from(
         &mut self,
         path: &str,

@@ -196,6 +196,25 @@ impl Session for SftpSession {
         all.collect().await
     }
 
+    /// All the files at once on this one session, like `read_wholes`: each
+    /// is opened, written, closed and stat'ed with the others' requests in
+    /// flight.
+    async fn write_wholes(&mut self, files: &[(String, Vec<u8>)]) -> Vec<Result<Option<u64>>> {
+        let c = &self.c;
+        let mut all = futures::stream::FuturesOrdered::new();
+        for (path, data) in files {
+            all.push_back(async move {
+                transfer::upload(c, path, WriteMode::Replace, &mut &data[..]).await?;
+                let a = c
+                    .io(c.sftp.stat(path.as_bytes()))
+                    .await
+                    .map_err(|e| error::sftp("stat", path, e))?;
+                Ok(a.size)
+            });
+        }
+        all.collect().await
+    }
+
     async fn write_from(
         &mut self,
         path: &str,

@@ -1,0 +1,323 @@
+//! Small files of a send rule, many at a time: the upload counterpart of
+//! `batch.rs`. For a 4 KiB file the bytes cost nothing; commits and round
+//! trips cost everything. A batch claims its files in one commit, writes
+//! them all over one session with their requests in flight
+//! ([`crate::remote::Session::write_wholes`]: on SFTP every open, write,
+//! close and stat at once), records them `uploaded` together, renames each,
+//! and records them `delivered` together. The states and their order per
+//! file are those of `send.rs`, so after a crash each row continues on the
+//! single-file path from where it stands.
+//!
+//! Only fresh files (never attempted: no temporary file to continue) under
+//! `unique` or `overwrite` and without `preserve_mtime` come here; any
+//! file the batch cannot finish (a missing directory, a size mismatch, a
+//! name taken) goes on through the single-file path in the same poll.
+
+use super::error::FileError;
+use super::{Engine, Outcome, upload};
+use crate::config::{PostAction, Rule, SendIfExists, SendTo};
+use crate::remote::{self, Pool};
+use crate::state::{FileRow, FileState, now_ms};
+use futures::future::join_all;
+use std::sync::Arc;
+use tokio::io::AsyncReadExt;
+use tracing::{Instrument, Span};
+
+/// Files up to this size go in batches.
+const MAX_SIZE: u64 = 64 * 1024;
+/// Files per batch.
+pub const BATCH: usize = 64;
+
+/// Whether a due row of a send rule may go in a batch.
+pub fn fits(rule: &Rule, row: &FileRow) -> bool {
+    let Some(to) = &rule.send else {
+        return false;
+    };
+    matches!(row.state, FileState::Seen | FileState::Stable)
+        && row.attempts == 0
+        && row.size >= 0
+        && row.size as u64 <= MAX_SIZE
+        && matches!(to.if_exists, SendIfExists::Unique | SendIfExists::Overwrite)
+        && !to.preserve_mtime
+}
+
+/// One file on its way through a send batch.
+struct Item {
+    row: FileRow,
+    attempt: i64,
+    span: Span,
+    temp: String,
+    final_path: String,
+}
+
+impl Engine {
+    pub(super) async fn run_send_batch(
+        &self,
+        rule: &Arc<Rule>,
+        source: &Arc<Pool>,
+        rows: Vec<FileRow>,
+    ) -> Vec<Outcome> {
+        let Some(to) = &rule.send else {
+            return Vec::new();
+        };
+        let n = rows.len();
+        let Ok(_permit) = self.transfers.acquire().await else {
+            return Vec::new();
+        };
+        tokio::select! {
+            outcomes = self.send_batch_steps(rule, to, source, rows) => outcomes,
+            _ = self.abort.cancelled() => {
+                tracing::info!(rule = %rule.name, files = n, "batch abandoned by shutdown; its files resume at the next start");
+                vec![Outcome::Abandoned; n]
+            }
+        }
+    }
+
+    async fn send_batch_steps(
+        &self,
+        rule: &Arc<Rule>,
+        to: &SendTo,
+        source: &Arc<Pool>,
+        rows: Vec<FileRow>,
+    ) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(rows.len());
+        let now = now_ms();
+        let claims = join_all(rows.iter().map(|r| self.state.claim(r.id, now))).await;
+        let mut items = Vec::with_capacity(rows.len());
+        let mut files = Vec::with_capacity(rows.len());
+        for (row, claim) in rows.into_iter().zip(claims) {
+            let span = tracing::info_span!(parent: None, "file", rule = %rule.name, server = %rule.server.name, path = %row.path, id = row.id);
+            let attempt = match claim {
+                Ok(a) => a,
+                Err(e) => {
+                    span.in_scope(|| tracing::error!(error = %e, "cannot record the start of an attempt; skipping the file this poll"));
+                    outcomes.push(Outcome::Retrying);
+                    continue;
+                }
+            };
+            span.in_scope(|| {
+                tracing::info!(state = "uploading", attempt, size = row.size, "uploading")
+            });
+            let local = remote::join(&rule.remote_dir, &row.path);
+            match read_small(&local, &row).await {
+                Ok(data) => {
+                    let final_path = remote::join(&to.remote_dir, &row.path);
+                    let temp = upload::temp_path(to, &row, &final_path);
+                    files.push((temp.clone(), data));
+                    items.push(Item {
+                        row,
+                        attempt,
+                        span,
+                        temp,
+                        final_path,
+                    });
+                }
+                Err(e) => {
+                    let o = self
+                        .failed(rule, source, &row, attempt, FileState::Downloading, e)
+                        .instrument(span)
+                        .await;
+                    outcomes.push(o);
+                }
+            }
+        }
+        if items.is_empty() {
+            return outcomes;
+        }
+        let dest = self.pool_for(&to.server);
+        let answers = match dest.get().await {
+            Ok(mut session) => session.write_wholes(&files).await,
+            Err(e) => {
+                let e = FileError::from(e);
+                for it in items {
+                    let o = self
+                        .failed(
+                            rule,
+                            source,
+                            &it.row,
+                            it.attempt,
+                            FileState::Downloading,
+                            e.clone(),
+                        )
+                        .instrument(it.span)
+                        .await;
+                    outcomes.push(o);
+                }
+                return outcomes;
+            }
+        };
+        drop(files);
+        // Whole and of the right size: recorded `uploaded` together; the
+        // rest continues alone.
+        let mut uploaded = Vec::with_capacity(items.len());
+        let mut alone = Vec::new();
+        for (it, answer) in items.into_iter().zip(answers) {
+            match answer {
+                Ok(size) if !to.verify_size || size.is_none_or(|s| s == it.row.size as u64) => {
+                    uploaded.push(it)
+                }
+                Ok(size) => {
+                    it.span.in_scope(|| tracing::info!(remote = %it.temp, size = ?size, "size differs after the upload; sending it alone"));
+                    alone.push(it);
+                }
+                Err(e) => {
+                    it.span.in_scope(|| tracing::debug!(error = %e, "not uploaded in the batch; sending it alone"));
+                    alone.push(it);
+                }
+            }
+        }
+        let now = now_ms();
+        let marks = join_all(uploaded.iter().map(|it| {
+            self.state
+                .mark_uploaded(it.row.id, it.row.size as u64, &it.final_path, now)
+        }))
+        .await;
+        let mut renaming = Vec::with_capacity(uploaded.len());
+        for (it, mark) in uploaded.into_iter().zip(marks) {
+            match mark {
+                Ok(()) => {
+                    it.span.in_scope(|| tracing::info!(state = "uploaded", bytes = it.row.size, size = it.row.size, remote = %it.final_path, "uploaded"));
+                    renaming.push(it);
+                }
+                Err(e) => {
+                    let o = self
+                        .failed(
+                            rule,
+                            source,
+                            &it.row,
+                            it.attempt,
+                            FileState::Downloading,
+                            e.into(),
+                        )
+                        .instrument(it.span)
+                        .await;
+                    outcomes.push(o);
+                }
+            }
+        }
+        let mut named = Vec::with_capacity(renaming.len());
+        match dest.get().await {
+            Ok(mut session) => {
+                for it in renaming {
+                    let r = self
+                        .rename_into_place(&mut session, to, &it.row, &it.temp, &it.final_path)
+                        .instrument(it.span.clone())
+                        .await;
+                    match r {
+                        Ok(Some(name)) => named.push((it, name)),
+                        Ok(None) => outcomes.push(Outcome::Done), // skipped
+                        Err(e) => {
+                            let o = self
+                                .failed(rule, source, &it.row, it.attempt, FileState::Downloaded, e)
+                                .instrument(it.span)
+                                .await;
+                            outcomes.push(o);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                let e = FileError::from(e);
+                for it in renaming {
+                    let o = self
+                        .failed(
+                            rule,
+                            source,
+                            &it.row,
+                            it.attempt,
+                            FileState::Downloaded,
+                            e.clone(),
+                        )
+                        .instrument(it.span)
+                        .await;
+                    outcomes.push(o);
+                }
+            }
+        }
+        let finished = rule.after == PostAction::Keep;
+        let now = now_ms();
+        let marks = join_all(named.iter().map(|(it, _)| {
+            let local = remote::join(&rule.remote_dir, &it.row.path);
+            async move {
+                self.state
+                    .mark_delivered(it.row.id, &local, finished, now)
+                    .await
+            }
+        }))
+        .await;
+        let after = named.into_iter().zip(marks).map(|((it, name), mark)| {
+            let span = it.span.clone();
+            async move {
+                if let Err(e) = mark {
+                    return self
+                        .failed(
+                            rule,
+                            source,
+                            &it.row,
+                            it.attempt,
+                            FileState::Downloaded,
+                            e.into(),
+                        )
+                        .await;
+                }
+                tracing::info!(state = "delivered", remote = %name, size = it.row.size, "sent");
+                if finished {
+                    tracing::info!(state = "done", "done");
+                    return Outcome::Done;
+                }
+                match self.finish_delivered(rule, source, &it.row).await {
+                    Ok(()) => Outcome::Done,
+                    Err(e) => {
+                        self.failed(rule, source, &it.row, it.attempt, FileState::Delivered, e)
+                            .await
+                    }
+                }
+            }
+            .instrument(span)
+        });
+        outcomes.extend(join_all(after).await);
+        for it in alone {
+            let o = self.send_alone(rule, source, it).await;
+            outcomes.push(o);
+        }
+        outcomes
+    }
+
+    /// A file the batch could not finish, through the single-file steps
+    /// (its row is claimed, and still counts as never attempted for the
+    /// temporary name: nothing of it is worth continuing).
+    async fn send_alone(&self, rule: &Arc<Rule>, source: &Arc<Pool>, it: Item) -> Outcome {
+        let Some(to) = &rule.send else {
+            return Outcome::Retrying;
+        };
+        let mut stage = FileState::Downloading;
+        let r = self
+            .advance_send(rule, to, source, &it.row, &mut stage)
+            .instrument(it.span.clone())
+            .await;
+        match r {
+            Ok(()) => Outcome::Done,
+            Err(e) => {
+                self.failed(rule, source, &it.row, it.attempt, stage, e)
+                    .instrument(it.span)
+                    .await
+            }
+        }
+    }
+}
+
+/// Reads a small local file whole, checked to be the row's version.
+async fn read_small(path: &str, row: &FileRow) -> Result<Vec<u8>, FileError> {
+    let mut file = upload::open_source(path, row).await?;
+    let mut data = Vec::with_capacity(row.size as usize);
+    file.read_to_end(&mut data)
+        .await
+        .map_err(|e| FileError::local(format!("read {path}"), &e))?;
+    if data.len() as i64 != row.size {
+        return Err(FileError::temporary(
+            crate::remote::ErrorKind::Other,
+            format!("{path} changed while it was read"),
+        ));
+    }
+    Ok(data)
+}
