@@ -348,18 +348,11 @@ impl Engine {
         stop: &CancellationToken,
         report: &mut PollReport,
     ) {
-        if rule.send.is_some() {
-            let (small, single): (Vec<FileRow>, Vec<FileRow>) =
-                due.into_iter().partition(|r| send_batch::fits(rule, r));
-            let (batched, singles) = futures::join!(
-                self.run_send_batches(rule, pool, small, stop),
-                self.run_singles(rule, pool, single, stop)
-            );
-            count(report, batched.into_iter().chain(singles));
-            return;
-        }
         let (small, single): (Vec<FileRow>, Vec<FileRow>) =
-            due.into_iter().partition(|r| batch::fits(rule, r));
+            due.into_iter().partition(|r| match rule.send {
+                Some(_) => send_batch::fits(rule, r),
+                None => batch::fits(rule, r),
+            });
         let (batched, singles) = futures::join!(
             self.run_batches(rule, pool, small, stop),
             self.run_singles(rule, pool, single, stop)
@@ -367,30 +360,8 @@ impl Engine {
         count(report, batched.into_iter().chain(singles));
     }
 
-    /// Small files of a send rule, [`send_batch::BATCH`] at a time, a few
-    /// batches at once.
-    async fn run_send_batches(
-        &self,
-        rule: &Arc<Rule>,
-        pool: &Arc<Pool>,
-        rows: Vec<FileRow>,
-        stop: &CancellationToken,
-    ) -> Vec<Outcome> {
-        let mut rows = rows.into_iter();
-        let chunks = std::iter::from_fn(move || {
-            let chunk: Vec<FileRow> = rows.by_ref().take(send_batch::BATCH).collect();
-            (!chunk.is_empty()).then_some(chunk)
-        });
-        let done: Vec<Vec<Outcome>> = futures::stream::iter(chunks)
-            .take_while(|_| std::future::ready(!stop.is_cancelled()))
-            .map(|rows| self.run_send_batch(rule, pool, rows))
-            .buffer_unordered(4)
-            .collect()
-            .await;
-        done.into_iter().flatten().collect()
-    }
-
-    /// Small files, [`batch::BATCH`] at a time.
+    /// Small files, [`batch::BATCH`] at a time: downloads, or a send
+    /// rule's uploads (`send_batch.rs`).
     async fn run_batches(
         &self,
         rule: &Arc<Rule>,
@@ -406,7 +377,12 @@ impl Engine {
         });
         let done: Vec<Vec<Outcome>> = futures::stream::iter(chunks)
             .take_while(|_| std::future::ready(!stop.is_cancelled()))
-            .map(|rows| self.run_batch(rule, pool, rows))
+            .map(|rows| async move {
+                match rule.send {
+                    Some(_) => self.run_send_batch(rule, pool, rows).await,
+                    None => self.run_batch(rule, pool, rows).await,
+                }
+            })
             // Batches in flight at once: while some fetch, others wait on fsyncs.
             .buffer_unordered(4)
             .collect()

@@ -25,8 +25,6 @@ use tracing::{Instrument, Span};
 
 /// Files up to this size go in batches.
 const MAX_SIZE: u64 = 64 * 1024;
-/// Files per batch.
-pub const BATCH: usize = 64;
 
 /// Whether a due row of a send rule may go in a batch.
 pub fn fits(rule: &Rule, row: &FileRow) -> bool {
