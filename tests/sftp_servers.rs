@@ -272,7 +272,44 @@ fn operations_work(kind: Kind) {
             .await
             .unwrap();
         session.remove(&gone).await.unwrap();
+
+        // Many renames in flight: each answered on its own; the one onto a
+        // taken name fails alone and nothing is overwritten.
+        let mut pairs = Vec::new();
+        for i in 0..40 {
+            let from = format!("{inbox}/many.{i}.tmp");
+            session
+                .write_from(&from, WriteMode::Replace, &mut format!("{i}").as_bytes())
+                .await
+                .unwrap();
+            pairs.push((from, format!("{inbox}/many.{i}")));
+        }
+        pairs[7].1 = format!("{inbox}/old.bin");
+        let answers = session.renames(&pairs, false).await;
+        assert_eq!(answers.len(), 40);
+        for (i, a) in answers.iter().enumerate() {
+            if i == 7 {
+                let e = a.as_ref().unwrap_err();
+                assert_eq!(e.kind, ErrorKind::AlreadyExists, "{e}");
+            } else {
+                a.as_ref().unwrap();
+            }
+        }
+        // Replacing: every pair at once.
+        let pairs = vec![(format!("{inbox}/many.7.tmp"), format!("{inbox}/many.0"))];
+        for a in session.renames(&pairs, true).await {
+            a.unwrap();
+        }
     });
+    for i in 1..40 {
+        let want = if i == 7 { None } else { Some(format!("{i}")) };
+        let got = std::fs::read_to_string(s.srv.join(format!("inbox/many.{i}"))).ok();
+        assert_eq!(got, want, "many.{i}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(s.srv.join("inbox/many.0")).unwrap(),
+        "7"
+    );
     assert_eq!(
         std::fs::read(s.srv.join("inbox/old.bin")).unwrap(),
         pattern(700_000, 9)

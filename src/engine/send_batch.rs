@@ -3,7 +3,8 @@
 //! trips cost everything. A batch claims its files in one commit, writes
 //! them all over one session with their requests in flight
 //! ([`crate::remote::Session::write_wholes`]: on SFTP every open, write,
-//! close and stat at once), records them `uploaded` together, renames each,
+//! close and stat at once), records them `uploaded` together, renames them all at once (again with
+//! their requests in flight, [`crate::remote::Session::renames`]),
 //! and records them `delivered` together. The states and their order per
 //! file are those of `send.rs`, so after a crash each row continues on the
 //! single-file path from where it stands.
@@ -196,7 +197,22 @@ impl Engine {
         let mut named = Vec::with_capacity(renaming.len());
         match dest.get().await {
             Ok(mut session) => {
-                for it in renaming {
+                // All renames at once; one the batch could not do (a name
+                // taken, a directory missing) is tried again alone, by the
+                // rules of its policy.
+                let pairs: Vec<(String, String)> = renaming
+                    .iter()
+                    .map(|it| (it.temp.clone(), it.final_path.clone()))
+                    .collect();
+                let overwrite = to.if_exists == SendIfExists::Overwrite;
+                let answers = session.renames(&pairs, overwrite).await;
+                drop(pairs);
+                for (it, answer) in renaming.into_iter().zip(answers) {
+                    if answer.is_ok() {
+                        let name = it.final_path.clone();
+                        named.push((it, name));
+                        continue;
+                    }
                     let r = self
                         .rename_into_place(&mut session, to, &it.row, &it.temp, &it.final_path)
                         .instrument(it.span.clone())

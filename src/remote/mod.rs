@@ -184,6 +184,18 @@ pub trait Session: Send {
     /// (atomically where the protocol allows); without it the rename fails
     /// with `AlreadyExists`, so an archive is never overwritten.
     async fn rename(&mut self, from: &str, to: &str, replace: bool) -> Result<()>;
+    /// Renames many files, each as [`Session::rename`] would, with one
+    /// answer per pair in order. A batch of small uploads ends with one
+    /// rename each: where the protocol lets requests be in flight together
+    /// (SFTP), a transport sends them at once instead of one round trip at
+    /// a time. The default renames one after another.
+    async fn renames(&mut self, pairs: &[(String, String)], replace: bool) -> Vec<Result<()>> {
+        let mut out = Vec::with_capacity(pairs.len());
+        for (from, to) in pairs {
+            out.push(self.rename(from, to, replace).await);
+        }
+        out
+    }
     async fn remove(&mut self, path: &str) -> Result<()>;
     /// Creates `dir` and its missing parents.
     async fn create_dirs(&mut self, dir: &str) -> Result<()>;

@@ -153,6 +153,11 @@ impl PooledSession {
         self.noted(r)
     }
 
+    pub async fn renames(&mut self, pairs: &[(String, String)], replace: bool) -> Vec<Result<()>> {
+        let answers = self.inner().renames(pairs, replace).await;
+        answers.into_iter().map(|r| self.noted(r)).collect()
+    }
+
     pub async fn remove(&mut self, path: &str) -> Result<()> {
         let r = self.inner().remove(path).await;
         self.noted(r)

@@ -132,6 +132,47 @@ impl SftpSession {
         }
     }
 
+    /// One rename; takes `&self` so that many can be in flight together
+    /// ([`Session::renames`]).
+    async fn rename_one(&self, from: &str, to: &str, replace: bool) -> Result<()> {
+        if replace && self.c.has(POSIX_RENAME) {
+            return self.posix_rename(from, to).await;
+        }
+        let ctx = format!("{from} -> {to}");
+        // The check keeps servers that let a plain rename replace a file
+        // (against the protocol) from overwriting an archive. A server that
+        // will not stat the target leaves the decision to its rename.
+        if self.exists(to).await? == Some(true) {
+            if !replace {
+                return Err(already_exists(&ctx));
+            }
+            // Without posix-rename the replacement is two steps: a crash
+            // between them leaves the target missing, never half-written.
+            self.c
+                .io(self.c.sftp.remove(to.as_bytes()))
+                .await
+                .map_err(|e| error::sftp("remove", to, e))?;
+        }
+        // A plain SFTP rename never replaces (OpenSSH links, then unlinks;
+        // ProFTPD answers 11, "file already exists"), so a target that
+        // appeared since the check is still not overwritten.
+        match self
+            .c
+            .io(self.c.sftp.rename(from.as_bytes(), to.as_bytes()))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e)
+                if !replace
+                    && e.is_status(status::FAILURE)
+                    && self.exists(to).await.ok().flatten() == Some(true) =>
+            {
+                Err(already_exists(&ctx))
+            }
+            Err(e) => Err(error::sftp("rename", &ctx, e)),
+        }
+    }
+
     async fn posix_rename(&self, from: &str, to: &str) -> Result<()> {
         self.c
             .io(self.c.sftp.posix_rename(from.as_bytes(), to.as_bytes()))
@@ -240,42 +281,16 @@ impl Session for SftpSession {
     }
 
     async fn rename(&mut self, from: &str, to: &str, replace: bool) -> Result<()> {
-        if replace && self.c.has(POSIX_RENAME) {
-            return self.posix_rename(from, to).await;
-        }
-        let ctx = format!("{from} -> {to}");
-        // The check keeps servers that let a plain rename replace a file
-        // (against the protocol) from overwriting an archive. A server that
-        // will not stat the target leaves the decision to its rename.
-        if self.exists(to).await? == Some(true) {
-            if !replace {
-                return Err(already_exists(&ctx));
-            }
-            // Without posix-rename the replacement is two steps: a crash
-            // between them leaves the target missing, never half-written.
-            self.c
-                .io(self.c.sftp.remove(to.as_bytes()))
-                .await
-                .map_err(|e| error::sftp("remove", to, e))?;
-        }
-        // A plain SFTP rename never replaces (OpenSSH links, then unlinks;
-        // ProFTPD answers 11, "file already exists"), so a target that
-        // appeared since the check is still not overwritten.
-        match self
-            .c
-            .io(self.c.sftp.rename(from.as_bytes(), to.as_bytes()))
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(e)
-                if !replace
-                    && e.is_status(status::FAILURE)
-                    && self.exists(to).await.ok().flatten() == Some(true) =>
-            {
-                Err(already_exists(&ctx))
-            }
-            Err(e) => Err(error::sftp("rename", &ctx, e)),
-        }
+        self.rename_one(from, to, replace).await
+    }
+
+    async fn renames(&mut self, pairs: &[(String, String)], replace: bool) -> Vec<Result<()>> {
+        let this = &*self;
+        let all: futures::stream::FuturesOrdered<_> = pairs
+            .iter()
+            .map(|(from, to)| this.rename_one(from, to, replace))
+            .collect();
+        all.collect().await
     }
 
     async fn remove(&mut self, path: &str) -> Result<()> {
