@@ -507,3 +507,68 @@ async fn a_name_that_is_not_utf8_is_listed_escaped_and_flagged() {
         .collect();
     assert_eq!(names, vec![("caf\\xe9.csv", true), ("fine.csv", false)]);
 }
+
+/// Renames of a send batch go out a window at a time on plain
+/// connections: each is answered on its own, a taken name is refused
+/// without being overwritten, and the connection stays in step. Over
+/// vsftpd (targets checked with SIZE) and pyftpdlib (MLST).
+async fn many_renames(s: &mut Box<dyn ferry::remote::Session>, srv: &FtpServer) {
+    let dir = srv.root.join("pub/many");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut pairs = Vec::new();
+    for i in 0..70 {
+        std::fs::write(dir.join(format!("f{i}.tmp")), i.to_string()).unwrap();
+        pairs.push((
+            srv.remote(&format!("pub/many/f{i}.tmp")),
+            srv.remote(&format!("pub/many/f{i}")),
+        ));
+    }
+    std::fs::write(dir.join("f40"), "old").unwrap();
+    // A source that is gone: its RNFR is refused, the RNTO after it too.
+    pairs[3].0 = srv.remote("pub/many/missing.tmp");
+    let answers = s.renames(&pairs, false).await;
+    assert_eq!(answers.len(), 70);
+    for (i, a) in answers.iter().enumerate() {
+        match i {
+            3 => assert!(a.is_err(), "missing source renamed"),
+            40 => assert_eq!(a.as_ref().unwrap_err().kind, ErrorKind::AlreadyExists),
+            _ => assert!(a.is_ok(), "f{i}: {:?}", a.as_ref().err()),
+        }
+    }
+    for i in 0..70 {
+        let got = std::fs::read_to_string(dir.join(format!("f{i}"))).ok();
+        let want = match i {
+            3 => None,
+            40 => Some("old".to_string()),
+            _ => Some(i.to_string()),
+        };
+        assert_eq!(got, want, "f{i}");
+    }
+    assert!(
+        dir.join("f40.tmp").exists(),
+        "the refused one keeps its temp"
+    );
+    let st = s.stat(&srv.remote("pub/many/f7")).await.unwrap();
+    assert_eq!(st.size, Some(1), "still in step");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_renames_in_flight_on_vsftpd() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = vsftpd(dir.path(), &Vsftpd::default());
+    let mut s = connect(&server(Protocol::Ftp, srv.port, FtpOptions::default())).await;
+    many_renames(&mut s, &srv).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_renames_in_flight_on_pyftpdlib() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = pyftpdlib(dir.path(), PyTls::None, None);
+    let mut s = connect(&py_user(server(
+        Protocol::Ftp,
+        srv.port,
+        FtpOptions::default(),
+    )))
+    .await;
+    many_renames(&mut s, &srv).await;
+}

@@ -11,6 +11,7 @@ mod data;
 mod error;
 mod list;
 mod ops;
+mod renames;
 mod tls;
 mod transfer;
 
@@ -236,6 +237,39 @@ impl Session for FtpSession {
             Err(e) => Err(e),
         };
         self.after(r)
+    }
+
+    /// Onto free names on a plain connection: every check and rename of a
+    /// window sent together ([`renames`]). Otherwise one by one.
+    async fn renames(&mut self, pairs: &[(String, String)], replace: bool) -> Vec<Result<()>> {
+        if !replace && pairs.len() > 1 {
+            let shared = self.shared.clone();
+            let conn = match self.conn().await {
+                Ok(c) => c,
+                Err(e) => {
+                    let e = self.after::<()>(Err(e)).unwrap_err();
+                    return pairs
+                        .iter()
+                        .map(|_| {
+                            Err(RemoteError::new(
+                                e.kind,
+                                e.temporary,
+                                &e.context,
+                                &e.message,
+                            ))
+                        })
+                        .collect();
+                }
+            };
+            if let Some(answers) = renames::rename_to_free_names(conn, &shared, pairs).await {
+                return answers.into_iter().map(|r| self.after(r)).collect();
+            }
+        }
+        let mut out = Vec::with_capacity(pairs.len());
+        for (from, to) in pairs {
+            out.push(self.rename(from, to, replace).await);
+        }
+        out
     }
 
     async fn remove(&mut self, path: &str) -> Result<()> {
