@@ -7,7 +7,8 @@
 //! every string it writes.
 
 use crate::text::EscapeWriter;
-use std::fmt::{self, Write};
+use std::fmt::{self, Write as _};
+use std::io::Write as _;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::field::RecordFields;
@@ -24,7 +25,7 @@ pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| AroundProgress(Vec::new()))
         .with_target(false);
     match format {
         LogFormat::Json => builder
@@ -40,6 +41,33 @@ pub fn init(format: LogFormat) {
                 .with_ansi(std::io::stderr().is_terminal())
                 .init()
         }
+    }
+}
+
+/// Standard error, written around the progress line of `ferry once`
+/// when one shows: the formatter writes an event into this buffer, and the
+/// buffer reaches stderr whole when dropped, with the line cleared.
+struct AroundProgress(Vec<u8>);
+
+impl std::io::Write for AroundProgress {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for AroundProgress {
+    fn drop(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
+        crate::cli::progress_line::suspended(|| {
+            let _ = std::io::stderr().write_all(&self.0);
+        });
     }
 }
 

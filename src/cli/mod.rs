@@ -6,6 +6,7 @@
 mod check;
 mod connection;
 mod files;
+pub mod progress_line;
 mod status;
 
 use crate::logging::LogFormat;
@@ -175,7 +176,10 @@ pub async fn execute(cli: Cli) -> i32 {
     use crate::daemon;
     match cli.command {
         Command::Run => daemon::run(&cli.config).await,
-        Command::Once => daemon::once(&cli.config).await,
+        Command::Once => {
+            let _line = progress_line::start();
+            daemon::once(&cli.config).await
+        }
         Command::Check => check::check(&cli.config),
         Command::TestConnection { server, dir } => {
             connection::test(&cli.config, &server, dir.as_deref()).await

@@ -221,6 +221,7 @@ impl Engine {
                     .map(|mut item| {
                         let r = target::resolve(&rule, &spool, &item.row).and_then(|t| {
                             item.inode = fetch::write_synced(&t.temp_path, &item.data)?;
+                            crate::progress::tally().bytes(item.data.len() as u64);
                             item.local = super::process::choose(&rule, &t)?;
                             item.target = Some(t);
                             Ok(())

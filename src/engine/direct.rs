@@ -61,6 +61,7 @@ impl AsyncWrite for DirectFile {
         match &r {
             Ok(n) => {
                 this.count(*n);
+                crate::progress::tally().bytes(*n as u64);
                 crate::progress::moved();
             }
             Err(e) if this.write_error.is_none() => {

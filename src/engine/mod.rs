@@ -348,6 +348,8 @@ impl Engine {
         stop: &CancellationToken,
         report: &mut PollReport,
     ) {
+        let bytes = due.iter().map(|r| r.size.max(0) as u64).sum();
+        crate::progress::tally().due(due.len() as u64, bytes);
         let (small, single): (Vec<FileRow>, Vec<FileRow>) =
             due.into_iter().partition(|r| match rule.send {
                 Some(_) => send_batch::fits(rule, r),
@@ -378,10 +380,12 @@ impl Engine {
         let done: Vec<Vec<Outcome>> = futures::stream::iter(chunks)
             .take_while(|_| std::future::ready(!stop.is_cancelled()))
             .map(|rows| async move {
-                match rule.send {
+                let outcomes = match rule.send {
                     Some(_) => self.run_send_batch(rule, pool, rows).await,
                     None => self.run_batch(rule, pool, rows).await,
-                }
+                };
+                tally_finished(&outcomes);
+                outcomes
             })
             // Batches in flight at once: while some fetch, others wait on fsyncs.
             .buffer_unordered(4)
@@ -415,6 +419,7 @@ impl Engine {
                     let span = tracing::info_span!(parent: None, "file", rule = %rule.name, server = %rule.server.name, path = %row.path, id = row.id);
                     let outcome = self.process(rule, pool, row).instrument(span).await;
                     drop(permit);
+                    tally_finished(&[outcome]);
                     outcomes.lock().expect("outcomes lock").push(outcome);
                 }
             })
@@ -456,6 +461,15 @@ fn by_events(
             }
         })
         .collect()
+}
+
+/// Files whose turn ended, for the progress line (`progress::Tally`).
+fn tally_finished(outcomes: &[Outcome]) {
+    let n = outcomes
+        .iter()
+        .filter(|o| **o != Outcome::Abandoned)
+        .count();
+    crate::progress::tally().finished(n as u64);
 }
 
 fn count(report: &mut PollReport, outcomes: impl Iterator<Item = Outcome>) {

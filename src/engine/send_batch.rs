@@ -153,6 +153,7 @@ impl Engine {
         for (it, answer) in items.into_iter().zip(answers) {
             match answer {
                 Ok(size) if !to.verify_size || size.is_none_or(|s| s == it.row.size as u64) => {
+                    crate::progress::tally().bytes(it.row.size as u64);
                     uploaded.push(it)
                 }
                 Ok(size) => {

@@ -118,7 +118,7 @@ pub async fn write(
             .await
             .map_err(|e| FileError::local(format!("seek {local}"), &e))?;
         let want = (row.size as u64).saturating_sub(from);
-        let mut source = file.take(want);
+        let mut source = crate::progress::Counted(file.take(want));
         let mode = if at == 0 {
             WriteMode::Replace
         } else {
