@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 struct Manager {
     socket: UnixDatagram,
     seen: Vec<String>,
+    /// When each datagram with a STATUS= line arrived.
+    status_times: Vec<Instant>,
 }
 
 impl Manager {
@@ -25,6 +27,7 @@ impl Manager {
         Manager {
             socket,
             seen: Vec::new(),
+            status_times: Vec::new(),
         }
     }
 
@@ -49,8 +52,11 @@ impl Manager {
                 self.seen
             );
             if let Ok(n) = self.socket.recv(&mut buf) {
-                self.seen
-                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                let datagram = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if datagram.lines().any(|l| l.starts_with("STATUS=")) {
+                    self.status_times.push(Instant::now());
+                }
+                self.seen.push(datagram);
             }
         }
     }
@@ -112,6 +118,19 @@ fn ready_comes_with_a_status_line_that_follows_poll_errors() {
     manager.wait_line(Duration::from_secs(20), "the error cleared", |l| {
         l == "STATUS=1 rule, 0 of 4 transfers in flight; no errors"
     });
+
+    // Polls failed every few hundred milliseconds and the line changed
+    // with them; still it went out at most once a second, READY=1's
+    // included.
+    let gaps: Vec<Duration> = manager
+        .status_times
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .collect();
+    assert!(
+        gaps.iter().all(|g| *g >= Duration::from_millis(900)),
+        "STATUS= more often than once a second: {gaps:?}"
+    );
 
     daemon.signal(libc::SIGTERM);
     assert!(

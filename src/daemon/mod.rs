@@ -88,7 +88,7 @@ pub async fn run(config_path: &Path) -> i32 {
         sd_notify::NotifyState::Ready,
         sd_notify::NotifyState::Status(&first),
     ]);
-    status::spawn(board, opened.engine.clone(), stop.clone());
+    status::spawn(board, opened.engine.clone(), first, stop.clone());
     let engine = opened.engine.clone();
     let slots_full = move || engine.transfer_slots_full();
     watchdog::spawn(scheduler.liveness(), slots_full, stop.clone());
@@ -106,11 +106,12 @@ pub async fn run(config_path: &Path) -> i32 {
         );
         break;
     }
+    // Cancelled first, so the status task's last line comes before this one.
+    stop.cancel();
     notify(&[
         sd_notify::NotifyState::Stopping,
         sd_notify::NotifyState::Status("stopping: waiting for transfers in flight"),
     ]);
-    stop.cancel();
     shutdown(scheduler, &opened.engine, daemon_settings.grace_period).await;
     tracing::info!("ferry stopped");
     EXIT_OK

@@ -108,12 +108,13 @@ fn one_line(message: &str) -> String {
     line
 }
 
-/// Sends the status line whenever it changed, checked every [`PERIOD`],
-/// until `stop`.
-pub fn spawn(board: Arc<StatusBoard>, engine: Arc<Engine>, stop: CancellationToken) {
+/// Sends the status line whenever it changed from `sent` (the line that
+/// went with READY=1), checked every [`PERIOD`], until `stop`.
+pub fn spawn(board: Arc<StatusBoard>, engine: Arc<Engine>, sent: String, stop: CancellationToken) {
     tokio::spawn(async move {
-        let mut last = String::new();
-        let mut tick = tokio::time::interval(PERIOD);
+        let mut last = sent;
+        let start = tokio::time::Instant::now() + PERIOD;
+        let mut tick = tokio::time::interval_at(start, PERIOD);
         // After a stall there is no backlog to catch up on: one look is enough.
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
