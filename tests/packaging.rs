@@ -1,6 +1,6 @@
 //! The Debian package as `packaging/build-deb.sh` builds it, here from the
-//! test build of the binary (`--profile dev --no-build`, so the tests never
-//! pay for a release build): the files it installs and their modes, the
+//! binary under test (`--profile dev --no-build` in `./test.sh`, so the
+//! tests never pay for a release build): the files it installs and their modes, the
 //! conffile, the dependencies, and the maintainer scripts.
 
 mod common;
@@ -43,12 +43,18 @@ fn deb() -> &'static Path {
 fn build() -> PathBuf {
     require(DPKG_DEB, "dpkg");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    // The test binary's target directory, wherever CARGO_TARGET_DIR put it.
-    let target = Path::new(BIN).parent().unwrap().parent().unwrap();
+    // The binary under test: its profile's directory in the target directory,
+    // wherever CARGO_TARGET_DIR put it (`debug` is the dev profile's).
+    let profile_dir = Path::new(BIN).parent().unwrap();
+    let target = profile_dir.parent().unwrap();
+    let profile = match profile_dir.file_name().unwrap().to_str().unwrap() {
+        "debug" => "dev",
+        other => other,
+    };
     let deb = target.join("packaging-test/ferry.deb");
     let _ = std::fs::remove_file(&deb);
     let started = Command::new(root.join("packaging/build-deb.sh"))
-        .args(["--profile", "dev", "--no-build", "--fast", "--output"])
+        .args(["--profile", profile, "--no-build", "--fast", "--output"])
         .arg(&deb)
         .env("CARGO_TARGET_DIR", target)
         .output()
