@@ -4,7 +4,8 @@
 # pyftpdlib with pyOpenSSL, asyncssh, tinyproxy, dante, openssl for test
 # certificates, sshfs for a mount that hangs, systemd-analyze for the unit),
 # ProFTPD unpacked into target/proftpd (its package conflicts with
-# vsftpd's), and cargo-deb for the package test, then runs `cargo test`.
+# vsftpd's), and cargo-deb and dpkg-dev (dpkg-shlibdeps) for the package
+# test, then runs `cargo test`.
 # Fails when any test fails.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -23,6 +24,7 @@ declare -A needs=(
     [/usr/bin/sshfs]=sshfs
     [/usr/bin/systemd-analyze]=systemd
     [/usr/bin/dpkg-deb]=dpkg
+    [/usr/bin/dpkg-shlibdeps]=dpkg-dev
 )
 missing=()
 for what in "${!needs[@]}"; do
