@@ -2,10 +2,10 @@
 # Runs ferry's whole test suite. First installs, when missing, the real
 # programs the tests start on loopback ports (OpenSSH sshd, vsftpd,
 # pyftpdlib with pyOpenSSL, asyncssh, tinyproxy, dante, openssl for test
-# certificates, sshfs for a mount that hangs, systemd-analyze for the unit),
-# ProFTPD unpacked into target/proftpd (its package conflicts with
-# vsftpd's), and cargo-deb and dpkg-dev (dpkg-shlibdeps) for the package
-# test, then runs `cargo test`.
+# certificates, sshfs for a mount that hangs, systemd-analyze and man for
+# the unit), ProFTPD unpacked into target/proftpd (its package conflicts
+# with vsftpd's), and cargo-deb and dpkg-dev (dpkg-shlibdeps) for the
+# package test, then runs `cargo test`.
 # Fails when any test fails.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -23,6 +23,7 @@ declare -A needs=(
     [/usr/bin/openssl]=openssl
     [/usr/bin/sshfs]=sshfs
     [/usr/bin/systemd-analyze]=systemd
+    [/usr/bin/man]=man-db
     [/usr/bin/dpkg-deb]=dpkg
     [/usr/bin/dpkg-shlibdeps]=dpkg-dev
 )

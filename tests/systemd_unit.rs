@@ -44,6 +44,8 @@ fn stage(dir: &Path) -> PathBuf {
 /// `systemd-analyze verify UNIT`; fails the test on any output or error.
 fn verify(unit: &Path, man_dir: &Path) {
     require(ANALYZE, "systemd");
+    // verify runs `man` for Documentation=man:ferry(1).
+    require("/usr/bin/man", "man-db");
     let out = Command::new(ANALYZE)
         .arg("verify")
         .arg(unit)
