@@ -2,8 +2,10 @@
 # Runs ferry's whole test suite. First installs, when missing, the real
 # programs the tests start on loopback ports (OpenSSH sshd, vsftpd,
 # pyftpdlib with pyOpenSSL, asyncssh, tinyproxy, dante, openssl for test
-# certificates, sshfs for a mount that hangs), and ProFTPD unpacked into
-# target/proftpd (its package conflicts with vsftpd's), then runs `cargo test`.
+# certificates, sshfs for a mount that hangs, systemd-analyze and man for
+# the unit), ProFTPD unpacked into target/proftpd (its package conflicts
+# with vsftpd's), and cargo-deb and dpkg-dev (dpkg-shlibdeps) for the
+# package test, then runs `cargo test`.
 # Fails when any test fails.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -20,6 +22,10 @@ declare -A needs=(
     [/usr/sbin/danted]=dante-server
     [/usr/bin/openssl]=openssl
     [/usr/bin/sshfs]=sshfs
+    [/usr/bin/systemd-analyze]=systemd
+    [/usr/bin/man]=man-db
+    [/usr/bin/dpkg-deb]=dpkg
+    [/usr/bin/dpkg-shlibdeps]=dpkg-dev
 )
 missing=()
 for what in "${!needs[@]}"; do
@@ -62,6 +68,14 @@ if [ ! -x "$proftpd_root/usr/sbin/proftpd" ] || [ ! -e "$proftpd_root/usr/lib/pr
     for deb in target/proftpd/debs/*.deb; do
         dpkg-deb -x "$deb" "$proftpd_root"
     done
+fi
+
+# cargo-deb, for tests/packaging.rs. Pinned: that test packages the debug
+# build (a release build would cost ~10 minutes), which cargo-deb 3.8 allows
+# with a warning and later versions may refuse.
+if ! cargo deb --version >/dev/null 2>&1; then
+    echo "test.sh: installing cargo-deb" >&2
+    cargo install cargo-deb --locked --version 3.8.0
 fi
 
 cargo test --all-targets "$@"

@@ -1,11 +1,13 @@
 //! The command line: `run`, `once`, `check`, `status`, `files`, `retry`,
-//! `forget`. Exit codes: 0 ok, 1 some file or rule failed (`once`) or
+//! `forget`, and `completions` and `man` for packaging. Exit codes: 0 ok, 1 some file or rule failed (`once`) or
 //! nothing matched, 2 invalid configuration or usage, 3 runtime error
 //! (state database, lock).
 
 mod check;
+mod completions;
 mod connection;
 mod files;
+mod man;
 pub mod progress_line;
 mod status;
 
@@ -84,6 +86,13 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `ferry man | man -l -`.
+    Man,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -205,6 +214,22 @@ pub async fn execute(cli: Cli) -> i32 {
                 return daemon::EXIT_CONFIG;
             }
             files::forget(&cli.config, &filter.to_filter(None)).await
+        }
+        Command::Completions { shell } => completions::print(shell),
+        Command::Man => man::print(),
+    }
+}
+
+/// Writes generated text to standard output; a failed write is a runtime
+/// error (exit 3), not a panic.
+fn write_stdout(bytes: &[u8]) -> i32 {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => crate::daemon::EXIT_OK,
+        Err(e) => {
+            eprintln!("ferry: cannot write to standard output: {e}");
+            crate::daemon::EXIT_RUNTIME
         }
     }
 }

@@ -1,8 +1,10 @@
 //! The daemon's lifecycle: start, poll, reload on SIGHUP, stop on
-//! SIGTERM/SIGINT with a grace period, and systemd notifications.
+//! SIGTERM/SIGINT with a grace period, and systemd notifications
+//! (readiness, the watchdog, and a one-line status).
 
 mod lock;
 mod scheduler;
+mod status;
 mod watchdog;
 
 use crate::config::{self, Config};
@@ -80,7 +82,13 @@ pub async fn run(config_path: &Path) -> i32 {
     scheduler.apply(&config.rules);
     let mut daemon_settings = config.daemon.clone();
     tracing::info!(rules = config.rules.len(), state = %config.daemon.state.display(), "ferry started");
-    notify(&[sd_notify::NotifyState::Ready]);
+    let board = scheduler.status();
+    let first = board.line(0, daemon_settings.max_transfers);
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&first),
+    ]);
+    status::spawn(board, opened.engine.clone(), first, stop.clone());
     let engine = opened.engine.clone();
     let slots_full = move || engine.transfer_slots_full();
     watchdog::spawn(scheduler.liveness(), slots_full, stop.clone());
@@ -98,8 +106,12 @@ pub async fn run(config_path: &Path) -> i32 {
         );
         break;
     }
-    notify(&[sd_notify::NotifyState::Stopping]);
+    // Cancelled first, so the status task's last line comes before this one.
     stop.cancel();
+    notify(&[
+        sd_notify::NotifyState::Stopping,
+        sd_notify::NotifyState::Status("stopping: waiting for transfers in flight"),
+    ]);
     shutdown(scheduler, &opened.engine, daemon_settings.grace_period).await;
     tracing::info!("ferry stopped");
     EXIT_OK

@@ -1,8 +1,10 @@
 //! One task per rule, polling at its interval with jitter, backing off
 //! while its polls fail. Tasks survive a reload: a changed rule is handed to
 //! its running task, which applies it at its next poll, so transfers in
-//! flight are never dropped. Each task reports its life to the watchdog.
+//! flight are never dropped. Each task reports its life to the watchdog
+//! and each poll's outcome to the status line.
 
+use super::status::StatusBoard;
 use super::watchdog::{AliveGuard, Liveness, RuleLife};
 use crate::config::{Protocol, Rule};
 use crate::engine::Engine;
@@ -26,6 +28,7 @@ pub struct Scheduler {
     tasks: HashMap<String, RuleTask>,
     retired: Vec<JoinHandle<()>>,
     liveness: Liveness,
+    status: Arc<StatusBoard>,
 }
 
 impl Scheduler {
@@ -36,12 +39,18 @@ impl Scheduler {
             tasks: HashMap::new(),
             retired: Vec::new(),
             liveness: Liveness::default(),
+            status: Arc::default(),
         }
     }
 
     /// What the watchdog watches: every running rule task.
     pub fn liveness(&self) -> Liveness {
         self.liveness.clone()
+    }
+
+    /// What the status line reports: rule count and poll errors.
+    pub fn status(&self) -> Arc<StatusBoard> {
+        self.status.clone()
     }
 
     /// Makes the running rule set equal `rules`: new rules start, changed
@@ -67,16 +76,24 @@ impl Scheduler {
             tracing::info!(rule = %name, "rule removed; it stops after its current poll");
             task.stop.cancel();
             self.liveness.remove(&name);
+            self.status.rule_removed(&name);
             self.retired.push(task.handle);
         }
         self.tasks = keep;
+        self.status.set_rules(self.tasks.len());
     }
 
     fn spawn(&self, rule: Arc<Rule>) -> RuleTask {
         let life = self.liveness.add(&rule.name);
         let (tx, rx) = watch::channel(rule);
         let stop = self.stop.child_token();
-        let handle = tokio::spawn(rule_loop(self.engine.clone(), rx, stop.clone(), life));
+        let handle = tokio::spawn(rule_loop(
+            self.engine.clone(),
+            rx,
+            stop.clone(),
+            life,
+            self.status.clone(),
+        ));
         RuleTask {
             rule: tx,
             stop,
@@ -102,6 +119,7 @@ async fn rule_loop(
     mut rx: watch::Receiver<Arc<Rule>>,
     stop: CancellationToken,
     life: Arc<RuleLife>,
+    status: Arc<StatusBoard>,
 ) {
     let _alive = AliveGuard::new(life.clone());
     // A short random start delay spreads the first polls of many rules.
@@ -119,6 +137,7 @@ async fn rule_loop(
         let poll = engine.poll_watched(&rule, &stop, watch.as_ref());
         let report = crate::progress::within(life.beat.clone(), poll).await;
         life.poll_ends();
+        status.poll_ended(&rule.name, &report);
         // Sleeping after the poll (not on a fixed tick) means a slow poll
         // never queues up missed ones behind it.
         let wait = if report.error.is_some() {

@@ -89,6 +89,17 @@ impl Engine {
         self.transfers.available_permits() == 0
     }
 
+    /// Transfers holding a slot now (a batch share counts as one), for the
+    /// status line systemd shows.
+    pub fn transfers_in_flight(&self) -> usize {
+        self.max_transfers
+            .saturating_sub(self.transfers.available_permits())
+    }
+
+    pub fn max_transfers(&self) -> usize {
+        self.max_transfers
+    }
+
     pub fn abort_token(&self) -> CancellationToken {
         self.abort.clone()
     }
