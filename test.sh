@@ -2,7 +2,8 @@
 # Runs ferry's whole test suite. First installs, when missing, the real
 # programs the tests start on loopback ports (OpenSSH sshd, vsftpd,
 # pyftpdlib with pyOpenSSL, asyncssh, tinyproxy, dante, openssl for test
-# certificates, sshfs for a mount that hangs), and ProFTPD unpacked into
+# certificates, sshfs for a mount that hangs, systemd-journald for the
+# journal's native protocol), and ProFTPD unpacked into
 # target/proftpd (its package conflicts with vsftpd's), then runs `cargo test`.
 # Fails when any test fails.
 set -euo pipefail
@@ -20,6 +21,7 @@ declare -A needs=(
     [/usr/sbin/danted]=dante-server
     [/usr/bin/openssl]=openssl
     [/usr/bin/sshfs]=sshfs
+    [/lib/systemd/systemd-journald]=systemd
 )
 missing=()
 for what in "${!needs[@]}"; do

@@ -295,7 +295,7 @@ impl Engine {
                 continue;
             };
             if row.held.as_deref() != Some(Hold::NameTaken.as_str()) {
-                let span = tracing::info_span!(parent: None, "file", rule = %rule.name, server = %rule.server.name, path = %row.path, id = row.id);
+                let span = tracing::info_span!(parent: None, "file", rule = %rule.name, server = %rule.server.name, path = %row.path, file_id = row.id);
                 let e = FileError::name_taken(&final_path);
                 self.hold(rule, &row, Hold::NameTaken, &e.message)
                     .instrument(span)
@@ -412,7 +412,7 @@ impl Engine {
                     }
                     // A root span with every key, so each line of a transfer carries rule,
                     // server and path in text and JSON logs alike.
-                    let span = tracing::info_span!(parent: None, "file", rule = %rule.name, server = %rule.server.name, path = %row.path, id = row.id);
+                    let span = tracing::info_span!(parent: None, "file", rule = %rule.name, server = %rule.server.name, path = %row.path, file_id = row.id);
                     let outcome = self.process(rule, pool, row).instrument(span).await;
                     drop(permit);
                     outcomes.lock().expect("outcomes lock").push(outcome);
