@@ -402,7 +402,8 @@ impl Engine {
             .take_while(|_| std::future::ready(!stop.is_cancelled()))
             .map(|rows| async move {
                 let t0 = Instant::now();
-                let ids: Vec<(i64, u64)> = rows.iter().map(|r| (r.id, r.size.max(0) as u64)).collect();
+                let ids: Vec<(i64, u64)> =
+                    rows.iter().map(|r| (r.id, r.size.max(0) as u64)).collect();
                 let outcomes = match rule.send {
                     Some(_) => self.run_send_batch(rule, pool, rows).await,
                     None => self.run_batch(rule, pool, rows).await,

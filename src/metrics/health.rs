@@ -103,7 +103,11 @@ mod tests {
         assert_eq!(clocks.stale(t0 + s(62))[0].rule, "a");
         assert!(clocks.stale(t0 + s(62))[0].polled);
         // b: 3 x 60 s.
-        let names: Vec<_> = clocks.stale(t0 + s(181)).into_iter().map(|x| x.rule).collect();
+        let names: Vec<_> = clocks
+            .stale(t0 + s(181))
+            .into_iter()
+            .map(|x| x.rule)
+            .collect();
         assert_eq!(names, ["a", "b"]);
     }
 
@@ -116,7 +120,11 @@ mod tests {
         clocks.set_rules_at([("a", s(20)), ("new", s(10))], t0 + s(25));
         // a keeps its clock, with the new interval: 3 x 20 s from t0.
         assert!(clocks.stale(t0 + s(55)).is_empty());
-        let names: Vec<_> = clocks.stale(t0 + s(61)).into_iter().map(|x| x.rule).collect();
+        let names: Vec<_> = clocks
+            .stale(t0 + s(61))
+            .into_iter()
+            .map(|x| x.rule)
+            .collect();
         assert_eq!(names, ["a", "new"]);
     }
 }

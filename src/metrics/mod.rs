@@ -103,7 +103,11 @@ impl Metrics {
             health: health::Clocks::default(),
         };
         let r = &mut m.registry;
-        r.register("polls", "Polls of a rule, by result (ok, error)", m.polls.clone());
+        r.register(
+            "polls",
+            "Polls of a rule, by result (ok, error)",
+            m.polls.clone(),
+        );
         r.register_with_unit(
             "poll_duration",
             "How long a poll took: listing and the transfers it started",
@@ -175,7 +179,9 @@ impl Metrics {
             .observe(took.as_secs_f64());
         if let Some(n) = listed {
             self.listed.get_or_create(&label).set(n as i64);
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
             self.last_success
                 .get_or_create(&label)
                 .set(now.as_secs() as i64);
