@@ -72,6 +72,9 @@ pub struct Metrics {
     files: Family<FileLabels, Gauge>,
     sessions: Family<ServerLabel, Gauge>,
     health: health::Clocks,
+    /// One scrape at a time: each clears and refills the scrape-time
+    /// families, and a second one must not encode them half refilled.
+    scrape: std::sync::Mutex<()>,
 }
 
 /// Buckets from 10 ms to about 45 min: a listing of a local directory up to
@@ -101,6 +104,7 @@ impl Metrics {
             files: Family::default(),
             sessions: Family::default(),
             health: health::Clocks::default(),
+            scrape: std::sync::Mutex::new(()),
         };
         let r = &mut m.registry;
         r.register(
@@ -225,6 +229,7 @@ impl Metrics {
 
     /// The exposition text, with the values read at scrape time.
     pub fn encode(&self, files: &[StateCount], sessions: &[(String, usize)]) -> String {
+        let _one = self.scrape.lock().expect("scrape lock");
         self.files.clear();
         for c in files {
             let labels = FileLabels {
