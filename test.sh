@@ -3,9 +3,10 @@
 # programs the tests start on loopback ports (OpenSSH sshd, vsftpd,
 # pyftpdlib with pyOpenSSL, asyncssh, tinyproxy, dante, openssl for test
 # certificates, sshfs for a mount that hangs, systemd-analyze and man for
-# the unit), ProFTPD unpacked into target/proftpd (its package conflicts
-# with vsftpd's), and cargo-deb and dpkg-dev (dpkg-shlibdeps) for the
-# package test, then runs `cargo test`.
+# the unit, systemd-journald for the journal's native protocol), ProFTPD
+# unpacked into target/proftpd (its package conflicts with vsftpd's), and
+# cargo-deb and dpkg-dev (dpkg-shlibdeps) for the package test, then runs
+# `cargo test`.
 # Fails when any test fails.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -26,6 +27,7 @@ declare -A needs=(
     [/usr/bin/man]=man-db
     [/usr/bin/dpkg-deb]=dpkg
     [/usr/bin/dpkg-shlibdeps]=dpkg-dev
+    [/lib/systemd/systemd-journald]=systemd
 )
 missing=()
 for what in "${!needs[@]}"; do

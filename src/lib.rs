@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod engine;
 pub mod fsx;
 pub mod logging;
+pub mod metrics;
 pub mod progress;
 pub mod remote;
 pub mod state;

@@ -1,10 +1,14 @@
-//! Log output: human text on a terminal, JSON lines for collectors.
-//! Filter with `RUST_LOG` (default `info`).
+//! Log output: native journal entries when stderr is the journal (under
+//! systemd), else human text, or JSON lines for collectors. Filter with
+//! `RUST_LOG` (default `info`).
 //!
 //! Field values and messages carry remote file names and handler output.
 //! The text format escapes their control characters here, in one place
 //! ([`EscapedFields`]); the JSON format needs nothing, as serde escapes
-//! every string it writes.
+//! every string it writes, and the journal's native protocol carries any
+//! byte in a length-prefixed value.
+
+mod journal;
 
 use crate::text::EscapeWriter;
 use std::fmt::{self, Write as _};
@@ -14,17 +18,47 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
+    /// Native journal entries (journald's socket), fields as journal fields.
+    Journal,
 }
 
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Sets up logging. Without an explicit format, the journal is used when
+/// systemd connected stderr to it (`JOURNAL_STREAM`), text otherwise.
+pub fn init(format: Option<LogFormat>) {
+    let format = format.unwrap_or(if journal::stderr_is_journal() {
+        LogFormat::Journal
+    } else {
+        LogFormat::Text
+    });
+    if format != LogFormat::Journal {
+        return init_stderr(format);
+    }
+    match journal::layer() {
+        Ok(layer) => tracing_subscriber::registry()
+            .with(filter())
+            .with(layer)
+            .init(),
+        Err(e) => {
+            init_stderr(LogFormat::Text);
+            tracing::warn!(error = %e, "cannot reach journald's socket; logging text to standard error");
+        }
+    }
+}
+
+fn filter() -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+fn init_stderr(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(filter())
         .with_writer(|| AroundProgress(Vec::new()))
         .with_target(false);
     match format {
@@ -34,7 +68,7 @@ pub fn init(format: LogFormat) {
             .with_current_span(true)
             .with_span_list(false)
             .init(),
-        LogFormat::Text => {
+        LogFormat::Text | LogFormat::Journal => {
             use std::io::IsTerminal;
             builder
                 .fmt_fields(EscapedFields)

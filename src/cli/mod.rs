@@ -31,9 +31,11 @@ pub struct Cli {
         default_value = "/etc/ferry/ferry.toml"
     )]
     pub config: PathBuf,
-    /// Log format on standard error.
-    #[arg(long, global = true, value_enum, default_value = "text")]
-    pub log_format: LogFormat,
+    /// Log format: text or json on standard error, or journal (journald's
+    /// native protocol). Default: journal when systemd connected standard
+    /// error to the journal (JOURNAL_STREAM), else text.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -29,6 +29,8 @@ pub struct Daemon {
     /// How long a stop waits for transfers in flight before abandoning them
     /// (they resume at the next start).
     pub grace_period: Duration,
+    /// Where `ferry run` serves `/metrics` and `/healthz`, if anywhere.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -166,17 +166,26 @@ impl Resolver<'_> {
                 Duration::from_secs(30),
             )
             .unwrap_or_default();
-        if let Some(m) = &raw.metrics {
-            self.c.at(
-                m.span(),
-                "daemon.metrics: the metrics endpoint is not supported yet in this version",
-            );
-        }
+        let metrics = raw
+            .metrics
+            .as_ref()
+            .and_then(|m| match m.get_ref().parse() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    let msg = format!(
+                        "daemon.metrics: \"{}\" is not a socket address such as \"127.0.0.1:9477\"",
+                        m.get_ref()
+                    );
+                    self.c.at(m.span(), msg);
+                    None
+                }
+            });
         Daemon {
             state,
             spool_dir,
             max_transfers,
             grace_period,
+            metrics,
         }
     }
 

@@ -78,6 +78,19 @@ pub async fn run(config_path: &Path) -> i32 {
         }
     };
     let stop = CancellationToken::new();
+    if let Some(addr) = config.daemon.metrics {
+        match crate::metrics::bind(addr).await {
+            Ok(listener) => {
+                tracing::info!(address = %addr, "serving /metrics and /healthz");
+                let serve = crate::metrics::serve(listener, opened.engine.clone(), stop.clone());
+                tokio::spawn(serve);
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                return EXIT_RUNTIME;
+            }
+        }
+    }
     let mut scheduler = Scheduler::new(opened.engine.clone(), stop.clone());
     scheduler.apply(&config.rules);
     let mut daemon_settings = config.daemon.clone();

@@ -57,6 +57,8 @@ impl Scheduler {
     /// ones take effect at their next poll, removed ones finish their
     /// current poll and stop.
     pub fn apply(&mut self, rules: &[Arc<Rule>]) {
+        let clocks = rules.iter().map(|r| (r.name.as_str(), r.interval));
+        self.engine.metrics().set_rules(clocks);
         let mut keep = HashMap::new();
         for rule in rules {
             match self.tasks.remove(&rule.name) {

@@ -118,7 +118,7 @@ impl Engine {
         let claims = join_all(rows.iter().map(|r| self.state.claim(r.id, now))).await;
         let mut items = Vec::with_capacity(rows.len());
         for (row, claim) in rows.into_iter().zip(claims) {
-            let span = tracing::info_span!(parent: None, "file", rule = %rule.name, server = %rule.server.name, path = %row.path, id = row.id);
+            let span = tracing::info_span!(parent: None, "file", rule = %rule.name, server = %rule.server.name, path = %row.path, file_id = row.id);
             match claim {
                 Ok(attempt) => {
                     span.in_scope(|| {

@@ -26,6 +26,7 @@ pub use process::Outcome;
 pub use target::is_temp_name;
 
 use crate::config::{Daemon, IfExists, Rule, Server};
+use crate::metrics::Metrics;
 use crate::remote::Pool;
 use crate::state::{Direction, FileRow, FileState, Skipped, State, now_ms};
 use crate::watch::{DirWatch, Ready};
@@ -51,6 +52,8 @@ pub struct Engine {
     /// Cancelled when the grace period after a stop runs out: transfers in
     /// flight are dropped and resume from their state at the next start.
     abort: CancellationToken,
+    /// Counters for the metrics endpoint; kept in `ferry once` too (cheap).
+    metrics: Arc<Metrics>,
 }
 
 /// What one poll of one rule did.
@@ -80,7 +83,25 @@ impl Engine {
             pools: Mutex::new(HashMap::new()),
             swept: Mutex::new(Default::default()),
             abort: CancellationToken::new(),
+            metrics: Arc::new(Metrics::new()),
         })
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Sessions open per server (in use, connecting or idle), for metrics.
+    pub fn sessions_open(&self) -> Vec<(String, usize)> {
+        let pools = self.pools.lock().expect("pools lock");
+        pools
+            .iter()
+            .map(|(name, p)| (name.clone(), p.open_sessions()))
+            .collect()
     }
 
     /// Whether every transfer slot (`max_transfers`) is taken: files may be
@@ -140,10 +161,12 @@ impl Engine {
             let mut report = PollReport::default();
             if let Err(e) = self.poll_steps(rule, stop, watch, &mut report).await {
                 tracing::error!(error = %e, remote = %rule.remote_dir, "poll failed");
+                self.metrics.error(&rule.name, e.kind);
                 report.error = Some(e.to_string());
             }
             let duration_ms = t0.elapsed().as_millis() as i64;
             let listed = report.error.is_none().then_some(report.listed);
+            self.metrics.poll(&rule.name, t0.elapsed(), listed);
             if let Err(e) = self
                 .state
                 .record_poll(
@@ -306,7 +329,7 @@ impl Engine {
                 continue;
             };
             if row.held.as_deref() != Some(Hold::NameTaken.as_str()) {
-                let span = tracing::info_span!(parent: None, "file", rule = %rule.name, server = %rule.server.name, path = %row.path, id = row.id);
+                let span = tracing::info_span!(parent: None, "file", rule = %rule.name, server = %rule.server.name, path = %row.path, file_id = row.id);
                 let e = FileError::name_taken(&final_path);
                 self.hold(rule, &row, Hold::NameTaken, &e.message)
                     .instrument(span)
@@ -391,11 +414,15 @@ impl Engine {
         let done: Vec<Vec<Outcome>> = futures::stream::iter(chunks)
             .take_while(|_| std::future::ready(!stop.is_cancelled()))
             .map(|rows| async move {
+                let t0 = Instant::now();
+                let ids: Vec<(i64, u64)> =
+                    rows.iter().map(|r| (r.id, r.size.max(0) as u64)).collect();
                 let outcomes = match rule.send {
                     Some(_) => self.run_send_batch(rule, pool, rows).await,
                     None => self.run_batch(rule, pool, rows).await,
                 };
                 tally_finished(&outcomes);
+                self.count_batch(rule, &ids, &outcomes, t0.elapsed()).await;
                 outcomes
             })
             // Batches in flight at once: while some fetch, others wait on fsyncs.
@@ -427,15 +454,51 @@ impl Engine {
                     }
                     // A root span with every key, so each line of a transfer carries rule,
                     // server and path in text and JSON logs alike.
-                    let span = tracing::info_span!(parent: None, "file", rule = %rule.name, server = %rule.server.name, path = %row.path, id = row.id);
+                    let span = tracing::info_span!(parent: None, "file", rule = %rule.name, server = %rule.server.name, path = %row.path, file_id = row.id);
+                    let (t0, size) = (Instant::now(), row.size.max(0) as u64);
                     let outcome = self.process(rule, pool, row).instrument(span).await;
                     drop(permit);
                     tally_finished(&[outcome]);
+                    if outcome == Outcome::Done {
+                        let dir = direction(rule).as_str();
+                        self.metrics.transferred(&rule.name, dir, size, t0.elapsed());
+                    }
                     outcomes.lock().expect("outcomes lock").push(outcome);
                 }
             })
             .await;
         outcomes.into_inner().expect("outcomes lock")
+    }
+}
+
+impl Engine {
+    /// Counts a batch's files that are done for the metrics, each with the
+    /// batch's time. Outcomes do not say which row they belong to; when
+    /// only some are done, the rows' states do.
+    async fn count_batch(
+        &self,
+        rule: &Rule,
+        rows: &[(i64, u64)],
+        outcomes: &[Outcome],
+        took: std::time::Duration,
+    ) {
+        let done = outcomes.iter().filter(|o| **o == Outcome::Done).count();
+        let sizes: Vec<u64> = if done == 0 {
+            Vec::new()
+        } else if done == rows.len() {
+            rows.iter().map(|(_, size)| *size).collect()
+        } else {
+            let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
+            let states = self.state.states_of(&ids).await.unwrap_or_default();
+            rows.iter()
+                .filter(|(id, _)| states.get(id) == Some(&FileState::Done))
+                .map(|(_, size)| *size)
+                .collect()
+        };
+        let dir = direction(rule).as_str();
+        for size in sizes {
+            self.metrics.transferred(&rule.name, dir, size, took);
+        }
     }
 }
 

@@ -273,6 +273,7 @@ impl Engine {
         if let Some(hold) = e.hold {
             return self.hold(rule, row, hold, &e.message).await;
         }
+        self.metrics.error(&rule.name, e.kind);
         // Send rows resume from the server's temporary file, not a local one.
         let temp_len = match rule.send {
             Some(_) => 0,
@@ -293,6 +294,7 @@ impl Engine {
                 tracing::error!(error = %db, "cannot record a retry");
             }
             tracing::warn!(state = "retrying", attempt, error = %e, retry_in_ms = wait.as_millis() as u64, "attempt failed; will retry");
+            self.metrics.retry(&rule.name);
             return Outcome::Retrying;
         }
         let mut message = e.message.clone();

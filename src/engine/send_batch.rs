@@ -85,7 +85,7 @@ impl Engine {
         let mut items = Vec::with_capacity(rows.len());
         let mut files = Vec::with_capacity(rows.len());
         for (row, claim) in rows.into_iter().zip(claims) {
-            let span = tracing::info_span!(parent: None, "file", rule = %rule.name, server = %rule.server.name, path = %row.path, id = row.id);
+            let span = tracing::info_span!(parent: None, "file", rule = %rule.name, server = %rule.server.name, path = %row.path, file_id = row.id);
             let attempt = match claim {
                 Ok(a) => a,
                 Err(e) => {

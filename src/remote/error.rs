@@ -21,6 +21,23 @@ pub enum ErrorKind {
     Other,
 }
 
+impl ErrorKind {
+    /// A stable name for metrics labels (`ferry_errors_total{kind=...}`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::PermissionDenied => "permission_denied",
+            ErrorKind::AlreadyExists => "already_exists",
+            ErrorKind::Connection => "connection",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Auth => "auth",
+            ErrorKind::Storage => "storage",
+            ErrorKind::ResumeRefused => "resume_refused",
+            ErrorKind::Other => "other",
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct RemoteError {
     pub kind: ErrorKind,

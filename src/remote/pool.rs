@@ -56,6 +56,12 @@ impl Pool {
         })
     }
 
+    /// Sessions open now: on loan (in use, or connecting) and idle.
+    pub fn open_sessions(&self) -> usize {
+        let on_loan = self.server.max_sessions - self.permits.available_permits();
+        on_loan + self.idle.lock().expect("pool lock").len()
+    }
+
     /// Closes the idle sessions: called when a poll ends, so no connection
     /// sits open between polls for the server to time out.
     pub async fn close_idle(&self) {

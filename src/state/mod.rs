@@ -11,7 +11,7 @@ mod transitions;
 
 pub use error::{Error, Result};
 pub use listing::{Listed, ListingOutcome, Refused, Superseded};
-pub use query::{Condition, FileFilter, RecentError, RuleHealth};
+pub use query::{Condition, FileFilter, RecentError, RuleHealth, StateCount};
 pub use row::{Direction, FileRow, FileState, size_from_db, size_to_db};
 pub use transitions::Skipped;
 

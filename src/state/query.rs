@@ -240,4 +240,24 @@ impl State {
         let done = filtered!(FORGET_SQL, f).execute(&self.pool).await?;
         Ok(done.rows_affected())
     }
+
+    /// Files counted by rule, direction and state, for the metrics endpoint
+    /// (read at each scrape, so the numbers are the database's own).
+    pub async fn counts_by_state(&self) -> Result<Vec<StateCount>> {
+        let rows = sqlx::query_as(
+            "SELECT rule, direction, state, count(*) AS files FROM files GROUP BY rule, direction, state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+}
+
+/// One line of [`State::counts_by_state`].
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StateCount {
+    pub rule: String,
+    pub direction: String,
+    pub state: String,
+    pub files: i64,
 }
