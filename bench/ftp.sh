@@ -4,61 +4,45 @@
 #   2. a 1 GiB upload: the transport's write path (bench/ftp_upload.rs,
 #      ferry has no upload command yet) vs `curl -T`
 #   3. 10,000 files of 4 KiB: `ferry once` with a rule vs `lftp mirror --parallel=4`
+# (and `rclone copy` in 1 and 3 when rclone is installed).
 # Prints every run's seconds and peak RSS (/usr/bin/time -f '%e %M'), the
 # medians and the ratios. Needs vsftpd, curl, lftp; uses release builds.
 #   bench/ftp.sh [RUNS]      (release build in target/bench, as the other scripts)
+#   SIZE_MB=256 SMALL=2000 bench/ftp.sh 3
+# RUNS may also come from the environment (the argument wins).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-RUNS=${1:-3}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/bench}
-TARGET=$CARGO_TARGET_DIR
-for p in /usr/sbin/vsftpd /usr/bin/curl /usr/bin/lftp /usr/bin/time; do
-    [ -x "$p" ] || { echo "missing $p: apt-get install vsftpd curl lftp time" >&2; exit 1; }
-done
-cargo build --release --quiet --bin ferry --example ftp_upload
-FERRY="$TARGET/release/ferry"
-UPLOAD="$TARGET/release/examples/ftp_upload"
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+RUNS=${1:-${RUNS:-3}}
+SIZE_MB=${SIZE_MB:-1024}
+SMALL=${SMALL:-10000}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+bench_need /usr/sbin/vsftpd /usr/bin/curl /usr/bin/lftp /usr/bin/python3 -- vsftpd curl lftp python3 time
+bench_build ftp_upload
+UPLOAD=$EXAMPLES/ftp_upload
 
-W=$(mktemp -d /var/tmp/ferry-ftp-bench.XXXXXX)
-VSFTPD_PID=""
-cleanup() { [ -z "$VSFTPD_PID" ] || kill "$VSFTPD_PID" 2>/dev/null || true; rm -rf "$W"; }
-trap cleanup EXIT
-mkdir -p "$W/root/pub/big" "$W/root/pub/many" "$W/root/pub/up" "$W/empty"
-chmod 777 "$W/root/pub" "$W/root/pub/up"
-PORT=$(( 30000 + RANDOM % 20000 ))
-cat > "$W/vsftpd.conf" <<EOF
-listen=YES
-listen_address=127.0.0.1
-listen_port=$PORT
-background=NO
-seccomp_sandbox=NO
-run_as_launching_user=YES
-anonymous_enable=YES
-local_enable=NO
-anon_root=$W/root
-no_anon_password=YES
-write_enable=YES
-anon_upload_enable=YES
-anon_other_write_enable=YES
-anon_world_readable_only=NO
-anon_umask=022
-pasv_min_port=$(( PORT + 1 ))
-pasv_max_port=$(( PORT + 200 ))
-secure_chroot_dir=$W/empty
-xferlog_enable=NO
-max_per_ip=0
-max_clients=0
-EOF
-/usr/sbin/vsftpd "$W/vsftpd.conf" & VSFTPD_PID=$!
-sleep 0.5
-
-echo "making test data in $W"
-head -c 1073741824 /dev/urandom > "$W/root/pub/big/big.bin"
-head -c 4096 /dev/urandom > "$W/small"
-for i in $(seq -w 1 10000); do cp "$W/small" "$W/root/pub/many/f$i.dat"; done
-
+bench_workdir ftp
+bench_vsftpd ftp
+rclone_remotes
+rclone_note
 # vsftpd runs as the launching user without chroot, so ferry names the
-# real paths; curl and lftp use paths relative to anon_root.
+# real paths ($FTP_DIR/...); curl and lftp use paths relative to anon_root
+# ($FTP_REL/...).
+mkdir -p "$FTP_DIR/big" "$FTP_DIR/many" "$FTP_DIR/up"
+chmod 777 "$FTP_DIR/up"
+URL=ftp://127.0.0.1:$FPORT/$FTP_REL
+
+echo "making test data in $W and $FTP_DIR"
+head -c $((SIZE_MB * 1024 * 1024)) /dev/urandom > "$FTP_DIR/big/big.bin"
+python3 - "$FTP_DIR/many" "$SMALL" <<'PY'
+import os, sys
+d, n = sys.argv[1], int(sys.argv[2])
+block = os.urandom(4096)
+for i in range(n):
+    with open(os.path.join(d, f"f{i + 1:05d}.dat"), "wb") as f:
+        f.write(block)
+PY
+
 # ferry configuration: one rule per data set, run one at a time.
 config() { # $1 = remote dir, $2 = local dir
     cat > "$W/ferry.toml" <<EOF
@@ -69,7 +53,7 @@ max_transfers = 8
 [servers.bench]
 protocol = "ftp"
 host = "127.0.0.1"
-port = $PORT
+port = $FPORT
 max_sessions = 4
 
 [[watch]]
@@ -80,65 +64,71 @@ local_dir = "$2"
 stable_for = "0s"
 EOF
 }
+count() { find "$1" -type f | wc -l; }
 
-# Lets the disk finish what the last run left (writeback, and the discard
-# of a deleted 1 GiB file on a `discard` mount) before the next timed run,
-# so that neither side pays for the other.
-settle() { sync; sleep 2; }
-
-# timed LABEL CMD...: runs CMD, appends "seconds rss_kb" to $W/LABEL.times
-timed() {
-    local label=$1; shift
-    /usr/bin/time -f '%e %M' -o "$W/t" "$@" >/dev/null 2>"$W/err" || { cat "$W/err" >&2; exit 1; }
-    cat "$W/t" >> "$W/$label.times"
-    printf '  %-14s %6.2f s  %7d KiB peak RSS\n' "$label" $(cat "$W/t")
-}
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-med() { cut -d' ' -f1 "$W/$1.times" | median; }
-rss() { cut -d' ' -f2 "$W/$1.times" | sort -n | tail -1; }
-
-echo "1 GiB download (ferry fsyncs its file before the rename; curl does not)"
+echo "$SIZE_MB MiB download (ferry fsyncs its file before the rename; curl does not)"
 for r in $(seq 1 "$RUNS"); do
-    rm -rf "$W/state" "$W/out"; config "$W/root/pub/big" "$W/out"; settle
+    rm -rf "$W/state" "$W/out"; config "$FTP_DIR/big" "$W/out"; settle
     timed ferry-get "$FERRY" once -c "$W/ferry.toml"
-    cmp -s "$W/out/big.bin" "$W/root/pub/big/big.bin" || { echo "ferry download differs" >&2; exit 1; }
+    cmp -s "$W/out/big.bin" "$FTP_DIR/big/big.bin" || { echo "ferry download differs" >&2; exit 1; }
     rm -rf "$W/out"; mkdir -p "$W/out"; settle
-    timed curl-get curl -sS -o "$W/out/big.bin" "ftp://127.0.0.1:$PORT/pub/big/big.bin"
+    timed curl-get curl -sS -o "$W/out/big.bin" "$URL/big/big.bin"
     rm -rf "$W/out"; mkdir -p "$W/out"; settle
     # The same durability as ferry: curl, then fsync of the file.
-    timed curl-get-sync sh -c "curl -sS -o '$W/out/big.bin' 'ftp://127.0.0.1:$PORT/pub/big/big.bin' && sync '$W/out/big.bin'"
+    timed curl-get-sync sh -c "curl -sS -o '$W/out/big.bin' '$URL/big/big.bin' && sync '$W/out/big.bin'"
+    if [[ -n $HAVE_RCLONE ]]; then
+        rm -rf "$W/out"; mkdir -p "$W/out"; settle
+        timed rclone-get rclone copy "$RCLONE_FTP$FTP_REL/big" "$W/out"
+    fi
 done
 rm -rf "$W/out"
 
-echo "1 GiB upload (ferry: Session::write_from via bench/ftp_upload.rs)"
+echo "$SIZE_MB MiB upload (ferry: Session::write_from via bench/ftp_upload.rs)"
 for r in $(seq 1 "$RUNS"); do
-    rm -f "$W/root/pub/up/"*; settle
-    timed ferry-put "$UPLOAD" "$PORT" "$W/root/pub/big/big.bin" "$W/root/pub/up/ferry.bin"
-    rm -f "$W/root/pub/up/"*; settle
-    timed curl-put curl -sS -T "$W/root/pub/big/big.bin" "ftp://127.0.0.1:$PORT/pub/up/curl.bin"
+    rm -f "$FTP_DIR/up/"*; settle
+    timed ferry-put "$UPLOAD" "$FPORT" "$FTP_DIR/big/big.bin" "$FTP_DIR/up/ferry.bin"
+    rm -f "$FTP_DIR/up/"*; settle
+    timed curl-put curl -sS -T "$FTP_DIR/big/big.bin" "$URL/up/curl.bin"
 done
 
-echo "10,000 files of 4 KiB"
+echo "$SMALL files of 4 KiB"
 # Every run writes into a directory of its own and nothing is deleted until
 # the end: on ext4 without a journal, creating files just after deleting
 # thousands makes the inode allocator skip every recently freed inode,
 # which made both sides' times swing by 2x with whatever ran before.
 for r in $(seq 1 "$RUNS"); do
-    rm -rf "$W/state"; config "$W/root/pub/many" "$W/many.f$r"; sync
+    rm -rf "$W/state"; config "$FTP_DIR/many" "$W/many.f$r"; sync
     timed ferry-many "$FERRY" once -c "$W/ferry.toml"
-    [ "$(ls "$W/many.f$r" | wc -l)" -eq 10000 ] || { echo "ferry delivered $(ls "$W/many.f$r" | wc -l) files" >&2; exit 1; }
+    [ "$(count "$W/many.f$r")" -eq "$SMALL" ] || { echo "ferry delivered $(count "$W/many.f$r") files" >&2; exit 1; }
     sync
-    timed lftp-many lftp -e "set cmd:fail-exit yes; mirror --parallel=4 pub/many $W/many.l$r; quit" "ftp://127.0.0.1:$PORT"
-    [ "$(ls "$W/many.l$r" | wc -l)" -eq 10000 ] || { echo "lftp mirrored $(ls "$W/many.l$r" | wc -l) files" >&2; exit 1; }
+    timed lftp-many lftp -e "set cmd:fail-exit yes; mirror --parallel=4 $FTP_REL/many $W/many.l$r; quit" "ftp://127.0.0.1:$FPORT"
+    [ "$(count "$W/many.l$r")" -eq "$SMALL" ] || { echo "lftp mirrored $(count "$W/many.l$r") files" >&2; exit 1; }
+    if [[ -n $HAVE_RCLONE ]]; then
+        mkdir -p "$W/many.r$r"; sync
+        timed rclone-many rclone copy --transfers=4 "$RCLONE_FTP$FTP_REL/many" "$W/many.r$r"
+        [ "$(count "$W/many.r$r")" -eq "$SMALL" ] || { echo "rclone copied $(count "$W/many.r$r") files" >&2; exit 1; }
+    fi
 done
 
+MB=$(awk -v m="$SIZE_MB" 'BEGIN {print m * 1.048576}')
 echo
 echo "medians over $RUNS runs (seconds; ratio > 1 means ferry is faster)"
-awk -v f="$(med ferry-get)" -v c="$(med curl-get)" -v fr="$(rss ferry-get)" -v cr="$(rss curl-get)" 'BEGIN {
-    printf "download 1 GiB: ferry %.2f s (%.0f MB/s, %d KiB)  curl %.2f s (%.0f MB/s, %d KiB)  ratio %.2fx\n", f, 1073.741824/f, fr, c, 1073.741824/c, cr, c/f }'
-awk -v f="$(med ferry-get)" -v c="$(med curl-get-sync)" 'BEGIN {
-    printf "download 1 GiB: ferry %.2f s  curl + fsync %.2f s  ratio %.2fx\n", f, c, c/f }'
-awk -v f="$(med ferry-put)" -v c="$(med curl-put)" -v fr="$(rss ferry-put)" -v cr="$(rss curl-put)" 'BEGIN {
-    printf "upload 1 GiB:   ferry %.2f s (%.0f MB/s, %d KiB)  curl %.2f s (%.0f MB/s, %d KiB)  ratio %.2fx\n", f, 1073.741824/f, fr, c, 1073.741824/c, cr, c/f }'
-awk -v f="$(med ferry-many)" -v l="$(med lftp-many)" -v fr="$(rss ferry-many)" -v lr="$(rss lftp-many)" 'BEGIN {
-    printf "10,000 x 4 KiB: ferry %.2f s (%.0f files/s, %d KiB)  lftp %.2f s (%.0f files/s, %d KiB)  ratio %.2fx\n", f, 10000/f, fr, l, 10000/l, lr, l/f }'
+awk -v f="$(med ferry-get)" -v c="$(med curl-get)" -v fr="$(rss_kib ferry-get)" -v cr="$(rss_kib curl-get)" -v mb="$MB" -v m="$SIZE_MB" 'BEGIN {
+    printf "download %d MiB: ferry %.2f s (%.0f MB/s, %d KiB)  curl %.2f s (%.0f MB/s, %d KiB)  ratio %.2fx\n", m, f, mb/f, fr, c, mb/c, cr, c/f }'
+awk -v f="$(med ferry-get)" -v c="$(med curl-get-sync)" -v m="$SIZE_MB" 'BEGIN {
+    printf "download %d MiB: ferry %.2f s  curl + fsync %.2f s  ratio %.2fx\n", m, f, c, c/f }'
+[[ -z $HAVE_RCLONE ]] || awk -v f="$(med ferry-get)" -v c="$(med rclone-get)" -v m="$SIZE_MB" 'BEGIN {
+    printf "download %d MiB: ferry %.2f s  rclone %.2f s  ratio %.2fx\n", m, f, c, c/f }'
+awk -v f="$(med ferry-put)" -v c="$(med curl-put)" -v fr="$(rss_kib ferry-put)" -v cr="$(rss_kib curl-put)" -v mb="$MB" -v m="$SIZE_MB" 'BEGIN {
+    printf "upload %d MiB:   ferry %.2f s (%.0f MB/s, %d KiB)  curl %.2f s (%.0f MB/s, %d KiB)  ratio %.2fx\n", m, f, mb/f, fr, c, mb/c, cr, c/f }'
+awk -v f="$(med ferry-many)" -v l="$(med lftp-many)" -v fr="$(rss_kib ferry-many)" -v lr="$(rss_kib lftp-many)" -v n="$SMALL" 'BEGIN {
+    printf "%d x 4 KiB: ferry %.2f s (%.0f files/s, %d KiB)  lftp %.2f s (%.0f files/s, %d KiB)  ratio %.2fx\n", n, f, n/f, fr, l, n/l, lr, l/f }'
+[[ -z $HAVE_RCLONE ]] || awk -v f="$(med ferry-many)" -v l="$(med rclone-many)" -v n="$SMALL" 'BEGIN {
+    printf "%d x 4 KiB: ferry %.2f s  rclone %.2f s  ratio %.2fx\n", n, f, l, l/f }'
+
+result "Listen FTP $SIZE_MB MiB, \`ferry once\`" ferry-get curl curl-get 1.0
+result "Listen FTP $SIZE_MB MiB, \`ferry once\`" ferry-get "curl + fsync" curl-get-sync
+result "Listen FTP $SIZE_MB MiB, \`ferry once\`" ferry-get rclone rclone-get
+result "Upload FTP $SIZE_MB MiB, transport alone" ferry-put curl curl-put
+result "Listen FTP $SMALL x 4 KiB" ferry-many lftp lftp-many 1.0
+result "Listen FTP $SMALL x 4 KiB" ferry-many rclone rclone-many

@@ -15,33 +15,12 @@ SIZE=${SIZE:-100}
 LS_RUNS=${LS_RUNS:-5}
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT=$PWD
-
-if [[ ! -x /usr/bin/time ]]; then
-    echo "error: /usr/bin/time (GNU time) not found; install it: apt-get install time" >&2
-    exit 2
-fi
-if ! /usr/bin/time -f '%e' true >/dev/null 2>&1; then
-    echo "error: /usr/bin/time is not GNU time (no -f); install it: apt-get install time" >&2
-    exit 2
-fi
-command -v python3 >/dev/null || { echo "error: python3 is needed to create the files" >&2; exit 2; }
-
-if [[ -n ${FERRY:-} ]]; then
-    echo "== using FERRY=$FERRY (not building)"
-else
-    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/bench}
-    echo "== building ferry (release, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-    cargo build --release
-    case $CARGO_TARGET_DIR in
-        /*) FERRY=$CARGO_TARGET_DIR/release/ferry ;;
-        *) FERRY=$ROOT/$CARGO_TARGET_DIR/release/ferry ;;
-    esac
-fi
-[[ -x $FERRY ]] || { echo "error: $FERRY was not built" >&2; exit 3; }
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+bench_need /usr/bin/python3 -- python3 time
+bench_build
+bench_workdir local
+TMP=$W
 SRC=$TMP/src
 OUT=$TMP/out
 CONFIG=$TMP/ferry.toml
@@ -72,24 +51,10 @@ EOF
 
 export RUST_LOG=${RUST_LOG:-warn}
 
-# run_timed LABEL CMD...: runs CMD under GNU time, output and logs discarded;
-# sets T_WALL (s) and T_RSS (KiB). Fails loudly if CMD fails.
-run_timed() {
-    local label=$1; shift
-    local tf=$TMP/time.$label rc=0
-    /usr/bin/time -o "$tf" -f '%e %M' "$@" >/dev/null 2>&1 || rc=$?
-    if [[ $rc -ne 0 ]]; then
-        echo "error: $label failed (exit $rc): $*" >&2
-        cat "$tf" >&2 || true
-        exit 4
-    fi
-    read -r T_WALL T_RSS < <(tail -n 1 "$tf")
-}
-
 echo "== run 1: ferry once (delivers $FILES files)"
 sync
-run_timed once1 "$FERRY" once -c "$CONFIG"
-W1=$T_WALL R1=$T_RSS
+timed once1 "$FERRY" once -c "$CONFIG"
+W1=$(med once1) R1=$(rss_kib once1)
 
 got=$(find "$OUT" -type f | wc -l)
 if [[ $got -ne $FILES ]]; then
@@ -98,8 +63,8 @@ if [[ $got -ne $FILES ]]; then
 fi
 
 echo "== run 2: ferry once (steady state, nothing changed)"
-run_timed once2 "$FERRY" once -c "$CONFIG"
-W2=$T_WALL R2=$T_RSS
+timed once2 "$FERRY" once -c "$CONFIG"
+W2=$(med once2) R2=$(rss_kib once2)
 
 got=$(find "$OUT" -type f | wc -l)
 if [[ $got -ne $FILES ]]; then
@@ -116,7 +81,8 @@ for ((i = 0; i < LS_RUNS; i++)); do
     t1=$EPOCHREALTIME
     ls_times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }')")
 done
-LS=$(printf '%s\n' "${ls_times[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+LS=$(printf '%s\n' "${ls_times[@]}" | median)
+printf '%s 0\n' "${ls_times[@]}" > "$W/ls.times"
 
 awk -v n="$FILES" -v w1="$W1" -v r1="$R1" -v w2="$W2" -v r2="$R2" -v ls="$LS" \
     -v lsall="${ls_times[*]}" -v size="$SIZE" 'BEGIN {
@@ -130,3 +96,6 @@ awk -v n="$FILES" -v w1="$W1" -v r1="$R1" -v w2="$W2" -v r2="$R2" -v ls="$LS" \
     printf "%-34s %10.4f %14s   (runs: %s)\n", "ls -f SOURCE (median)", ls, "", lsall
     printf "%-34s %10s\n", "ratio run 2 / ls", ratio
 }'
+
+result "Listen local $FILES x $SIZE B, first pass" once1
+result "Listen local, unchanged poll of $FILES" once2 "ls -f" ls

@@ -44,99 +44,30 @@ SESSIONS=${SESSIONS:-8}
 LAT_FILES=${LAT_FILES:-50}
 RESCAN_FILES=${RESCAN_FILES:-20}
 PARTS=${PARTS:-sftp ftp latency}
-USER_NAME=ferrytest
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-[[ $(id -u) -eq 0 ]] || { echo "run as root (starts sshd and vsftpd, creates user $USER_NAME)" >&2; exit 2; }
-for need in /usr/sbin/sshd /usr/bin/sftp /usr/bin/ssh /usr/bin/ssh-keygen /usr/sbin/vsftpd /usr/bin/curl /usr/bin/lftp /usr/bin/python3 /usr/bin/time; do
-    [[ -x $need ]] || { echo "missing $need: apt-get install openssh-server openssh-client vsftpd curl lftp python3 time" >&2; exit 2; }
-done
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+bench_need_root "starts sshd and vsftpd, creates user $BENCH_USER"
+bench_need /usr/sbin/sshd /usr/bin/sftp /usr/bin/ssh /usr/bin/ssh-keygen /usr/sbin/vsftpd /usr/bin/curl /usr/bin/lftp /usr/bin/python3 \
+    -- openssh-server openssh-client vsftpd curl lftp python3 time
 has() { [[ " $PARTS " == *" $1 "* ]]; }
+bench_build
 
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/bench}
-echo "== building ferry (release)"
-cargo build --release --quiet --bin ferry
-FERRY=$CARGO_TARGET_DIR/release/ferry
-
-W=$(mktemp -d /var/tmp/ferry-bench-send.XXXXXX)
-SSHD_PID="" VSFTPD_PID="" RUN_PID=""
-cleanup() {
-    [[ -n $RUN_PID ]] && kill "$RUN_PID" 2>/dev/null || true
-    [[ -n $SSHD_PID ]] && kill "$SSHD_PID" 2>/dev/null || true
-    [[ -n $VSFTPD_PID ]] && kill "$VSFTPD_PID" 2>/dev/null || true
-    [[ -n ${KEEP:-} ]] && echo "kept $W" || rm -rf "$W"
-}
-trap cleanup EXIT
-chmod 755 "$W"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "nothing listens on $1" >&2; exit 1; }
+bench_workdir send
+RUN_PID=""
+bench_cleanup_hook() { [[ -z $RUN_PID ]] || kill "$RUN_PID" 2>/dev/null || true; }
 
 # --- sshd, with a test user that owns the SFTP side ($W/sftp)
-id "$USER_NAME" >/dev/null 2>&1 || useradd -m -s /bin/sh "$USER_NAME"
-mkdir -p /run/sshd "$W/keys" "$W/sftp"
-chown "$USER_NAME" "$W/sftp"
-ssh-keygen -q -t ed25519 -N '' -f "$W/keys/host" -C host
-ssh-keygen -q -t ed25519 -N '' -f "$W/keys/user" -C user
-cp "$W/keys/user.pub" "$W/authorized_keys"
-chmod 644 "$W/authorized_keys"
-SPORT=$(free_port)
-cat > "$W/sshd_config" <<CONF
-Port $SPORT
-ListenAddress 127.0.0.1
-HostKey $W/keys/host
-PidFile $W/sshd.pid
-AuthorizedKeysFile $W/authorized_keys
-StrictModes no
-UsePAM no
-PasswordAuthentication no
-PubkeyAuthentication yes
-AllowUsers $USER_NAME
-Subsystem sftp internal-sftp
-MaxStartups 100
-MaxSessions 100
-CONF
-/usr/sbin/sshd -D -e -f "$W/sshd_config" 2>"$W/sshd.log" &
-SSHD_PID=$!
-wait_port "$SPORT"
-echo "[127.0.0.1]:$SPORT $(cut -d' ' -f1,2 "$W/keys/host.pub")" > "$W/known_hosts"
-
-# --- vsftpd: anonymous, uploads allowed, runs as root without chroot, so
-# ferry names real paths ($W/ftp/pub/...) while curl and lftp name paths
-# relative to anon_root (pub/...). Every small file is a data connection,
-# hence 10,000 passive ports (vsftpd sometimes closes a control connection
-# in answer to PASV in the second 10,000-file run, with 1,000 ports or
-# 10,000 alike: bench/README.md, "Send").
-mkdir -p "$W/ftp/pub" "$W/vsftpd-empty"
-chmod 777 "$W/ftp/pub"
-FPORT=$(( 20000 + RANDOM % 20000 ))
-cat > "$W/vsftpd.conf" <<CONF
-listen=YES
-listen_address=127.0.0.1
-listen_port=$FPORT
-background=NO
-seccomp_sandbox=NO
-run_as_launching_user=YES
-anonymous_enable=YES
-local_enable=NO
-anon_root=$W/ftp
-no_anon_password=YES
-write_enable=YES
-anon_upload_enable=YES
-anon_mkdir_write_enable=YES
-anon_other_write_enable=YES
-anon_world_readable_only=NO
-anon_umask=022
-pasv_min_port=$(( FPORT + 1 ))
-pasv_max_port=$(( FPORT + 10000 ))
-secure_chroot_dir=$W/vsftpd-empty
-xferlog_enable=NO
-max_per_ip=0
-max_clients=0
-idle_session_timeout=600
-CONF
-/usr/sbin/vsftpd "$W/vsftpd.conf" 2>"$W/vsftpd.log" &
-VSFTPD_PID=$!
-wait_port "$FPORT"
+bench_sshd
+bench_own "$W/sftp"
+# --- vsftpd: ferry names real paths ($FTP_DIR/...) while curl and lftp
+# name paths relative to anon_root ($FTP_REL/...). vsftpd sometimes closes
+# a control connection in answer to PASV in the second 10,000-file run,
+# with 1,000 passive ports or 10,000 alike (bench/README.md, "Send").
+bench_vsftpd send
+rclone_remotes
+rclone_note
 
 echo "== making data: ${SIZE_MB} MiB file, $SMALL files of 4 KiB"
 mkdir -p "$W/src/big" "$W/src/small" "$W/ob" "$W/st"
@@ -165,9 +96,9 @@ CONF
 protocol = "sftp"
 host = "127.0.0.1"
 port = $SPORT
-user = "$USER_NAME"
-private_key = "$W/keys/user"
-known_hosts = "$W/known_hosts"
+user = "$BENCH_USER"
+private_key = "$SSH_KEY"
+known_hosts = "$KNOWN_HOSTS"
 max_sessions = $SESSIONS
 CONF
     else cat <<CONF
@@ -191,23 +122,12 @@ after = { delete = true }
 CONF
 }
 
-SFTP=(sftp -q -b - -i "$W/keys/user" -P "$SPORT" -o UserKnownHostsFile="$W/known_hosts" -o BatchMode=yes "$USER_NAME@127.0.0.1")
-LFTP_SFTP="set cmd:fail-exit yes; set sftp:connect-program 'ssh -a -x -i $W/keys/user -o UserKnownHostsFile=$W/known_hosts -o BatchMode=yes'; open -u $USER_NAME, -p $SPORT sftp://127.0.0.1"
+SFTP=(sftp -q -b - -i "$SSH_KEY" -P "$SPORT" -o UserKnownHostsFile="$KNOWN_HOSTS" -o BatchMode=yes "$BENCH_USER@127.0.0.1")
+LFTP_SFTP="set cmd:fail-exit yes; set sftp:connect-program 'ssh -a -x -i $SSH_KEY -o UserKnownHostsFile=$KNOWN_HOSTS -o BatchMode=yes'; open -u $BENCH_USER, -p $SPORT sftp://127.0.0.1"
 LFTP_FTP="set cmd:fail-exit yes; open -p $FPORT ftp://127.0.0.1"
 
-# Lets the disk finish what the last run left (writeback, the discard of a
-# deleted gigabyte) before the next timed run, so that no side pays for another.
-settle() { sync; sleep 2; }
-# timed CASE CMD...: runs CMD under GNU time, appends "seconds peak_kib" to $W/CASE.times
-timed() {
-    local name=$1; shift
-    /usr/bin/time -f '%e %M' -o "$W/t" "$@" >"$W/last.out" 2>"$W/last.log" || { echo "$name failed:" >&2; cat "$W/last.out" "$W/last.log" >&2; exit 1; }
-    cat "$W/t" >> "$W/$name.times"
-    cp "$W/last.log" "$W/$name.log"
-    printf '  %-16s %7.2f s  %8d KiB peak RSS\n' "$name" $(cat "$W/t")
-}
 # SFTP-side directories belong to the test user.
-mkremote() { mkdir -p "$1"; [[ $1 == "$W/sftp/"* ]] && chown "$USER_NAME" "$1"; return 0; }
+mkremote() { mkdir -p "$1"; [[ $1 == "$W/sftp/"* ]] && chown "$BENCH_USER" "$1"; return 0; }
 same_big() { cmp -s "$W/src/big/big.bin" "$1" || { echo "$1 differs from the source" >&2; exit 1; }; rm -f "$1"; }
 count_is() { # DIR: every small file there (at any depth), nothing else
     local n; n=$(find "$1" -type f | wc -l)
@@ -238,6 +158,11 @@ if has sftp; then
         mkremote "$W/sftp/lb.$i"; settle
         timed lftp_sftp_big lftp -c "$LFTP_SFTP; mirror -R --parallel=$PARALLEL $W/src/big $W/sftp/lb.$i"
         same_big "$W/sftp/lb.$i/big.bin"
+        if [[ -n $HAVE_RCLONE ]]; then
+            mkremote "$W/sftp/rb.$i"; settle
+            timed rclone_sftp_big rclone copy "$W/src/big" "$RCLONE_SFTP$W/sftp/rb.$i"
+            same_big "$W/sftp/rb.$i/big.bin"
+        fi
     done
 
     echo "== SFTP $SMALL x 4 KiB, $RUNS runs each, alternating"
@@ -255,31 +180,46 @@ if has sftp; then
         mkremote "$W/sftp/ls.$i"; sync
         timed lftp_sftp_small lftp -c "$LFTP_SFTP; mirror -R --parallel=$PARALLEL $W/src/small $W/sftp/ls.$i"
         count_is "$W/sftp/ls.$i"
+        if [[ -n $HAVE_RCLONE ]]; then
+            mkremote "$W/sftp/rs.$i"; sync
+            timed rclone_sftp_small rclone copy --transfers="$PARALLEL" "$W/src/small" "$RCLONE_SFTP$W/sftp/rs.$i"
+            count_is "$W/sftp/rs.$i"
+        fi
     done
 fi
 
 if has ftp; then
     echo "== FTP ${SIZE_MB} MiB, $RUNS runs each, alternating"
     for i in $(seq "$RUNS"); do
-        mkdir -p "$W/ob/fb.$i"; ln "$W/src/big/big.bin" "$W/ob/fb.$i/big.bin"; mkremote "$W/ftp/pub/fb.$i"; settle
-        ferry_once ferry_ftp_big ftp "$W/ob/fb.$i" "$W/ftp/pub/fb.$i"
-        same_big "$W/ftp/pub/fb.$i/big.bin"
-        mkremote "$W/ftp/pub/cb.$i"; settle
-        timed curl_put_big curl -sS -T "$W/src/big/big.bin" "ftp://127.0.0.1:$FPORT/pub/cb.$i/big.bin"
-        same_big "$W/ftp/pub/cb.$i/big.bin"
-        mkremote "$W/ftp/pub/lb.$i"; settle
-        timed lftp_ftp_big lftp -c "$LFTP_FTP; mirror -R --parallel=$PARALLEL $W/src/big pub/lb.$i"
-        same_big "$W/ftp/pub/lb.$i/big.bin"
+        mkdir -p "$W/ob/fb.$i"; ln "$W/src/big/big.bin" "$W/ob/fb.$i/big.bin"; mkremote "$FTP_DIR/fb.$i"; settle
+        ferry_once ferry_ftp_big ftp "$W/ob/fb.$i" "$FTP_DIR/fb.$i"
+        same_big "$FTP_DIR/fb.$i/big.bin"
+        mkremote "$FTP_DIR/cb.$i"; settle
+        timed curl_put_big curl -sS -T "$W/src/big/big.bin" "ftp://127.0.0.1:$FPORT/$FTP_REL/cb.$i/big.bin"
+        same_big "$FTP_DIR/cb.$i/big.bin"
+        mkremote "$FTP_DIR/lb.$i"; settle
+        timed lftp_ftp_big lftp -c "$LFTP_FTP; mirror -R --parallel=$PARALLEL $W/src/big $FTP_REL/lb.$i"
+        same_big "$FTP_DIR/lb.$i/big.bin"
+        if [[ -n $HAVE_RCLONE ]]; then
+            mkremote "$FTP_DIR/rb.$i"; settle
+            timed rclone_ftp_big rclone copy "$W/src/big" "$RCLONE_FTP$FTP_REL/rb.$i"
+            same_big "$FTP_DIR/rb.$i/big.bin"
+        fi
     done
 
     echo "== FTP $SMALL x 4 KiB, $RUNS runs each, alternating"
     for i in $(seq "$RUNS"); do
-        cp -al "$W/src/small" "$W/ob/fs.$i"; mkremote "$W/ftp/pub/fs.$i"; sync
-        ferry_once ferry_ftp_small ftp "$W/ob/fs.$i" "$W/ftp/pub/fs.$i"
-        [[ -n $(ls -A "$W/ob/fs.$i") ]] || count_is "$W/ftp/pub/fs.$i"
-        mkremote "$W/ftp/pub/ls.$i"; sync
-        timed lftp_ftp_small lftp -c "$LFTP_FTP; mirror -R --parallel=$PARALLEL $W/src/small pub/ls.$i"
-        count_is "$W/ftp/pub/ls.$i"
+        cp -al "$W/src/small" "$W/ob/fs.$i"; mkremote "$FTP_DIR/fs.$i"; sync
+        ferry_once ferry_ftp_small ftp "$W/ob/fs.$i" "$FTP_DIR/fs.$i"
+        [[ -n $(ls -A "$W/ob/fs.$i") ]] || count_is "$FTP_DIR/fs.$i"
+        mkremote "$FTP_DIR/ls.$i"; sync
+        timed lftp_ftp_small lftp -c "$LFTP_FTP; mirror -R --parallel=$PARALLEL $W/src/small $FTP_REL/ls.$i"
+        count_is "$FTP_DIR/ls.$i"
+        if [[ -n $HAVE_RCLONE ]]; then
+            mkremote "$FTP_DIR/rs.$i"; sync
+            timed rclone_ftp_small rclone copy --transfers="$PARALLEL" "$W/src/small" "$RCLONE_FTP$FTP_REL/rs.$i"
+            count_is "$FTP_DIR/rs.$i"
+        fi
     done
 fi
 
@@ -287,7 +227,7 @@ fi
 latency() {
     local p=$1 path=$2 name="lat_$1_$2" ob="$W/ob/lat_$1_$2" stage="$W/ob/stage_$1_$2"
     local remote n mode rescan pmin pmax
-    if [[ $p == sftp ]]; then remote="$W/sftp/$name"; else remote="$W/ftp/pub/$name"; fi
+    if [[ $p == sftp ]]; then remote="$W/sftp/$name"; else remote="$FTP_DIR/$name"; fi
     if [[ $path == event ]]; then n=$LAT_FILES mode=rename rescan=60s pmin=0.2 pmax=0.2
     else n=$RESCAN_FILES mode=link rescan=2s pmin=0.2 pmax=2.2; fi
     mkdir -p "$ob" "$stage"; mkremote "$remote"
@@ -339,13 +279,8 @@ if has latency; then
 fi
 
 # ---- summary
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-med() { cut -d' ' -f1 "$W/$1.times" | median; }
-rss() { cut -d' ' -f2 "$W/$1.times" | sort -n | tail -1 | awk '{printf "%.1f MiB", $1 / 1024}'; }
-mbs() { awk -v s="$(med "$1")" -v m="$SIZE_MB" 'BEGIN {printf "%.0f MB/s", m * 1.048576 / s}'; }
-fps() { awk -v s="$(med "$1")" -v n="$SMALL" 'BEGIN {printf "%.0f files/s", n / s}'; }
-ratio() { awk -v r="$(med "$1")" -v f="$(med "$2")" 'BEGIN {printf "%.2fx", r / f}'; }
-goal() { awk -v r="$(med "$1")" -v f="$(med "$2")" -v g="$3" 'BEGIN {print (r / f >= g ? "met" : "NOT met")}'; }
+big_rate() { mbs "$1" "$SIZE_MB"; }
+small_rate() { fps "$1" "$SMALL"; }
 line() { # CASE FERRY REFERENCE RATE GOAL
     printf '| %s | %s s, %s, %s | %s %s s, %s | %s | %s |\n' "$1" "$(med "$2")" "$($4 "$2")" "$(rss "$2")" \
         "$3" "$(med "$3")" "$($4 "$3")" "$(ratio "$3" "$2")" "$5"
@@ -356,15 +291,34 @@ echo
 echo "| case | ferry (seconds, rate, peak RSS) | reference | ratio | goal |"
 echo "| --- | --- | --- | --- | --- |"
 if has sftp; then
-    line "SFTP $SIZE_MB MiB" ferry_sftp_big sftp_put_big mbs "1.3x: $(goal sftp_put_big ferry_sftp_big 1.3)"
-    line "SFTP $SIZE_MB MiB" ferry_sftp_big lftp_sftp_big mbs "ahead: $(goal lftp_sftp_big ferry_sftp_big 1.0)"
-    line "SFTP $SMALL x 4 KiB" ferry_sftp_small sftp_put_small fps "2x: $(goal sftp_put_small ferry_sftp_small 2.0)"
-    line "SFTP $SMALL x 4 KiB" ferry_sftp_small lftp_sftp_small fps "ahead: $(goal lftp_sftp_small ferry_sftp_small 1.0)"
+    line "SFTP $SIZE_MB MiB" ferry_sftp_big sftp_put_big big_rate "1.3x: $(goal sftp_put_big ferry_sftp_big 1.3)"
+    line "SFTP $SIZE_MB MiB" ferry_sftp_big lftp_sftp_big big_rate "ahead: $(goal lftp_sftp_big ferry_sftp_big 1.0)"
+    line "SFTP $SMALL x 4 KiB" ferry_sftp_small sftp_put_small small_rate "2x: $(goal sftp_put_small ferry_sftp_small 2.0)"
+    line "SFTP $SMALL x 4 KiB" ferry_sftp_small lftp_sftp_small small_rate "ahead: $(goal lftp_sftp_small ferry_sftp_small 1.0)"
+    if [[ -n $HAVE_RCLONE ]]; then
+        line "SFTP $SIZE_MB MiB" ferry_sftp_big rclone_sftp_big big_rate ""
+        line "SFTP $SMALL x 4 KiB" ferry_sftp_small rclone_sftp_small small_rate ""
+    fi
+    result "Send SFTP $SIZE_MB MiB" ferry_sftp_big sftp sftp_put_big 1.3
+    result "Send SFTP $SIZE_MB MiB" ferry_sftp_big lftp lftp_sftp_big 1.0
+    result "Send SFTP $SIZE_MB MiB" ferry_sftp_big rclone rclone_sftp_big
+    result "Send SFTP $SMALL x 4 KiB" ferry_sftp_small sftp sftp_put_small 2.0
+    result "Send SFTP $SMALL x 4 KiB" ferry_sftp_small lftp lftp_sftp_small 1.0
+    result "Send SFTP $SMALL x 4 KiB" ferry_sftp_small rclone rclone_sftp_small
 fi
 if has ftp; then
-    line "FTP $SIZE_MB MiB" ferry_ftp_big curl_put_big mbs ""
-    line "FTP $SIZE_MB MiB" ferry_ftp_big lftp_ftp_big mbs "ahead: $(goal lftp_ftp_big ferry_ftp_big 1.0)"
-    line "FTP $SMALL x 4 KiB" ferry_ftp_small lftp_ftp_small fps "ahead: $(goal lftp_ftp_small ferry_ftp_small 1.0)"
+    line "FTP $SIZE_MB MiB" ferry_ftp_big curl_put_big big_rate ""
+    line "FTP $SIZE_MB MiB" ferry_ftp_big lftp_ftp_big big_rate "ahead: $(goal lftp_ftp_big ferry_ftp_big 1.0)"
+    line "FTP $SMALL x 4 KiB" ferry_ftp_small lftp_ftp_small small_rate "ahead: $(goal lftp_ftp_small ferry_ftp_small 1.0)"
+    if [[ -n $HAVE_RCLONE ]]; then
+        line "FTP $SIZE_MB MiB" ferry_ftp_big rclone_ftp_big big_rate ""
+        line "FTP $SMALL x 4 KiB" ferry_ftp_small rclone_ftp_small small_rate ""
+    fi
+    result "Send FTP $SIZE_MB MiB" ferry_ftp_big curl curl_put_big
+    result "Send FTP $SIZE_MB MiB" ferry_ftp_big lftp lftp_ftp_big 1.0
+    result "Send FTP $SIZE_MB MiB" ferry_ftp_big rclone rclone_ftp_big
+    result "Send FTP $SMALL x 4 KiB" ferry_ftp_small lftp lftp_ftp_small 1.0
+    result "Send FTP $SMALL x 4 KiB" ferry_ftp_small rclone rclone_ftp_small
 fi
 if has latency; then
     echo
@@ -375,6 +329,8 @@ if has latency; then
         echo "| ${p^^}, event path (rename into the outbox, rescan = \"60s\") | $LAT_FILES | $m9 ms | $p9 ms | $x9 ms |"
         read -r m9 p9 x9 < "$W/lat_${p}_rescan.result"
         echo "| ${p^^}, rescan path (hard link, no event, rescan = \"2s\") | $RESCAN_FILES | $m9 ms | $p9 ms | $x9 ms |"
+        result_value "Send latency ${p^^}, event path (median of $LAT_FILES)" "$(awk -v m="$(cut -d' ' -f1 "$W/lat_${p}_event.result")" 'BEGIN {printf "%.3f", m / 1000}')"
+        result_value "Send latency ${p^^}, rescan path (median of $RESCAN_FILES)" "$(awk -v m="$(cut -d' ' -f1 "$W/lat_${p}_rescan.result")" 'BEGIN {printf "%.3f", m / 1000}')"
     done
 fi
 [[ -f $W/warnings ]] && { echo; cat "$W/warnings"; }
