@@ -113,9 +113,11 @@ pub async fn list(session: &mut PooledSession, rule: &Rule) -> Result<Listing> {
     Ok(out)
 }
 
-/// Pending rows under directories the walk skipped, as last recorded: a
-/// directory that could not be listed says nothing about its files, so
-/// they must not be taken for gone (dropped, or failed as "disappeared").
+/// The latest row of each path under directories the walk skipped, as
+/// last recorded: a directory that could not be listed says nothing about
+/// its files, so they must not be taken for gone (pending ones dropped or
+/// failed as "disappeared", finished ones pruned by retention). Listed as
+/// their own version, they change nothing.
 pub async fn keep_skipped(
     state: &State,
     rule: &Rule,
@@ -129,16 +131,17 @@ pub async fn keep_skipped(
             path: Some(format!("{}/*", glob_literal(dir))),
             ..FileFilter::default()
         };
+        // Rows come in id order: a later row of a path is its later version.
+        let mut latest = std::collections::HashMap::new();
         for row in state.files(&filter).await? {
-            if row.state.is_pending() {
-                out.push(Listed {
-                    path: row.path,
-                    size: row.size,
-                    mtime: row.mtime,
-                    date_only: false,
-                });
-            }
+            latest.insert(row.path.clone(), row);
         }
+        out.extend(latest.into_values().map(|row| Listed {
+            path: row.path,
+            size: row.size,
+            mtime: row.mtime,
+            date_only: false,
+        }));
     }
     Ok(out)
 }
