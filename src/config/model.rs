@@ -29,6 +29,9 @@ pub struct Daemon {
     /// How long a stop waits for transfers in flight before abandoning them
     /// (they resume at the next start).
     pub grace_period: Duration,
+    /// Finished rows (and their history) older than this are pruned, and
+    /// failed files' local leftovers removed; `None`: kept for ever.
+    pub retention: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

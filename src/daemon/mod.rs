@@ -2,6 +2,7 @@
 //! SIGTERM/SIGINT with a grace period, and systemd notifications.
 
 mod lock;
+mod retention;
 mod scheduler;
 mod watchdog;
 
@@ -27,6 +28,7 @@ pub const EXIT_RUNTIME: i32 = 3;
 /// Everything a working process holds: keep the lock alive as long as the state.
 struct Opened {
     _lock: StateLock,
+    state: State,
     engine: Arc<Engine>,
 }
 
@@ -40,7 +42,8 @@ async fn open(config: &Config) -> Result<Opened, String> {
     })?;
     Ok(Opened {
         _lock: lock,
-        engine: Engine::new(state, &config.daemon),
+        engine: Engine::new(state.clone(), &config.daemon),
+        state,
     })
 }
 
@@ -76,6 +79,7 @@ pub async fn run(config_path: &Path) -> i32 {
         }
     };
     let stop = CancellationToken::new();
+    retention::spawn(opened.state.clone(), config.daemon.retention, stop.clone());
     let mut scheduler = Scheduler::new(opened.engine.clone(), stop.clone());
     scheduler.apply(&config.rules);
     let mut daemon_settings = config.daemon.clone();
@@ -150,6 +154,9 @@ pub async fn once(config_path: &Path) -> i32 {
                 stop.cancel();
             }
         });
+    }
+    if let Some(retention) = config.daemon.retention {
+        retention::prune_once(&opened.state, retention).await;
     }
     let engine = &opened.engine;
     let polls = config.rules.iter().map(|rule| engine.poll(rule, &stop));
