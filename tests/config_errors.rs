@@ -1268,3 +1268,43 @@ proxy = "socks5://127.0.0.1:1080"
         &["servers.partner.proxy", "applies only to sftp"],
     );
 }
+
+#[test]
+fn retention_must_be_a_day_or_more_or_off() {
+    let fx = Fx::new();
+    fx.expect_one(
+        r#"[daemon]
+retention = "1h"
+state = "$T/state.db"
+
+[[watch]]
+name = "inbox"
+remote_dir = "$T/in"
+local_dir = "$T/out"
+"#,
+        2,
+        13,
+        "\"1h\"",
+        &["daemon.retention", "shorter than a day", "\"off\""],
+    );
+    fx.expect_one(
+        "[daemon]\nretention = \"soon\"\n",
+        2,
+        13,
+        "\"soon\"",
+        &["daemon.retention: bad duration"],
+    );
+    let (_, ok) = fx.load(VALID);
+    assert_eq!(
+        ok.unwrap().daemon.retention,
+        Some(std::time::Duration::from_secs(90 * 86_400)),
+        "the default"
+    );
+    let off = VALID.replacen("[daemon]\n", "[daemon]\nretention = \"off\"\n", 1);
+    assert_eq!(fx.load(&off).1.unwrap().daemon.retention, None);
+    let month = VALID.replacen("[daemon]\n", "[daemon]\nretention = \"30d\"\n", 1);
+    assert_eq!(
+        fx.load(&month).1.unwrap().daemon.retention,
+        Some(std::time::Duration::from_secs(30 * 86_400))
+    );
+}

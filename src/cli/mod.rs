@@ -1,11 +1,12 @@
-//! The command line: `run`, `once`, `check`, `status`, `files`, `retry`,
-//! `forget`, and `completions` and `man` for packaging. Exit codes: 0 ok, 1 some file or rule failed (`once`) or
+//! The command line: `run`, `once`, `check`, `status`, `files`, `explain`,
+//! `retry`, `forget`, and `completions` and `man` for packaging. Exit codes: 0 ok, 1 some file or rule failed (`once`) or
 //! nothing matched, 2 invalid configuration or usage, 3 runtime error
 //! (state database, lock).
 
 mod check;
 mod completions;
 mod connection;
+mod explain;
 mod files;
 mod man;
 pub mod progress_line;
@@ -79,6 +80,18 @@ pub enum Command {
         /// Directory to list (default: the first rule's remote_dir on that server, else `/`).
         #[arg(long)]
         dir: Option<String>,
+    },
+    /// Why a file was or was not taken: the rules that watch it, their
+    /// filters, what it waits for, where it went, and its full history.
+    Explain {
+        /// A path (on the server, in an outbox, or where a file was
+        /// delivered), a path relative to --rule's directory, or a row id.
+        path_or_id: String,
+        /// Only this rule.
+        #[arg(long)]
+        rule: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
     /// Drop files from the state database; one still on the server is then new.
     Forget {
@@ -201,6 +214,11 @@ pub async fn execute(cli: Cli) -> i32 {
             limit,
             json,
         } => files::list(&cli.config, &filter.to_filter(limit), json).await,
+        Command::Explain {
+            path_or_id,
+            rule,
+            json,
+        } => explain::explain(&cli.config, &path_or_id, rule.as_deref(), json).await,
         Command::Retry { filter, all } => {
             if filter.is_empty() && !all {
                 eprintln!("ferry retry: name what to requeue (--rule, --path, --id) or pass --all");

@@ -87,7 +87,23 @@ pub async fn status(config: &Path, json: bool) -> i32 {
             );
         }
     }
+    println!("{}", database_size(&config.daemon.state));
     EXIT_OK
+}
+
+/// `state database /var/lib/ferry/state.db: 12.3 MiB (WAL 1.0 MiB)`: what
+/// the database holds on disk, where retention (`daemon.retention`) shows.
+fn database_size(db: &Path) -> String {
+    let len = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    format!(
+        "state database {}: {:.1} MiB (WAL {:.1} MiB)",
+        db.display(),
+        mib(len(db) + len(Path::new(&wal))),
+        mib(len(Path::new(&wal)))
+    )
 }
 
 /// What a hold means, for people.

@@ -31,6 +31,9 @@ pub struct Daemon {
     pub grace_period: Duration,
     /// Where `ferry run` serves `/metrics` and `/healthz`, if anywhere.
     pub metrics: Option<std::net::SocketAddr>,
+    /// Finished rows (and their history) older than this are pruned, and
+    /// failed files' local leftovers removed; `None`: kept for ever.
+    pub retention: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -25,6 +25,7 @@ pub struct RawDaemon {
     pub spool_dir: Option<Spanned<String>>,
     pub max_transfers: Option<Spanned<i64>>,
     pub grace_period: Option<Spanned<String>>,
+    pub retention: Option<Spanned<String>>,
     pub metrics: Option<Spanned<String>>,
 }
 

@@ -166,6 +166,7 @@ impl Resolver<'_> {
                 Duration::from_secs(30),
             )
             .unwrap_or_default();
+        let retention = self.retention(raw.retention.as_ref());
         let metrics = raw
             .metrics
             .as_ref()
@@ -186,7 +187,28 @@ impl Resolver<'_> {
             max_transfers,
             grace_period,
             metrics,
+            retention,
         }
+    }
+
+    /// `daemon.retention`: a duration of at least a day, or `"off"`.
+    /// Default 90 days: long enough to answer "what happened to last
+    /// month's file", short enough that the database stops growing.
+    fn retention(&mut self, raw: Option<&Spanned<String>>) -> Option<Duration> {
+        const DAY: Duration = Duration::from_secs(86_400);
+        if raw.is_some_and(|r| r.get_ref() == "off") {
+            return None;
+        }
+        let d = self.duration("daemon.retention", raw, 90 * DAY)?;
+        if d < DAY {
+            let raw = raw.expect("the default is 90 days");
+            let msg = format!(
+                "daemon.retention: \"{}\" is shorter than a day; write e.g. \"30d\", or \"off\" to keep every row",
+                raw.get_ref()
+            );
+            self.c.at(raw.span(), msg);
+        }
+        Some(d)
     }
 
     fn remote_dir(

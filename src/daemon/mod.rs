@@ -3,6 +3,7 @@
 //! (readiness, the watchdog, and a one-line status).
 
 mod lock;
+mod retention;
 mod scheduler;
 mod status;
 mod watchdog;
@@ -29,6 +30,7 @@ pub const EXIT_RUNTIME: i32 = 3;
 /// Everything a working process holds: keep the lock alive as long as the state.
 struct Opened {
     _lock: StateLock,
+    state: State,
     engine: Arc<Engine>,
 }
 
@@ -42,7 +44,8 @@ async fn open(config: &Config) -> Result<Opened, String> {
     })?;
     Ok(Opened {
         _lock: lock,
-        engine: Engine::new(state, &config.daemon),
+        engine: Engine::new(state.clone(), &config.daemon),
+        state,
     })
 }
 
@@ -78,6 +81,7 @@ pub async fn run(config_path: &Path) -> i32 {
         }
     };
     let stop = CancellationToken::new();
+    retention::spawn(opened.state.clone(), config.daemon.retention, stop.clone());
     if let Some(addr) = config.daemon.metrics {
         match crate::metrics::bind(addr).await {
             Ok(listener) => {
@@ -175,6 +179,9 @@ pub async fn once(config_path: &Path) -> i32 {
                 stop.cancel();
             }
         });
+    }
+    if let Some(retention) = config.daemon.retention {
+        retention::prune_once(&opened.state, retention).await;
     }
     let engine = &opened.engine;
     let polls = config.rules.iter().map(|rule| engine.poll(rule, &stop));

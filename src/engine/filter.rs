@@ -33,19 +33,63 @@ pub fn is_marker(pattern: &str, name: &str) -> bool {
 /// size the server did not report passes no size bound: a rule with
 /// `min_size` or `max_size` cannot tell, and does not take it.
 pub fn takes_file(rule: &Rule, rel_path: &str, name: &str, size: Option<u64>) -> bool {
-    if rule
-        .ready_marker
-        .as_deref()
-        .is_some_and(|m| is_marker(m, name))
-    {
-        return false;
+    verdict(rule, rel_path, name, size) == Verdict::Taken
+}
+
+/// Why a rule takes a file or not: [`takes_file`] with the reason, for
+/// `ferry explain` (one decision, so the explanation cannot drift from it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Taken,
+    /// A ready marker of the rule's `ready_marker` pattern.
+    Marker(String),
+    /// `min_size`/`max_size` is set and the size is unknown.
+    SizeUnknown,
+    TooSmall(u64),
+    TooLarge(u64),
+    /// `include` is set and no pattern matches.
+    NotIncluded,
+    /// This `exclude` pattern matches.
+    Excluded(String),
+}
+
+pub fn verdict(rule: &Rule, rel_path: &str, name: &str, size: Option<u64>) -> Verdict {
+    if let Some(m) = rule.ready_marker.as_deref().filter(|m| is_marker(m, name)) {
+        return Verdict::Marker(m.to_string());
     }
-    rule.min_size
-        .is_none_or(|min| size.is_some_and(|s| s >= min))
-        && rule
-            .max_size
-            .is_none_or(|max| size.is_some_and(|s| s <= max))
-        && rule.filter.wants(rel_path, name)
+    if rule.min_size.is_some() || rule.max_size.is_some() {
+        let Some(size) = size else {
+            return Verdict::SizeUnknown;
+        };
+        if let Some(min) = rule.min_size.filter(|&min| size < min) {
+            return Verdict::TooSmall(min);
+        }
+        if let Some(max) = rule.max_size.filter(|&max| size > max) {
+            return Verdict::TooLarge(max);
+        }
+    }
+    if rule.filter.wants(rel_path, name) {
+        return Verdict::Taken;
+    }
+    match rule.filter.excluded_by(rel_path, name) {
+        Some(glob) => Verdict::Excluded(glob.to_string()),
+        None => Verdict::NotIncluded,
+    }
+}
+
+impl Filter {
+    /// The first `exclude` pattern that matches, as written.
+    pub fn excluded_by(&self, rel_path: &str, name: &str) -> Option<&str> {
+        // The compiled sets hold the name patterns (no `/`) and the path
+        // patterns apart, each in the order written.
+        let by_name = self.exclude_names.matches(name);
+        let by_path = self.exclude_paths.matches(rel_path);
+        let (names, paths): (Vec<&String>, Vec<&String>) =
+            self.exclude.iter().partition(|p| !p.contains('/'));
+        let first = by_name.first().map(|&i| names[i]);
+        let first = first.or_else(|| by_path.first().map(|&i| paths[i]));
+        first.map(String::as_str)
+    }
 }
 
 /// Whether a recursive walk descends into this directory: not excluded, and
@@ -88,5 +132,18 @@ mod tests {
         assert!(!f.wants("keep/sub/a.xml", "a.xml"), "* does not cross /");
         assert!(!f.wants(".a.csv", ".a.csv"));
         assert!(!f.wants("x.tmp", "x.tmp"));
+        assert_eq!(f.excluded_by("x.tmp", "x.tmp"), Some("*.tmp"));
+        assert_eq!(f.excluded_by(".a.csv", ".a.csv"), Some(".*"));
+        assert_eq!(f.excluded_by("a.xml", "a.xml"), None);
+        let rule = &cfg.rules[0];
+        assert_eq!(verdict(rule, "a.csv", "a.csv", Some(1)), Verdict::Taken);
+        assert_eq!(
+            verdict(rule, "a.xml", "a.xml", Some(1)),
+            Verdict::NotIncluded
+        );
+        assert_eq!(
+            verdict(rule, "b.tmp", "b.tmp", None),
+            Verdict::Excluded("*.tmp".into())
+        );
     }
 }

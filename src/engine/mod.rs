@@ -7,10 +7,11 @@ mod deliver;
 mod direct;
 mod error;
 mod fetch;
-mod filter;
+pub mod filter;
 mod handler;
 mod post;
 mod process;
+mod retention;
 mod retry;
 mod safe_path;
 mod send;
@@ -49,6 +50,10 @@ pub struct Engine {
     pools: Mutex<HashMap<String, Arc<Pool>>>,
     /// Rules whose leftover temporary names were swept since the start.
     swept: Mutex<std::collections::HashSet<String>>,
+    /// `daemon.retention`, and when each rule's failed files were last
+    /// cleaned up for it (`retention.rs`).
+    retention: Option<std::time::Duration>,
+    cleaned: Mutex<HashMap<String, Instant>>,
     /// Cancelled when the grace period after a stop runs out: transfers in
     /// flight are dropped and resume from their state at the next start.
     abort: CancellationToken,
@@ -82,6 +87,8 @@ impl Engine {
             max_transfers: daemon.max_transfers,
             pools: Mutex::new(HashMap::new()),
             swept: Mutex::new(Default::default()),
+            retention: daemon.retention,
+            cleaned: Mutex::new(HashMap::new()),
             abort: CancellationToken::new(),
             metrics: Arc::new(Metrics::new()),
         })
@@ -271,6 +278,7 @@ impl Engine {
         if first {
             self.sweep_leftovers(rule).await;
         }
+        self.clean_failed_leftovers(rule).await;
         let due = self.gate(rule, due, &listing).await?;
         let due = self.hold_taken_names(rule, due).await;
         self.run_files(rule, &pool, due, stop, report).await;

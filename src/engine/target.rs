@@ -44,6 +44,20 @@ pub fn discard_partial(rule: &Rule, spool_root: &Path, v: &Superseded) {
     }
 }
 
+/// What a row's unfinished download left locally, without creating
+/// anything: its temporary file in `local_dir`, or (handler-only rules)
+/// its spool directory. `None` for a name that could never be written.
+pub fn leftover(rule: &Rule, spool_root: &Path, row: &FileRow) -> Option<PathBuf> {
+    let parts = safe_path::components(&row.path).ok()?;
+    match &rule.local_dir {
+        Some(dir) => {
+            let final_path = parts.iter().fold(dir.clone(), |p, c| p.join(c));
+            Some(temp_path(&final_path, row.id, row.size, row.mtime))
+        }
+        None => Some(spool_root.join(&rule.name).join(row.id.to_string())),
+    }
+}
+
 fn resolve_version(
     rule: &Rule,
     spool_root: &Path,

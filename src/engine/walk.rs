@@ -113,9 +113,11 @@ pub async fn list(session: &mut PooledSession, rule: &Rule) -> Result<Listing> {
     Ok(out)
 }
 
-/// Pending rows under directories the walk skipped, as last recorded: a
-/// directory that could not be listed says nothing about its files, so
-/// they must not be taken for gone (dropped, or failed as "disappeared").
+/// The latest row of each path under directories the walk skipped, as
+/// last recorded: a directory that could not be listed says nothing about
+/// its files, so they must not be taken for gone (pending ones dropped or
+/// failed as "disappeared", finished ones pruned by retention). Listed as
+/// their own version, they change nothing.
 pub async fn keep_skipped(
     state: &State,
     rule: &Rule,
@@ -129,16 +131,17 @@ pub async fn keep_skipped(
             path: Some(format!("{}/*", glob_literal(dir))),
             ..FileFilter::default()
         };
+        // Rows come in id order: a later row of a path is its later version.
+        let mut latest = std::collections::HashMap::new();
         for row in state.files(&filter).await? {
-            if row.state.is_pending() {
-                out.push(Listed {
-                    path: row.path,
-                    size: row.size,
-                    mtime: row.mtime,
-                    date_only: false,
-                });
-            }
+            latest.insert(row.path.clone(), row);
         }
+        out.extend(latest.into_values().map(|row| Listed {
+            path: row.path,
+            size: row.size,
+            mtime: row.mtime,
+            date_only: false,
+        }));
     }
     Ok(out)
 }
@@ -161,8 +164,48 @@ fn glob_literal(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use crate::state::{Listed, State};
+
     #[test]
     fn glob_literal_escapes_the_glob_characters() {
         assert_eq!(super::glob_literal("a*b?[c]"), "a[*]b[?][[]c]");
+    }
+
+    fn f(path: &str, size: i64) -> Listed {
+        Listed {
+            path: path.into(),
+            size,
+            mtime: 10,
+            date_only: false,
+        }
+    }
+
+    /// A directory that cannot be listed keeps the latest row of each of
+    /// its paths as listed: pending ones are not dropped, finished ones
+    /// are not marked unlisted (which would let retention prune them).
+    #[tokio::test]
+    async fn a_skipped_directory_keeps_its_latest_rows_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = State::open(&dir.path().join("s.db")).await.unwrap();
+        let text = "[[watch]]\nname = \"r\"\nremote_dir = \"/tmp\"\nlocal_dir = \"/tmp/out\"\nrecursive = true\n";
+        let cfg = crate::config::parse(std::path::Path::new("t.toml"), text).unwrap();
+        let rule = &cfg.rules[0];
+        s.record_listing("r", &[f("sub/a", 1), f("sub/b", 1)], 1000)
+            .await
+            .unwrap();
+        let a = s.due("r", 1000, 0, 0).await.unwrap()[0].id;
+        s.claim(a, 1000).await.unwrap();
+        s.mark_delivered(a, "/tmp/out/sub/a", true, 1000)
+            .await
+            .unwrap();
+        let skipped = [("sub".to_string(), "permission denied".to_string())];
+        let mut kept = super::keep_skipped(&s, rule, &skipped).await.unwrap();
+        kept.sort_by(|x, y| x.path.cmp(&y.path));
+        assert_eq!(kept, [f("sub/a", 1), f("sub/b", 1)]);
+        let out = s.record_listing("r", &kept, 2000).await.unwrap();
+        assert!(out.new.is_empty() && out.changed.is_empty() && out.vanished.is_empty());
+        // Still counted as listed: even a retention of a moment keeps it.
+        assert_eq!(s.prune(i64::MAX).await.unwrap(), 0);
+        assert_eq!(s.files(&Default::default()).await.unwrap().len(), 2);
     }
 }

@@ -60,6 +60,7 @@ struct Latest {
     state: FileState,
     attempts: i64,
     restoring: bool,
+    unlisted: bool,
 }
 
 impl Latest {
@@ -131,7 +132,8 @@ impl State {
         let (listing, refused) = dedupe(listing, refused);
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let rows: Vec<Latest> = sqlx::query_as(
-            "SELECT id, path, size, mtime, state, attempts, failed_moved_to IS NOT NULL AS restoring
+            "SELECT id, path, size, mtime, state, attempts, failed_moved_to IS NOT NULL AS restoring,
+                    unlisted_since_ms IS NOT NULL AS unlisted
              FROM files WHERE rule = ? ORDER BY id",
         )
         .bind(rule)
@@ -205,6 +207,9 @@ impl State {
                 out.superseded.push(r.superseded());
             }
         }
+        if !listing.is_empty() {
+            mark_unlisted(&mut tx, &latest, &listed, now).await?;
+        }
         tx.commit().await?;
         Ok(out)
     }
@@ -272,6 +277,40 @@ fn dedupe<'a>(
         .filter(|x| seen.insert(x.file.path.as_str()))
         .collect();
     (files, refused)
+}
+
+/// Keeps `unlisted_since_ms` of the finished latest rows true to this
+/// listing: set when their path is missing, cleared when it is back. Only
+/// changes are written, so an unchanged directory costs nothing here.
+/// Retention prunes a latest row only once its path has been missing that
+/// long (`retention.rs`). An empty listing says nothing (it may be a
+/// server's hiccup) and is not used.
+async fn mark_unlisted(
+    tx: &mut sqlx::SqliteConnection,
+    latest: &HashMap<&str, &Latest>,
+    listed: &HashSet<&str>,
+    now: i64,
+) -> Result<()> {
+    let (mut gone, mut back) = (Vec::new(), Vec::new());
+    for r in latest.values().filter(|r| !r.state.is_pending()) {
+        match (listed.contains(r.path.as_str()), r.unlisted) {
+            (false, false) => gone.push(r.id),
+            (true, true) => back.push(r.id),
+            _ => {}
+        }
+    }
+    for (ids, at) in [(gone, Some(now)), (back, None)] {
+        for slice in ids.chunks(INSERT_SLICE) {
+            sqlx::query(
+                "UPDATE files SET unlisted_since_ms = ?1 WHERE id IN (SELECT value FROM json_each(?2))",
+            )
+            .bind(at)
+            .bind(serde_json::to_string(slice).expect("ids serialize"))
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Rows (or ids) per statement that carries them as JSON.

@@ -4,12 +4,15 @@
 
 mod batch;
 mod error;
+mod history;
 mod listing;
 mod query;
+mod retention;
 mod row;
 mod transitions;
 
 pub use error::{Error, Result};
+pub use history::HistoryEntry;
 pub use listing::{Listed, ListingOutcome, Refused, Superseded};
 pub use query::{Condition, FileFilter, RecentError, RuleHealth, StateCount};
 pub use row::{Direction, FileRow, FileState, size_from_db, size_to_db};
