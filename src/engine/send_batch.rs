@@ -1,7 +1,7 @@
 //! Small files of a send rule, many at a time: the upload counterpart of
 //! `batch.rs`. For a 4 KiB file the bytes cost nothing; commits and round
 //! trips cost everything. A batch claims its files in one commit, writes
-//! them all over one session with their requests in flight
+//! them over a few sessions at once, each with its requests in flight
 //! ([`crate::remote::Session::write_wholes`]: on SFTP every open, write,
 //! close and stat at once), records them `uploaded` together, renames them all at once (again with
 //! their requests in flight, [`crate::remote::Session::renames`]),
@@ -125,7 +125,7 @@ impl Engine {
         }
         let dest = self.pool_for(&to.server);
         let answers = match dest.get().await {
-            Ok(mut session) => session.write_wholes(&files).await,
+            Ok(session) => write_spread(&dest, session, &files).await,
             Err(e) => {
                 let e = FileError::from(e);
                 for it in items {
@@ -319,6 +319,52 @@ impl Engine {
             }
         }
     }
+}
+
+/// Sessions a batch's uploads are spread over. One SFTP session keeps all
+/// of a batch's requests in flight, but an FTP control connection sends
+/// one file at a time, and servers work per session (OpenSSH and vsftpd
+/// run a process for each), so several sessions use more than one core
+/// on either side.
+const SESSIONS: usize = 4;
+
+/// Writes `files` in [`SESSIONS`] groups at once, `first` taking the
+/// first group and the pool giving the others; one answer per file, in
+/// order. A group that gets no session answers with that error, and its
+/// files go on alone.
+async fn write_spread(
+    dest: &Arc<Pool>,
+    first: remote::PooledSession,
+    files: &[(String, Vec<u8>)],
+) -> Vec<remote::Result<Option<u64>>> {
+    let per = files.len().div_ceil(SESSIONS).max(1);
+    let mut first = Some(first);
+    let groups = files.chunks(per).map(|group| {
+        let session = first.take();
+        async move {
+            let mut session = match session {
+                Some(s) => s,
+                None => match dest.get().await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        return group
+                            .iter()
+                            .map(|_| {
+                                Err(remote::RemoteError::new(
+                                    e.kind,
+                                    e.temporary,
+                                    e.context.clone(),
+                                    e.message.clone(),
+                                ))
+                            })
+                            .collect();
+                    }
+                },
+            };
+            session.write_wholes(group).await
+        }
+    });
+    join_all(groups).await.into_iter().flatten().collect()
 }
 
 /// Reads a small local file whole, checked to be the row's version.
