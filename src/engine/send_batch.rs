@@ -20,8 +20,8 @@ use crate::config::{PostAction, Rule, SendIfExists, SendTo};
 use crate::remote::{self, Pool};
 use crate::state::{FileRow, FileState, now_ms};
 use futures::future::join_all;
+use std::io::Read;
 use std::sync::Arc;
-use tokio::io::AsyncReadExt;
 use tracing::{Instrument, Span};
 
 /// Files up to this size go in batches.
@@ -82,8 +82,7 @@ impl Engine {
         let mut outcomes = Vec::with_capacity(rows.len());
         let now = now_ms();
         let claims = join_all(rows.iter().map(|r| self.state.claim(r.id, now))).await;
-        let mut items = Vec::with_capacity(rows.len());
-        let mut files = Vec::with_capacity(rows.len());
+        let mut claimed = Vec::with_capacity(rows.len());
         for (row, claim) in rows.into_iter().zip(claims) {
             let span = tracing::info_span!(parent: None, "file", rule = %rule.name, server = %rule.server.name, path = %row.path, file_id = row.id);
             let attempt = match claim {
@@ -97,8 +96,33 @@ impl Engine {
             span.in_scope(|| {
                 tracing::info!(state = "uploading", attempt, size = row.size, "uploading")
             });
-            let local = remote::join(&rule.remote_dir, &row.path);
-            match read_small(&local, &row).await {
+            claimed.push((row, attempt, span));
+        }
+        // Every local file of the batch in one blocking call, not several
+        // thread hand-offs per file.
+        let sources: Vec<(String, FileRow)> = claimed
+            .iter()
+            .map(|(row, _, _)| (remote::join(&rule.remote_dir, &row.path), row.clone()))
+            .collect();
+        let reads = tokio::task::spawn_blocking(move || {
+            sources
+                .iter()
+                .map(|(path, row)| read_small(path, row))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        let mut reads = reads.into_iter();
+        let mut items = Vec::with_capacity(claimed.len());
+        let mut files = Vec::with_capacity(claimed.len());
+        for (row, attempt, span) in claimed {
+            let read = reads.next().unwrap_or_else(|| {
+                Err(FileError::temporary(
+                    crate::remote::ErrorKind::Other,
+                    "the batch's local reads stopped",
+                ))
+            });
+            match read {
                 Ok(data) => {
                     let final_path = remote::join(&to.remote_dir, &row.path);
                     let temp = upload::temp_path(to, &row, &final_path);
@@ -367,12 +391,12 @@ async fn write_spread(
     join_all(groups).await.into_iter().flatten().collect()
 }
 
-/// Reads a small local file whole, checked to be the row's version.
-async fn read_small(path: &str, row: &FileRow) -> Result<Vec<u8>, FileError> {
-    let mut file = upload::open_source(path, row).await?;
+/// Reads a small local file whole, checked to be the row's version
+/// (blocking).
+fn read_small(path: &str, row: &FileRow) -> Result<Vec<u8>, FileError> {
+    let mut file = upload::open_source_now(path, row)?;
     let mut data = Vec::with_capacity(row.size as usize);
     file.read_to_end(&mut data)
-        .await
         .map_err(|e| FileError::local(format!("read {path}"), &e))?;
     if data.len() as i64 != row.size {
         return Err(FileError::temporary(

@@ -41,6 +41,12 @@ pub fn temp_path_of(to: &SendTo, id: i64, size: i64, mtime: i64, final_path: &st
 /// checked to be the version the row records (size and mtime): a file
 /// changed since the listing is the next listing's business.
 pub async fn open_source(path: &str, row: &FileRow) -> Result<tokio::fs::File, FileError> {
+    open_source_now(path, row).map(tokio::fs::File::from_std)
+}
+
+/// [`open_source`] for blocking code (a batch's reads, in one blocking
+/// call).
+pub fn open_source_now(path: &str, row: &FileRow) -> Result<std::fs::File, FileError> {
     let ctx = format!("open {path}");
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -64,7 +70,7 @@ pub async fn open_source(path: &str, row: &FileRow) -> Result<tokio::fs::File, F
             ),
         ));
     }
-    Ok(tokio::fs::File::from_std(file))
+    Ok(file)
 }
 
 /// Checks, after the bytes went out, that the local file is still the
