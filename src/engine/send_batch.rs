@@ -151,21 +151,10 @@ impl Engine {
         let answers = match dest.get().await {
             Ok(session) => write_spread(&dest, session, &files).await,
             Err(e) => {
-                let e = FileError::from(e);
-                for it in items {
-                    let o = self
-                        .failed(
-                            rule,
-                            source,
-                            &it.row,
-                            it.attempt,
-                            FileState::Downloading,
-                            e.clone(),
-                        )
-                        .instrument(it.span)
-                        .await;
-                    outcomes.push(o);
-                }
+                let failed = self
+                    .fail_all(rule, source, items, FileState::Downloading, e.into())
+                    .await;
+                outcomes.extend(failed);
                 return outcomes;
             }
         };
@@ -256,21 +245,10 @@ impl Engine {
                 }
             }
             Err(e) => {
-                let e = FileError::from(e);
-                for it in renaming {
-                    let o = self
-                        .failed(
-                            rule,
-                            source,
-                            &it.row,
-                            it.attempt,
-                            FileState::Downloaded,
-                            e.clone(),
-                        )
-                        .instrument(it.span)
-                        .await;
-                    outcomes.push(o);
-                }
+                let failed = self
+                    .fail_all(rule, source, renaming, FileState::Downloaded, e.into())
+                    .await;
+                outcomes.extend(failed);
             }
         }
         let finished = rule.after == PostAction::Keep;
@@ -317,6 +295,27 @@ impl Engine {
         outcomes.extend(join_all(after).await);
         for it in alone {
             let o = self.send_alone(rule, source, it).await;
+            outcomes.push(o);
+        }
+        outcomes
+    }
+
+    /// Every item failed at `stage` with one error (no session to the
+    /// server): each goes through [`Engine::failed`] in its own span.
+    async fn fail_all(
+        &self,
+        rule: &Arc<Rule>,
+        source: &Arc<Pool>,
+        items: Vec<Item>,
+        stage: FileState,
+        e: FileError,
+    ) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(items.len());
+        for it in items {
+            let o = self
+                .failed(rule, source, &it.row, it.attempt, stage, e.clone())
+                .instrument(it.span)
+                .await;
             outcomes.push(o);
         }
         outcomes
@@ -370,19 +369,7 @@ async fn write_spread(
                 Some(s) => s,
                 None => match dest.get().await {
                     Ok(s) => s,
-                    Err(e) => {
-                        return group
-                            .iter()
-                            .map(|_| {
-                                Err(remote::RemoteError::new(
-                                    e.kind,
-                                    e.temporary,
-                                    e.context.clone(),
-                                    e.message.clone(),
-                                ))
-                            })
-                            .collect();
-                    }
+                    Err(e) => return group.iter().map(|_| Err(e.clone())).collect(),
                 },
             };
             session.write_wholes(group).await

@@ -164,20 +164,12 @@ fn glob_literal(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use crate::state::{Listed, State};
+    use crate::state::State;
+    use crate::state::testing::f;
 
     #[test]
     fn glob_literal_escapes_the_glob_characters() {
         assert_eq!(super::glob_literal("a*b?[c]"), "a[*]b[?][[]c]");
-    }
-
-    fn f(path: &str, size: i64) -> Listed {
-        Listed {
-            path: path.into(),
-            size,
-            mtime: 10,
-            date_only: false,
-        }
     }
 
     /// A directory that cannot be listed keeps the latest row of each of

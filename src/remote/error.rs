@@ -38,7 +38,7 @@ impl ErrorKind {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RemoteError {
     pub kind: ErrorKind,
     pub temporary: bool,

@@ -69,22 +69,7 @@ impl State {
 
 #[cfg(test)]
 mod tests {
-    use crate::state::{Listed, State};
-
-    fn f(path: &str, size: i64) -> Listed {
-        Listed {
-            path: path.into(),
-            size,
-            mtime: 10,
-            date_only: false,
-        }
-    }
-
-    async fn state() -> (tempfile::TempDir, State) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = State::open(&dir.path().join("s.db")).await.unwrap();
-        (dir, s)
-    }
+    use crate::state::testing::{f, state};
 
     fn events(h: &[super::HistoryEntry]) -> Vec<String> {
         h.iter()

@@ -355,6 +355,7 @@ async fn insert_new(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::testing::state;
 
     fn f(path: &str, size: i64, mtime: i64) -> Listed {
         Listed {
@@ -363,12 +364,6 @@ mod tests {
             mtime,
             date_only: false,
         }
-    }
-
-    async fn state() -> (tempfile::TempDir, State) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = State::open(&dir.path().join("s.db")).await.unwrap();
-        (dir, s)
     }
 
     #[tokio::test]

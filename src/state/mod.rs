@@ -9,6 +9,8 @@ mod listing;
 mod query;
 mod retention;
 mod row;
+#[cfg(test)]
+pub(crate) mod testing;
 mod transitions;
 
 pub use error::{Error, Result};

@@ -73,24 +73,10 @@ impl State {
 
 #[cfg(test)]
 mod tests {
+    use crate::state::testing::{f, state};
     use crate::state::{FileFilter, FileState, Listed, State};
 
     const DAY: i64 = 86_400_000;
-
-    fn f(path: &str, size: i64) -> Listed {
-        Listed {
-            path: path.into(),
-            size,
-            mtime: 10,
-            date_only: false,
-        }
-    }
-
-    async fn state() -> (tempfile::TempDir, State) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = State::open(&dir.path().join("s.db")).await.unwrap();
-        (dir, s)
-    }
 
     /// Lists `files` at `now` and takes every due one through to `done`.
     async fn deliver(s: &State, files: &[Listed], now: i64) {

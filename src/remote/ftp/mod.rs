@@ -248,17 +248,7 @@ impl Session for FtpSession {
                 Ok(c) => c,
                 Err(e) => {
                     let e = self.after::<()>(Err(e)).unwrap_err();
-                    return pairs
-                        .iter()
-                        .map(|_| {
-                            Err(RemoteError::new(
-                                e.kind,
-                                e.temporary,
-                                &e.context,
-                                &e.message,
-                            ))
-                        })
-                        .collect();
+                    return pairs.iter().map(|_| Err(e.clone())).collect();
                 }
             };
             if let Some(answers) = renames::rename_to_free_names(conn, &shared, pairs).await {
