@@ -3,7 +3,8 @@
 # programs the tests start on loopback ports (OpenSSH sshd, vsftpd,
 # pyftpdlib with pyOpenSSL, asyncssh, tinyproxy, dante, openssl for test
 # certificates, sshfs for a mount that hangs, systemd-analyze and man for
-# the unit, systemd-journald for the journal's native protocol), ProFTPD
+# the unit, systemd-journald for the journal's native protocol,
+# PostgreSQL for the state backend, started privately by the tests), ProFTPD
 # unpacked into target/proftpd (its package conflicts with vsftpd's), and
 # cargo-deb and dpkg-dev (dpkg-shlibdeps) for the package test, then runs
 # `cargo test`.
@@ -28,6 +29,7 @@ declare -A needs=(
     [/usr/bin/dpkg-deb]=dpkg
     [/usr/bin/dpkg-shlibdeps]=dpkg-dev
     [/lib/systemd/systemd-journald]=systemd
+    [postgresql]=postgresql
 )
 missing=()
 for what in "${!needs[@]}"; do
@@ -35,6 +37,9 @@ for what in "${!needs[@]}"; do
         # Python modules: pyftpdlib's FTPS needs pyOpenSSL; asyncssh is a
         # second SFTP server (handles that count up, extensions optional).
         /usr/bin/python3 -c "import $what" 2>/dev/null || missing+=("${needs[$what]}")
+    elif [ "$what" = postgresql ]; then
+        # Debian keeps initdb and postgres in /usr/lib/postgresql/VERSION/bin.
+        compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=("${needs[$what]}")
     elif [ ! -x "$what" ]; then
         missing+=("${needs[$what]}")
     fi

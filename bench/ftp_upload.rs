@@ -27,9 +27,12 @@ async fn main() {
         max_sessions: 1,
         connect_timeout: Duration::from_secs(10),
         io_timeout: Duration::from_secs(30),
+        idle_timeout: Duration::from_secs(300),
         proxy: None,
         sftp: SftpOptions::default(),
         ftp: FtpOptions::default(),
+        bandwidth: Default::default(),
+        segmenting: ferry::config::Segmenting::default(),
     });
     let start = Instant::now();
     let mut session = ferry::remote::choose(&server)

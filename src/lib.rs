@@ -1,6 +1,7 @@
 //! ferry: moves files between partners' servers and local systems without
 //! losing, doubling or truncating any. See ARCHITECTURE.md for the rooms.
 
+pub mod bandwidth;
 pub mod cli;
 pub mod config;
 pub mod daemon;

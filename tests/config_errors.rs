@@ -142,7 +142,10 @@ fn the_base_config_is_valid() {
     assert_eq!(rule.name, "inbox");
     assert_eq!(rule.remote_dir, format!("{}/in", fx.root()));
     assert_eq!(rule.local_dir, Some(fx.dir.path().join("out")));
-    assert_eq!(c.daemon.state, fx.dir.path().join("state.db"));
+    assert_eq!(
+        c.daemon.state.sqlite_path(),
+        Some(&*fx.dir.path().join("state.db"))
+    );
 }
 
 #[test]
@@ -383,6 +386,79 @@ password = { env = "PATH" }
             "host_key = \"SHA256:",
             "test-connection partner",
         ],
+    );
+}
+
+#[test]
+fn segments_out_of_range_and_a_bad_threshold_are_refused() {
+    let fx = Fx::new();
+    let template = r#"[daemon]
+state = "$T/state.db"
+
+[servers.partner]
+protocol = "ftp"
+host = "ftp.example.com"
+segments = 0
+segment_threshold = "256 parsecs"
+segment_below = "fast"
+"#;
+    let (text, errors) = fx.errors(template);
+    assert_eq!(errors.len(), 3, "{}", ConfigErrors(errors.clone()));
+    assert_error(
+        &text,
+        &fx.file(),
+        &errors[0],
+        7,
+        12,
+        "0",
+        &["servers.partner.segments", "between 1", "16"],
+    );
+    assert_error(
+        &text,
+        &fx.file(),
+        &errors[1],
+        8,
+        21,
+        "\"256 parsecs\"",
+        &[
+            "servers.partner.segment_threshold",
+            "unknown unit",
+            "256MiB",
+        ],
+    );
+    assert_error(
+        &text,
+        &fx.file(),
+        &errors[2],
+        9,
+        17,
+        "\"fast\"",
+        &["servers.partner.segment_below", "32MB/s", "off"],
+    );
+    let ok = fx.load(
+        &template
+            .replace("segments = 0", "segments = 8")
+            .replace("256 parsecs", "1GiB")
+            .replace("\"fast\"", "\"10MiB/s\""),
+    );
+    let server = &ok.1.expect("valid").servers["partner"];
+    assert_eq!(
+        (
+            server.segmenting.segments,
+            server.segmenting.threshold,
+            server.segmenting.below
+        ),
+        (8, 1 << 30, Some(10 << 20))
+    );
+    let off = fx.load(
+        &template
+            .replace("segments = 0", "segments = 8")
+            .replace("256 parsecs", "1GiB")
+            .replace("\"fast\"", "\"off\""),
+    );
+    assert_eq!(
+        off.1.expect("valid").servers["partner"].segmenting.below,
+        None
     );
 }
 
@@ -1221,7 +1297,10 @@ local_dir = "{config_dir}/out"
 "#,
     );
     let c = result.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(c.daemon.state, fx.dir.path().join("state/ferry.db"));
+    assert_eq!(
+        c.daemon.state.sqlite_path(),
+        Some(&*fx.dir.path().join("state/ferry.db"))
+    );
     assert_eq!(c.rules[0].remote_dir, format!("{}/in", fx.root()));
     assert_eq!(c.rules[0].local_dir, Some(fx.dir.path().join("out")));
 }
@@ -1251,7 +1330,7 @@ fn type_errors_in_several_tables_are_all_reported() {
 }
 
 #[test]
-fn a_proxy_on_an_ftp_server_is_refused_until_supported() {
+fn active_ftp_through_a_proxy_is_refused_at_the_mode() {
     let fx = Fx::new();
     fx.expect_one(
         r#"[daemon]
@@ -1261,11 +1340,56 @@ state = "$T/state.db"
 protocol = "ftp"
 host = "ftp.example.com"
 proxy = "socks5://127.0.0.1:1080"
+mode = "active"
 "#,
-        7,
+        8,
+        8,
+        "\"active\"",
+        &[
+            "servers.partner.mode",
+            "active mode cannot go through a proxy",
+            "passive",
+        ],
+    );
+}
+
+#[test]
+fn a_proxy_on_a_local_server_is_refused() {
+    let fx = Fx::new();
+    fx.expect_one(
+        r#"[daemon]
+state = "$T/state.db"
+
+[servers.here]
+protocol = "local"
+proxy = "http://127.0.0.1:3128"
+"#,
+        6,
         9,
-        "\"socks5",
-        &["servers.partner.proxy", "applies only to sftp"],
+        "\"http",
+        &["servers.here.proxy", "applies only to sftp, ftp"],
+    );
+}
+
+#[test]
+fn passive_ftp_through_a_proxy_is_accepted() {
+    let fx = Fx::new();
+    let (_, r) = fx.load(
+        r#"[daemon]
+state = "$T/state.db"
+
+[servers.partner]
+protocol = "ftps"
+host = "ftp.example.com"
+proxy = "http://proxy.example.com:3128"
+mode = "passive"
+"#,
+    );
+    let cfg = r.unwrap_or_else(|e| panic!("{e}"));
+    let proxy = cfg.servers["partner"].proxy.as_ref().expect("proxy kept");
+    assert_eq!(
+        (proxy.host.as_str(), proxy.port),
+        ("proxy.example.com", 3128)
     );
 }
 
@@ -1307,4 +1431,168 @@ local_dir = "$T/out"
         fx.load(&month).1.unwrap().daemon.retention,
         Some(std::time::Duration::from_secs(30 * 86_400))
     );
+}
+
+#[test]
+fn a_checksum_file_without_name_is_refused() {
+    let fx = Fx::new();
+    fx.expect_one(
+        &format!("{VALID}checksum_file = \"sums.sha256\"\n"),
+        8,
+        17,
+        "\"sums.sha256\"",
+        &["watch \"inbox\": checksum_file", "{name}"],
+    );
+}
+
+#[test]
+fn an_unknown_verify_check_is_refused() {
+    let fx = Fx::new();
+    fx.expect_one(
+        &format!("{VALID}verify = \"md5\"\n"),
+        8,
+        10,
+        "\"md5\"",
+        &["watch \"inbox\": verify", "unknown check \"md5\"", "server"],
+    );
+}
+
+#[test]
+fn append_with_a_checksum_file_is_refused() {
+    let fx = Fx::new();
+    let out = fx.root();
+    fx.expect_one(
+        &format!(
+            "{VALID}\n[[send]]\nname = \"out\"\nserver = \"local\"\nlocal_dir = \"{out}/outbox\"\nremote_dir = \"{out}/remote\"\nif_exists = \"append\"\nwrite_checksum_file = true\n"
+        ),
+        14,
+        13,
+        "\"append\"",
+        &["send \"out\": if_exists", "write_checksum_file"],
+    );
+}
+
+#[test]
+fn exec_checksum_on_an_ftp_server_is_refused() {
+    let fx = Fx::new();
+    fx.expect_one(
+        r#"[daemon]
+state = "$T/state.db"
+
+[servers.partner]
+protocol = "ftp"
+host = "ftp.example.com"
+exec_checksum = true
+"#,
+        7,
+        17,
+        "true",
+        &["servers.partner.exec_checksum", "applies only to sftp"],
+    );
+}
+
+#[test]
+fn a_bandwidth_in_bits_or_without_a_unit_is_refused() {
+    let fx = Fx::new();
+    fx.expect_one(
+        r#"[daemon]
+state = "$T/state.db"
+
+[servers.partner]
+protocol = "ftp"
+host = "ftp.example.com"
+bandwidth = "20Mb/s"
+"#,
+        7,
+        13,
+        "\"20Mb/s\"",
+        &["servers.partner.bandwidth", "bytes, not bits"],
+    );
+    fx.expect_one(
+        r#"[daemon]
+state = "$T/state.db"
+
+[[send]]
+name = "out"
+server = "local"
+local_dir = "$T/in"
+remote_dir = "$T/out"
+bandwidth = "5"
+"#,
+        9,
+        13,
+        "\"5\"",
+        &["send \"out\": bandwidth", "needs a unit"],
+    );
+}
+
+#[test]
+fn a_bad_schedule_entry_is_pointed_at() {
+    let fx = Fx::new();
+    fx.expect_one(
+        &format!("{VALID}bandwidth_schedule = [\"08:00 5MB/s\", \"25:00 off\"]\n"),
+        8,
+        38,
+        "\"25:00 off\"",
+        &[
+            "watch \"inbox\": bandwidth_schedule",
+            "not a time of day from 00:00 to 23:59",
+        ],
+    );
+    fx.expect_one(
+        &format!("{VALID}bandwidth_schedule = [\"08:00 5MB/s\", \"08:00 off\"]\n"),
+        8,
+        22,
+        "[",
+        &["bandwidth_schedule", "08:00 is given twice"],
+    );
+    fx.expect_one(
+        &format!("{VALID}bandwidth_schedule = []\n"),
+        8,
+        22,
+        "[]",
+        &["bandwidth_schedule", "empty"],
+    );
+}
+
+#[test]
+fn bandwidth_and_a_schedule_together_are_refused() {
+    let fx = Fx::new();
+    fx.expect_one(
+        &format!("{VALID}bandwidth = \"5MB/s\"\nbandwidth_schedule = [\"19:00 off\"]\n"),
+        9,
+        22,
+        "[",
+        &["watch \"inbox\": bandwidth_schedule", "not both"],
+    );
+}
+
+#[test]
+fn bandwidth_settings_reach_the_model() {
+    use ferry::bandwidth::Bandwidth;
+    let fx = Fx::new();
+    let (_, loaded) = fx.load(
+        r#"[daemon]
+state = "$T/state.db"
+
+[servers.partner]
+protocol = "ftp"
+host = "ftp.example.com"
+bandwidth = "2MiB/s"
+
+[[watch]]
+name = "inbox"
+remote_dir = "$T/in"
+local_dir = "$T/out"
+bandwidth_schedule = ["19:00 off", "08:00 5MB/s"]
+"#,
+    );
+    let config = loaded.expect("valid");
+    assert_eq!(
+        config.servers["partner"].bandwidth,
+        Bandwidth::constant(Some(2 * 1024 * 1024))
+    );
+    let rule = &config.rules[0].bandwidth;
+    assert_eq!(rule.rate_at(9 * 60), Some(5_000_000));
+    assert_eq!(rule.rate_at(2 * 60), None);
 }

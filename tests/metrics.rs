@@ -66,18 +66,44 @@ fn value(text: &str, series: &str) -> Option<f64> {
 
 /// Scrapes until `series` is at least `want`; returns that scrape.
 fn wait_for_value(port: u16, series: &str, want: f64) -> String {
+    wait_for_values(port, &[(series, want)])
+}
+
+/// Scrapes until every series is at least its value, in one scrape.
+/// The `ferry_files` gauge is read from the state database, which a batch
+/// commits before its counters are added, so a test that checks both waits
+/// for both.
+fn wait_for_values(port: u16, wants: &[(&str, f64)]) -> String {
+    wait_for_scrape(port, &format!("{wants:?}"), |body| {
+        wants
+            .iter()
+            .all(|(series, want)| value(body, series).is_some_and(|v| v >= *want))
+    })
+}
+
+/// Scrapes until `reached` holds for a scrape; returns that scrape.
+fn wait_for_scrape(port: u16, what: &str, reached: impl Fn(&str) -> bool) -> String {
     let mut last = String::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while std::time::Instant::now() < deadline {
         if let Some((200, _, body)) = get(port, "/metrics") {
-            if value(&body, series).is_some_and(|v| v >= want) {
+            if reached(&body) {
                 return body;
             }
             last = body;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("{series} never reached {want}; last scrape:\n{last}");
+    panic!("{what} never reached; last scrape:\n{last}");
+}
+
+/// The sum of every `ferry_errors_total` sample of `rule`, whatever its kind.
+fn errors_of(text: &str, rule: &str) -> f64 {
+    let prefix = format!("ferry_errors_total{{rule=\"{rule}\",");
+    text.lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 #[test]
@@ -99,12 +125,27 @@ fn metrics_count_polls_files_bytes_errors_and_retries() {
     std::fs::write(failing.join("bad.csv"), b"bad").unwrap();
     let _d = f.spawn_run();
 
-    let text = wait_for_value(
-        port,
-        r#"ferry_files{rule="r",direction="listen",state="done"}"#,
-        4.0,
-    );
     let total: usize = sizes.iter().sum();
+    let text = wait_for_values(
+        port,
+        &[
+            (
+                r#"ferry_files{rule="r",direction="listen",state="done"}"#,
+                4.0,
+            ),
+            (
+                r#"ferry_transferred_bytes_total{rule="r",direction="listen"}"#,
+                total as f64,
+            ),
+            (
+                r#"ferry_transfer_duration_seconds_count{rule="r",direction="listen"}"#,
+                4.0,
+            ),
+            // The poll's own figures are set when it ends, which can be
+            // after its files were counted.
+            (r#"ferry_listed_files{rule="r"}"#, 4.0),
+        ],
+    );
     assert_eq!(
         value(
             &text,
@@ -141,22 +182,21 @@ fn metrics_count_polls_files_bytes_errors_and_retries() {
     );
 
     // The handler fails three times: two retries, then failed for good.
-    let text = wait_for_value(
-        port,
-        r#"ferry_files{rule="h",direction="listen",state="failed"}"#,
-        1.0,
-    );
+    let text = wait_for_scrape(port, "rule h failed after three errors", |body| {
+        value(
+            body,
+            r#"ferry_files{rule="h",direction="listen",state="failed"}"#,
+        )
+        .is_some_and(|v| v >= 1.0)
+            && value(body, r#"ferry_retries_total{rule="h"}"#).is_some_and(|v| v >= 2.0)
+            && errors_of(body, "h") >= 3.0
+    });
     assert_eq!(
         value(&text, r#"ferry_retries_total{rule="h"}"#),
         Some(2.0),
         "{text}"
     );
-    let errors: f64 = text
-        .lines()
-        .filter(|l| l.starts_with(r#"ferry_errors_total{rule="h","#))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
-    assert_eq!(errors, 3.0, "{text}");
+    assert_eq!(errors_of(&text, "h"), 3.0, "{text}");
     assert_eq!(
         value(
             &text,

@@ -121,6 +121,7 @@ async fn keyboard_interactive_answers_with_the_password() {
         sshd::Options {
             password: false,
             keyboard_interactive_only: true,
+            ..Default::default()
         },
         &[],
     );

@@ -327,6 +327,11 @@ fn a_slow_link_that_keeps_moving_never_times_out() {
 #[test]
 fn sigkill_mid_download_then_restart_resumes() {
     let s = sftp_fixture(None);
+    // One stream: segmented downloads resume by ranges (tests/segments.rs).
+    let text = std::fs::read_to_string(&s.f.config).unwrap();
+    assert!(text.contains("[servers.s]\n"), "{text}");
+    let text = text.replace("[servers.s]\n", "[servers.s]\nsegments = 1\n");
+    std::fs::write(&s.f.config, text).unwrap();
     let data = pattern(400 * 1024 * 1024, 3);
     s.put("huge.bin", &data);
     let mut d = s.f.spawn_run();

@@ -2,10 +2,10 @@
 //! one-screen summary. Secrets are shown only as where they come from.
 
 use crate::config::{self, PostAction};
-use crate::daemon::{EXIT_CONFIG, EXIT_OK};
+use crate::daemon::{EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME};
 use std::path::Path;
 
-pub fn check(path: &Path) -> i32 {
+pub async fn check(path: &Path) -> i32 {
     let config = match config::load(path) {
         Ok(c) => c,
         Err(errors) => {
@@ -18,7 +18,7 @@ pub fn check(path: &Path) -> i32 {
     println!("{}: OK", path.display());
     println!(
         "state {}  spool {}  max_transfers {}  grace_period {}",
-        d.state.display(),
+        d.state,
         d.spool_dir.display(),
         d.max_transfers,
         humantime::format_duration(d.grace_period)
@@ -90,7 +90,29 @@ pub fn check(path: &Path) -> i32 {
     for w in shared_local_dirs(&config.rules) {
         eprintln!("warning: {w}");
     }
-    EXIT_OK
+    state_schema(&d.state).await
+}
+
+/// `state database: postgres, schema version 7 (latest 7)`: the database
+/// answers, and how far its schema is. Nothing is created or migrated.
+async fn state_schema(db: &config::StateDb) -> i32 {
+    match crate::state::inspect(db).await {
+        Ok(s) => {
+            let applied = match s.applied {
+                Some(v) => format!("schema version {v}"),
+                None => "no schema yet".to_string(),
+            };
+            println!(
+                "state database: {}, {applied} (latest {}, applied at start)",
+                s.backend, s.latest
+            );
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("state database {db}: {e}");
+            EXIT_RUNTIME
+        }
+    }
 }
 
 fn after_text(after: &PostAction) -> String {

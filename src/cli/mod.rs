@@ -9,6 +9,7 @@ mod connection;
 mod explain;
 mod files;
 mod man;
+mod nodes;
 pub mod progress_line;
 mod status;
 
@@ -73,7 +74,8 @@ pub enum Command {
         all: bool,
     },
     /// Connect to a server, authenticate, list a directory, and print how the
-    /// server identified itself (host key fingerprint).
+    /// server identified itself (SSH host key fingerprint; FTPS certificate
+    /// subject, issuer, validity and SHA-256, with a warning near its end).
     TestConnection {
         /// A `[servers.NAME]` from the configuration.
         server: String,
@@ -204,7 +206,7 @@ pub async fn execute(cli: Cli) -> i32 {
             let _line = progress_line::start();
             daemon::once(&cli.config).await
         }
-        Command::Check => check::check(&cli.config),
+        Command::Check => check::check(&cli.config).await,
         Command::TestConnection { server, dir } => {
             connection::test(&cli.config, &server, dir.as_deref()).await
         }
@@ -264,13 +266,14 @@ async fn open_state(
         eprintln!("{e}");
         crate::daemon::EXIT_CONFIG
     })?;
-    match crate::state::State::open(&cfg.daemon.state).await {
-        Ok(state) => Ok((cfg, state)),
+    match crate::state::State::connect(&cfg.daemon.state).await {
+        Ok(state) => {
+            // The lease as configured: `ferry status` judges heartbeats by it.
+            let me = crate::state::Me::new(&cfg.daemon.node, cfg.daemon.lease);
+            Ok((cfg, state.with_me(me)))
+        }
         Err(e) => {
-            eprintln!(
-                "cannot open the state database {}: {e}",
-                cfg.daemon.state.display()
-            );
+            eprintln!("cannot open the state database {}: {e}", cfg.daemon.state);
             Err(crate::daemon::EXIT_RUNTIME)
         }
     }

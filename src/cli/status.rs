@@ -87,7 +87,10 @@ pub async fn status(config: &Path, json: bool) -> i32 {
             );
         }
     }
-    println!("{}", database_size(&config.daemon.state));
+    super::nodes::print(&state).await;
+    if let Some(path) = config.daemon.state.sqlite_path() {
+        println!("{}", database_size(path));
+    }
     EXIT_OK
 }
 

@@ -12,5 +12,5 @@ mod syntax;
 pub use error::{ConfigError, ConfigErrors};
 pub use known_hosts::{KnownHosts, Verdict};
 pub use model::*;
-pub use resolve::{HANDLER_PLACEHOLDERS, Secrets, load, load_with, parse};
+pub use resolve::{HANDLER_PLACEHOLDERS, Secrets, hostname, load, load_with, parse};
 pub use secret::{Secret, SecretKey};

@@ -4,6 +4,7 @@
 
 use super::known_hosts::KnownHosts;
 use super::secret::{Secret, SecretKey};
+pub use crate::bandwidth::Bandwidth;
 use globset::GlobSet;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -20,8 +21,8 @@ pub struct Config {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Daemon {
-    /// SQLite state database file.
-    pub state: PathBuf,
+    /// The state database: a SQLite file, or a PostgreSQL server.
+    pub state: StateDb,
     /// Where files for handler-only rules are downloaded before the handler runs.
     pub spool_dir: PathBuf,
     /// Transfers in flight across all rules.
@@ -34,6 +35,52 @@ pub struct Daemon {
     /// Finished rows (and their history) older than this are pruned, and
     /// failed files' local leftovers removed; `None`: kept for ever.
     pub retention: Option<Duration>,
+    /// This host's name among the hosts sharing one state database
+    /// (`daemon.node`, default the hostname): the owner of its claims.
+    pub node: String,
+    /// How long a claim or a rule's listing turn outlives its last
+    /// renewal (`daemon.lease`): a node that stops renewing loses its
+    /// files to the others after this.
+    pub lease: Duration,
+}
+
+/// Where the state database is (`daemon.state`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum StateDb {
+    /// A SQLite file on this host: the embedded default, one host only.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database that several hosts can share.
+    Postgres(PostgresDb),
+}
+
+/// A PostgreSQL state database: the URL as written (it holds no password:
+/// a URL with one is refused) and the password from `daemon.state_password`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostgresDb {
+    /// `postgres://USER@HOST:PORT/DB?sslmode=...`: safe to log.
+    pub url: String,
+    pub password: Option<Secret>,
+}
+
+impl StateDb {
+    /// The SQLite file, if the state is one: the lock file and the
+    /// database size only apply to it.
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        match self {
+            StateDb::Sqlite(p) => Some(p),
+            StateDb::Postgres(_) => None,
+        }
+    }
+}
+
+/// For logs and errors: the path, or the URL (which never holds a password).
+impl std::fmt::Display for StateDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateDb::Sqlite(p) => write!(f, "{}", p.display()),
+            StateDb::Postgres(pg) => f.write_str(&pg.url),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,9 +147,41 @@ pub struct Server {
     pub connect_timeout: Duration,
     /// Any single request or data read/write that makes no progress.
     pub io_timeout: Duration,
+    /// How long a session stays open unused between polls, for the next
+    /// poll of any rule on this server to take; zero closes them when each
+    /// poll ends.
+    pub idle_timeout: Duration,
     pub proxy: Option<Proxy>,
     pub sftp: SftpOptions,
     pub ftp: FtpOptions,
+    /// How large files are split into ranges fetched at once.
+    pub segmenting: Segmenting,
+    /// `bandwidth` / `bandwidth_schedule`: one limit shared by every
+    /// transfer on this server, both directions.
+    pub bandwidth: Bandwidth,
+}
+
+/// Segmented downloads: a file of at least `threshold` bytes is fetched in
+/// up to `segments` ranges at once, each over its own session of the
+/// server's pool (`engine/segments.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segmenting {
+    /// 1: never split.
+    pub segments: usize,
+    pub threshold: u64,
+    /// A file is split only when one stream moves slower than this
+    /// (bytes/s) in its first half second; `None`: split without looking.
+    pub below: Option<u64>,
+}
+
+impl Default for Segmenting {
+    fn default() -> Self {
+        Self {
+            segments: 4,
+            threshold: 256 * 1024 * 1024,
+            below: Some(32_000_000),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +225,10 @@ pub struct SftpOptions {
     pub host_keys: HostKeyPolicy,
     /// List symlinks as what they point to (size, mtime, kind of the target).
     pub follow_symlinks: bool,
+    /// `exec_checksum`: the server runs `sha256sum` over an SSH exec
+    /// channel when a rule verifies with the server (many chrooted servers
+    /// refuse exec, so it is asked for, not tried).
+    pub exec_checksum: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -272,6 +355,13 @@ pub struct Rule {
     pub max_size: Option<u64>,
     /// Marker name pattern containing `{name}`, e.g. `{name}.done`.
     pub ready_marker: Option<String>,
+    /// A partner's sidecar checksum file name pattern containing `{name}`,
+    /// e.g. `{name}.sha256`: a ready marker too, whose digest is checked
+    /// before the rename.
+    pub checksum_file: Option<String>,
+    /// `verify = "server"`: the server's digest of the file is compared
+    /// with the bytes received before the rename.
+    pub verify_server: bool,
     pub local_dir: Option<PathBuf>,
     pub if_exists: IfExists,
     pub handler: Option<Handler>,
@@ -283,6 +373,9 @@ pub struct Rule {
     /// `interval` its `rescan`, `after` and `failed_move_to` local
     /// directories; where files go is here.
     pub send: Option<SendTo>,
+    /// The rule's own `bandwidth` / `bandwidth_schedule`, shared by its
+    /// transfers, on top of its server's.
+    pub bandwidth: Bandwidth,
 }
 
 /// Where a `[[send]]` rule uploads, and how.
@@ -300,6 +393,12 @@ pub struct SendTo {
     pub preserve_mtime: bool,
     /// Check the uploaded size on the server before the rename.
     pub verify_size: bool,
+    /// `verify = "server"`: the server's digest of the temporary file is
+    /// compared with the bytes sent before the rename.
+    pub verify_server: bool,
+    /// `write_checksum_file`: a `NAME.sha256` (sha256sum format) is
+    /// written beside the file after its rename.
+    pub write_checksum_file: bool,
 }
 
 /// Where an upload is written until its rename. The temporary name always

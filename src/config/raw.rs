@@ -22,11 +22,14 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawDaemon {
     pub state: Option<Spanned<String>>,
+    pub state_password: Option<Spanned<RawSecretValue>>,
     pub spool_dir: Option<Spanned<String>>,
     pub max_transfers: Option<Spanned<i64>>,
     pub grace_period: Option<Spanned<String>>,
     pub retention: Option<Spanned<String>>,
     pub metrics: Option<Spanned<String>>,
+    pub node: Option<Spanned<String>>,
+    pub lease: Option<Spanned<String>>,
 }
 
 /// Where a secret comes from; never the secret itself.
@@ -87,6 +90,7 @@ pub struct RawServer {
     pub max_sessions: Option<Spanned<i64>>,
     pub connect_timeout: Option<Spanned<String>>,
     pub io_timeout: Option<Spanned<String>>,
+    pub idle_timeout: Option<Spanned<String>>,
     /// `http://`, `socks4://` or `socks5://[user@]host:port`.
     pub proxy: Option<Spanned<String>>,
     /// The proxy user's password, as a secret.
@@ -99,6 +103,8 @@ pub struct RawServer {
     pub host_key: Option<Spanned<StringOrList>>,
     pub insecure_accept_any_host_key: Option<Spanned<bool>>,
     pub follow_symlinks: Option<Spanned<bool>>,
+    /// Ask the server for `sha256sum` over an SSH exec channel (`verify = "server"`).
+    pub exec_checksum: Option<Spanned<bool>>,
     // FTP / FTPS
     pub mode: Option<Spanned<String>>,
     pub active_ports: Option<Spanned<String>>,
@@ -106,6 +112,13 @@ pub struct RawServer {
     pub certificate_sha256: Option<Spanned<String>>,
     pub insecure_skip_verify: Option<Spanned<bool>>,
     pub server_timezone: Option<Spanned<String>>,
+    // Every protocol
+    pub bandwidth: Option<Spanned<String>>,
+    pub bandwidth_schedule: Option<Spanned<Vec<Spanned<String>>>>,
+    // Segmented downloads
+    pub segments: Option<Spanned<i64>>,
+    pub segment_threshold: Option<Spanned<String>>,
+    pub segment_below: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,6 +153,10 @@ pub struct RawWatch {
     pub min_size: Option<Spanned<i64>>,
     pub max_size: Option<Spanned<i64>>,
     pub ready_marker: Option<Spanned<String>>,
+    /// A partner's sidecar checksum file, e.g. `{name}.sha256`.
+    pub checksum_file: Option<Spanned<String>>,
+    /// `size` (the default) or `server`.
+    pub verify: Option<Spanned<String>>,
     pub local_dir: Option<Spanned<String>>,
     pub if_exists: Option<Spanned<String>>,
     pub handler: Option<Spanned<Vec<Spanned<String>>>>,
@@ -150,6 +167,8 @@ pub struct RawWatch {
     pub delete: Option<Spanned<bool>>,
     pub failed_move_to: Option<Spanned<String>>,
     pub retry: Option<Spanned<RawRetry>>,
+    pub bandwidth: Option<Spanned<String>>,
+    pub bandwidth_schedule: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -176,8 +195,12 @@ pub struct RawSend {
     pub create_dirs: Option<bool>,
     pub preserve_mtime: Option<bool>,
     pub verify: Option<Spanned<String>>,
+    /// Write `NAME.sha256` beside each uploaded file.
+    pub write_checksum_file: Option<bool>,
     pub after: Option<Spanned<RawSendAfter>>,
     pub retry: Option<Spanned<RawRetry>>,
+    pub bandwidth: Option<Spanned<String>>,
+    pub bandwidth_schedule: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// What happens to a file in the outbox once sent, or once failed.

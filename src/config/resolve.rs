@@ -11,9 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use toml::Spanned;
 
+mod bandwidth;
+mod node;
+pub use node::hostname;
 mod rule;
+mod segments;
 mod send;
 mod server;
+mod state;
 mod values;
 
 /// Placeholders a handler argument may use.
@@ -26,6 +31,7 @@ pub const HANDLER_PLACEHOLDERS: &[&str] = &[
     "size",
     "timestamp",
     "attempt",
+    "sha256",
 ];
 
 const LOCAL_SERVER: &str = "local";
@@ -141,20 +147,15 @@ impl Resolver<'_> {
 
     fn daemon(&mut self, raw: Option<Spanned<RawDaemon>>) -> Daemon {
         let raw = raw.map(Spanned::into_inner).unwrap_or_default();
-        let state = match &raw.state {
-            Some(s) => self.local_path("daemon.state", s),
-            None => Some(PathBuf::from("/var/lib/ferry/state.db")),
-        }
-        .unwrap_or_default();
+        let state = self.state_db(&raw);
         let spool_dir = match &raw.spool_dir {
             Some(s) => self.local_path("daemon.spool_dir", s).unwrap_or_default(),
-            None => state.parent().unwrap_or(Path::new("/")).join("spool"),
+            None => state
+                .sqlite_path()
+                .and_then(Path::parent)
+                .unwrap_or(Path::new("/var/lib/ferry"))
+                .join("spool"),
         };
-        if let Some(dir) = state.parent() {
-            // The default has no position of its own: report it at the top.
-            let span = raw.state.as_ref().map_or(0..0, Spanned::span);
-            self.writable_dir("daemon.state", Some(span), dir);
-        }
         let max_transfers = raw
             .max_transfers
             .map_or(Some(8), |v| self.positive("daemon.max_transfers", &v))
@@ -167,6 +168,7 @@ impl Resolver<'_> {
             )
             .unwrap_or_default();
         let retention = self.retention(raw.retention.as_ref());
+        let (node, lease) = (self.node(raw.node.as_ref()), self.lease(raw.lease.as_ref()));
         let metrics = raw
             .metrics
             .as_ref()
@@ -188,6 +190,8 @@ impl Resolver<'_> {
             grace_period,
             metrics,
             retention,
+            node,
+            lease,
         }
     }
 

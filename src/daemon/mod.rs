@@ -3,8 +3,10 @@
 //! (readiness, the watchdog, and a one-line status).
 
 mod lock;
+mod node;
 mod retention;
 mod scheduler;
+mod slots;
 mod status;
 mod watchdog;
 
@@ -29,19 +31,26 @@ pub const EXIT_RUNTIME: i32 = 3;
 
 /// Everything a working process holds: keep the lock alive as long as the state.
 struct Opened {
-    _lock: StateLock,
+    _lock: Option<StateLock>,
     state: State,
     engine: Arc<Engine>,
 }
 
 async fn open(config: &Config) -> Result<Opened, String> {
-    let lock = StateLock::acquire(&config.daemon.state)?;
-    let state = State::open(&config.daemon.state).await.map_err(|e| {
+    // A SQLite file has one working process; PostgreSQL is shared by design.
+    let lock = match config.daemon.state.sqlite_path() {
+        Some(path) => Some(StateLock::acquire(path)?),
+        None => None,
+    };
+    let state = State::connect(&config.daemon.state).await.map_err(|e| {
         format!(
             "cannot open the state database {}: {e}",
-            config.daemon.state.display()
+            config.daemon.state
         )
     })?;
+    let me = crate::state::Me::new(&config.daemon.node, config.daemon.lease);
+    let state = state.with_me(me);
+    node::join(&state).await?;
     Ok(Opened {
         _lock: lock,
         engine: Engine::new(state.clone(), &config.daemon),
@@ -63,6 +72,16 @@ fn load_or_report(path: &Path) -> Option<Config> {
 
 /// `ferry run`: poll every rule until stopped.
 pub async fn run(config_path: &Path) -> i32 {
+    // First of all: a SIGTERM while the state database opens (a recovery
+    // after a crash can take a while) waits for the loop below and stops
+    // the daemon cleanly, instead of killing it.
+    let mut signals = match signal_hook_tokio::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install signal handlers");
+            return EXIT_RUNTIME;
+        }
+    };
     let Some(config) = load_or_report(config_path) else {
         return EXIT_CONFIG;
     };
@@ -73,14 +92,17 @@ pub async fn run(config_path: &Path) -> i32 {
             return EXIT_RUNTIME;
         }
     };
-    let mut signals = match signal_hook_tokio::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot install signal handlers");
-            return EXIT_RUNTIME;
-        }
-    };
     let stop = CancellationToken::new();
+    let superseded = CancellationToken::new();
+    // Renewals go on through the grace period: transfers still run.
+    let renewals = CancellationToken::new();
+    let mut scheduler = Scheduler::new(opened.engine.clone(), stop.clone());
+    node::spawn_renewals(
+        opened.state.clone(),
+        renewals.clone(),
+        superseded.clone(),
+        Some(scheduler.nudges()),
+    );
     retention::spawn(opened.state.clone(), config.daemon.retention, stop.clone());
     if let Some(addr) = config.daemon.metrics {
         match crate::metrics::bind(addr).await {
@@ -95,10 +117,9 @@ pub async fn run(config_path: &Path) -> i32 {
             }
         }
     }
-    let mut scheduler = Scheduler::new(opened.engine.clone(), stop.clone());
     scheduler.apply(&config.rules);
     let mut daemon_settings = config.daemon.clone();
-    tracing::info!(rules = config.rules.len(), state = %config.daemon.state.display(), "ferry started");
+    tracing::info!(rules = config.rules.len(), state = %config.daemon.state, "ferry started");
     let board = scheduler.status();
     let first = board.line(0, daemon_settings.max_transfers);
     notify(&[
@@ -109,7 +130,14 @@ pub async fn run(config_path: &Path) -> i32 {
     let engine = opened.engine.clone();
     let slots_full = move || engine.transfer_slots_full();
     watchdog::spawn(scheduler.liveness(), slots_full, stop.clone());
-    while let Some(signal) = signals.next().await {
+    loop {
+        let signal = tokio::select! {
+            s = signals.next() => match s {
+                Some(s) => s,
+                None => break,
+            },
+            _ = superseded.cancelled() => break,
+        };
         if signal == SIGHUP {
             notify(&[sd_notify::NotifyState::Reloading]);
             reload(config_path, &mut scheduler, &mut daemon_settings);
@@ -130,6 +158,9 @@ pub async fn run(config_path: &Path) -> i32 {
         sd_notify::NotifyState::Status("stopping: waiting for transfers in flight"),
     ]);
     shutdown(scheduler, &opened.engine, daemon_settings.grace_period).await;
+    opened.engine.close_sessions().await;
+    renewals.cancel();
+    node::leave(&opened.state).await;
     tracing::info!("ferry stopped");
     EXIT_OK
 }
@@ -172,6 +203,8 @@ pub async fn once(config_path: &Path) -> i32 {
         }
     };
     let stop = CancellationToken::new();
+    let renewals = CancellationToken::new();
+    node::spawn_renewals(opened.state.clone(), renewals.clone(), stop.clone(), None);
     if let Ok(mut signals) = signal_hook_tokio::Signals::new([SIGTERM, SIGINT]) {
         let stop = stop.clone();
         tokio::spawn(async move {
@@ -186,6 +219,9 @@ pub async fn once(config_path: &Path) -> i32 {
     let engine = &opened.engine;
     let polls = config.rules.iter().map(|rule| engine.poll(rule, &stop));
     let reports = futures::future::join_all(polls).await;
+    engine.close_sessions().await;
+    renewals.cancel();
+    node::leave(&opened.state).await;
     let troubled = reports.iter().any(|r| r.error.is_some() || r.failed > 0);
     let done: usize = reports.iter().map(|r| r.done).sum();
     let failed: usize = reports.iter().map(|r| r.failed).sum();

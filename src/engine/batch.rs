@@ -46,9 +46,13 @@ const PER_SESSION_MIN: usize = 8;
 const WRITERS: usize = 4;
 
 /// Whether `row` can go through a batch: a pending file small enough to be
-/// held in memory, delivered into `local_dir` with no handler to run.
+/// held in memory, delivered into `local_dir` with no handler to run and
+/// no checksum to compare with (a sidecar or the server's digest is asked
+/// for file by file).
 pub fn fits(rule: &Rule, row: &FileRow) -> bool {
     rule.handler.is_none()
+        && rule.checksum_file.is_none()
+        && !rule.verify_server
         && rule.local_dir.is_some()
         && row.state.is_pending()
         && row.size >= 0
@@ -66,6 +70,8 @@ struct Item {
     local: PathBuf,
     /// The temporary file's inode.
     inode: u64,
+    /// SHA-256 of the bytes, hashed in memory before they are written.
+    sha256: String,
     /// When its fetch started: `downloaded` reports the time since.
     started: Instant,
 }
@@ -137,8 +143,18 @@ impl Engine {
                         target: None,
                         local: PathBuf::new(),
                         inode: 0,
+                        sha256: String::new(),
                         started: Instant::now(),
                     });
+                }
+                Err(crate::state::Error::Lost(_)) => {
+                    span.in_scope(|| {
+                        tracing::warn!(
+                            state = "lost",
+                            "another node took this file over; leaving it to that node"
+                        )
+                    });
+                    outcomes.push(Outcome::Abandoned);
                 }
                 Err(e) => {
                     span.in_scope(|| tracing::error!(error = %e, "cannot record the start of an attempt; skipping the file this poll"));
@@ -175,6 +191,7 @@ impl Engine {
                 self.transfers.clone(),
                 rule.clone(),
                 pool.clone(),
+                self.rule_limit(rule),
                 items,
             ));
             async move { (ids, task.await) }
@@ -220,6 +237,7 @@ impl Engine {
                     .into_iter()
                     .map(|mut item| {
                         let r = target::resolve(&rule, &spool, &item.row).and_then(|t| {
+                            item.sha256 = super::digest::sha256_hex(&item.data);
                             item.inode = fetch::write_synced(&t.temp_path, &item.data)?;
                             crate::progress::tally().bytes(item.data.len() as u64);
                             item.local = super::process::choose(&rule, &t)?;
@@ -257,7 +275,14 @@ impl Engine {
             let local = i.local.to_string_lossy().into_owned();
             async move {
                 self.state
-                    .mark_downloaded(i.row.id, size, &local, Some(i.inode), now)
+                    .mark_downloaded_with(
+                        i.row.id,
+                        size,
+                        &local,
+                        Some(i.inode),
+                        Some(&i.sha256),
+                        now,
+                    )
                     .await
             }
         }))
@@ -290,6 +315,7 @@ impl Engine {
         outcomes: &mut Vec<Outcome>,
     ) -> Vec<Item> {
         let overwrite = rule.if_exists == IfExists::Overwrite;
+        let items = self.keep_owned(items, outcomes).await;
         let placed = tokio::task::spawn_blocking(move || {
             let mut results = Vec::with_capacity(items.len());
             let mut left = 0;
@@ -428,6 +454,27 @@ impl Engine {
         self.keep_ok(rule, pool, results, outcomes).await
     }
 
+    /// Keeps the items this node still owns, right before their renames;
+    /// the others were taken over while it was stalled and are left alone.
+    async fn keep_owned(&self, items: Vec<Item>, outcomes: &mut Vec<Outcome>) -> Vec<Item> {
+        let ids: Vec<i64> = items.iter().map(|i| i.row.id).collect();
+        match self.still_ours(&ids).await {
+            Ok(ours) => {
+                let (keep, lost): (Vec<Item>, Vec<Item>) =
+                    items.into_iter().partition(|i| ours.contains(&i.row.id));
+                outcomes.extend(lost.iter().map(|_| Outcome::Abandoned));
+                keep
+            }
+            Err(e) => {
+                // Unsure who owns them: rename nothing; they stay
+                // `downloaded` and the owner finishes them.
+                tracing::error!(error = %e, "cannot confirm the leases before the renames");
+                outcomes.extend(items.iter().map(|_| Outcome::Retrying));
+                Vec::new()
+            }
+        }
+    }
+
     /// Passes on the items whose step succeeded; routes the others through
     /// the usual failure handling (retry with backoff, or failed).
     async fn keep_ok(
@@ -466,6 +513,7 @@ async fn fetch_share(
     transfers: Arc<Semaphore>,
     rule: Arc<Rule>,
     pool: Arc<Pool>,
+    limit: Arc<crate::bandwidth::Limit>,
     items: Vec<Item>,
 ) -> Vec<(Item, Result<(), FileError>)> {
     let _permit = transfers
@@ -481,7 +529,8 @@ async fn fetch_share(
         .collect();
     let started = Instant::now();
     let answers = match pool.get().await {
-        Ok(mut session) => {
+        Ok(session) => {
+            let mut session = session.limited(limit);
             let answers = session.read_wholes(&files).await;
             answers
                 .into_iter()

@@ -58,19 +58,8 @@ impl AsyncWrite for DirectFile {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let r = this.file.write(buf);
-        match &r {
-            Ok(n) => {
-                this.count(*n);
-                crate::progress::tally().bytes(*n as u64);
-                crate::progress::moved();
-            }
-            Err(e) if this.write_error.is_none() => {
-                this.write_error = Some(match e.raw_os_error() {
-                    Some(code) => std::io::Error::from_raw_os_error(code),
-                    None => std::io::Error::new(e.kind(), e.to_string()),
-                })
-            }
-            Err(_) => {}
+        if let Some(n) = written(&r, &mut this.write_error) {
+            this.count(n);
         }
         Poll::Ready(r)
     }
@@ -81,6 +70,33 @@ impl AsyncWrite for DirectFile {
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+/// What every direct write does after its system call: written bytes are
+/// progress (the tally and the watchdog's beat); the first error is kept
+/// as a copy in `first_error` (`io::Error` is not `Clone`), for the caller
+/// that must tell a local failure from the transport's. Returns the bytes
+/// written.
+pub(super) fn written(
+    r: &std::io::Result<usize>,
+    first_error: &mut Option<std::io::Error>,
+) -> Option<usize> {
+    match r {
+        Ok(n) => {
+            crate::progress::tally().bytes(*n as u64);
+            crate::progress::moved();
+            Some(*n)
+        }
+        Err(e) => {
+            if first_error.is_none() {
+                *first_error = Some(match e.raw_os_error() {
+                    Some(code) => std::io::Error::from_raw_os_error(code),
+                    None => std::io::Error::new(e.kind(), e.to_string()),
+                });
+            }
+            None
+        }
     }
 }
 

@@ -30,6 +30,9 @@ pub struct FileError {
     /// Set when the file must wait for something that is not its fault;
     /// it then spends no attempts and never fails for it.
     pub hold: Option<Hold>,
+    /// Another node owns the file now (its lease ran out while this one
+    /// was stalled): stop working on it, count nothing.
+    pub lost: bool,
     pub message: String,
 }
 
@@ -39,6 +42,7 @@ impl FileError {
             kind,
             temporary: false,
             hold: None,
+            lost: false,
             message: message.into(),
         }
     }
@@ -48,6 +52,7 @@ impl FileError {
             kind,
             temporary: true,
             hold: None,
+            lost: false,
             message: message.into(),
         }
     }
@@ -58,6 +63,7 @@ impl FileError {
             kind: ErrorKind::AlreadyExists,
             temporary: true,
             hold: Some(Hold::NameTaken),
+            lost: false,
             message: format!(
                 "waiting: {} exists and if_exists = \"wait\"",
                 path.display()
@@ -87,6 +93,7 @@ impl From<RemoteError> for FileError {
             kind: e.kind,
             temporary: e.temporary,
             hold: None,
+            lost: false,
             message: e.to_string(),
         }
     }
@@ -94,7 +101,11 @@ impl From<RemoteError> for FileError {
 
 impl From<crate::state::Error> for FileError {
     fn from(e: crate::state::Error) -> Self {
-        Self::temporary(ErrorKind::Other, format!("state database: {e}"))
+        let lost = matches!(e, crate::state::Error::Lost(_));
+        Self {
+            lost,
+            ..Self::temporary(ErrorKind::Other, format!("state database: {e}"))
+        }
     }
 }
 

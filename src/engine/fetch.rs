@@ -1,6 +1,7 @@
 //! Downloading one file version into its temporary name, resuming from the
 //! bytes already there, and making it durable before anyone is told.
 
+use super::digest::{Digests, HashWrite, Hasher};
 use super::direct::{self, DirectFile};
 use super::error::FileError;
 use crate::remote::{ErrorKind, PooledSession, Version};
@@ -17,6 +18,8 @@ pub struct Fetched {
     pub len: u64,
     /// The temporary file's inode, which the delivered file keeps.
     pub inode: u64,
+    /// Of the whole file: the bytes resumed from, then those streamed.
+    pub digests: Digests,
 }
 
 /// Fetches `remote_path` (the `expected` version) into `temp`, continuing a
@@ -24,11 +27,15 @@ pub struct Fetched {
 /// end, and what arrived is its size. After a local write or fsync error the
 /// temporary file is removed, not resumed: a failed write or fsync (on NFS
 /// above all) can leave a file of the right length with holes in it.
+/// The digests (MD5 too with `md5`) are computed as the bytes stream; a
+/// resumed file's bytes already on disk are read back once, before the
+/// rest is fetched.
 pub async fn download(
     session: &mut PooledSession,
     remote_path: &str,
     expected: Version,
     temp: &Path,
+    md5: bool,
 ) -> Result<Fetched, FileError> {
     let ctx = |what: &str| format!("{what} {}", temp.display());
     let mut file = open_temp(temp)?;
@@ -42,13 +49,24 @@ pub async fn download(
             .map_err(|e| FileError::local(ctx("truncate"), &e))?;
         offset = 0;
     }
+    let mut hasher = Hasher::new(md5);
     if offset > 0 {
         tracing::info!(offset, size = expected.size, "resuming download");
+        hasher = hash_prefix(hasher, temp, offset).await?;
     }
     file.seek(SeekFrom::Start(offset))
         .map_err(|e| FileError::local(ctx("seek"), &e))?;
     let mut sink = BufWriter::with_capacity(256 * 1024, DirectFile::new(file));
-    let mut fetched = fetch(session, remote_path, offset, expected, &mut sink, temp).await;
+    let mut fetched = fetch(
+        session,
+        remote_path,
+        offset,
+        expected,
+        &mut sink,
+        &mut hasher,
+        temp,
+    )
+    .await;
     if offset > 0 && matches!(&fetched, Err(e) if e.kind == ErrorKind::ResumeRefused) {
         tracing::info!(
             offset,
@@ -56,8 +74,18 @@ pub async fn download(
         );
         let file = restart_from_zero(sink.into_inner().file, temp)?;
         offset = 0;
+        hasher.reset();
         sink = BufWriter::with_capacity(256 * 1024, DirectFile::new(file));
-        fetched = fetch(session, remote_path, offset, expected, &mut sink, temp).await;
+        fetched = fetch(
+            session,
+            remote_path,
+            offset,
+            expected,
+            &mut sink,
+            &mut hasher,
+            temp,
+        )
+        .await;
     }
     let fetched = fetched?;
     if let Err(e) = sink.flush().await {
@@ -87,7 +115,28 @@ pub async fn download(
         bytes: fetched,
         len,
         inode,
+        digests: hasher.finish(),
     })
+}
+
+/// Hashes the bytes an earlier attempt left in the partial file: read
+/// back once, on a blocking thread, and only on a resume (see
+/// ARCHITECTURE, "Content verification").
+/// The digests of a whole file already on disk, read back once, MD5 too
+/// (whether a sidecar wants it is not known here). For segmented
+/// downloads: their ranges arrive out of order, so they cannot be hashed
+/// as they stream.
+pub(super) async fn digests_of(temp: &Path, len: u64) -> Result<Digests, FileError> {
+    Ok(hash_prefix(Hasher::new(true), temp, len).await?.finish())
+}
+
+async fn hash_prefix(mut hasher: Hasher, temp: &Path, len: u64) -> Result<Hasher, FileError> {
+    let path = temp.to_path_buf();
+    let read = tokio::task::spawn_blocking(move || hasher.feed_file(&path, len).map(|()| hasher))
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
+    read.map_err(|e| FileError::local(format!("read back {}", temp.display()), &e))
 }
 
 /// Reads the rest of the file from `offset` into `sink`; nothing when the
@@ -98,12 +147,18 @@ async fn fetch(
     offset: u64,
     expected: Version,
     sink: &mut BufWriter<DirectFile>,
+    hasher: &mut Hasher,
     temp: &Path,
 ) -> Result<u64, FileError> {
     if expected.size.is_some_and(|size| offset >= size) {
         return Ok(0);
     }
-    let r = session.read_into(remote_path, offset, expected, sink).await;
+    let r = {
+        let mut hashing = HashWrite::new(sink, hasher);
+        session
+            .read_into(remote_path, offset, expected, &mut hashing)
+            .await
+    };
     let write_failed = |e: &std::io::Error| {
         let ctx = format!("write {}", temp.display());
         discard(temp, FileError::local(ctx, e))
@@ -138,7 +193,7 @@ fn restart_from_zero(mut file: std::fs::File, temp: &Path) -> Result<std::fs::Fi
 /// Opens this row's partial file to resume it, or creates it exclusively:
 /// the row id in its name makes it this row's alone, and `O_EXCL` makes
 /// sure of it. `O_NOFOLLOW`: a planted symlink must not redirect the download.
-fn open_temp(temp: &Path) -> Result<std::fs::File, FileError> {
+pub(super) fn open_temp(temp: &Path) -> Result<std::fs::File, FileError> {
     let ctx = |what: &str| format!("{what} {}", temp.display());
     let existing = std::fs::OpenOptions::new()
         .read(true)
@@ -159,7 +214,7 @@ fn open_temp(temp: &Path) -> Result<std::fs::File, FileError> {
 }
 
 /// Removes a temporary file whose bytes cannot be trusted, keeping `e`.
-fn discard(temp: &Path, e: FileError) -> FileError {
+pub(super) fn discard(temp: &Path, e: FileError) -> FileError {
     match std::fs::remove_file(temp) {
         Ok(()) => {
             tracing::info!(partial = %temp.display(), "removed the temporary file after a local write error")

@@ -41,7 +41,8 @@ pub fn takes_file(rule: &Rule, rel_path: &str, name: &str, size: Option<u64>) ->
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Taken,
-    /// A ready marker of the rule's `ready_marker` pattern.
+    /// A ready marker of the rule's `ready_marker` pattern, or a sidecar
+    /// of its `checksum_file` pattern (which is a ready marker too).
     Marker(String),
     /// `min_size`/`max_size` is set and the size is unknown.
     SizeUnknown,
@@ -54,7 +55,8 @@ pub enum Verdict {
 }
 
 pub fn verdict(rule: &Rule, rel_path: &str, name: &str, size: Option<u64>) -> Verdict {
-    if let Some(m) = rule.ready_marker.as_deref().filter(|m| is_marker(m, name)) {
+    let markers = rule.ready_marker.iter().chain(&rule.checksum_file);
+    if let Some(m) = markers.into_iter().find(|m| is_marker(m, name)) {
         return Verdict::Marker(m.to_string());
     }
     if rule.min_size.is_some() || rule.max_size.is_some() {

@@ -27,6 +27,9 @@ pub struct Props {
     pub size: u64,
     pub local_path: String,
     pub attempt: i64,
+    /// SHA-256 of the file's bytes, lowercase hex, computed while they
+    /// streamed; empty for a row downloaded before ferry recorded it.
+    pub sha256: String,
 }
 
 impl Props {
@@ -40,12 +43,13 @@ impl Props {
             "size" => self.size.to_string(),
             "timestamp" => self.timestamp.clone(),
             "attempt" => self.attempt.to_string(),
+            "sha256" => self.sha256.clone(),
             _ => return None,
         })
     }
 
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut env = vec![
             ("FERRY_FILE_NAME", self.name.clone()),
             ("FERRY_REMOTE_DIR", self.remote_dir.clone()),
             ("FERRY_REMOTE_PATH", self.remote_path.clone()),
@@ -57,7 +61,11 @@ impl Props {
             ("FERRY_RULE", self.rule.clone()),
             ("FERRY_LOCAL_PATH", self.local_path.clone()),
             ("FERRY_ATTEMPT", self.attempt.to_string()),
-        ]
+        ];
+        if !self.sha256.is_empty() {
+            env.push(("FERRY_SHA256", self.sha256.clone()));
+        }
+        env
     }
 
     /// Replaces `{key}` placeholders; each argument stays one argument,
@@ -112,6 +120,7 @@ pub async fn run(h: &Handler, props: &Props) -> Result<(), FileError> {
             kind,
             temporary,
             hold: None,
+            lost: false,
             message: format!("cannot start handler \"{program}\": {e}"),
         }
     })?;
@@ -189,6 +198,7 @@ mod tests {
             size: 3,
             local_path: "/out/a b;rm -rf.csv".into(),
             attempt: 2,
+            sha256: String::new(),
         }
     }
 
@@ -201,6 +211,17 @@ mod tests {
             "--n=a b;rm -rf.csv:3:2"
         );
         assert_eq!(p.expand("{unknown} {"), "{unknown} {");
+    }
+
+    #[test]
+    fn the_digest_is_passed_when_known() {
+        let mut p = props();
+        assert!(!p.env().iter().any(|(k, _)| *k == "FERRY_SHA256"));
+        p.sha256 = "ab".repeat(32);
+        let env = p.env();
+        let got = env.iter().find(|(k, _)| *k == "FERRY_SHA256");
+        assert_eq!(got.map(|(_, v)| v.as_str()), Some(&*"ab".repeat(32)));
+        assert_eq!(p.expand("{sha256}"), "ab".repeat(32));
     }
 
     fn handler(argv: &[&str], timeout: Duration) -> Handler {

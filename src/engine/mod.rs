@@ -3,7 +3,9 @@
 //! never names a protocol: it talks to [`crate::remote::Session`]s.
 
 mod batch;
+mod claim;
 mod deliver;
+pub mod digest;
 mod direct;
 mod error;
 mod fetch;
@@ -15,11 +17,15 @@ mod retention;
 mod retry;
 mod run;
 mod safe_path;
+mod segment_plan;
+mod segment_sink;
+mod segments;
 mod send;
 mod send_batch;
 mod sweep;
 mod target;
 mod upload;
+mod verify;
 mod walk;
 
 pub use error::FileError;
@@ -27,18 +33,24 @@ use error::Hold;
 pub use process::Outcome;
 pub use target::is_temp_name;
 
+use crate::bandwidth::{Limit, Limits};
 use crate::config::{Daemon, IfExists, Rule, Server};
 use crate::metrics::Metrics;
 use crate::remote::Pool;
-use crate::state::{Direction, FileRow, FileState, Skipped, State, now_ms};
+use crate::state::{Direction, Due, FileRow, FileState, Skipped, State, now_ms};
 use crate::watch::{DirWatch, Ready};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+
+/// Due rows a poll takes from the database at a time: enough that batches
+/// and transfers keep busy between two fetches, few enough that a first
+/// poll of 100,000 new files never holds their rows all at once.
+const DUE_CHUNK: usize = 1024;
 
 /// Shared by every rule: the state database, the session pools and the
 /// global bound on transfers.
@@ -47,7 +59,11 @@ pub struct Engine {
     spool_dir: PathBuf,
     transfers: Arc<Semaphore>,
     max_transfers: usize,
-    pools: Mutex<HashMap<String, Arc<Pool>>>,
+    /// Per server name, the pool of its current block and of the one
+    /// before a reload: rules apply a reload at their next slot, so for
+    /// up to an interval some poll with the old block and some with the
+    /// new, and each must find its pool rather than replace the other's.
+    pools: Mutex<HashMap<String, Vec<Arc<Pool>>>>,
     /// Rules whose leftover temporary names were swept since the start.
     swept: Mutex<std::collections::HashSet<String>>,
     /// `daemon.retention`, and when each rule's failed files were last
@@ -59,6 +75,38 @@ pub struct Engine {
     abort: CancellationToken,
     /// Counters for the metrics endpoint; kept in `ferry once` too (cheap).
     metrics: Arc<Metrics>,
+    /// Bandwidth limits per server and per rule, kept across reloads.
+    limits: Limits,
+    /// Rules whose running poll goes back to its first due row once.
+    rewinds: Rewinds,
+}
+
+/// Rules whose poll in progress should start over from the first due row
+/// after its current chunk. A poll walks its due rows forward by id; rows
+/// behind its cursor whose owner's lease ran out (a dead node's) would
+/// otherwise wait for the next poll, which behind a large backlog is many
+/// leases away. The node's renewals ask for it when they find such rows.
+#[derive(Clone, Default)]
+pub struct Rewinds(Arc<Mutex<HashSet<String>>>);
+
+impl Rewinds {
+    pub fn ask(&self, rule: &str) {
+        self.0
+            .lock()
+            .expect("rewinds lock")
+            .insert(rule.to_string());
+    }
+
+    /// Whether `rule` was asked to rewind since the last call (and forgets it).
+    fn take(&self, rule: &str) -> bool {
+        self.0.lock().expect("rewinds lock").remove(rule)
+    }
+
+    /// Whether `rule` was asked to rewind, without forgetting it: a loop
+    /// inside the poll stops early, and the poll's due loop rewinds.
+    fn asked(&self, rule: &str) -> bool {
+        self.0.lock().expect("rewinds lock").contains(rule)
+    }
 }
 
 /// What one poll of one rule did.
@@ -76,6 +124,9 @@ pub struct PollReport {
     /// With a directory watch: when a file held back by its events (closed
     /// less than `stable_for` ago) becomes ready, so the rule polls then.
     pub next_ready: Option<std::time::Duration>,
+    /// Whether this node listed the rule (it held the listing turn);
+    /// otherwise it only claimed due files that another node listed.
+    pub lister: bool,
 }
 
 impl Engine {
@@ -91,11 +142,19 @@ impl Engine {
             cleaned: Mutex::new(HashMap::new()),
             abort: CancellationToken::new(),
             metrics: Arc::new(Metrics::new()),
+            limits: Limits::default(),
+            rewinds: Rewinds::default(),
         })
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// Where the node's renewals ask running polls to start over (see
+    /// [`Rewinds`]).
+    pub fn rewinds(&self) -> Rewinds {
+        self.rewinds.clone()
     }
 
     pub fn state(&self) -> &State {
@@ -107,8 +166,25 @@ impl Engine {
         let pools = self.pools.lock().expect("pools lock");
         pools
             .iter()
-            .map(|(name, p)| (name.clone(), p.open_sessions()))
+            .map(|(name, p)| (name.clone(), p.iter().map(|p| p.open_sessions()).sum()))
             .collect()
+    }
+
+    /// Closes every server's idle sessions politely (SSH disconnect, FTP
+    /// QUIT): sessions stay open between polls (`idle_timeout`), so the
+    /// end of `ferry once` and of a stopped `ferry run` closes them.
+    pub async fn close_sessions(&self) {
+        let pools: Vec<Arc<Pool>> = self
+            .pools
+            .lock()
+            .expect("pools lock")
+            .values()
+            .flatten()
+            .cloned()
+            .collect();
+        for pool in pools {
+            pool.close_all_idle().await;
+        }
     }
 
     /// Whether every transfer slot (`max_transfers`) is taken: files may be
@@ -132,15 +208,37 @@ impl Engine {
         self.abort.clone()
     }
 
-    /// The pool for a server, replaced when its configuration changed (reload).
+    /// The pool for a server block: a changed block (reload) gets a new
+    /// pool, and the one before it is kept while rules still use it.
     fn pool_for(&self, server: &Arc<Server>) -> Arc<Pool> {
         let mut pools = self.pools.lock().expect("pools lock");
-        match pools.get(&server.name) {
-            Some(p) if *p.server == **server => p.clone(),
-            _ => {
-                let p = Pool::new(server.clone());
-                pools.insert(server.name.clone(), p.clone());
-                p
+        let known = pools.entry(server.name.clone()).or_default();
+        if let Some(p) = known.iter().find(|p| *p.server == **server) {
+            return p.clone();
+        }
+        let limit = self.limits.server(&server.name, &server.bandwidth);
+        let p = Pool::limited(server.clone(), limit);
+        known.insert(0, p.clone());
+        known.truncate(2);
+        p
+    }
+
+    /// The rule's own bandwidth limit, which its sessions move under on
+    /// top of their server's ([`crate::remote::PooledSession::limited`]).
+    fn rule_limit(&self, rule: &Rule) -> Arc<Limit> {
+        self.limits.rule(&rule.name, &rule.bandwidth)
+    }
+
+    /// Takes the (re)loaded configuration's bandwidth settings: transfers
+    /// in flight follow them from their next chunk. Before the first
+    /// call, each limit is made from the first block that names it.
+    pub fn apply_bandwidth(&self, rules: &[Arc<Rule>]) {
+        for rule in rules {
+            self.limits.set_rule(&rule.name, &rule.bandwidth);
+            let servers =
+                std::iter::once(&rule.server).chain(rule.send.as_ref().map(|t| &t.server));
+            for server in servers {
+                self.limits.set_server(&server.name, &server.bandwidth);
             }
         }
     }
@@ -172,7 +270,7 @@ impl Engine {
                 report.error = Some(e.to_string());
             }
             let duration_ms = t0.elapsed().as_millis() as i64;
-            let listed = report.error.is_none().then_some(report.listed);
+            let listed = (report.error.is_none() && report.lister).then_some(report.listed);
             self.metrics.poll(&rule.name, t0.elapsed(), listed);
             if let Err(e) = self
                 .state
@@ -212,6 +310,15 @@ impl Engine {
         report: &mut PollReport,
     ) -> Result<(), FileError> {
         let pool = self.pool_for(&rule.server);
+        // A poll starts from the first due row anyway.
+        self.rewinds.take(&rule.name);
+        report.lister = self.state.take_list_turn(&rule.name, now_ms()).await?;
+        if !report.lister {
+            // Another node lists this rule; this one takes its share of the work.
+            self.run_due(rule, &pool, stop, report).await?;
+            pool.close_idle().await;
+            return Ok(());
+        }
         let listing = {
             let mut session = pool.get().await?;
             self.restore_retried(rule, &mut session).await?;
@@ -219,14 +326,21 @@ impl Engine {
         };
         report.skipped_dirs = Some(listing.skipped.len());
         report.skipped_error = listing.skipped.last().map(|(d, e)| format!("{d}: {e}"));
-        let mut files = listing.files.clone();
-        files.extend(walk::keep_skipped(&self.state, rule, &listing.skipped).await?);
-        report.listed = listing.files.len();
+        // Taken apart so that each part goes as soon as it has served.
+        let walk::Listing {
+            mut files,
+            refused,
+            all: markers,
+            skipped,
+        } = listing;
+        report.listed = files.len();
+        files.extend(walk::keep_skipped(&self.state, rule, &skipped).await?);
         let now = now_ms();
         let outcome = self
             .state
-            .record_listing_in(&rule.name, direction(rule), &files, &listing.refused, now)
+            .record_listing_in(&rule.name, direction(rule), &files, &refused, now)
             .await?;
+        drop(refused);
         if outcome.ignored_empty {
             tracing::warn!(remote = %rule.remote_dir, "the listing came back empty while files were pending; treating it as unknown");
         }
@@ -253,23 +367,18 @@ impl Engine {
         for path in &outcome.vanished {
             tracing::error!(state = "failed", path = %path, "disappeared from the server before it was delivered");
         }
+        // A first pass's outcome names every file: logged, it has served.
+        drop(outcome);
         // With events, stability is judged file by file below.
         let stable_for = if watch.is_some() {
             0
         } else {
             ms(rule.stable_for)
         };
-        let due = self
-            .state
-            .due(&rule.name, now, stable_for, ms(rule.min_age))
-            .await?;
-        let due = match watch {
-            Some(w) => {
-                w.retain(&files.iter().map(|f| f.path.clone()).collect());
-                by_events(w, rule, due, now, &mut report.next_ready)
-            }
-            None => due,
-        };
+        if let Some(w) = watch {
+            w.retain(&files.iter().map(|f| f.path.clone()).collect());
+        }
+        drop(files);
         let first = self
             .swept
             .lock()
@@ -279,30 +388,77 @@ impl Engine {
             self.sweep_leftovers(rule).await;
         }
         self.clean_failed_leftovers(rule).await;
-        let due = self.gate(rule, due, &listing).await?;
-        let due = self.hold_taken_names(rule, due).await;
-        self.run_files(rule, &pool, due, stop, report).await;
+        let due = Due {
+            now,
+            stable_for_ms: stable_for,
+            min_age_ms: ms(rule.min_age),
+        };
+        let mut after = 0;
+        while !stop.is_cancelled() {
+            let chunk = self
+                .state
+                .due_after(&rule.name, &due, after, DUE_CHUNK)
+                .await?;
+            let Some(last) = chunk.last() else { break };
+            after = last.id;
+            let more = chunk.len() == DUE_CHUNK;
+            let chunk = match watch {
+                Some(w) => by_events(w, rule, chunk, now, &mut report.next_ready),
+                None => chunk,
+            };
+            self.run_chunk(rule, &pool, chunk, &markers, stop, report)
+                .await?;
+            if self.rewinds.take(&rule.name) {
+                tracing::debug!("taking over expired claims: back to the first due row");
+                after = 0;
+            } else if !more {
+                break;
+            }
+        }
         pool.close_idle().await;
         Ok(())
     }
 
-    /// Keeps rows whose ready marker exists (when the rule asks for one) and
-    /// records the pending ones as `stable`.
+    /// One chunk of due rows through the gates and into transfers.
+    async fn run_chunk(
+        &self,
+        rule: &Arc<Rule>,
+        pool: &Arc<crate::remote::Pool>,
+        due: Vec<FileRow>,
+        markers: &HashSet<String>,
+        stop: &CancellationToken,
+        report: &mut PollReport,
+    ) -> Result<(), FileError> {
+        let due = self.gate(rule, due, markers).await?;
+        self.run_offered(rule, pool, due, stop, report).await?;
+        Ok(())
+    }
+
+    /// Keeps rows whose ready marker and sidecar checksum file exist (when
+    /// the rule asks for them:
+    /// `markers` holds every file path listed) and records the pending ones
+    /// as `stable`.
     async fn gate(
         &self,
         rule: &Rule,
         due: Vec<FileRow>,
-        listing: &walk::Listing,
+        markers: &HashSet<String>,
     ) -> Result<Vec<FileRow>, FileError> {
-        let due: Vec<FileRow> = match &rule.ready_marker {
-            Some(pattern) => due
-                .into_iter()
-                .filter(|r| {
-                    !r.state.is_pending() || listing.all.contains(&marker_path(pattern, &r.path))
-                })
-                .collect(),
-            None => due,
-        };
+        // A sidecar checksum file is a ready marker too: both must be there.
+        let patterns: Vec<&String> = rule
+            .ready_marker
+            .iter()
+            .chain(&rule.checksum_file)
+            .collect();
+        let due: Vec<FileRow> = due
+            .into_iter()
+            .filter(|r| {
+                !r.state.is_pending()
+                    || patterns
+                        .iter()
+                        .all(|p| markers.contains(&marker_path(p, &r.path)))
+            })
+            .collect();
         let newly: Vec<i64> = due
             .iter()
             .filter(|r| r.state == FileState::Seen)

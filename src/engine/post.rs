@@ -2,14 +2,16 @@
 //! delete, or keep) and the move of a failed file to `failed_move_to`.
 
 use super::error::FileError;
-use super::filter;
+use super::{filter, verify};
 use crate::config::{PostAction, Rule};
 use crate::remote::{self, ErrorKind, PooledSession};
 use crate::state::FileRow;
 use std::time::SystemTime;
 
 /// Runs the rule's post-action for a delivered row. Safe to repeat: a file
-/// already gone, or replaced by a newer version since, is left alone.
+/// already gone, or replaced by a newer version since, is left alone. A
+/// ready marker is removed; a sidecar checksum file follows the file: moved
+/// beside it (named after the name the file got there), or deleted.
 pub async fn after_delivery(
     session: &mut PooledSession,
     rule: &Rule,
@@ -36,6 +38,7 @@ pub async fn after_delivery(
             PostAction::MoveTo(dir) => {
                 let to = move_into(session, &path, dir, &row.path).await?;
                 tracing::info!(remote = %path, moved_to = %to, "moved on the server");
+                move_sidecar(session, rule, &path, &to).await?;
             }
             PostAction::Keep => {}
         },
@@ -88,11 +91,45 @@ async fn move_into(
     ))
 }
 
+/// Moves the sidecar of `from` (if the rule has one and it is still
+/// there) beside the file's new name `to`. Never overwrites: a taken name
+/// leaves the sidecar where it was, with a warning.
+async fn move_sidecar(
+    session: &mut PooledSession,
+    rule: &Rule,
+    from: &str,
+    to: &str,
+) -> Result<(), FileError> {
+    let Some(pattern) = &rule.checksum_file else {
+        return Ok(());
+    };
+    let (src, dst) = (
+        verify::sidecar_path(pattern, from),
+        verify::sidecar_path(pattern, to),
+    );
+    match session.rename(&src, &dst, false).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind == ErrorKind::AlreadyExists => {
+            tracing::warn!(sidecar = %src, target = %dst, "the checksum file's name is taken beside the moved file; left where it is");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 async fn remove_marker(
     session: &mut PooledSession,
     rule: &Rule,
     path: &str,
 ) -> Result<(), FileError> {
+    // With delete, the sidecar goes too (also on a repeat that finds the
+    // file gone); a moved file took its sidecar along already.
+    if rule.after == PostAction::Delete
+        && let Some(pattern) = &rule.checksum_file
+    {
+        ignore_not_found(session.remove(&verify::sidecar_path(pattern, path)).await)?;
+    }
     let Some(pattern) = &rule.ready_marker else {
         return Ok(());
     };

@@ -4,7 +4,8 @@
 
 use super::error::{FileError, Hold};
 use super::handler::{self, Props};
-use super::{Engine, deliver, fetch, post, retry, target};
+use super::segments::{Probed, Way};
+use super::{Engine, deliver, fetch, post, retry, segments, target, verify};
 use crate::config::{IfExists, PostAction, Rule};
 use crate::remote::{self, Pool};
 use crate::state::{FileRow, FileState, now_ms};
@@ -31,6 +32,13 @@ impl Engine {
     ) -> Outcome {
         let attempt = match self.state.claim(row.id, now_ms()).await {
             Ok(a) => a,
+            Err(crate::state::Error::Lost(_)) => {
+                tracing::warn!(
+                    state = "lost",
+                    "another node took this file over; leaving it to that node"
+                );
+                return Outcome::Abandoned;
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot record the start of an attempt; skipping the file this poll");
                 return Outcome::Retrying;
@@ -83,6 +91,7 @@ impl Engine {
             inode: row.local_inode,
             // A file listed without a size has the length it was downloaded with.
             len: row.version().size.unwrap_or(row.bytes_done.max(0) as u64),
+            sha256: row.sha256.clone(),
         };
         if *stage == FileState::Downloaded
             && self.place(rule, row, &t, &mut placed).await? == deliver::Placed::TempMissing
@@ -118,7 +127,9 @@ impl Engine {
                         format!("{local_path} was removed before the handler could run"),
                     ));
                 }
-                let props = props(rule, row, &remote_path, &local_path, placed.len, attempt);
+                let mut props = props(rule, row, &remote_path, &local_path, placed.len, attempt);
+                props.sha256 = placed.sha256.clone().unwrap_or_default();
+                self.state.confirm(&[row.id], now_ms()).await?;
                 handler::run(h, &props).await?;
             }
             // With no post-action, delivered is done: one write, not two.
@@ -155,17 +166,105 @@ impl Engine {
         placed: &mut Chosen,
     ) -> Result<(), FileError> {
         let started = Instant::now();
-        let mut session = pool.get().await?;
-        let fetched =
-            fetch::download(&mut session, remote_path, row.version(), &t.temp_path).await?;
-        drop(session);
+        let mut session = pool.get().await?.limited(self.rule_limit(rule));
+        let sidecar = verify::read_sidecar(&mut session, rule, remote_path).await?;
+        let md5 = verify::needs_md5(rule, rule.verify_server);
+        let (id, version, temp) = (row.id, row.version(), &t.temp_path);
+        let ranges = session.reads_ranges();
+        let t0 = Instant::now();
+        let limit = self.rule_limit(rule);
+        // The session to go on with, and the sessions beside it when the
+        // file goes by ranges (`None`: one stream).
+        let (session, split) = match segments::way(&self.state, pool, ranges, id, version).await? {
+            Way::Single => (session, None),
+            Way::Ranges => (session, Some(Vec::new())),
+            Way::Probe { mut below } => {
+                // A stream held back by ferry's own bandwidth limit is not
+                // a slow link: more ranges would share the same limit.
+                if let Some(rate) = session.rate_limit() {
+                    below = below.min(rate / 10 * 8);
+                }
+                let probed = segments::probe(
+                    pool,
+                    &mut session,
+                    &limit,
+                    remote_path,
+                    version,
+                    temp,
+                    below,
+                )
+                .await?;
+                match probed {
+                    Probed::Fast => (session, None),
+                    Probed::Slow { mut extra } => {
+                        // Its read was dropped half-way: out of step.
+                        session.discard();
+                        let first = match extra.pop() {
+                            Some(s) => s,
+                            None => pool.get().await?.limited(limit.clone()),
+                        };
+                        (first, Some(extra))
+                    }
+                }
+            }
+        };
+        let (fetched, session) = match split {
+            None => {
+                let mut session = session;
+                let f = fetch::download(&mut session, remote_path, version, temp, md5).await?;
+                (f, Some(session))
+            }
+            Some(extra) => {
+                let f = segments::download(
+                    &self.state,
+                    pool,
+                    session,
+                    extra,
+                    limit,
+                    id,
+                    remote_path,
+                    version,
+                    temp,
+                )
+                .await?;
+                (f, None)
+            }
+        };
+        let transfer = match &session {
+            Some(s) => s.streamed(),
+            None => t0.elapsed(),
+        };
+        let checked = match &sidecar {
+            Some((expected, from)) => verify::check(&fetched.digests, expected, from),
+            None => Ok(()),
+        };
+        let checked = match checked {
+            Ok(()) if rule.verify_server => {
+                // A segmented download gave its sessions back: ask on one.
+                let mut session = match session {
+                    Some(s) => s,
+                    None => pool.get().await?.limited(self.rule_limit(rule)),
+                };
+                verify::with_server(&mut session, remote_path, &fetched.digests).await
+            }
+            other => {
+                drop(session);
+                other
+            }
+        };
+        if let Err(e) = checked {
+            // Not resumed: the next attempt fetches every byte again.
+            let _ = std::fs::remove_file(&t.temp_path);
+            return Err(e);
+        }
         let chosen = choose(rule, t)?;
         self.state
-            .mark_downloaded(
+            .mark_downloaded_with(
                 row.id,
                 fetched.len,
                 &chosen.to_string_lossy(),
                 Some(fetched.inode),
+                Some(&fetched.digests.sha256),
                 now_ms(),
             )
             .await?;
@@ -173,6 +272,7 @@ impl Engine {
             path: Some(chosen),
             inode: Some(fetched.inode as i64),
             len: fetched.len,
+            sha256: Some(fetched.digests.sha256),
         };
         let duration_ms = started.elapsed().as_millis() as u64;
         tracing::info!(
@@ -180,6 +280,7 @@ impl Engine {
             bytes = fetched.bytes,
             size = row.size,
             duration_ms,
+            transfer_ms = transfer.as_millis() as u64,
             "downloaded"
         );
         Ok(())
@@ -197,6 +298,8 @@ impl Engine {
         t: &target::Target,
         placed: &mut Chosen,
     ) -> Result<deliver::Placed, FileError> {
+        // The rename is irreversible: this node must still own the file.
+        self.state.confirm(&[row.id], now_ms()).await?;
         let size = placed.len;
         let overwrite = overwrites(rule);
         if overwrite && let Some(p) = &placed.path {
@@ -252,6 +355,7 @@ impl Engine {
         row: &FileRow,
     ) -> Result<(), FileError> {
         if rule.after != PostAction::Keep {
+            self.state.confirm(&[row.id], now_ms()).await?;
             let mut session = pool.get().await?;
             post::after_delivery(&mut session, rule, row).await?;
         }
@@ -270,6 +374,28 @@ impl Engine {
         e: FileError,
     ) -> Outcome {
         let now = now_ms();
+        // A failure may come from a stall long enough to lose the file
+        // (timers fire late after a pause): what follows records a retry
+        // or moves the file to `failed_move_to`, so it must still be ours.
+        let lost = e.lost
+            || matches!(
+                self.state.confirm(&[row.id], now).await,
+                Err(crate::state::Error::Lost(_))
+            );
+        if lost {
+            tracing::warn!(state = "lost", attempt, error = %e, "another node took this file over; leaving it to that node");
+            // What this stalled process wrote under the shared temporary
+            // name after it woke goes; a receipt (a second link) stays
+            // for the owner, who then finds its file named.
+            if rule.send.is_none()
+                && let Some(temp) = target::leftover(rule, &self.spool_dir, row)
+                && std::fs::symlink_metadata(&temp)
+                    .is_ok_and(|m| m.is_file() && std::os::unix::fs::MetadataExt::nlink(&m) == 1)
+            {
+                let _ = std::fs::remove_file(&temp);
+            }
+            return Outcome::Abandoned;
+        }
         if let Some(hold) = e.hold {
             return self.hold(rule, row, hold, &e.message).await;
         }
@@ -357,6 +483,8 @@ struct Chosen {
     path: Option<PathBuf>,
     inode: Option<i64>,
     len: u64,
+    /// SHA-256 of the bytes, once downloaded (recorded with them).
+    sha256: Option<String>,
 }
 
 /// Handler-only rules download into a directory of their own per row:
@@ -406,5 +534,6 @@ fn props(
         size,
         local_path: local_path.to_string(),
         attempt,
+        sha256: String::new(),
     }
 }

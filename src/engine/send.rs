@@ -10,6 +10,7 @@
 //! ARCHITECTURE.md has the crash table.
 
 use super::Engine;
+use super::digest::{Digests, Hasher};
 use super::error::FileError;
 use super::upload::{self, Named};
 use crate::config::{PostAction, Rule, SendIfExists, SendTo};
@@ -33,8 +34,9 @@ impl Engine {
         let temp = upload::temp_path(to, row, &final_path);
         let dest = self.pool_for(&to.server);
         let mut sent_to = row.sent_to.clone();
+        let mut sha256 = row.sha256.clone();
         if stage.is_pending() {
-            let mut session = dest.get().await?;
+            let mut session = dest.get().await?.limited(self.rule_limit(rule));
             let started = Instant::now();
             let outcome = if to.if_exists == SendIfExists::Append {
                 self.append(&mut session, to, row, &local, &final_path)
@@ -43,18 +45,26 @@ impl Engine {
                 self.upload(&mut session, to, row, &local, &temp, &final_path)
                     .await?
             };
-            let Some((bytes, chosen)) = outcome else {
+            let Some((bytes, chosen, digests)) = outcome else {
                 return Ok(()); // skipped
             };
             self.state
-                .mark_uploaded(row.id, row.size as u64, &chosen, now_ms())
+                .mark_uploaded_with(
+                    row.id,
+                    row.size as u64,
+                    &chosen,
+                    Some(&digests.sha256),
+                    now_ms(),
+                )
                 .await?;
+            sha256 = Some(digests.sha256);
             tracing::info!(
                 state = "uploaded",
                 bytes,
                 size = row.size,
                 remote = %chosen,
                 duration_ms = started.elapsed().as_millis() as u64,
+                transfer_ms = session.streamed().as_millis() as u64,
                 "uploaded"
             );
             sent_to = Some(chosen);
@@ -65,6 +75,7 @@ impl Engine {
                 FileError::temporary(ErrorKind::Other, "uploaded row without a recorded name")
             })?;
             if to.if_exists != SendIfExists::Append {
+                self.state.confirm(&[row.id], now_ms()).await?;
                 let mut session = dest.get().await?;
                 let Some(named) = self
                     .rename_into_place(&mut session, to, row, &temp, &chosen)
@@ -72,6 +83,18 @@ impl Engine {
                 else {
                     return Ok(()); // skipped: the name was taken meanwhile
                 };
+                // Repeated after a crash until `delivered` is recorded:
+                // the sidecar is renamed over its own earlier copy.
+                if to.write_checksum_file {
+                    match &sha256 {
+                        Some(sha) => {
+                            upload::write_sidecar(&mut session, to, row, &named, sha).await?
+                        }
+                        None => {
+                            tracing::warn!(remote = %named, "no digest recorded for this upload; no checksum file written")
+                        }
+                    }
+                }
                 sent_to = Some(named);
             }
             let finished = rule.after == PostAction::Keep;
@@ -100,33 +123,53 @@ impl Engine {
         local: &str,
         temp: &str,
         final_path: &str,
-    ) -> Result<Option<(u64, String)>, FileError> {
-        let sent = upload::to_temp(session, to, local, row, temp, final_path).await?;
+    ) -> Result<Option<(u64, String, Digests)>, FileError> {
+        let (sent, digests) = upload::to_temp(session, to, local, row, temp, final_path).await?;
         if to.preserve_mtime && !session.set_mtime(temp, row.mtime).await? {
             tracing::debug!(remote = %temp, "the server cannot set times (no MFMT); mtime not kept");
         }
         match upload::choose(session, to.if_exists, final_path).await {
-            Ok(Named::To(chosen)) => Ok(Some((sent, chosen))),
+            Ok(Named::To(chosen)) => Ok(Some((sent, chosen, digests))),
             Ok(Named::Skip(taken)) => {
-                self.skip(session, row, temp, &taken).await?;
+                self.skip(session, to, row, temp, &taken).await?;
                 Ok(None)
             }
             Err(e) => {
                 // `error`: the upload is of no use any more.
-                let _ = session.remove(temp).await;
+                self.remove_temp(session, to, temp).await;
                 Err(e)
             }
+        }
+    }
+
+    /// Removes an upload's temporary file that will never be renamed. A
+    /// refusal on this session (seen once from ProFTPD over FTPS, under
+    /// load) is tried once more on another one, where a slot is free: a
+    /// stray temporary name on a partner's server is theirs to clean up.
+    async fn remove_temp(&self, session: &mut PooledSession, to: &SendTo, temp: &str) {
+        let Err(e) = session.remove(temp).await else {
+            return;
+        };
+        tracing::info!(remote = %temp, error = %e, "cannot remove the temporary file; trying another session");
+        let again = match self.pool_for(&to.server).try_get().await {
+            Some(Ok(mut other)) => other.remove(temp).await,
+            Some(Err(e)) => Err(e),
+            None => Err(e),
+        };
+        if let Err(e) = again {
+            tracing::warn!(remote = %temp, error = %e, "left a temporary file on the server");
         }
     }
 
     async fn skip(
         &self,
         session: &mut PooledSession,
+        to: &SendTo,
         row: &FileRow,
         temp: &str,
         taken: &str,
     ) -> Result<(), FileError> {
-        let _ = session.remove(temp).await;
+        self.remove_temp(session, to, temp).await;
         let why = format!("not sent: {taken} exists on the server (if_exists = \"skip\")");
         self.state.mark_skipped(row.id, &why, now_ms()).await?;
         tracing::info!(state = "skipped", remote = %taken, "skipped: the name is taken on the server");
@@ -144,7 +187,7 @@ impl Engine {
         row: &FileRow,
         local: &str,
         final_path: &str,
-    ) -> Result<Option<(u64, String)>, FileError> {
+    ) -> Result<Option<(u64, String, Digests)>, FileError> {
         let size = row.size as u64;
         let now = upload::remote_size(session, final_path).await?;
         let current = now.map(|s| s.unwrap_or(0)).unwrap_or(0);
@@ -175,6 +218,7 @@ impl Engine {
             ));
         }
         let dirs = [remote::parent(final_path)];
+        let mut hasher = Hasher::new(false);
         let sent = if done < size || now.is_none() {
             upload::write(
                 session,
@@ -185,9 +229,11 @@ impl Engine {
                 done,
                 base + done,
                 &dirs,
+                &mut hasher,
             )
             .await?
         } else {
+            upload::hash_local(&mut hasher, local, size).await?;
             0
         };
         upload::still_same(local, row)?;
@@ -205,7 +251,7 @@ impl Engine {
                 _ => {}
             }
         }
-        Ok(Some((sent, final_path.to_string())))
+        Ok(Some((sent, final_path.to_string(), hasher.finish())))
     }
 
     /// Renames the upload to its recorded name. A temporary name that is
@@ -239,7 +285,17 @@ impl Engine {
                         SendIfExists::Unique => {
                             Named::To(upload::choose_free(session, &final_path).await?)
                         }
-                        _ => upload::choose(session, to.if_exists, &final_path).await?,
+                        _ => match upload::choose(session, to.if_exists, &final_path).await {
+                            Ok(next) => next,
+                            Err(e) => {
+                                // `error`: the name was taken after the
+                                // upload; its bytes are of no use now.
+                                if e.kind == ErrorKind::AlreadyExists {
+                                    self.remove_temp(session, to, temp).await;
+                                }
+                                return Err(e);
+                            }
+                        },
                     };
                     match next {
                         Named::To(next) => {
@@ -249,7 +305,7 @@ impl Engine {
                             target = next;
                         }
                         Named::Skip(taken) => {
-                            self.skip(session, row, temp, &taken).await?;
+                            self.skip(session, to, row, temp, &taken).await?;
                             return Ok(None);
                         }
                     }

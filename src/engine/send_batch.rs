@@ -38,6 +38,8 @@ pub fn fits(rule: &Rule, row: &FileRow) -> bool {
         && row.size as u64 <= MAX_SIZE
         && matches!(to.if_exists, SendIfExists::Unique | SendIfExists::Overwrite)
         && !to.preserve_mtime
+        && !to.verify_server
+        && !to.write_checksum_file
 }
 
 /// One file on its way through a send batch.
@@ -47,6 +49,8 @@ struct Item {
     span: Span,
     temp: String,
     final_path: String,
+    /// SHA-256 of the bytes read, hashed in memory.
+    sha256: String,
 }
 
 impl Engine {
@@ -87,6 +91,16 @@ impl Engine {
             let span = tracing::info_span!(parent: None, "file", rule = %rule.name, server = %rule.server.name, path = %row.path, file_id = row.id);
             let attempt = match claim {
                 Ok(a) => a,
+                Err(crate::state::Error::Lost(_)) => {
+                    span.in_scope(|| {
+                        tracing::warn!(
+                            state = "lost",
+                            "another node took this file over; leaving it to that node"
+                        )
+                    });
+                    outcomes.push(Outcome::Abandoned);
+                    continue;
+                }
                 Err(e) => {
                     span.in_scope(|| tracing::error!(error = %e, "cannot record the start of an attempt; skipping the file this poll"));
                     outcomes.push(Outcome::Retrying);
@@ -126,6 +140,7 @@ impl Engine {
                 Ok(data) => {
                     let final_path = remote::join(&to.remote_dir, &row.path);
                     let temp = upload::temp_path(to, &row, &final_path);
+                    let sha256 = super::digest::sha256_hex(&data);
                     files.push((temp.clone(), data));
                     items.push(Item {
                         row,
@@ -133,6 +148,7 @@ impl Engine {
                         span,
                         temp,
                         final_path,
+                        sha256,
                     });
                 }
                 Err(e) => {
@@ -148,8 +164,9 @@ impl Engine {
             return outcomes;
         }
         let dest = self.pool_for(&to.server);
+        let limit = self.rule_limit(rule);
         let answers = match dest.get().await {
-            Ok(session) => write_spread(&dest, session, &files).await,
+            Ok(session) => write_spread(&dest, &limit, session, &files).await,
             Err(e) => {
                 let failed = self
                     .fail_all(rule, source, items, FileState::Downloading, e.into())
@@ -181,8 +198,13 @@ impl Engine {
         }
         let now = now_ms();
         let marks = join_all(uploaded.iter().map(|it| {
-            self.state
-                .mark_uploaded(it.row.id, it.row.size as u64, &it.final_path, now)
+            self.state.mark_uploaded_with(
+                it.row.id,
+                it.row.size as u64,
+                &it.final_path,
+                Some(&it.sha256),
+                now,
+            )
         }))
         .await;
         let mut renaming = Vec::with_capacity(uploaded.len());
@@ -209,6 +231,7 @@ impl Engine {
             }
         }
         let mut named = Vec::with_capacity(renaming.len());
+        let renaming = self.owned_items(renaming, &mut outcomes).await;
         match dest.get().await {
             Ok(mut session) => {
                 // All renames at once; one the batch could not do (a name
@@ -302,6 +325,25 @@ impl Engine {
 
     /// Every item failed at `stage` with one error (no session to the
     /// server): each goes through [`Engine::failed`] in its own span.
+    /// Keeps the items this node still owns, right before their renames on
+    /// the server; the others were taken over while it was stalled.
+    async fn owned_items(&self, items: Vec<Item>, outcomes: &mut Vec<Outcome>) -> Vec<Item> {
+        let ids: Vec<i64> = items.iter().map(|i| i.row.id).collect();
+        match self.still_ours(&ids).await {
+            Ok(ours) => {
+                let (keep, lost): (Vec<Item>, Vec<Item>) =
+                    items.into_iter().partition(|i| ours.contains(&i.row.id));
+                outcomes.extend(lost.iter().map(|_| Outcome::Abandoned));
+                keep
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot confirm the leases before the renames");
+                outcomes.extend(items.iter().map(|_| Outcome::Retrying));
+                Vec::new()
+            }
+        }
+    }
+
     async fn fail_all(
         &self,
         rule: &Arc<Rule>,
@@ -357,6 +399,7 @@ const SESSIONS: usize = 4;
 /// files go on alone.
 async fn write_spread(
     dest: &Arc<Pool>,
+    limit: &Arc<crate::bandwidth::Limit>,
     first: remote::PooledSession,
     files: &[(String, Vec<u8>)],
 ) -> Vec<remote::Result<Option<u64>>> {
@@ -371,7 +414,8 @@ async fn write_spread(
                     Ok(s) => s,
                     Err(e) => return group.iter().map(|_| Err(e.clone())).collect(),
                 },
-            };
+            }
+            .limited(limit.clone());
             session.write_wholes(group).await
         }
     });

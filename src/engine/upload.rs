@@ -3,6 +3,7 @@
 //! be the version its row records), the size check, and the final name
 //! chosen by `if_exists`.
 
+use super::digest::{Digests, HashRead, Hasher};
 use super::error::FileError;
 use super::post::{utc_stamp, with_suffix};
 use super::target::temp_file_name;
@@ -105,6 +106,8 @@ pub async fn remote_size(
 /// directory is made and the write tried once more. A server that will
 /// not continue a file (FTP without REST + STOR or APPE) gets a temporary
 /// file again from its first byte; an append there fails for good.
+/// `hasher` ends with the digest of the local file's bytes up to the end
+/// of the write: those before `from` read back once, the rest as they go.
 #[allow(clippy::too_many_arguments)]
 pub async fn write(
     session: &mut PooledSession,
@@ -115,16 +118,20 @@ pub async fn write(
     mut from: u64,
     mut at: u64,
     dirs: &[&str],
+    hasher: &mut Hasher,
 ) -> Result<u64, FileError> {
     let temporary_file = from == at;
     let mut made_dirs = false;
     loop {
+        hasher.reset();
+        hash_local(hasher, local, from).await?;
         let mut file = open_source(local, row).await?;
         file.seek(std::io::SeekFrom::Start(from))
             .await
             .map_err(|e| FileError::local(format!("seek {local}"), &e))?;
         let want = (row.size as u64).saturating_sub(from);
-        let mut source = crate::progress::Counted(file.take(want));
+        let mut counted = crate::progress::Counted(file.take(want));
+        let mut source = HashRead::new(&mut counted, hasher);
         let mode = if at == 0 {
             WriteMode::Replace
         } else {
@@ -159,8 +166,29 @@ pub async fn write(
     }
 }
 
+/// Feeds the first `len` bytes of the local file (sent by an earlier
+/// attempt) into `hasher`, on a blocking thread.
+pub async fn hash_local(hasher: &mut Hasher, local: &str, len: u64) -> Result<(), FileError> {
+    if len == 0 {
+        return Ok(());
+    }
+    let mut h = hasher.clone();
+    let path = local.to_string();
+    let fed = tokio::task::spawn_blocking(move || {
+        h.feed_file(std::path::Path::new(&path), len).map(|()| h)
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|r| r)
+    .map_err(|e| FileError::local(format!("read {local}"), &e))?;
+    *hasher = fed;
+    Ok(())
+}
+
 /// Uploads the row's file to `temp`, continuing a partial upload of the
-/// same version, then checks the size on the server. Returns bytes sent.
+/// same version, then checks the size on the server, and with `verify =
+/// "server"` the server's digest. Returns bytes sent and the digests of
+/// the whole file.
 pub async fn to_temp(
     session: &mut PooledSession,
     to: &SendTo,
@@ -168,7 +196,7 @@ pub async fn to_temp(
     row: &FileRow,
     temp: &str,
     final_path: &str,
-) -> Result<u64, FileError> {
+) -> Result<(u64, Digests), FileError> {
     let size = row.size as u64;
     // A row never attempted has no temporary file to continue (the name
     // holds its id): one round trip less per file.
@@ -184,16 +212,62 @@ pub async fn to_temp(
         tracing::info!(remote = %temp, offset, "resuming the upload");
     }
     let dirs = [remote::parent(temp), remote::parent(final_path)];
+    let mut hasher = Hasher::new(to.verify_server);
     let sent = if offset == size && size > 0 {
+        hash_local(&mut hasher, local, size).await?;
         0
     } else {
-        write(session, to, local, row, temp, offset, offset, &dirs).await?
+        write(
+            session,
+            to,
+            local,
+            row,
+            temp,
+            offset,
+            offset,
+            &dirs,
+            &mut hasher,
+        )
+        .await?
     };
     still_same(local, row)?;
     if to.verify_size {
         verify(session, temp, size).await?;
     }
-    Ok(sent)
+    let digests = hasher.finish();
+    if to.verify_server
+        && let Err(e) = super::verify::with_server(session, temp, &digests).await
+    {
+        if e.kind == ErrorKind::Checksum {
+            // Not resumed: the next attempt sends every byte again.
+            let _ = session.remove(temp).await;
+        }
+        return Err(e);
+    }
+    Ok((sent, digests))
+}
+
+/// `write_checksum_file`: `NAME.sha256` in sha256sum format beside the
+/// file's final name, written under a temporary name of the same kind as
+/// the file's and renamed over any earlier one. Written after the file's
+/// rename, so a partner that waits for it finds the file complete.
+pub async fn write_sidecar(
+    session: &mut PooledSession,
+    to: &SendTo,
+    row: &FileRow,
+    named: &str,
+    sha256: &str,
+) -> Result<(), FileError> {
+    let name = named.rsplit('/').next().unwrap_or(named);
+    let text = super::digest::sidecar_text(sha256, name);
+    let sidecar = format!("{named}.sha256");
+    let temp = temp_path_of(to, row.id, text.len() as i64, row.mtime, &sidecar);
+    session
+        .write_from(&temp, WriteMode::Replace, &mut text.as_bytes())
+        .await?;
+    session.rename(&temp, &sidecar, true).await?;
+    tracing::info!(remote = %sidecar, "checksum file written");
+    Ok(())
 }
 
 /// The size check before the rename. A mismatch removes the temporary

@@ -16,7 +16,8 @@ pub struct Listing {
     /// Files the rule would take but ferry cannot (names that are not
     /// UTF-8): recorded as failed, with why.
     pub refused: Vec<Refused>,
-    /// Every file path seen, markers included, for the ready-marker gate.
+    /// Every file path seen, markers included, for the ready-marker gate;
+    /// empty when the rule has no `ready_marker` (nothing asks for it).
     pub all: HashSet<String>,
     /// Subdirectories (relative) that could not be listed, with why.
     pub skipped: Vec<(String, String)>,
@@ -84,7 +85,9 @@ pub async fn list(session: &mut PooledSession, rule: &Rule) -> Result<Listing> {
                             out.files.push(file);
                         }
                     }
-                    out.all.insert(rel);
+                    if rule.ready_marker.is_some() || rule.checksum_file.is_some() {
+                        out.all.insert(rel);
+                    }
                 }
                 EntryKind::Dir if rule.recursive && e.invalid_name => {
                     tracing::warn!(path = %rel, "not entering a directory whose name is not UTF-8");

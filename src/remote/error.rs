@@ -18,6 +18,9 @@ pub enum ErrorKind {
     /// The server cannot start a read part-way (an FTP server that refuses
     /// REST): the caller must read the file from its first byte.
     ResumeRefused,
+    /// The bytes received or sent do not have the digest a sidecar
+    /// checksum file or the server gives.
+    Checksum,
     Other,
 }
 
@@ -33,6 +36,7 @@ impl ErrorKind {
             ErrorKind::Auth => "auth",
             ErrorKind::Storage => "storage",
             ErrorKind::ResumeRefused => "resume_refused",
+            ErrorKind::Checksum => "checksum",
             ErrorKind::Other => "other",
         }
     }

@@ -10,7 +10,7 @@ pub mod proxy;
 pub mod sftp;
 
 pub use error::{ErrorKind, RemoteError, Result};
-pub use pool::{Pool, PooledSession};
+pub use pool::{Pool, PooledSession, Slot};
 
 use crate::config::{Protocol, Server};
 use async_trait::async_trait;
@@ -132,6 +132,30 @@ pub trait Session: Send {
         expected: Version,
         sink: &mut (dyn AsyncWrite + Send + Unpin),
     ) -> Result<u64>;
+    /// Copies at most `len` bytes from byte `offset` into `sink`, fewer
+    /// only where the file ends first: one range of a segmented download
+    /// (`engine/segments.rs`), several of which run at once on sessions of
+    /// their own. Only transports that say so in
+    /// [`Session::reads_ranges`] implement it.
+    async fn read_range(
+        &mut self,
+        path: &str,
+        _offset: u64,
+        _len: u64,
+        _sink: &mut (dyn AsyncWrite + Send + Unpin),
+    ) -> Result<u64> {
+        Err(RemoteError::new(
+            ErrorKind::ResumeRefused,
+            false,
+            format!("read a range of {path}"),
+            "this transport reads no ranges",
+        ))
+    }
+    /// Whether [`Session::read_range`] works here: the file can be read
+    /// in parallel ranges on several sessions.
+    fn reads_ranges(&self) -> bool {
+        false
+    }
     /// The whole of a small file, in memory: at most its expected size plus
     /// one byte, so a file that grew to gigabytes since the listing costs
     /// no more. The result is longer or shorter than expected when the file
@@ -197,11 +221,28 @@ pub trait Session: Send {
         out
     }
     async fn remove(&mut self, path: &str) -> Result<()>;
+    /// The server's own digest of `path` (SHA-256 where it offers it, else
+    /// MD5), for `verify = "server"`. `Ok(None)`: this server has no way
+    /// to give one (the default).
+    async fn server_digest(
+        &mut self,
+        _path: &str,
+    ) -> Result<Option<crate::engine::digest::Expected>> {
+        Ok(None)
+    }
     /// Creates `dir` and its missing parents.
     async fn create_dirs(&mut self, dir: &str) -> Result<()>;
     /// False once the connection is known to be gone: the pool drops it.
     fn is_alive(&self) -> bool {
         true
+    }
+    /// One round trip that shows an idle connection still answers. The
+    /// pool asks it of a session that sat idle a while before lending it
+    /// again, so a connection the server or a NAT dropped meanwhile costs
+    /// a reconnect, not a failed poll. The default trusts
+    /// [`Session::is_alive`] (FTP sends its own NOOP after a pause).
+    async fn probe(&mut self) -> bool {
+        self.is_alive()
     }
     /// Ends the session the way the protocol says (SSH: close the channel,
     /// then disconnect), so the server logs a goodbye, not a dropped socket.

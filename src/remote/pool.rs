@@ -1,33 +1,73 @@
-//! Sessions to one server, reused within a poll and bounded by
-//! `max_sessions`, so that a burst of files never opens a connection each.
+//! Sessions to one server, shared by every rule that names it, bounded by
+//! `max_sessions`, and kept open between polls for the server's
+//! `idle_timeout`: hundreds of rules polling one server take turns on a
+//! few warm connections instead of paying an SSH or TLS handshake per poll.
 
 use super::{Entry, Result, Session, Transport, Version, WriteMode};
+use crate::bandwidth::{Limit, Throttle, ThrottledRead, ThrottledWrite};
 use crate::config::Server;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How long a polite close may take before the session is just dropped.
-const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A session idle this long is probed (one round trip) before it is lent
+/// again: the server, or a NAT on the way, may have dropped it meanwhile
+/// without a word, and the probe turns that into a reconnect instead of a
+/// failed poll. Sessions in steady use are never probed.
+const PROBE_AFTER: Duration = Duration::from_secs(5);
+
+/// The longest a probe may take before the session counts as gone.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Pool {
     pub server: Arc<Server>,
     transport: Arc<dyn Transport>,
-    idle: Mutex<Vec<Box<dyn Session>>>,
+    idle: Mutex<Idle>,
     permits: Arc<Semaphore>,
+    /// The server's bandwidth limit, which every session lent out moves
+    /// its transfers' bytes under (shared with the pool of the same
+    /// server before or after a reload).
+    limit: Arc<Limit>,
+    ranges_refused: std::sync::atomic::AtomicBool,
+}
+
+/// The sessions not on loan, in the order they came back (the last is the
+/// warmest and is lent first, so spare ones age out), and whether a task
+/// is closing them as their `idle_timeout` runs out.
+#[derive(Default)]
+struct Idle {
+    parked: Vec<Parked>,
+    reaper: bool,
+}
+
+struct Parked {
+    session: Box<dyn Session>,
+    since: Instant,
 }
 
 impl Pool {
     pub fn new(server: Arc<Server>) -> Arc<Self> {
+        Self::limited(server, Limit::unlimited())
+    }
+
+    /// A pool whose transfers share `limit` (the server's bandwidth).
+    pub fn limited(server: Arc<Server>, limit: Arc<Limit>) -> Arc<Self> {
         Arc::new(Self {
             transport: super::choose(&server),
             permits: Arc::new(Semaphore::new(server.max_sessions)),
             server,
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(Idle::default()),
+            limit,
+            ranges_refused: Default::default(),
         })
     }
 
-    /// Waits for a free slot, then reuses an idle session or opens one.
+    /// Waits for a free slot, then reuses an idle session (probed first if
+    /// it waited long) or opens one.
     pub async fn get(self: &Arc<Self>) -> Result<PooledSession> {
         let permit = self
             .permits
@@ -35,16 +75,7 @@ impl Pool {
             .acquire_owned()
             .await
             .expect("pool semaphore is never closed");
-        let idle = loop {
-            let s = self.idle.lock().expect("pool lock").pop();
-            match s {
-                Some(s) if !s.is_alive() => {
-                    tracing::debug!(server = %self.server.name, "dropping a dead idle session")
-                }
-                other => break other,
-            }
-        };
-        let session = match idle {
+        let session = match self.warm_session().await {
             Some(s) => s,
             None => self.transport.connect().await?,
         };
@@ -53,23 +84,168 @@ impl Pool {
             pool: self.clone(),
             broken: false,
             _permit: permit,
+            throttle: Throttle::of(self.limit.clone()),
+            streaming: Duration::ZERO,
         })
+    }
+
+    /// A session only if a slot is free now (`None`: all `max_sessions`
+    /// are on loan): the extra sessions of a segmented download are taken
+    /// where they are free, never waited for.
+    pub async fn try_get(self: &Arc<Self>) -> Option<Result<PooledSession>> {
+        Some(self.try_reserve()?.connect().await)
+    }
+
+    /// A free slot taken now, to connect in its own time ([`Slot::connect`]):
+    /// the caller knows at once how many sessions it will have.
+    pub fn try_reserve(self: &Arc<Self>) -> Option<Slot> {
+        let permit = self.permits.clone().try_acquire_owned().ok()?;
+        Some(Slot {
+            pool: self.clone(),
+            permit,
+        })
+    }
+
+    /// The server refused a read part-way (FTP without REST): its large
+    /// files are fetched in one stream from now on, until a reload.
+    pub fn note_ranges_refused(&self) {
+        self.ranges_refused
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether [`Pool::note_ranges_refused`] was called.
+    pub fn ranges_refused(&self) -> bool {
+        self.ranges_refused
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The most recently used idle session that still answers, if any;
+    /// dead ones met on the way are dropped.
+    async fn warm_session(&self) -> Option<Box<dyn Session>> {
+        loop {
+            let parked = self.idle.lock().expect("pool lock").parked.pop()?;
+            let mut s = parked.session;
+            if !s.is_alive() {
+                tracing::debug!(server = %self.server.name, "dropping a dead idle session");
+                continue;
+            }
+            if parked.since.elapsed() < PROBE_AFTER {
+                return Some(s);
+            }
+            let timeout = PROBE_TIMEOUT.min(self.server.io_timeout);
+            match tokio::time::timeout(timeout, s.probe()).await {
+                Ok(true) => return Some(s),
+                _ => {
+                    tracing::debug!(server = %self.server.name, "an idle session no longer answers; dropping it")
+                }
+            }
+        }
     }
 
     /// Sessions open now: on loan (in use, or connecting) and idle.
     pub fn open_sessions(&self) -> usize {
         let on_loan = self.server.max_sessions - self.permits.available_permits();
-        on_loan + self.idle.lock().expect("pool lock").len()
+        on_loan + self.idle.lock().expect("pool lock").parked.len()
     }
 
-    /// Closes the idle sessions: called when a poll ends, so no connection
-    /// sits open between polls for the server to time out.
+    /// Closes the idle sessions whose `idle_timeout` has run out: called
+    /// when a poll ends, so with `idle_timeout = "0s"` no session outlives
+    /// its poll. Longer timeouts are kept by a reaper task ([`Pool::park`])
+    /// whether polls come or not.
     pub async fn close_idle(&self) {
-        let idle = std::mem::take(&mut *self.idle.lock().expect("pool lock"));
-        for mut s in idle {
-            // A server that no longer answers must not hold up the poll.
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, s.close()).await;
+        let (expired, _) = self.take_expired(Instant::now(), false);
+        close_all(expired).await;
+    }
+
+    /// Closes every idle session: at the end of `ferry once` and of a
+    /// stopped `ferry run`, so each says goodbye (SSH disconnect, FTP QUIT).
+    pub async fn close_all_idle(&self) {
+        let parked = std::mem::take(&mut self.idle.lock().expect("pool lock").parked);
+        close_all(parked.into_iter().map(|p| p.session).collect()).await;
+    }
+
+    /// Takes out the idle sessions past their `idle_timeout`, and dead
+    /// ones; returns them and when the next one runs out. For the reaper
+    /// (`reaper`), none left idle means its work is done, and the flag
+    /// that says one runs is cleared under the same lock.
+    fn take_expired(&self, now: Instant, reaper: bool) -> (Vec<Box<dyn Session>>, Option<Instant>) {
+        let timeout = self.server.idle_timeout;
+        let mut idle = self.idle.lock().expect("pool lock");
+        let (out, keep): (Vec<Parked>, Vec<Parked>) = std::mem::take(&mut idle.parked)
+            .into_iter()
+            .partition(|p| p.since + timeout <= now || !p.session.is_alive());
+        idle.parked = keep;
+        let next = idle.parked.iter().map(|p| p.since + timeout).min();
+        if reaper && next.is_none() {
+            idle.reaper = false;
         }
+        (out.into_iter().map(|p| p.session).collect(), next)
+    }
+
+    /// Takes back a session after use. With an `idle_timeout`, a reaper
+    /// task (one per pool, while it has idle sessions) closes it when the
+    /// timeout runs out unless a poll took it again first.
+    fn park(self: &Arc<Self>, session: Box<dyn Session>) {
+        let mut idle = self.idle.lock().expect("pool lock");
+        idle.parked.push(Parked {
+            session,
+            since: Instant::now(),
+        });
+        if idle.reaper || self.server.idle_timeout.is_zero() {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            idle.reaper = true;
+            rt.spawn(reap(Arc::downgrade(self)));
+        }
+    }
+}
+
+/// Closes a pool's idle sessions as their `idle_timeout` runs out, and
+/// ends when none is left idle (the next [`Pool::park`] starts another)
+/// or the pool is gone (a reload replaced it: its sessions drop with it).
+async fn reap(pool: Weak<Pool>) {
+    loop {
+        let Some(p) = pool.upgrade() else { return };
+        let (expired, next) = p.take_expired(Instant::now(), true);
+        drop(p);
+        close_all(expired).await;
+        match next {
+            Some(at) => tokio::time::sleep_until(at.into()).await,
+            None => return,
+        }
+    }
+}
+
+async fn close_all(sessions: Vec<Box<dyn Session>>) {
+    for mut s in sessions {
+        // A server that no longer answers must not hold anything up.
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, s.close()).await;
+    }
+}
+
+/// A slot of a [`Pool`] reserved by [`Pool::try_reserve`], not connected yet.
+pub struct Slot {
+    pool: Arc<Pool>,
+    permit: OwnedSemaphorePermit,
+}
+
+impl Slot {
+    /// An idle session of the pool, or a new one, on this slot.
+    pub async fn connect(self) -> Result<PooledSession> {
+        let pool = self.pool;
+        let session = match pool.warm_session().await {
+            Some(s) => s,
+            None => pool.transport.connect().await?,
+        };
+        Ok(PooledSession {
+            session: Some(session),
+            throttle: Throttle::of(pool.limit.clone()),
+            pool,
+            broken: false,
+            streaming: Duration::ZERO,
+            _permit: self.permit,
+        })
     }
 }
 
@@ -82,6 +258,11 @@ pub struct PooledSession {
     pool: Arc<Pool>,
     broken: bool,
     _permit: OwnedSemaphorePermit,
+    /// The limits its reads and writes move under: the server's, and the
+    /// rule's once [`PooledSession::limited`] added it.
+    throttle: Throttle,
+    /// Time spent in streamed reads and writes on this loan.
+    streaming: Duration,
 }
 
 impl PooledSession {
@@ -89,6 +270,13 @@ impl PooledSession {
         self.session
             .as_deref_mut()
             .expect("session present until drop")
+    }
+
+    /// Moves this session's transfers under `limit` too (a rule's
+    /// bandwidth), on top of the server's.
+    pub fn limited(mut self, limit: Arc<Limit>) -> Self {
+        self.throttle = std::mem::take(&mut self.throttle).and(limit);
+        self
     }
 
     /// Passes `result` through, marking the session broken when its error
@@ -119,22 +307,61 @@ impl PooledSession {
         expected: Version,
         sink: &mut (dyn AsyncWrite + Send + Unpin),
     ) -> Result<u64> {
-        let r = self.inner().read_into(path, offset, expected, sink).await;
+        let mut sink = ThrottledWrite::new(sink, self.throttle.clone());
+        let t0 = Instant::now();
+        let r = self
+            .inner()
+            .read_into(path, offset, expected, &mut sink)
+            .await;
+        self.streaming += t0.elapsed();
         self.noted(r)
+    }
+
+    pub async fn read_range(
+        &mut self,
+        path: &str,
+        offset: u64,
+        len: u64,
+        sink: &mut (dyn AsyncWrite + Send + Unpin),
+    ) -> Result<u64> {
+        let mut sink = ThrottledWrite::new(sink, self.throttle.clone());
+        let t0 = Instant::now();
+        let r = self.inner().read_range(path, offset, len, &mut sink).await;
+        self.streaming += t0.elapsed();
+        self.noted(r)
+    }
+
+    pub fn reads_ranges(&self) -> bool {
+        self.session.as_deref().is_some_and(|s| s.reads_ranges())
+    }
+
+    /// Drops the session instead of returning it: an operation on it was
+    /// abandoned half-way, so the connection is out of step.
+    pub fn discard(mut self) {
+        self.broken = true;
     }
 
     pub async fn read_whole(&mut self, path: &str, expected: Version) -> Result<Vec<u8>> {
         let r = self.inner().read_whole(path, expected).await;
+        if let Ok(data) = &r {
+            self.throttle.acquire(data.len() as u64).await;
+        }
         self.noted(r)
     }
 
     /// Answers in order; any one of them may break the session.
     pub async fn read_wholes(&mut self, files: &[(String, Version)]) -> Vec<Result<Vec<u8>>> {
         let answers = self.inner().read_wholes(files).await;
+        // Whole files arrive at once; their bytes are paid for after, so
+        // the next batch on this server or rule waits for them.
+        let bytes = answers.iter().flatten().map(|d| d.len() as u64).sum();
+        self.throttle.acquire(bytes).await;
         answers.into_iter().map(|r| self.noted(r)).collect()
     }
 
     pub async fn write_wholes(&mut self, files: &[(String, Vec<u8>)]) -> Vec<Result<Option<u64>>> {
+        let bytes = files.iter().map(|(_, d)| d.len() as u64).sum();
+        self.throttle.acquire(bytes).await;
         let answers = self.inner().write_wholes(files).await;
         answers.into_iter().map(|r| self.noted(r)).collect()
     }
@@ -145,7 +372,10 @@ impl PooledSession {
         mode: WriteMode,
         source: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<u64> {
-        let r = self.inner().write_from(path, mode, source).await;
+        let mut source = ThrottledRead::new(source, self.throttle.clone());
+        let t0 = Instant::now();
+        let r = self.inner().write_from(path, mode, &mut source).await;
+        self.streaming += t0.elapsed();
         self.noted(r)
     }
 
@@ -169,9 +399,30 @@ impl PooledSession {
         self.noted(r)
     }
 
+    pub async fn server_digest(
+        &mut self,
+        path: &str,
+    ) -> Result<Option<crate::engine::digest::Expected>> {
+        let r = self.inner().server_digest(path).await;
+        self.noted(r)
+    }
+
     pub async fn create_dirs(&mut self, dir: &str) -> Result<()> {
         let r = self.inner().create_dirs(dir).await;
         self.noted(r)
+    }
+
+    /// The tightest bandwidth limit its transfers are under now, bytes/s.
+    pub fn rate_limit(&self) -> Option<u64> {
+        self.throttle.rate_now()
+    }
+
+    /// The time this loan spent streaming a file's bytes (`read_into`,
+    /// `read_range`, `write_from`): the transfer itself, without connecting,
+    /// checks, fsync and bookkeeping, which a file's whole duration holds
+    /// too. Logged as `transfer_ms`, so a slow file says where its time went.
+    pub fn streamed(&self) -> Duration {
+        self.streaming
     }
 
     pub fn identity(&self) -> Option<String> {
@@ -184,7 +435,21 @@ impl Drop for PooledSession {
         if let Some(s) = self.session.take()
             && !self.broken
         {
-            self.pool.idle.lock().expect("pool lock").push(s);
+            self.pool.park(s);
+        }
+    }
+}
+
+/// A pool replaced by a reload (its server block changed) closes its idle
+/// sessions politely, on a task of their own.
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let parked = std::mem::take(&mut self.idle.get_mut().expect("pool lock").parked);
+        if parked.is_empty() {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(close_all(parked.into_iter().map(|p| p.session).collect()));
         }
     }
 }
@@ -256,6 +521,10 @@ mod tests {
     }
 
     fn pool(kind: ErrorKind) -> Arc<Pool> {
+        pool_of(Arc::new(Opens(kind)), Duration::from_secs(300))
+    }
+
+    fn pool_of(transport: Arc<dyn Transport>, idle_timeout: Duration) -> Arc<Pool> {
         let server = Arc::new(Server {
             name: "t".into(),
             protocol: Protocol::Local,
@@ -266,20 +535,25 @@ mod tests {
             max_sessions: 1,
             connect_timeout: Duration::from_secs(1),
             io_timeout: Duration::from_secs(1),
+            idle_timeout,
             proxy: None,
             sftp: SftpOptions::default(),
             ftp: FtpOptions::default(),
+            bandwidth: Default::default(),
+            segmenting: crate::config::Segmenting::default(),
         });
         Arc::new(Pool {
-            transport: Arc::new(Opens(kind)),
+            transport,
             permits: Arc::new(Semaphore::new(1)),
             server,
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(Idle::default()),
+            limit: Limit::unlimited(),
+            ranges_refused: Default::default(),
         })
     }
 
     fn idle(pool: &Pool) -> usize {
-        pool.idle.lock().unwrap().len()
+        pool.idle.lock().unwrap().parked.len()
     }
 
     #[tokio::test]
@@ -315,6 +589,113 @@ mod tests {
         ];
         assert!(s.read_wholes(&files).await.iter().all(|r| r.is_err()));
         drop(s);
+        assert_eq!(idle(&pool), 0);
+    }
+
+    /// Counts the sessions a transport opened and how many were closed.
+    #[derive(Default)]
+    struct Counts {
+        opened: std::sync::atomic::AtomicUsize,
+        closed: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    struct Counted(Arc<std::sync::atomic::AtomicUsize>);
+
+    /// What a `Counted` session answers to operations these tests never make.
+    fn unused<T>(what: &str) -> Result<T> {
+        Err(RemoteError::new(
+            ErrorKind::Other,
+            false,
+            what,
+            "not used by these tests",
+        ))
+    }
+
+    #[async_trait]
+    impl Session for Counted {
+        async fn list(&mut self, _: &str) -> Result<Vec<Entry>> {
+            Ok(Vec::new())
+        }
+        async fn stat(&mut self, _: &str) -> Result<Entry> {
+            unused("stat")
+        }
+        async fn read_into(
+            &mut self,
+            _: &str,
+            _: u64,
+            _: Version,
+            _: &mut (dyn AsyncWrite + Send + Unpin),
+        ) -> Result<u64> {
+            unused("read")
+        }
+        async fn write_from(
+            &mut self,
+            _: &str,
+            _: WriteMode,
+            _: &mut (dyn AsyncRead + Send + Unpin),
+        ) -> Result<u64> {
+            unused("write")
+        }
+        async fn set_mtime(&mut self, _: &str, _: i64) -> Result<bool> {
+            unused("set_mtime")
+        }
+        async fn rename(&mut self, _: &str, _: &str, _: bool) -> Result<()> {
+            unused("rename")
+        }
+        async fn remove(&mut self, _: &str) -> Result<()> {
+            unused("remove")
+        }
+        async fn create_dirs(&mut self, _: &str) -> Result<()> {
+            unused("create_dirs")
+        }
+        async fn close(&mut self) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[async_trait]
+    impl Transport for Arc<Counts> {
+        async fn connect(&self) -> Result<Box<dyn Session>> {
+            self.opened
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(Box::new(Counted(self.closed.clone())))
+        }
+    }
+
+    fn counts(c: &Counts) -> (usize, usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        (c.opened.load(SeqCst), c.closed.load(SeqCst))
+    }
+
+    #[tokio::test]
+    async fn sessions_stay_warm_between_polls_until_idle_timeout() {
+        let c = Arc::new(Counts::default());
+        let pool = pool_of(Arc::new(c.clone()), Duration::from_millis(300));
+        for _ in 0..5 {
+            pool.get().await.unwrap().list("/").await.unwrap();
+            // The end of a poll closes nothing that is not past its timeout.
+            pool.close_idle().await;
+        }
+        assert_eq!(counts(&c), (1, 0), "one session, reused by every poll");
+        assert_eq!(idle(&pool), 1);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(counts(&c), (1, 1), "closed once idle past its timeout");
+        assert_eq!(idle(&pool), 0);
+        // The next poll opens a new one, and a new reaper watches it.
+        pool.get().await.unwrap().list("/").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(counts(&c), (2, 2));
+    }
+
+    #[tokio::test]
+    async fn idle_timeout_zero_closes_sessions_when_the_poll_ends() {
+        let c = Arc::new(Counts::default());
+        let pool = pool_of(Arc::new(c.clone()), Duration::ZERO);
+        pool.get().await.unwrap().list("/").await.unwrap();
+        pool.get().await.unwrap().list("/").await.unwrap();
+        assert_eq!(counts(&c), (1, 0), "reused within the poll");
+        pool.close_idle().await;
+        assert_eq!(counts(&c), (1, 1));
         assert_eq!(idle(&pool), 0);
     }
 }

@@ -1,16 +1,15 @@
 //! Group commit of the per-file steps. Every file records three steps
 //! (claim, downloaded, delivered), each of which must be committed before
-//! the file moves on. Committed one by one they cost a transaction and three
-//! hand-offs to SQLite's thread each; with many files in flight, the steps
-//! that arrive while one transaction commits are applied together in the
-//! next, one statement per kind of step. Each caller still waits for its own
-//! commit, so the crash-safety order of ARCHITECTURE.md is unchanged: only
-//! unrelated files share a transaction.
+//! the file moves on. Committed one by one they cost a transaction and a
+//! round trip each; with many files in flight, the steps that arrive while
+//! one transaction commits are applied together in the next, one statement
+//! per kind of step. Each caller still waits for its own commit, so the
+//! crash-safety order of ARCHITECTURE.md is unchanged: only unrelated files
+//! share a transaction. The statements are each backend's ([`Writer`]).
 
 use super::{Error, Result};
-use serde_json::{Value, json};
-use sqlx::SqlitePool;
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -28,10 +27,16 @@ pub enum Step {
         bytes: i64,
         local_path: String,
         local_inode: Option<i64>,
+        /// SHA-256 of the bytes, as lowercase hex, where computed.
+        sha256: Option<String>,
     },
     /// Send: the whole file is on the server under its temporary name,
     /// its size checked, and `sent_to` is the name chosen for it.
-    Uploaded { bytes: i64, sent_to: String },
+    Uploaded {
+        bytes: i64,
+        sent_to: String,
+        sha256: Option<String>,
+    },
     /// The file is in place; `done` when no post-action follows.
     Delivered { local_path: String, done: bool },
     /// The post-action is done too.
@@ -42,8 +47,114 @@ struct Request {
     id: i64,
     now: i64,
     step: Step,
+    /// The instance recording it: the step applies only while the row is
+    /// that instance's (or nobody's), see `state/claims.rs`.
+    owner: Arc<str>,
     /// The attempt number for a claim, 0 for the other steps.
     reply: oneshot::Sender<Result<i64>>,
+}
+
+/// (id, now, bytes, local_path, local_inode, sha256) of a `downloaded` step.
+pub(super) type DownloadedStep<'a> = (i64, i64, i64, &'a str, Option<i64>, Option<&'a str>);
+
+/// A batch's steps sorted by kind, each with its row id and time first:
+/// what a backend turns into one statement per kind.
+#[derive(Default)]
+pub(super) struct Groups<'a> {
+    /// (id, now)
+    pub claims: Vec<(i64, i64)>,
+    /// (id, now, bytes, local_path, local_inode, sha256)
+    pub downloaded: Vec<DownloadedStep<'a>>,
+    /// (id, now, bytes, sent_to, sha256)
+    pub uploaded: Vec<(i64, i64, i64, &'a str, Option<&'a str>)>,
+    /// (id, now, local_path, done)
+    pub delivered: Vec<(i64, i64, &'a str, bool)>,
+    /// (id, now)
+    pub done: Vec<(i64, i64)>,
+    /// (id, owner instance) of every step: a backend first finds the rows
+    /// another instance owns now ([`Groups::without`] drops them).
+    pub fence: Vec<(i64, &'a str)>,
+}
+
+impl<'a> Groups<'a> {
+    /// The same steps without those of the rows in `lost`.
+    pub fn without(&self, lost: &[i64]) -> Groups<'a> {
+        let keep = |id: &i64| !lost.contains(id);
+        Groups {
+            claims: self.claims.iter().filter(|s| keep(&s.0)).cloned().collect(),
+            downloaded: self
+                .downloaded
+                .iter()
+                .filter(|s| keep(&s.0))
+                .cloned()
+                .collect(),
+            uploaded: self
+                .uploaded
+                .iter()
+                .filter(|s| keep(&s.0))
+                .cloned()
+                .collect(),
+            delivered: self
+                .delivered
+                .iter()
+                .filter(|s| keep(&s.0))
+                .cloned()
+                .collect(),
+            done: self.done.iter().filter(|s| keep(&s.0)).cloned().collect(),
+            fence: Vec::new(),
+        }
+    }
+}
+
+/// What a backend's commit did: the attempt number of each claimed row,
+/// and the rows whose steps were not applied because another instance
+/// owns them now.
+pub(super) struct Applied {
+    pub attempts: HashMap<i64, i64>,
+    pub lost: Vec<i64>,
+}
+
+fn group(batch: &[Request]) -> Groups<'_> {
+    let mut g = Groups::default();
+    for r in batch {
+        let (id, now) = (r.id, r.now);
+        g.fence.push((id, &r.owner));
+        match &r.step {
+            Step::Claim => g.claims.push((id, now)),
+            Step::Downloaded {
+                bytes,
+                local_path,
+                local_inode,
+                sha256,
+            } => g.downloaded.push((
+                id,
+                now,
+                *bytes,
+                local_path.as_str(),
+                *local_inode,
+                sha256.as_deref(),
+            )),
+            Step::Uploaded {
+                bytes,
+                sent_to,
+                sha256,
+            } => g
+                .uploaded
+                .push((id, now, *bytes, sent_to.as_str(), sha256.as_deref())),
+            Step::Delivered { local_path, done } => {
+                g.delivered.push((id, now, local_path.as_str(), *done))
+            }
+            Step::Done => g.done.push((id, now)),
+        }
+    }
+    g
+}
+
+/// A backend's side of the group commit: in one transaction, finds the
+/// rows of `groups.fence` that another instance owns, applies the other
+/// steps, and returns the attempt number of each claimed row.
+pub(super) trait Writer: Send + Sync + 'static {
+    fn apply(&self, groups: &Groups<'_>) -> impl Future<Output = sqlx::Result<Applied>> + Send;
 }
 
 /// The sending side, shared by every clone of [`super::State`].
@@ -54,19 +165,20 @@ pub struct Batcher {
 
 impl Batcher {
     /// Starts the writer task; it ends when the last `Batcher` is dropped.
-    pub fn start(pool: SqlitePool) -> Self {
+    pub(super) fn start(writer: impl Writer) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_loop(pool, rx));
+        tokio::spawn(write_loop(writer, rx));
         Self { tx }
     }
 
     /// Records `step` for row `id` and returns once it is committed.
-    pub async fn record(&self, id: i64, now: i64, step: Step) -> Result<i64> {
+    pub async fn record(&self, owner: &Arc<str>, id: i64, now: i64, step: Step) -> Result<i64> {
         let (reply, answer) = oneshot::channel();
         let request = Request {
             id,
             now,
             step,
+            owner: owner.clone(),
             reply,
         };
         self.tx.send(request).map_err(|_| closed())?;
@@ -81,13 +193,15 @@ fn closed() -> Error {
     Error::WriterStopped
 }
 
-async fn write_loop(pool: SqlitePool, mut rx: mpsc::UnboundedReceiver<Request>) {
+async fn write_loop(writer: impl Writer, mut rx: mpsc::UnboundedReceiver<Request>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        match apply(&pool, &batch).await {
-            Ok(attempts) => {
+        let applied = writer.apply(&group(&batch)).await;
+        match applied {
+            Ok(Applied { attempts, lost }) => {
                 for r in batch.drain(..) {
                     let answer = match r.step {
+                        _ if lost.contains(&r.id) => Err(Error::Lost(vec![r.id])),
                         Step::Claim => attempts
                             .get(&r.id)
                             .copied()
@@ -108,103 +222,13 @@ async fn write_loop(pool: SqlitePool, mut rx: mpsc::UnboundedReceiver<Request>) 
     }
 }
 
-/// Applies a batch in one transaction; returns the attempt number of each
-/// claimed row.
-async fn apply(pool: &SqlitePool, batch: &[Request]) -> sqlx::Result<HashMap<i64, i64>> {
-    let (mut claims, mut downloaded, mut delivered, mut done) = (vec![], vec![], vec![], vec![]);
-    let mut uploaded = vec![];
-    for r in batch {
-        match &r.step {
-            Step::Claim => claims.push(json!([r.id, r.now])),
-            Step::Downloaded {
-                bytes,
-                local_path,
-                local_inode,
-            } => downloaded.push(json!([r.id, r.now, bytes, local_path, local_inode])),
-            Step::Uploaded { bytes, sent_to } => {
-                uploaded.push(json!([r.id, r.now, bytes, sent_to]))
-            }
-            Step::Delivered { local_path, done } => {
-                delivered.push(json!([r.id, r.now, local_path, done]))
-            }
-            Step::Done => done.push(json!([r.id, r.now])),
-        }
-    }
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let mut attempts = HashMap::new();
-    if !claims.is_empty() {
-        let rows: Vec<(i64, i64)> = sqlx::query_as(
-            "UPDATE files SET attempts = attempts + 1, next_attempt_ms = NULL, held = NULL, updated_at_ms = s.now,
-               state = CASE WHEN state IN ('seen', 'stable') THEN 'downloading' ELSE state END
-             FROM (SELECT value ->> 0 AS id, value ->> 1 AS now FROM json_each(?)) AS s
-             WHERE files.id = s.id RETURNING files.id, attempts",
-        )
-        .bind(Value::Array(claims).to_string())
-        .fetch_all(&mut *tx)
-        .await?;
-        attempts.extend(rows);
-    }
-    if !downloaded.is_empty() {
-        sqlx::query(
-            "UPDATE files SET state = 'downloaded', bytes_done = s.bytes, local_path = s.local,
-               local_inode = s.inode, updated_at_ms = s.now
-             FROM (SELECT value ->> 0 AS id, value ->> 1 AS now, value ->> 2 AS bytes,
-                          value ->> 3 AS local, value ->> 4 AS inode FROM json_each(?)) AS s
-             WHERE files.id = s.id",
-        )
-        .bind(Value::Array(downloaded).to_string())
-        .execute(&mut *tx)
-        .await?;
-    }
-    if !uploaded.is_empty() {
-        sqlx::query(
-            "UPDATE files SET state = 'downloaded', bytes_done = s.bytes, sent_to = s.sent_to,
-               updated_at_ms = s.now
-             FROM (SELECT value ->> 0 AS id, value ->> 1 AS now, value ->> 2 AS bytes,
-                          value ->> 3 AS sent_to FROM json_each(?)) AS s
-             WHERE files.id = s.id",
-        )
-        .bind(Value::Array(uploaded).to_string())
-        .execute(&mut *tx)
-        .await?;
-    }
-    if !delivered.is_empty() {
-        sqlx::query(
-            "UPDATE files SET state = CASE WHEN s.done THEN 'done' ELSE 'delivered' END,
-               local_path = s.local, delivered_at_ms = s.now,
-               done_at_ms = CASE WHEN s.done THEN s.now END, last_error = NULL, updated_at_ms = s.now
-             FROM (SELECT value ->> 0 AS id, value ->> 1 AS now, value ->> 2 AS local,
-                          value ->> 3 AS done FROM json_each(?)) AS s
-             WHERE files.id = s.id",
-        )
-        .bind(Value::Array(delivered).to_string())
-        .execute(&mut *tx)
-        .await?;
-    }
-    if !done.is_empty() {
-        sqlx::query(
-            "UPDATE files SET state = 'done', done_at_ms = s.now, last_error = NULL, updated_at_ms = s.now
-             FROM (SELECT value ->> 0 AS id, value ->> 1 AS now FROM json_each(?)) AS s
-             WHERE files.id = s.id",
-        )
-        .bind(Value::Array(done).to_string())
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(attempts)
-}
-
 #[cfg(test)]
 mod tests {
-    use crate::state::{Error, FileFilter, FileState, Listed, State};
+    use crate::state::{Error, FileFilter, FileState, Listed};
 
-    /// Many files' steps arrive at once and share transactions; each row
-    /// must still end up with exactly its own values.
-    #[tokio::test]
-    async fn concurrent_steps_land_on_their_own_rows() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = State::open(&dir.path().join("s.db")).await.unwrap();
+    // Many files' steps arrive at once and share transactions; each row
+    // must still end up with exactly its own values.
+    state_test!(concurrent_steps_land_on_their_own_rows, |s| {
         let listed: Vec<Listed> = (0..300)
             .map(|i| Listed {
                 path: format!("f{i}"),
@@ -250,15 +274,50 @@ mod tests {
             let claims = if r.size % 2 == 0 { 2 } else { 1 };
             assert_eq!(r.attempts, claims, "{}", r.path);
         }
-    }
+    });
 
-    #[tokio::test]
-    async fn a_claim_of_a_missing_row_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = State::open(&dir.path().join("s.db")).await.unwrap();
+    // The digest rides with the downloaded/uploaded step, in the same
+    // group commit, each row its own.
+    state_test!(digests_are_recorded_with_their_step, |s| {
+        let listed: Vec<Listed> = (0..3)
+            .map(|i| Listed {
+                path: format!("f{i}"),
+                size: 1,
+                mtime: 10,
+                date_only: false,
+            })
+            .collect();
+        s.record_listing("r", &listed, 1000).await.unwrap();
+        let rows = s.files(&FileFilter::default()).await.unwrap();
+        let hex = |i: i64| format!("{i:064x}");
+        let steps = rows.iter().map(|r| async {
+            s.claim(r.id, 2000).await?;
+            match r.path.as_str() {
+                "f0" => {
+                    let h = hex(r.id);
+                    s.mark_downloaded_with(r.id, 1, "/o/f0", None, Some(&h), 3000)
+                        .await
+                }
+                "f1" => {
+                    let h = hex(r.id);
+                    s.mark_uploaded_with(r.id, 1, "/in/f1", Some(&h), 3000)
+                        .await
+                }
+                _ => s.mark_downloaded(r.id, 1, "/o/f2", None, 3000).await,
+            }
+        });
+        futures::future::try_join_all(steps).await.unwrap();
+        for r in s.files(&FileFilter::default()).await.unwrap() {
+            let want = (r.path != "f2").then(|| hex(r.id));
+            assert_eq!(r.sha256, want, "{}", r.path);
+            assert_eq!(r.state, FileState::Downloaded);
+        }
+    });
+
+    state_test!(a_claim_of_a_missing_row_is_an_error, |s| {
         assert!(matches!(
             s.claim(42, 1).await,
             Err(Error::Db(sqlx::Error::RowNotFound))
         ));
-    }
+    });
 }

@@ -19,10 +19,23 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The database server could not be reached or refused the login.
+    /// `at` is `host:port/database`: never the password.
+    #[error("cannot connect to {at}: {source}")]
+    Connect {
+        at: String,
+        #[source]
+        source: sqlx::Error,
+    },
     /// The group commit that carried this step failed; every step in it
     /// shares the one error.
     #[error("{0}")]
     Commit(#[source] Arc<sqlx::Error>),
+    /// The rows are another node's now: their lease ran out while this
+    /// process was stalled and another claimed them (fencing, see
+    /// `claims.rs`). Not a failure of the file: the new owner goes on.
+    #[error("file(s) {0:?} are owned by another node now")]
+    Lost(Vec<i64>),
     /// The writer task is gone (the runtime is shutting down).
     #[error("the state writer has stopped")]
     WriterStopped,

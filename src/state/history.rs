@@ -1,6 +1,6 @@
 //! Reading a file's past: its rows (one per version) and the history of
 //! each, for `ferry explain`. The history itself is written by the
-//! triggers of `migrations/0005_history.sql`, in the statement that
+//! triggers of each backend's migrations (`migrations/sqlite/0005_history.sql`), in the statement that
 //! changes the row, so it can never disagree with the state.
 
 use super::{FileRow, Result, State};
@@ -26,50 +26,29 @@ pub struct HistoryEntry {
 impl State {
     /// Every change of row `file_id`, oldest first.
     pub async fn history(&self, file_id: i64) -> Result<Vec<HistoryEntry>> {
-        let rows = sqlx::query_as(
-            "SELECT at_ms, event, from_state, to_state, attempt, failures, error, bytes, next_attempt_ms, held
-             FROM history WHERE file_id = ? ORDER BY id",
-        )
-        .bind(file_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows)
+        on_backend!(self, db => db.history(file_id).await)
     }
 
     /// Every row (version) of `path` under `rule`, oldest first.
     pub async fn versions(&self, rule: &str, path: &str) -> Result<Vec<FileRow>> {
-        let rows = sqlx::query_as("SELECT * FROM files WHERE rule = ? AND path = ? ORDER BY id")
-            .bind(rule)
-            .bind(path)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows)
+        on_backend!(self, db => db.versions(rule, path).await)
     }
 
     /// Rows whose file was delivered as `path` (`local_path`) or sent
     /// there (`sent_to`): what an operator holding a delivered file asks about.
     pub async fn delivered_as(&self, path: &str) -> Result<Vec<FileRow>> {
-        let rows =
-            sqlx::query_as("SELECT * FROM files WHERE local_path = ?1 OR sent_to = ?1 ORDER BY id")
-                .bind(path)
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(rows)
+        on_backend!(self, db => db.delivered_as(path).await)
     }
 
     /// The row with this id, if there is one.
     pub async fn row(&self, id: i64) -> Result<Option<FileRow>> {
-        let row = sqlx::query_as("SELECT * FROM files WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row)
+        on_backend!(self, db => db.row(id).await)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::state::testing::{f, state};
+    use crate::state::testing::f;
 
     fn events(h: &[super::HistoryEntry]) -> Vec<String> {
         h.iter()
@@ -84,12 +63,10 @@ mod tests {
             .collect()
     }
 
-    /// A delivery through the group commit, and a failure through the
-    /// single-row changes, each leave one line per change, with attempt,
-    /// error and bytes where they belong.
-    #[tokio::test]
-    async fn every_step_leaves_its_line() {
-        let (_d, s) = state().await;
+    // A delivery through the group commit, and a failure through the
+    // single-row changes, each leave one line per change, with attempt,
+    // error and bytes where they belong.
+    state_test!(every_step_leaves_its_line, |s| {
         s.record_listing("r", &[f("a", 5), f("b", 7)], 1000)
             .await
             .unwrap();
@@ -155,13 +132,11 @@ mod tests {
         );
         assert_eq!(h[5].error.as_deref(), Some("no such file"));
         assert_eq!(h[4].error, None, "a claim sets no error of its own");
-    }
+    });
 
-    /// A changed version is one line; a row that goes takes its history
-    /// along, so a row id used again starts with a clean past.
-    #[tokio::test]
-    async fn changes_are_logged_and_history_goes_with_its_row() {
-        let (_d, s) = state().await;
+    // A changed version is one line; a row that goes takes its history
+    // along, so a row id used again starts with a clean past.
+    state_test!(changes_are_logged_and_history_goes_with_its_row, |s| {
         s.record_listing("r", &[f("a", 5)], 1000).await.unwrap();
         s.record_listing("r", &[f("a", 6)], 2000).await.unwrap();
         let id = s.due("r", 9000, 0, 0).await.unwrap()[0].id;
@@ -172,11 +147,6 @@ mod tests {
         // Gone before it was started: the row is dropped, with its history.
         s.record_listing("r", &[f("b", 1)], 3000).await.unwrap();
         assert!(s.row(id).await.unwrap().is_none());
-        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM history WHERE file_id = ?")
-            .bind(id)
-            .fetch_one(&s.pool)
-            .await
-            .unwrap();
-        assert_eq!(left, 0);
-    }
+        assert_eq!(s.count_history(Some(id)).await, 0);
+    });
 }

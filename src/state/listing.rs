@@ -1,5 +1,7 @@
-//! Diffing a whole listing against the database in one transaction, and
-//! picking the files that are due for work.
+//! Diffing a whole listing against the database, and picking the files
+//! that are due for work. What a listing changes is decided here, once,
+//! by [`plan`]; each backend reads the latest rows and writes the plan in
+//! one transaction.
 
 use super::{Direction, FileRow, FileState, Result, State};
 use std::collections::{HashMap, HashSet};
@@ -50,8 +52,11 @@ pub struct Superseded {
     pub mtime: i64,
 }
 
+/// A row of the rule as a listing is compared against it. Backends read
+/// these columns: `restoring` is `failed_moved_to IS NOT NULL`, `unlisted`
+/// is `unlisted_since_ms IS NOT NULL`.
 #[derive(sqlx::FromRow)]
-struct Latest {
+pub(super) struct Latest {
     id: i64,
     path: String,
     size: i64,
@@ -88,7 +93,128 @@ impl Latest {
     }
 }
 
-const VANISHED: &str = "disappeared from the server before it was delivered";
+/// When a row is due: the poll's clock and the rule's windows.
+#[derive(Debug, Clone, Copy)]
+pub struct Due {
+    pub now: i64,
+    pub stable_for_ms: i64,
+    pub min_age_ms: i64,
+}
+
+/// Why a started file's row failed when its file left the listing.
+pub(super) const VANISHED: &str = "disappeared from the server before it was delivered";
+
+/// The writes one listing needs, for a backend to apply in one
+/// transaction, and what to tell the caller.
+#[derive(Default)]
+pub(super) struct Plan {
+    pub outcome: ListingOutcome,
+    /// Pending rows whose file changed: the new version, with a fresh
+    /// stability window and no attempts.
+    pub changed: Vec<(i64, Listed)>,
+    /// Pending rows never started whose file is gone: deleted.
+    pub dropped: Vec<i64>,
+    /// Started rows whose file is gone: failed with [`VANISHED`].
+    pub vanished: Vec<i64>,
+    /// Finished latest rows whose path the listing misses (`unlisted_since_ms` set).
+    pub unlisted: Vec<i64>,
+    /// Finished latest rows whose path is listed again (mark cleared).
+    pub relisted: Vec<i64>,
+}
+
+impl Plan {
+    /// New rows: `seen` (new files), or `failed` with the error given
+    /// (refused files), borrowed from the outcome rather than copied.
+    pub fn insert(&self) -> impl Iterator<Item = (&Listed, Option<&str>)> {
+        let new = self.outcome.new.iter().map(|f| (f, None));
+        let refused = self.outcome.refused.iter();
+        new.chain(refused.map(|x| (&x.file, Some(x.error.as_str()))))
+    }
+}
+
+/// Decides what a complete listing ([`dedupe`]d) changes, given the latest
+/// row of each of the rule's paths (`latest = 1`; the versions they replaced
+/// are history, never read here).
+pub(super) fn plan(rows: &[Latest], listing: &[&Listed], refused: &[&Refused]) -> Plan {
+    let latest: HashMap<&str, &Latest> = rows.iter().map(|r| (r.path.as_str(), r)).collect();
+    let mut plan = Plan::default();
+    let out = &mut plan.outcome;
+    if listing.is_empty() && refused.is_empty() && latest.values().any(|r| r.state.is_pending()) {
+        out.ignored_empty = true;
+        return plan;
+    }
+    for &f in listing {
+        match latest.get(f.path.as_str()) {
+            Some(r) if r.is_version(f) => {}
+            Some(r) if r.state.is_pending() => {
+                if r.attempts > 0 {
+                    out.superseded.push(r.superseded());
+                }
+                plan.changed.push((r.id, f.clone()));
+                out.changed.push(f.clone());
+            }
+            _ => out.new.push(f.clone()),
+        }
+    }
+    for &x in refused {
+        match latest.get(x.file.path.as_str()) {
+            Some(r) if r.is_version(&x.file) => {}
+            _ => out.refused.push(x.clone()),
+        }
+    }
+    let listed: HashSet<&str> = listing.iter().map(|f| f.path.as_str()).collect();
+    for r in latest
+        .values()
+        // A requeued file on its way back from failed_move_to is not gone.
+        .filter(|r| r.state.is_pending() && !r.restoring && !listed.contains(r.path.as_str()))
+    {
+        if r.attempts == 0 {
+            plan.dropped.push(r.id);
+        } else {
+            plan.vanished.push(r.id);
+            out.vanished.push(r.path.clone());
+            out.superseded.push(r.superseded());
+        }
+    }
+    // Keeps `unlisted_since_ms` of the finished latest rows true to this
+    // listing: set when their path is missing, cleared when it is back.
+    // Only changes are written. Retention prunes a latest row only once its
+    // path has been missing that long (`retention.rs`). An empty listing
+    // says nothing (it may be a server's hiccup) and is not used.
+    if !listing.is_empty() {
+        for r in latest.values().filter(|r| !r.state.is_pending()) {
+            match (listed.contains(r.path.as_str()), r.unlisted) {
+                (false, false) => plan.unlisted.push(r.id),
+                (true, true) => plan.relisted.push(r.id),
+                _ => {}
+            }
+        }
+    }
+    plan
+}
+
+/// The listing with each path once, and the refused files whose path no
+/// file that can be taken has. A path listed twice (some FTP servers
+/// repeat entries) counts once: the first time, unless only a later one
+/// can be taken.
+pub(super) fn dedupe<'a>(
+    listing: &'a [Listed],
+    refused: &'a [Refused],
+) -> (Vec<&'a Listed>, Vec<&'a Refused>) {
+    let mut seen = HashSet::new();
+    let files: Vec<&Listed> = listing
+        .iter()
+        .filter(|f| seen.insert(f.path.as_str()))
+        .collect();
+    let refused = refused
+        .iter()
+        .filter(|x| seen.insert(x.file.path.as_str()))
+        .collect();
+    (files, refused)
+}
+
+/// Rows (or ids) per statement that carries many of them.
+pub(super) const SLICE: usize = 2000;
 
 impl State {
     /// Records a complete listing of a rule: new paths and new versions get a
@@ -130,94 +256,21 @@ impl State {
         now: i64,
     ) -> Result<ListingOutcome> {
         let (listing, refused) = dedupe(listing, refused);
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let rows: Vec<Latest> = sqlx::query_as(
-            "SELECT id, path, size, mtime, state, attempts, failed_moved_to IS NOT NULL AS restoring,
-                    unlisted_since_ms IS NOT NULL AS unlisted
-             FROM files WHERE rule = ? ORDER BY id",
-        )
-        .bind(rule)
-        .fetch_all(&mut *tx)
-        .await?;
-        // Later rows are later versions: keep the last one per path.
-        let latest: HashMap<&str, &Latest> = rows.iter().map(|r| (r.path.as_str(), r)).collect();
-        let mut out = ListingOutcome::default();
-        if listing.is_empty() && refused.is_empty() && latest.values().any(|r| r.state.is_pending())
-        {
-            out.ignored_empty = true;
-            return Ok(out);
+        let digest = super::digest::of_listing(direction, &listing, &refused);
+        // The same listing as last time, with nothing since that could
+        // change its diff: no row needs reading (`digest.rs`).
+        let last = on_backend!(self, db => db.listing_digest(rule).await)?;
+        if last.as_deref() == Some(digest.as_slice()) {
+            return Ok(ListingOutcome::default());
         }
-        for f in &listing {
-            match latest.get(f.path.as_str()) {
-                Some(r) if r.is_version(f) => {}
-                Some(r) if r.state.is_pending() => {
-                    if r.attempts > 0 {
-                        out.superseded.push(r.superseded());
-                    }
-                    sqlx::query(
-                        "UPDATE files SET size = ?, mtime = ?, state = 'seen', stable_since_ms = ?,
-                         attempts = 0, failures = 0, held = NULL, next_attempt_ms = NULL, bytes_done = 0,
-                         last_error = NULL, local_path = NULL, local_inode = NULL,
-                         updated_at_ms = ? WHERE id = ?",
-                    )
-                    .bind(f.size)
-                    .bind(f.mtime)
-                    .bind(now)
-                    .bind(now)
-                    .bind(r.id)
-                    .execute(&mut *tx)
-                    .await?;
-                    out.changed.push((*f).clone());
-                }
-                _ => out.new.push((*f).clone()),
-            }
-        }
-        for x in &refused {
-            match latest.get(x.file.path.as_str()) {
-                Some(r) if r.is_version(&x.file) => {}
-                _ => out.refused.push((*x).clone()),
-            }
-        }
-        let rows = out.new.iter().map(|f| (f, None));
-        let failed = out
-            .refused
-            .iter()
-            .map(|x| (&x.file, Some(x.error.as_str())));
-        let rows: Vec<_> = rows.chain(failed).collect();
-        insert_new(&mut tx, rule, direction, &rows, now).await?;
-        let listed: HashSet<&str> = listing.iter().map(|f| f.path.as_str()).collect();
-        for r in latest
-            .values()
-            // A requeued file on its way back from failed_move_to is not gone.
-            .filter(|r| r.state.is_pending() && !r.restoring && !listed.contains(r.path.as_str()))
-        {
-            if r.attempts == 0 {
-                sqlx::query("DELETE FROM files WHERE id = ?")
-                    .bind(r.id)
-                    .execute(&mut *tx)
-                    .await?;
-            } else {
-                sqlx::query("UPDATE files SET state = 'failed', last_error = ?, updated_at_ms = ? WHERE id = ?")
-                    .bind(VANISHED)
-                    .bind(now)
-                    .bind(r.id)
-                    .execute(&mut *tx)
-                    .await?;
-                out.vanished.push(r.path.clone());
-                out.superseded.push(r.superseded());
-            }
-        }
-        if !listing.is_empty() {
-            mark_unlisted(&mut tx, &latest, &listed, now).await?;
-        }
-        tx.commit().await?;
-        Ok(out)
+        on_backend!(self, db => db.record_listing(rule, direction, &listing, &refused, &digest, now).await)
     }
 
     /// Rows of `rule` that have work to do now: pending rows past their
     /// stability window and min_age, and rows a crash or stop left half-way
     /// (downloading, downloaded, delivered), in each case once any retry delay
-    /// has passed.
+    /// has passed. All of them at once: for tests and small callers; a poll
+    /// takes them in chunks ([`State::due_after`]).
     pub async fn due(
         &self,
         rule: &str,
@@ -225,20 +278,28 @@ impl State {
         stable_for_ms: i64,
         min_age_ms: i64,
     ) -> Result<Vec<FileRow>> {
-        let rows = sqlx::query_as(
-            "SELECT * FROM files WHERE rule = ?1
-               AND (next_attempt_ms IS NULL OR next_attempt_ms <= ?2)
-               AND ( state IN ('downloading', 'downloaded', 'delivered')
-                  OR (state IN ('seen', 'stable') AND stable_since_ms <= ?2 - ?3 AND first_seen_ms <= ?2 - ?4))
-             ORDER BY id",
-        )
-        .bind(rule)
-        .bind(now)
-        .bind(stable_for_ms)
-        .bind(min_age_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows)
+        let all = Due {
+            now,
+            stable_for_ms,
+            min_age_ms,
+        };
+        self.due_after(rule, &all, 0, usize::MAX).await
+    }
+
+    /// At most `limit` of the rows [`State::due`] returns, those with an id
+    /// above `after`, in id order. A poll pages through them by the last id
+    /// it got, so it never holds more than one chunk of rows, and a row left
+    /// due (held, waiting for its marker, abandoned at a stop) is not
+    /// fetched twice in one poll.
+    pub async fn due_after(
+        &self,
+        rule: &str,
+        due: &Due,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<FileRow>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        on_backend!(self, db => db.due_after(rule, due, after, limit).await)
     }
 
     /// Marks `seen` rows as having passed the stability gate.
@@ -246,116 +307,13 @@ impl State {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
-        for slice in ids.chunks(INSERT_SLICE) {
-            sqlx::query(
-                "UPDATE files SET state = 'stable', updated_at_ms = ?1
-                 WHERE state = 'seen' AND id IN (SELECT value FROM json_each(?2))",
-            )
-            .bind(now)
-            .bind(serde_json::to_string(slice).expect("ids serialize"))
-            .execute(&mut *tx)
-            .await?;
-        }
-        Ok(tx.commit().await?)
+        on_backend!(self, db => db.mark_stable(ids, now).await)
     }
-}
-
-/// The listing with each path once, and the refused files whose path no
-/// file that can be taken has.
-fn dedupe<'a>(
-    listing: &'a [Listed],
-    refused: &'a [Refused],
-) -> (Vec<&'a Listed>, Vec<&'a Refused>) {
-    let mut seen = HashSet::new();
-    let files: Vec<&Listed> = listing
-        .iter()
-        .filter(|f| seen.insert(f.path.as_str()))
-        .collect();
-    let refused = refused
-        .iter()
-        .filter(|x| seen.insert(x.file.path.as_str()))
-        .collect();
-    (files, refused)
-}
-
-/// Keeps `unlisted_since_ms` of the finished latest rows true to this
-/// listing: set when their path is missing, cleared when it is back. Only
-/// changes are written, so an unchanged directory costs nothing here.
-/// Retention prunes a latest row only once its path has been missing that
-/// long (`retention.rs`). An empty listing says nothing (it may be a
-/// server's hiccup) and is not used.
-async fn mark_unlisted(
-    tx: &mut sqlx::SqliteConnection,
-    latest: &HashMap<&str, &Latest>,
-    listed: &HashSet<&str>,
-    now: i64,
-) -> Result<()> {
-    let (mut gone, mut back) = (Vec::new(), Vec::new());
-    for r in latest.values().filter(|r| !r.state.is_pending()) {
-        match (listed.contains(r.path.as_str()), r.unlisted) {
-            (false, false) => gone.push(r.id),
-            (true, true) => back.push(r.id),
-            _ => {}
-        }
-    }
-    for (ids, at) in [(gone, Some(now)), (back, None)] {
-        for slice in ids.chunks(INSERT_SLICE) {
-            sqlx::query(
-                "UPDATE files SET unlisted_since_ms = ?1 WHERE id IN (SELECT value FROM json_each(?2))",
-            )
-            .bind(at)
-            .bind(serde_json::to_string(slice).expect("ids serialize"))
-            .execute(&mut *tx)
-            .await?;
-        }
-    }
-    Ok(())
-}
-
-/// Rows (or ids) per statement that carries them as JSON.
-pub(super) const INSERT_SLICE: usize = 2000;
-
-/// Inserts the rows of new files with one statement per slice: `seen`, or
-/// `failed` with the error given. A first poll of a directory with many
-/// files would otherwise spend most of its time handing single inserts to
-/// SQLite's thread.
-async fn insert_new(
-    tx: &mut sqlx::SqliteConnection,
-    rule: &str,
-    direction: Direction,
-    new: &[(&Listed, Option<&str>)],
-    now: i64,
-) -> Result<()> {
-    if new.is_empty() {
-        return Ok(());
-    }
-    // In slices: SQLite parses the whole JSON text of a statement at once.
-    for slice in new.chunks(INSERT_SLICE) {
-        let rows: Vec<(&str, i64, i64, Option<&str>)> = slice
-            .iter()
-            .map(|(f, error)| (f.path.as_str(), f.size, f.mtime, *error))
-            .collect();
-        sqlx::query(
-            "INSERT INTO files (rule, path, size, mtime, state, first_seen_ms, stable_since_ms, updated_at_ms, last_error, direction)
-             SELECT ?1, value ->> 0, value ->> 1, value ->> 2,
-                    CASE WHEN value ->> 3 IS NULL THEN 'seen' ELSE 'failed' END, ?2, ?2, ?2, value ->> 3, ?4
-             FROM json_each(?3)",
-        )
-        .bind(rule)
-        .bind(now)
-        .bind(serde_json::to_string(&rows).expect("listing serializes"))
-        .bind(direction.as_str())
-        .execute(&mut *tx)
-        .await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::testing::state;
 
     fn f(path: &str, size: i64, mtime: i64) -> Listed {
         Listed {
@@ -366,9 +324,7 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn new_unchanged_and_changed_files() {
-        let (_d, s) = state().await;
+    state_test!(new_unchanged_and_changed_files, |s| {
         let out = s
             .record_listing("r", &[f("a", 1, 10), f("b", 2, 10)], 1000)
             .await
@@ -396,54 +352,104 @@ mod tests {
         );
         let due = s.due("r", 4000, 1000, 0).await.unwrap();
         assert_eq!(due.len(), 2);
-    }
+    });
 
-    #[tokio::test]
-    async fn a_listing_that_drops_the_time_of_day_keeps_the_version() {
-        let (_d, s) = state().await;
-        // 2026-06-02 18:00 local (+02:00); later listed as a bare date.
-        let minute = 1_780_416_000;
-        let midnight = minute - 16 * 3600;
-        s.record_listing("r", &[f("a", 7, minute)], 1000)
-            .await
-            .unwrap();
-        let bare = Listed {
-            date_only: true,
-            ..f("a", 7, midnight)
+    state_test!(due_rows_come_in_chunks_after_the_last_id, |s| {
+        let listing: Vec<Listed> = (0..10).map(|i| f(&format!("p{i}"), 1, 10)).collect();
+        s.record_listing("r", &listing, 1000).await.unwrap();
+        // One row not yet stable, which no chunk returns.
+        let more = [listing.clone(), vec![f("late", 1, 10)]].concat();
+        s.record_listing("r", &more, 1900).await.unwrap();
+        let due = Due {
+            now: 2000,
+            stable_for_ms: 500,
+            min_age_ms: 0,
         };
-        let out = s.record_listing("r", &[bare], 2000).await.unwrap();
-        assert!(out.new.is_empty() && out.changed.is_empty(), "{out:?}");
-        // The same time listed exactly (local, SFTP, MLSD) is another
-        // version; so is an earlier time, or the next day's bare date.
-        let next_day = Listed {
-            date_only: true,
-            ..f("a", 7, midnight + 86_400)
-        };
-        for l in [f("a", 7, midnight), f("a", 7, minute - 60), next_day] {
-            let out = s
-                .record_listing("r", std::slice::from_ref(&l), 3000)
-                .await
-                .unwrap();
-            let t = l.mtime;
-            assert_eq!(out.changed.len(), 1, "{t}");
-            s.record_listing("r", &[f("a", 7, minute)], 4000)
-                .await
-                .unwrap();
+        let (mut after, mut seen) = (0, Vec::new());
+        loop {
+            let chunk = s.due_after("r", &due, after, 4).await.unwrap();
+            assert!(chunk.len() <= 4);
+            let Some(last) = chunk.last() else { break };
+            after = last.id;
+            seen.extend(chunk.into_iter().map(|r| r.path));
         }
-    }
+        let want: Vec<String> = (0..10).map(|i| format!("p{i}")).collect();
+        assert_eq!(seen, want, "each due row once, in id order");
+        assert_eq!(s.due("r", 2000, 500, 0).await.unwrap().len(), 10);
+    });
 
-    #[tokio::test]
-    async fn an_empty_listing_while_files_are_pending_changes_nothing() {
-        let (_d, s) = state().await;
+    state_test!(only_the_latest_version_of_a_path_is_compared, |s| {
+        let done = |s: State, now: i64| async move {
+            for r in s.due("r", now, 0, 0).await.unwrap() {
+                s.claim(r.id, now).await.unwrap();
+                s.mark_delivered(r.id, "/x/a", false, now).await.unwrap();
+                s.mark_done(r.id, now).await.unwrap();
+            }
+        };
         s.record_listing("r", &[f("a", 1, 10)], 1000).await.unwrap();
-        let out = s.record_listing("r", &[], 2000).await.unwrap();
-        assert!(out.ignored_empty);
-        assert_eq!(s.due("r", 5000, 0, 0).await.unwrap().len(), 1);
-    }
+        done(s.clone(), 1000).await;
+        let out = s.record_listing("r", &[f("a", 2, 20)], 2000).await.unwrap();
+        assert_eq!(out.new.len(), 1);
+        done(s.clone(), 2000).await;
+        // Forgetting the latest version makes the one before it the latest.
+        let v2 = s.files(&Default::default()).await.unwrap()[1].id;
+        let only_v2 = crate::state::FileFilter {
+            id: Some(v2),
+            ..Default::default()
+        };
+        assert_eq!(s.forget(&only_v2).await.unwrap(), 1);
+        let out = s.record_listing("r", &[f("a", 1, 10)], 3000).await.unwrap();
+        assert!(out.new.is_empty(), "v1 is the latest again: {out:?}");
+        let out = s.record_listing("r", &[f("a", 2, 20)], 4000).await.unwrap();
+        assert_eq!(out.new, vec![f("a", 2, 20)]);
+    });
 
-    #[tokio::test]
-    async fn a_delivered_file_that_changes_is_a_new_version() {
-        let (_d, s) = state().await;
+    state_test!(
+        a_listing_that_drops_the_time_of_day_keeps_the_version,
+        |s| {
+            // 2026-06-02 18:00 local (+02:00); later listed as a bare date.
+            let minute = 1_780_416_000;
+            let midnight = minute - 16 * 3600;
+            s.record_listing("r", &[f("a", 7, minute)], 1000)
+                .await
+                .unwrap();
+            let bare = Listed {
+                date_only: true,
+                ..f("a", 7, midnight)
+            };
+            let out = s.record_listing("r", &[bare], 2000).await.unwrap();
+            assert!(out.new.is_empty() && out.changed.is_empty(), "{out:?}");
+            // The same time listed exactly (local, SFTP, MLSD) is another
+            // version; so is an earlier time, or the next day's bare date.
+            let next_day = Listed {
+                date_only: true,
+                ..f("a", 7, midnight + 86_400)
+            };
+            for l in [f("a", 7, midnight), f("a", 7, minute - 60), next_day] {
+                let out = s
+                    .record_listing("r", std::slice::from_ref(&l), 3000)
+                    .await
+                    .unwrap();
+                let t = l.mtime;
+                assert_eq!(out.changed.len(), 1, "{t}");
+                s.record_listing("r", &[f("a", 7, minute)], 4000)
+                    .await
+                    .unwrap();
+            }
+        }
+    );
+
+    state_test!(
+        an_empty_listing_while_files_are_pending_changes_nothing,
+        |s| {
+            s.record_listing("r", &[f("a", 1, 10)], 1000).await.unwrap();
+            let out = s.record_listing("r", &[], 2000).await.unwrap();
+            assert!(out.ignored_empty);
+            assert_eq!(s.due("r", 5000, 0, 0).await.unwrap().len(), 1);
+        }
+    );
+
+    state_test!(a_delivered_file_that_changes_is_a_new_version, |s| {
         s.record_listing("r", &[f("a", 1, 10)], 1000).await.unwrap();
         let id = s.due("r", 1000, 0, 0).await.unwrap()[0].id;
         s.claim(id, 1000).await.unwrap();
@@ -463,11 +469,9 @@ mod tests {
         s.mark_failed(due[0].id, "x", None, 3000).await.unwrap();
         let out = s.record_listing("r", &[f("a", 1, 10)], 4000).await.unwrap();
         assert_eq!(out.new.len(), 1);
-    }
+    });
 
-    #[tokio::test]
-    async fn vanished_files_are_dropped_or_failed() {
-        let (_d, s) = state().await;
+    state_test!(vanished_files_are_dropped_or_failed, |s| {
         s.record_listing("r", &[f("a", 1, 10), f("b", 1, 10), f("c", 1, 10)], 1000)
             .await
             .unwrap();
@@ -484,7 +488,7 @@ mod tests {
         assert_eq!(out.superseded.len(), 1, "b's partial download can go");
         assert_eq!(out.superseded[0].id, b.id);
         let failed = s
-            .files(&super::super::FileFilter {
+            .files(&crate::state::FileFilter {
                 state: Some(FileState::Failed),
                 ..Default::default()
             })
@@ -494,11 +498,9 @@ mod tests {
         assert_eq!(failed[0].last_error.as_deref(), Some(VANISHED));
         let all = s.files(&Default::default()).await.unwrap();
         assert_eq!(all.len(), 2, "a was never started and is simply forgotten");
-    }
+    });
 
-    #[tokio::test]
-    async fn bulk_inserted_paths_survive_exactly() {
-        let (_d, s) = state().await;
+    state_test!(bulk_inserted_paths_survive_exactly, |s| {
         let odd = [
             "a \"quoted\" name",
             "back\\slash",
@@ -523,11 +525,9 @@ mod tests {
         // The same listing again changes nothing.
         let out = s.record_listing("r", &listing, 2000).await.unwrap();
         assert!(out.new.is_empty() && out.changed.is_empty());
-    }
+    });
 
-    #[tokio::test]
-    async fn a_path_listed_twice_is_one_row() {
-        let (_d, s) = state().await;
+    state_test!(a_path_listed_twice_is_one_row, |s| {
         let twice = [f("a", 1, 10), f("b", 2, 10), f("a", 1, 10)];
         let out = s.record_listing("r", &twice, 1000).await.unwrap();
         assert_eq!(out.new, vec![f("a", 1, 10), f("b", 2, 10)]);
@@ -538,11 +538,9 @@ mod tests {
             .await
             .unwrap();
         assert!(out.new.is_empty() && out.changed.is_empty());
-    }
+    });
 
-    #[tokio::test]
-    async fn refused_files_fail_once_per_version() {
-        let (_d, s) = state().await;
+    state_test!(refused_files_fail_once_per_version, |s| {
         let bad = |size| Refused {
             file: f("bad\\xff.csv", size, 10),
             error: crate::remote::NOT_UTF8.into(),
@@ -586,16 +584,37 @@ mod tests {
             .unwrap();
         assert!(out.refused.is_empty());
         assert_eq!(out.new.len(), 1);
-    }
+    });
 
-    #[tokio::test]
-    async fn unknown_sizes_are_stored_as_minus_one() {
-        let (_d, s) = state().await;
-        let unknown = [f("u", super::super::size_to_db(None), 10)];
+    state_test!(unknown_sizes_are_stored_as_minus_one, |s| {
+        let unknown = [f("u", crate::state::size_to_db(None), 10)];
         s.record_listing("r", &unknown, 1000).await.unwrap();
         let out = s.record_listing("r", &unknown, 2000).await.unwrap();
         assert!(out.new.is_empty() && out.changed.is_empty(), "same version");
         let row = &s.due("r", 3000, 0, 0).await.unwrap()[0];
         assert_eq!((row.size, row.version().size), (-1, None));
+    });
+
+    /// Two nodes record the same rule's listing at the same moment: the
+    /// rule's row lock makes them take turns, so each new file gets one
+    /// row, never one per node.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_nodes_listing_one_rule_insert_each_file_once() {
+        let (a, b) = crate::state::testing::postgres_twice().await;
+        // The rule's row exists already, as it does after a first poll.
+        a.record_listing("r", &[], 500).await.unwrap();
+        let mut listing = Vec::new();
+        let mut new = 0;
+        for round in 0..4 {
+            listing.extend((0..100).map(|i| f(&format!("f{round}-{i}"), 1, 10)));
+            let now = 1000 + round;
+            let (x, y) = tokio::join!(
+                a.record_listing("r", &listing, now),
+                b.record_listing("r", &listing, now)
+            );
+            new += x.unwrap().new.len() + y.unwrap().new.len();
+        }
+        assert_eq!(new, 400);
+        assert_eq!(a.files(&Default::default()).await.unwrap().len(), 400);
     }
 }

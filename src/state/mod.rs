@@ -1,84 +1,138 @@
 //! The state database: every file's version and progress through the
-//! pipeline, and every rule's polling health. All SQL lives in this folder,
-//! behind functions named for what they do.
+//! pipeline, and every rule's polling health. The public API is
+//! [`State`]; the engine never learns which database is behind it.
+//!
+//! Each backend keeps all of its SQL in its own folder (`sqlite/`,
+//! `postgres/`), one
+//! file per area; what is not SQL (deciding what a listing changes,
+//! grouping steps into commits, pruning in bounded steps) lives once, in
+//! the files directly under `state/`, which dispatch to the backend.
+
+/// Runs `$body` with `$db` bound to the backend of `$state`. Every public
+/// method goes through here, so adding a backend is one arm.
+macro_rules! on_backend {
+    ($state:expr, $db:ident => $body:expr) => {
+        match &$state.backend {
+            $crate::state::Backend::Sqlite($db) => $body,
+            $crate::state::Backend::Postgres($db) => $body,
+        }
+    };
+}
+
+// First, so that its `state_test!` is in scope in the modules below.
+#[cfg(test)]
+#[macro_use]
+pub(crate) mod testing;
 
 mod batch;
+mod claims;
+mod digest;
 mod error;
 mod history;
 mod listing;
+mod polls;
+mod postgres;
 mod query;
 mod retention;
 mod row;
-#[cfg(test)]
-pub(crate) mod testing;
+mod schema;
+mod segments;
+mod sqlite;
 mod transitions;
 
+pub use claims::{Me, NodeStatus};
 pub use error::{Error, Result};
 pub use history::HistoryEntry;
-pub use listing::{Listed, ListingOutcome, Refused, Superseded};
+pub use listing::{Due, Listed, ListingOutcome, Refused, Superseded};
 pub use query::{Condition, FileFilter, RecentError, RuleHealth, StateCount};
 pub use row::{Direction, FileRow, FileState, size_from_db, size_to_db};
+pub use schema::{Schema, inspect};
+pub use segments::{PlannedFor, Segment};
 pub use transitions::Skipped;
 
-use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use crate::config::{PostgresDb, StateDb};
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-/// The open database. Cloning shares the connection.
+/// The open database. Cloning shares the connections and the group commit.
 #[derive(Clone)]
 pub struct State {
-    pool: SqlitePool,
+    backend: Backend,
     batch: batch::Batcher,
+    /// This process among the nodes sharing the database (`claims.rs`),
+    /// and its instance token as the group commit carries it.
+    me: std::sync::Arc<Me>,
+    owner: std::sync::Arc<str>,
+    /// Listing turns this process took, by rule: when it took each
+    /// (`claims::Turns`), so a steady poll need not write to ask again.
+    turns: claims::Turns,
+    /// Poll records, gathered into few statements (`polls.rs`).
+    polls: polls::PollLog,
+}
+
+/// The database behind a [`State`]: one module of SQL each.
+#[derive(Clone)]
+enum Backend {
+    Sqlite(sqlite::Db),
+    Postgres(postgres::Db),
 }
 
 impl State {
-    /// Opens (creating if needed) the database and applies the embedded migrations.
+    /// Opens (creating if needed) the SQLite database at `path` and
+    /// applies the embedded migrations.
     pub async fn open(path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
-                dir: dir.to_path_buf(),
-                source,
-            })?;
-        }
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: every commit is on disk before the step it records is
-            // followed by an irreversible one (a rename the consumer sees, a
-            // remote move or delete). With NORMAL a power loss could forget
-            // a `delivered` whose source was already moved away: the file
-            // would be lost track of. ARCHITECTURE.md, crash safety.
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(30));
-        // One connection: SQLite has one writer anyway, and a single
-        // connection can never deadlock upgrading a read to a write.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await?;
-        migrate(&pool).await?;
-        let batch = batch::Batcher::start(pool.clone());
-        Ok(Self { pool, batch })
+        let db = sqlite::Db::open(path).await?;
+        let batch = batch::Batcher::start(db.clone());
+        Ok(Self::with_backend(Backend::Sqlite(db), batch))
     }
-}
 
-/// Applies the embedded migrations. Two processes opening a new database
-/// at once (the daemon starting, `ferry files` from a shell) can both see a
-/// migration as not applied; the second then fails on what the first
-/// created. Trying again sees it applied and does nothing.
-async fn migrate(pool: &SqlitePool) -> Result<()> {
-    let mut tries = 0;
-    loop {
-        match sqlx::migrate!("./migrations").run(pool).await {
-            Ok(()) => return Ok(()),
-            Err(_) if tries < 5 => {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(50 * tries)).await;
-            }
-            Err(e) => return Err(e.into()),
+    /// A state working as this host's node with the default lease, until
+    /// [`State::with_me`] says otherwise (the daemon, from `daemon.node`).
+    fn with_backend(backend: Backend, batch: batch::Batcher) -> Self {
+        let me = Me::new(
+            &crate::config::hostname(),
+            std::time::Duration::from_secs(60),
+        );
+        Self {
+            polls: polls::PollLog::start(backend.clone()),
+            backend,
+            batch,
+            owner: me.instance.as_str().into(),
+            me: std::sync::Arc::new(me),
+            turns: claims::Turns::default(),
         }
+    }
+
+    /// Opens the state database the configuration names, applying the
+    /// embedded migrations of its backend.
+    pub async fn connect(db: &StateDb) -> Result<Self> {
+        match db {
+            StateDb::Sqlite(path) => Self::open(path).await,
+            StateDb::Postgres(pg) => Self::open_postgres(pg).await,
+        }
+    }
+
+    /// Connects to a PostgreSQL state database and applies the embedded
+    /// migrations. An error names the server and database, never the password.
+    pub async fn open_postgres(pg: &PostgresDb) -> Result<Self> {
+        let db = postgres::Db::open(pg).await?;
+        db.migrate().await?;
+        let batch = batch::Batcher::start(db.clone());
+        Ok(Self::with_backend(Backend::Postgres(db), batch))
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// The latest migration applied to the database (its number in
+    /// `migrations/<backend>/`).
+    pub async fn schema_version(&self) -> Result<Option<i64>> {
+        on_backend!(self, db => db.schema_version().await)
     }
 }
 
@@ -87,21 +141,4 @@ pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::State;
-
-    /// Durable before irreversible: every commit is fsynced (FULL = 2).
-    #[tokio::test]
-    async fn commits_are_synchronous_full() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = State::open(&dir.path().join("s.db")).await.unwrap();
-        let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
-            .fetch_one(&s.pool)
-            .await
-            .unwrap();
-        assert_eq!(level, 2);
-    }
 }

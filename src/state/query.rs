@@ -1,11 +1,13 @@
 //! Read and maintenance queries behind `ferry status`, `files`, `retry` and
-//! `forget`. Filters are bound parameters, never SQL built from text.
+//! `forget`. Filters are bound parameters, never SQL built from text
+//! (each backend writes its own statements).
 
 use super::{Direction, FileRow, FileState, Result, State};
 use serde::Serialize;
+use std::collections::HashMap;
 
 /// Which rows a command is about. Every field narrows; `path` is a glob
-/// (SQLite GLOB: `*`, `?`, `[...]`) on the path relative to remote_dir.
+/// (`*`, `?`, `[...]`, as SQLite GLOB) on the path relative to remote_dir.
 #[derive(Debug, Clone, Default)]
 pub struct FileFilter {
     pub rule: Option<String>,
@@ -75,47 +77,6 @@ pub struct RecentError {
     pub error: String,
 }
 
-// The shared filter, written once and joined into each statement at
-// compile time, so no SQL is ever formatted at run time.
-macro_rules! where_clause {
-    () => {
-        "(?1 IS NULL OR rule = ?1) AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR path GLOB ?3) AND (?4 IS NULL OR id = ?4)
-         AND (?5 IS NULL
-              OR (?5 = 'retrying' AND failures > 0 AND held IS NULL AND state NOT IN ('done', 'failed'))
-              OR (?5 = 'held' AND held IS NOT NULL))
-         AND (?6 IS NULL OR direction = ?6)"
-    };
-}
-
-const FILES_SQL: &str = concat!(
-    "SELECT * FROM files WHERE ",
-    where_clause!(),
-    " ORDER BY id LIMIT ?7"
-);
-
-const RETRY_SQL: &str = concat!(
-    "UPDATE files SET attempts = 0, failures = 0, held = NULL, next_attempt_ms = NULL, updated_at_ms = ?7,
-       state = CASE WHEN delivered_at_ms IS NOT NULL THEN 'delivered'
-                    WHEN local_inode IS NOT NULL OR sent_to IS NOT NULL AND append_base IS NULL THEN 'downloaded'
-                    ELSE 'stable' END
-     WHERE ",
-    where_clause!()
-);
-
-const FORGET_SQL: &str = concat!("DELETE FROM files WHERE ", where_clause!());
-
-macro_rules! filtered {
-    ($sql:expr, $f:expr) => {
-        sqlx::query($sql)
-            .bind($f.rule.as_deref())
-            .bind($f.state.map(FileState::as_str))
-            .bind($f.path.as_deref())
-            .bind($f.id)
-            .bind($f.condition.map(Condition::as_str))
-            .bind($f.direction.map(Direction::as_str))
-    };
-}
-
 impl RuleHealth {
     pub fn never_polled(name: &str) -> Self {
         Self {
@@ -137,64 +98,13 @@ impl RuleHealth {
 
 impl State {
     pub async fn files(&self, f: &FileFilter) -> Result<Vec<FileRow>> {
-        let rows = sqlx::query_as(FILES_SQL)
-            .bind(f.rule.as_deref())
-            .bind(f.state.map(FileState::as_str))
-            .bind(f.path.as_deref())
-            .bind(f.id)
-            .bind(f.condition.map(Condition::as_str))
-            .bind(f.direction.map(Direction::as_str))
-            .bind(f.limit.unwrap_or(-1))
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows)
+        on_backend!(self, db => db.files(f).await)
     }
 
     /// Health of every rule the database knows, with counts by state.
     pub async fn rule_health(&self) -> Result<Vec<RuleHealth>> {
-        let mut rules: Vec<RuleHealth> = sqlx::query_as("SELECT * FROM rules ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
-        let counts: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT rule, state, count(*) FROM files GROUP BY rule, state ORDER BY rule, state",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        for (rule, state, n) in counts {
-            let idx = match rules.iter().position(|r| r.name == rule) {
-                Some(i) => i,
-                None => {
-                    rules.push(RuleHealth::never_polled(&rule));
-                    rules.len() - 1
-                }
-            };
-            rules[idx].counts.push((state, n));
-        }
-        let held: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT rule, held, count(*) FROM files WHERE held IS NOT NULL GROUP BY rule, held ORDER BY rule, held",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        for (rule, why, n) in held {
-            if let Some(r) = rules.iter_mut().find(|r| r.name == rule) {
-                r.held.push((why, n));
-            }
-        }
-        let recent: Vec<RecentError> = sqlx::query_as(
-            "SELECT rule, id, path, state, updated_at_ms, last_error AS error FROM (
-               SELECT *, row_number() OVER (PARTITION BY rule ORDER BY updated_at_ms DESC, id DESC) AS n
-               FROM files WHERE last_error IS NOT NULL)
-             WHERE n <= ?1 ORDER BY rule, n",
-        )
-        .bind(RECENT_ERRORS)
-        .fetch_all(&self.pool)
-        .await?;
-        for e in recent {
-            if let Some(r) = rules.iter_mut().find(|r| r.name == e.rule) {
-                r.recent_errors.push(e);
-            }
-        }
-        Ok(rules)
+        let rows = on_backend!(self, db => db.health_rows().await)?;
+        Ok(rows.assemble())
     }
 
     /// Requeues failed rows with a fresh attempt count: delivered ones
@@ -207,26 +117,14 @@ impl State {
             state: Some(FileState::Failed),
             ..f.clone()
         };
-        let done = filtered!(RETRY_SQL, f)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+        on_backend!(self, db => db.retry(&f, now).await)
     }
 
     /// The state of each of `ids` that has a row.
-    pub async fn states_of(
-        &self,
-        ids: &[i64],
-    ) -> Result<std::collections::HashMap<i64, FileState>> {
-        let mut out = std::collections::HashMap::new();
-        for slice in ids.chunks(super::listing::INSERT_SLICE) {
-            let rows: Vec<(i64, String)> = sqlx::query_as(
-                "SELECT id, state FROM files WHERE id IN (SELECT value FROM json_each(?))",
-            )
-            .bind(serde_json::to_string(slice).expect("ids serialize"))
-            .fetch_all(&self.pool)
-            .await?;
+    pub async fn states_of(&self, ids: &[i64]) -> Result<HashMap<i64, FileState>> {
+        let mut out = HashMap::new();
+        for slice in ids.chunks(super::listing::SLICE) {
+            let rows = on_backend!(self, db => db.states_of(slice).await)?;
             out.extend(
                 rows.into_iter()
                     .filter_map(|(id, s)| Some((id, s.parse().ok()?))),
@@ -237,19 +135,52 @@ impl State {
 
     /// Drops rows: a file still on the server is then seen as new.
     pub async fn forget(&self, f: &FileFilter) -> Result<u64> {
-        let done = filtered!(FORGET_SQL, f).execute(&self.pool).await?;
-        Ok(done.rows_affected())
+        on_backend!(self, db => db.forget(f).await)
     }
 
     /// Files counted by rule, direction and state, for the metrics endpoint
     /// (read at each scrape, so the numbers are the database's own).
     pub async fn counts_by_state(&self) -> Result<Vec<StateCount>> {
-        let rows = sqlx::query_as(
-            "SELECT rule, direction, state, count(*) AS files FROM files GROUP BY rule, direction, state",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows)
+        on_backend!(self, db => db.counts_by_state().await)
+    }
+}
+
+/// What `ferry status` is made of, as a backend reads it: the rules table,
+/// files counted by (rule, state), held files by (rule, reason), and the
+/// latest errors per rule ([`RECENT_ERRORS`] at most, newest first).
+pub(super) struct HealthRows {
+    pub rules: Vec<RuleHealth>,
+    pub counts: Vec<(String, String, i64)>,
+    pub held: Vec<(String, String, i64)>,
+    pub recent: Vec<RecentError>,
+}
+
+impl HealthRows {
+    /// One entry per rule, with a rule that has files but never recorded
+    /// a poll listed too.
+    fn assemble(self) -> Vec<RuleHealth> {
+        let mut rules = self.rules;
+        for (rule, state, n) in self.counts {
+            let idx = match rules.iter().position(|r| r.name == rule) {
+                Some(i) => i,
+                None => {
+                    rules.push(RuleHealth::never_polled(&rule));
+                    rules.len() - 1
+                }
+            };
+            rules[idx].counts.push((state, n));
+        }
+        for (rule, why, n) in self.held {
+            if let Some(r) = rules.iter_mut().find(|r| r.name == rule) {
+                r.held.push((why, n));
+            }
+        }
+        for e in self.recent {
+            if let Some(r) = rules.iter_mut().find(|r| r.name == e.rule) {
+                r.recent_errors.push(e);
+            }
+        }
+        rules
     }
 }
 
@@ -260,4 +191,78 @@ pub struct StateCount {
     pub direction: String,
     pub state: String,
     pub files: i64,
+}
+
+/// A `FileFilter::path` glob as an anchored regular expression, for a
+/// database without GLOB (PostgreSQL's `~`), with SQLite's GLOB meaning:
+/// `*` any run of characters (`/` too), `?` one character, `[...]` one of
+/// a set (`[^...]` none of it; a `]` first in the set is literal),
+/// everything else literal and case-sensitive.
+pub(super) fn glob_regex(glob: &str) -> String {
+    let chars: Vec<char> = glob.chars().collect();
+    let mut out = String::from("^");
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '*' => out.push_str(".*"),
+            '?' => out.push('.'),
+            '[' => match set_end(&chars, i) {
+                Some(end) => {
+                    out.push('[');
+                    let mut j = i + 1;
+                    if chars[j] == '^' {
+                        out.push('^');
+                        j += 1;
+                    }
+                    for &c in &chars[j..end] {
+                        if c == '\\' || c == '[' {
+                            out.push('\\');
+                        }
+                        out.push(c);
+                    }
+                    out.push(']');
+                    i = end;
+                }
+                None => out.push_str("\\["),
+            },
+            c => {
+                if "\\.+*?()|{}[]^$".contains(c) {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+        }
+        i += 1;
+    }
+    out.push('$');
+    out
+}
+
+/// The index of the `]` that closes the set opened at `open`, if any.
+fn set_end(chars: &[char], open: usize) -> Option<usize> {
+    let mut j = open + 1;
+    if chars.get(j) == Some(&'^') {
+        j += 1;
+    }
+    // A `]` right after the opening (or its `^`) is a member, not the end.
+    if chars.get(j) == Some(&']') {
+        j += 1;
+    }
+    (j..chars.len()).find(|&k| chars[k] == ']')
+}
+
+#[cfg(test)]
+mod glob_tests {
+    use super::glob_regex;
+
+    #[test]
+    fn globs_become_anchored_regexes() {
+        assert_eq!(glob_regex("*.csv"), "^.*\\.csv$");
+        assert_eq!(glob_regex("a?c"), "^a.c$");
+        assert_eq!(glob_regex("[ab]x"), "^[ab]x$");
+        assert_eq!(glob_regex("[^ab]"), "^[^ab]$");
+        assert_eq!(glob_regex("[]x]"), "^[]x]$");
+        assert_eq!(glob_regex("a(1)+$"), "^a\\(1\\)\\+\\$$");
+        assert_eq!(glob_regex("open[x"), "^open\\[x$");
+    }
 }

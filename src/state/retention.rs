@@ -20,38 +20,20 @@ const STEP: i64 = 1000;
 /// Pause between steps, so that the engine's writes get their turn.
 const PAUSE: Duration = Duration::from_millis(5);
 
-// The latest row of (rule, path) is the one with the highest id.
-const PRUNE_SQL: &str = "DELETE FROM files WHERE id IN (
-   SELECT f.id FROM files f
-   WHERE f.id >= ?1 AND f.id < ?2
-     AND f.state IN ('done', 'skipped')
-     AND coalesce(f.done_at_ms, f.updated_at_ms) < ?3
-     AND (f.unlisted_since_ms < ?3
-          OR EXISTS (SELECT 1 FROM files n WHERE n.rule = f.rule AND n.path = f.path AND n.id > f.id)))";
-
 impl State {
     /// Prunes finished rows older than `cutoff_ms` (and their history, by
     /// trigger), except the latest row of a path still listed or missed
     /// for less than that. Returns how many rows went.
     pub async fn prune(&self, cutoff_ms: i64) -> Result<u64> {
-        let (low, high): (Option<i64>, Option<i64>) =
-            sqlx::query_as("SELECT min(id), max(id) FROM files")
-                .fetch_one(&self.pool)
-                .await?;
-        let (Some(low), Some(high)) = (low, high) else {
+        let Some((low, high)) = on_backend!(self, db => db.id_range(cutoff_ms).await)? else {
             return Ok(0);
         };
         let mut pruned = 0;
         let mut from = low;
         while from <= high {
-            let done = sqlx::query(PRUNE_SQL)
-                .bind(from)
-                .bind(from + STEP)
-                .bind(cutoff_ms)
-                .execute(&self.pool)
-                .await?;
-            pruned += done.rows_affected();
-            from += STEP;
+            let to = from + STEP;
+            pruned += on_backend!(self, db => db.prune_step(from, to, cutoff_ms).await)?;
+            from = to;
             tokio::time::sleep(PAUSE).await;
         }
         Ok(pruned)
@@ -60,20 +42,13 @@ impl State {
     /// Failed rows of `rule` whose last change is older than `cutoff_ms`:
     /// their partial downloads and spool copies can go.
     pub async fn failed_before(&self, rule: &str, cutoff_ms: i64) -> Result<Vec<FileRow>> {
-        let rows = sqlx::query_as(
-            "SELECT * FROM files WHERE rule = ? AND state = 'failed' AND updated_at_ms < ? ORDER BY id",
-        )
-        .bind(rule)
-        .bind(cutoff_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows)
+        on_backend!(self, db => db.failed_before(rule, cutoff_ms).await)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::state::testing::{f, state};
+    use crate::state::testing::f;
     use crate::state::{FileFilter, FileState, Listed, State};
 
     const DAY: i64 = 86_400_000;
@@ -99,15 +74,10 @@ mod tests {
     }
 
     async fn history_rows(s: &State) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM history")
-            .fetch_one(&s.pool)
-            .await
-            .unwrap()
+        s.count_history(None).await
     }
 
-    #[tokio::test]
-    async fn keeps_the_latest_row_of_a_path_still_listed() {
-        let (_d, s) = state().await;
+    state_test!(keeps_the_latest_row_of_a_path_still_listed, |s| {
         deliver(&s, &[f("kept", 1)], DAY).await;
         // Still listed every day since: the row stops a second delivery.
         for day in 2..40 {
@@ -122,11 +92,9 @@ mod tests {
             .await
             .unwrap();
         assert!(out.new.is_empty(), "the kept file is not new again");
-    }
+    });
 
-    #[tokio::test]
-    async fn prunes_old_done_rows_with_their_history() {
-        let (_d, s) = state().await;
+    state_test!(prunes_old_done_rows_with_their_history, |s| {
         // v1 delivered on day 1, replaced by v2 on day 2 (both done);
         // "moved" delivered on day 1 and gone from the listings since.
         deliver(&s, &[f("a", 1), f("moved", 1)], DAY).await;
@@ -147,11 +115,9 @@ mod tests {
         // Young rows stay: nothing is older than 30 days before day 20.
         deliver(&s, &[f("b", 1)], 20 * DAY).await;
         assert_eq!(s.prune(20 * DAY - 30 * DAY).await.unwrap(), 0);
-    }
+    });
 
-    #[tokio::test]
-    async fn a_path_missed_only_lately_keeps_its_row() {
-        let (_d, s) = state().await;
+    state_test!(a_path_missed_only_lately_keeps_its_row, |s| {
         deliver(&s, &[f("a", 1), f("other", 1)], DAY).await;
         // Listed until day 35, missing since.
         s.record_listing("r", &[f("a", 1), f("other", 1)], 35 * DAY)
@@ -168,11 +134,9 @@ mod tests {
             .unwrap();
         assert!(out.new.is_empty());
         assert_eq!(s.prune(80 * DAY - 30 * DAY).await.unwrap(), 0);
-    }
+    });
 
-    #[tokio::test]
-    async fn never_prunes_failed_rows() {
-        let (_d, s) = state().await;
+    state_test!(never_prunes_failed_rows, |s| {
         s.record_listing("r", &[f("bad", 1), f("x", 1)], DAY)
             .await
             .unwrap();
@@ -188,18 +152,16 @@ mod tests {
         assert_eq!(failed.len(), 1);
         assert_eq!(failed[0].id, id);
         assert!(s.failed_before("r", DAY).await.unwrap().is_empty());
-    }
+    });
 
-    /// More rows than one step holds: every step is visited.
-    #[tokio::test]
-    async fn prunes_across_many_steps() {
-        let (_d, s) = state().await;
+    // More rows than one step holds: every step is visited.
+    state_test!(prunes_across_many_steps, |s| {
         // Two rows per path: ids span more than one step.
-        let n = super::STEP as usize / 2 + 10;
+        let n = crate::state::retention::STEP as usize / 2 + 10;
         let v1: Vec<Listed> = (0..n).map(|i| f(&format!("f{i}"), 1)).collect();
         let v2: Vec<Listed> = (0..n).map(|i| f(&format!("f{i}"), 2)).collect();
         deliver(&s, &v1, DAY).await;
         deliver(&s, &v2, 2 * DAY).await;
         assert_eq!(s.prune(10 * DAY).await.unwrap(), n as u64);
-    }
+    });
 }

@@ -146,6 +146,9 @@ pub struct FileRow {
     pub sent_to: Option<String>,
     /// Send with `append`: the remote file's size before the first byte.
     pub append_base: Option<i64>,
+    /// SHA-256 (lowercase hex) of the bytes moved, recorded with
+    /// `downloaded` (migration 0008).
+    pub sha256: Option<String>,
     pub last_error: Option<String>,
     pub delivered_at_ms: Option<i64>,
     pub done_at_ms: Option<i64>,

@@ -246,7 +246,7 @@ from pyftpdlib.handlers import FTPHandler, TLS_FTPHandler
 from pyftpdlib.servers import FTPServer
 
 root, port, tls, cert, key, lo, log = sys.argv[1:8]
-logging.basicConfig(filename=log, level=logging.DEBUG if sys.argv[10] == "nat" else logging.INFO)
+logging.basicConfig(filename=log, level=logging.DEBUG if sys.argv[10] in ("nat", "debug") else logging.INFO)
 auth = DummyAuthorizer()
 auth.add_user(sys.argv[8], sys.argv[9], root, perm="elradfmwMT")
 
@@ -290,6 +290,43 @@ if sys.argv[10] == "badmlsd":
             yield b"type=file;size=many;modify=20260101000000; broken.csv\r\n"
             yield from super().format_mlsx(*args, **kwargs)
     Handler.abstracted_fs = BadLineFS
+if sys.argv[10] == "corrupt":
+    # XSHA256 (in FEAT) answers the digest of the stored file, while RETR
+    # sends it with its first byte changed: bytes corrupted on the way,
+    # which only the server's digest can show.
+    import hashlib, io
+    class Corrupted(io.BytesIO):
+        name = ""
+    class Corrupt(Handler):
+        proto_cmds = dict(Handler.proto_cmds)
+        proto_cmds["XSHA256"] = dict(perm="r", auth=True, arg=True, help="Syntax: XSHA256 <SP> file-name")
+        def ftp_FEAT(self, line):
+            said = []
+            self.push = said.append
+            self.respond = lambda reply: said.append(reply + "\r\n")
+            try:
+                super().ftp_FEAT(line)
+            finally:
+                del self.push, self.respond
+            text = "".join(said)
+            self.push(text.replace("211 End", " XSHA256\r\n211 End"))
+        def ftp_XSHA256(self, path):
+            with open(path, "rb") as f:
+                self.respond("250 " + hashlib.sha256(f.read()).hexdigest())
+    class CorruptFS(Handler.abstracted_fs):
+        def open(self, filename, mode):
+            f = super().open(filename, mode)
+            if "r" not in mode:
+                return f
+            data = bytearray(f.read())
+            f.close()
+            if data:
+                data[0] ^= 0x20
+            out = Corrupted(bytes(data))
+            out.name = filename
+            return out
+    Corrupt.abstracted_fs = CorruptFS
+    Handler = Corrupt
 Handler.authorizer = auth
 Handler.passive_ports = range(int(lo), int(lo) + 40)
 Handler.use_gmt_times = True
@@ -300,6 +337,11 @@ server.serve_forever()
 /// pyftpdlib (MLSD, MLST) with user `ferry` / `s3cret pass` rooted at `dir/root`.
 pub fn pyftpdlib(dir: &Path, tls: PyTls, certs: Option<&Certs>) -> FtpServer {
     pyftpdlib_with(dir, tls, certs, "-")
+}
+
+/// [`pyftpdlib`] logging every reply too (the passive ports it offered).
+pub fn pyftpdlib_logging_replies(dir: &Path, tls: PyTls, certs: Option<&Certs>) -> FtpServer {
+    pyftpdlib_with(dir, tls, certs, "debug")
 }
 
 /// pyftpdlib as behind NAT: EPSV refused, PASV announcing 10.255.255.1.
@@ -315,6 +357,12 @@ pub fn pyftpdlib_without_sizes(dir: &Path) -> FtpServer {
 /// pyftpdlib without REST: downloads cannot resume part-way.
 pub fn pyftpdlib_without_rest(dir: &Path) -> FtpServer {
     pyftpdlib_with(dir, PyTls::None, None, "norest")
+}
+
+/// pyftpdlib that offers `XSHA256` (the stored file's digest) but sends
+/// every file with its first byte changed.
+pub fn pyftpdlib_corrupting(dir: &Path) -> FtpServer {
+    pyftpdlib_with(dir, PyTls::None, None, "corrupt")
 }
 
 /// pyftpdlib whose MLSD starts with a line no parser reads.
@@ -496,4 +544,30 @@ fn fastrand_u16(below: u16) -> u16 {
         .unwrap()
         .subsec_nanos();
     ((nanos ^ std::process::id().wrapping_mul(2_654_435_761)) % u32::from(below)) as u16
+}
+
+/// Plain-FTP ProFTPD with mod_digest (HASH, XSHA256, XMD5 in FEAT), user
+/// `ferry` / `s3cret pass` with `dir/root` as home (no chroot), and every
+/// command logged in `dir/proftpd.commands` (`log` reads it).
+pub fn proftpd_digest(dir: &Path) -> FtpServer {
+    require_proftpd("mod_digest.so");
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("pub")).unwrap();
+    let port = free_port();
+    let pasv = 20000 + fastrand_u16(40000);
+    let conf = format!(
+        "{base}PassivePorts {pasv} {}\nLoadModule mod_digest.c\nDigestEngine on\n\
+         ExtendedLog {d}/proftpd.commands ALL\n<Directory />\n  AllowOverwrite on\n</Directory>\n",
+        pasv + 40,
+        base = proftpd_base_conf(dir, &root, port),
+        d = dir.display(),
+    );
+    let server = FtpServer {
+        proc: proftpd_spawn(dir, &conf),
+        port,
+        remote_root: root.display().to_string(),
+        root,
+        log: dir.join("proftpd.commands"),
+    };
+    server.wait_ready(false)
 }

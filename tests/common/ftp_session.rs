@@ -19,9 +19,12 @@ pub fn server(protocol: Protocol, port: u16, ftp: FtpOptions) -> Arc<Server> {
         max_sessions: 2,
         connect_timeout: Duration::from_secs(10),
         io_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(300),
         proxy: None,
         sftp: SftpOptions::default(),
         ftp,
+        bandwidth: Default::default(),
+        segmenting: ferry::config::Segmenting::default(),
     })
 }
 

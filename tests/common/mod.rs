@@ -209,6 +209,7 @@ pub fn script(f: &Fixture, name: &str, body: &str) -> PathBuf {
 pub mod cut;
 pub mod ftp_servers;
 pub mod ftp_session;
+pub mod postgres;
 pub mod process;
 pub mod proxies;
 pub mod sftp_servers;

@@ -94,6 +94,9 @@ pub struct Options {
     pub password: bool,
     /// Keyboard-interactive through PAM, with plain password auth off.
     pub keyboard_interactive_only: bool,
+    /// `ForceCommand internal-sftp`, as SFTP-only accounts have: any exec
+    /// request runs the SFTP server instead of the command.
+    pub sftp_only: bool,
 }
 
 impl Default for Options {
@@ -101,6 +104,7 @@ impl Default for Options {
         Options {
             password: true,
             keyboard_interactive_only: false,
+            sftp_only: false,
         }
     }
 }
@@ -140,7 +144,12 @@ impl Sshd {
              AuthorizedKeysFile {ak}\nStrictModes no\nUsePAM {pam}\nPasswordAuthentication {password}\n\
              KbdInteractiveAuthentication {kbd}\nPubkeyAuthentication yes\nPermitRootLogin no\n\
              AllowUsers {USER}\nSubsystem sftp internal-sftp\nLogLevel VERBOSE\nMaxStartups 200\n\
-             MaxSessions 200\nMaxAuthTries 10\n",
+             MaxSessions 200\nMaxAuthTries 10\n{force}",
+            force = if opts.sftp_only {
+                "ForceCommand internal-sftp\n"
+            } else {
+                ""
+            },
             hk = host_key.display(),
             d = dir.path().display(),
             ak = ak.display(),

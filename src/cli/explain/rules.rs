@@ -99,6 +99,9 @@ pub fn takes(rule: &Rule, rel: &str, size: Option<u64>) -> Result<String, String
     }
     match filter::verdict(rule, rel, name, size) {
         Verdict::Taken => Ok(format!("the rule's filters take it ({})", patterns(rule))),
+        Verdict::Marker(m) if rule.checksum_file.as_deref() == Some(&m) => Err(format!(
+            "{name} is a checksum file (checksum_file = \"{m}\"): a ready marker, never delivered"
+        )),
         Verdict::Marker(m) => Err(format!(
             "{name} is a ready marker (ready_marker = \"{m}\"): markers are never delivered"
         )),

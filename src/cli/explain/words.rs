@@ -41,6 +41,9 @@ pub fn latest(row: &FileRow, rule: Option<&Rule>, now: i64) -> Vec<String> {
             escape(row.last_error.as_deref().unwrap_or("the name was taken"))
         )),
     }
+    if let Some(sha) = &row.sha256 {
+        out.push(format!("SHA-256 of the bytes transferred: {sha}"));
+    }
     out
 }
 
@@ -98,6 +101,13 @@ fn pending(row: &FileRow, rule: Option<&Rule>, now: i64, attempts: &str, out: &m
         let marker = crate::engine::filter::marker_for(m, name);
         out.push(format!(
             "taken only once its ready marker {marker} exists beside it"
+        ));
+    }
+    if let Some(c) = &rule.checksum_file {
+        let name = row.path.rsplit('/').next().unwrap_or(&row.path);
+        let sidecar = crate::engine::filter::marker_for(c, name);
+        out.push(format!(
+            "taken only once its checksum file {sidecar} exists beside it; its digest is checked before the rename"
         ));
     }
     if stable_at <= now && old_at <= now && row.next_attempt_ms.is_none_or(|t| t <= now) {

@@ -59,6 +59,13 @@ impl Resolver<'_> {
                 None
             }
         });
+        let checksum_file = self.checksum_file(&field("checksum_file"), &raw);
+        let verify_server = self.verify_server(
+            &field("verify"),
+            raw.verify.as_ref(),
+            &["size", "server"],
+            server.as_deref(),
+        );
         let local_dir = raw.local_dir.as_ref().and_then(|d| {
             let path = self.local_path(&field("local_dir"), d)?;
             self.writable_dir(&field("local_dir"), Some(d.span()), &path);
@@ -76,6 +83,11 @@ impl Resolver<'_> {
             .as_ref()
             .and_then(|d| self.remote_dir(&field("failed_move_to"), d, server.as_deref()));
         let retry = self.retry(&field("retry"), raw.retry.as_ref());
+        let bandwidth = self.bandwidth(
+            &field(""),
+            raw.bandwidth.as_ref(),
+            raw.bandwidth_schedule.as_ref(),
+        );
         Some(Rule {
             name: name.clone(),
             server: server?,
@@ -88,6 +100,8 @@ impl Resolver<'_> {
             min_size,
             max_size,
             ready_marker,
+            checksum_file,
+            verify_server: verify_server? == Some(true),
             local_dir,
             if_exists: if_exists?,
             handler: handler?,
@@ -95,7 +109,69 @@ impl Resolver<'_> {
             failed_move_to,
             retry: retry?,
             send: None,
+            bandwidth: bandwidth?,
         })
+    }
+
+    /// `checksum_file`: a name pattern like `ready_marker`'s, and not the same one.
+    fn checksum_file(&mut self, field: &str, raw: &RawWatch) -> Option<String> {
+        let c = raw.checksum_file.as_ref()?;
+        let pattern = c.get_ref();
+        if !pattern.contains("{name}") || pattern.contains('/') {
+            let msg = format!(
+                "{field}: \"{pattern}\" must contain {{name}} and no '/', e.g. \"{{name}}.sha256\""
+            );
+            self.c.at(c.span(), msg);
+            return None;
+        }
+        if raw.ready_marker.as_ref().map(|m| m.get_ref()) == Some(pattern) {
+            let msg = format!(
+                "{field}: \"{pattern}\" is the ready_marker too; the checksum file is a ready marker already, drop ready_marker"
+            );
+            self.c.at(c.span(), msg);
+            return None;
+        }
+        Some(pattern.clone())
+    }
+
+    /// `verify`: one of `allowed`; `Some(Some(true))` for `server`,
+    /// `Some(Some(false))` for another value, `Some(None)` when not set.
+    /// `server` needs a server that can give a digest: SFTP only with
+    /// `exec_checksum` (FTP servers announce theirs in FEAT, checked at
+    /// the transfer).
+    pub(super) fn verify_server(
+        &mut self,
+        field: &str,
+        raw: Option<&Spanned<String>>,
+        allowed: &[&str],
+        server: Option<&Server>,
+    ) -> Option<Option<bool>> {
+        let Some(v) = raw else {
+            return Some(None);
+        };
+        if !allowed.contains(&v.get_ref().as_str()) {
+            let msg = format!(
+                "{field}: unknown check \"{}\" (expected one of: {})",
+                v.get_ref(),
+                allowed.join(", ")
+            );
+            self.c.at(v.span(), msg);
+            return None;
+        }
+        let server_wanted = v.get_ref() == "server";
+        if server_wanted
+            && let Some(s) = server
+            && s.protocol == Protocol::Sftp
+            && !s.sftp.exec_checksum
+        {
+            let msg = format!(
+                "{field}: \"server\" over SFTP needs exec_checksum = true in servers.{} (the server then runs sha256sum)",
+                s.name
+            );
+            self.c.at(v.span(), msg);
+            return None;
+        }
+        Some(Some(server_wanted))
     }
 
     fn if_exists(&mut self, field: &str, raw: Option<&Spanned<String>>) -> Option<IfExists> {

@@ -59,22 +59,33 @@ impl Resolver<'_> {
             self.sizes(&field(""), raw.min_size.as_ref(), raw.max_size.as_ref());
         let temp = self.upload_temp(&field(""), &raw, server.as_deref());
         let if_exists = self.send_if_exists(&field("if_exists"), raw.if_exists.as_ref());
-        let verify_size = match &raw.verify {
-            None => Some(true),
-            Some(v) if v.get_ref() == "size" => Some(true),
-            Some(v) if v.get_ref() == "none" => Some(false),
-            Some(v) => {
-                let msg = format!(
-                    "{}: unknown check \"{}\" (expected one of: size, none)",
-                    field("verify"),
-                    v.get_ref()
-                );
-                self.c.at(v.span(), msg);
-                None
-            }
-        };
+        let verify = self.verify_server(
+            &field("verify"),
+            raw.verify.as_ref(),
+            &["size", "none", "server"],
+            server.as_deref(),
+        );
+        // `server` checks the size too: the digest covers it.
+        let verify_size = verify.map(|_| raw.verify.as_ref().is_none_or(|r| r.get_ref() != "none"));
+        let verify_server = verify.map(|v| v == Some(true));
+        let write_checksum_file = raw.write_checksum_file.unwrap_or(false);
+        if let Some(v) = &raw.if_exists
+            && v.get_ref() == "append"
+            && (write_checksum_file || verify_server == Some(true))
+        {
+            let msg = format!(
+                "{}: \"append\" cannot be combined with write_checksum_file or verify = \"server\": the server's file is more than the bytes sent",
+                field("if_exists")
+            );
+            self.c.at(v.span(), msg);
+        }
         let (after, failed_move_to) = self.send_after(&field("after."), &raw, outbox.as_deref())?;
         let retry = self.retry(&field("retry"), raw.retry.as_ref());
+        let bandwidth = self.bandwidth(
+            &field(""),
+            raw.bandwidth.as_ref(),
+            raw.bandwidth_schedule.as_ref(),
+        );
         let outbox = outbox?.to_string_lossy().into_owned();
         Some(Rule {
             name: name.clone(),
@@ -88,6 +99,8 @@ impl Resolver<'_> {
             min_size,
             max_size,
             ready_marker: None,
+            checksum_file: None,
+            verify_server: false,
             local_dir: None,
             if_exists: IfExists::default(),
             handler: None,
@@ -102,7 +115,10 @@ impl Resolver<'_> {
                 create_dirs: raw.create_dirs.unwrap_or(false),
                 preserve_mtime: raw.preserve_mtime.unwrap_or(false),
                 verify_size: verify_size?,
+                verify_server: verify_server?,
+                write_checksum_file,
             }),
+            bandwidth: bandwidth?,
         })
     }
 

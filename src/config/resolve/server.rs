@@ -13,6 +13,12 @@ use rustls::pki_types::pem::PemObject;
 use std::time::Duration;
 use toml::Spanned;
 
+/// How long an unused session stays open between polls by default: longer
+/// than common intervals, so a server's rules poll over warm connections,
+/// and no longer than common server-side idle limits (vsftpd's
+/// `idle_session_timeout` is 300 s).
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Protocols whose transport is built in this version.
 const SUPPORTED: &[Protocol] = &[
     Protocol::Local,
@@ -72,13 +78,18 @@ impl Resolver<'_> {
             raw.io_timeout.as_ref(),
             Duration::from_secs(60),
         );
-        // FTP data connections would need the proxy too; not built yet.
+        let idle_timeout = self.duration(
+            &field("idle_timeout"),
+            raw.idle_timeout.as_ref(),
+            DEFAULT_IDLE_TIMEOUT,
+        );
+        // FTP sends every passive data connection through the proxy too (ftp/passive.rs).
         self.only_for(
             name,
             "proxy",
             &raw.proxy,
-            protocol == Protocol::Sftp,
-            "sftp",
+            protocol != Protocol::Local,
+            "sftp, ftp, ftps and ftps-implicit",
         );
         if let (Some(pw), None) = (&raw.proxy_password, &raw.proxy) {
             let msg = format!("{}: set proxy too", field("proxy_password"));
@@ -90,6 +101,12 @@ impl Resolver<'_> {
             .and_then(|p| self.proxy(name, p, raw.proxy_password.as_ref()));
         let sftp = self.sftp_options(name, protocol, &raw);
         let ftp = self.ftp_options(name, protocol, &raw);
+        let bandwidth = self.bandwidth(
+            &field(""),
+            raw.bandwidth.as_ref(),
+            raw.bandwidth_schedule.as_ref(),
+        );
+        let segmenting = self.segmenting(name, &raw);
         Some(Server {
             name: name.to_string(),
             protocol,
@@ -100,9 +117,12 @@ impl Resolver<'_> {
             max_sessions: max_sessions?,
             connect_timeout: connect_timeout?,
             io_timeout: io_timeout?,
+            idle_timeout: idle_timeout?,
             proxy,
             sftp: sftp?,
             ftp: ftp?,
+            bandwidth: bandwidth?,
+            segmenting: segmenting?,
         })
     }
 
@@ -182,6 +202,7 @@ impl Resolver<'_> {
             "sftp",
         );
         self.only_for(name, "follow_symlinks", &raw.follow_symlinks, is, "sftp");
+        self.only_for(name, "exec_checksum", &raw.exec_checksum, is, "sftp");
         if !is {
             return Some(SftpOptions::default());
         }
@@ -200,6 +221,7 @@ impl Resolver<'_> {
             private_key,
             host_keys,
             follow_symlinks: raw.follow_symlinks.as_ref().is_some_and(|f| *f.get_ref()),
+            exec_checksum: raw.exec_checksum.as_ref().is_some_and(|f| *f.get_ref()),
         })
     }
 
@@ -368,7 +390,18 @@ impl Resolver<'_> {
         let field = |f: &str| format!("servers.{name}.{f}");
         let mode = match raw.mode.as_ref().map(|m| (m, m.get_ref().as_str())) {
             None | Some((_, "passive")) => Some(FtpMode::Passive),
-            Some((_, "active")) => Some(FtpMode::Active),
+            Some((m, "active")) => {
+                if raw.proxy.is_some() {
+                    // In active mode the server connects to us: no proxy carries that.
+                    let msg = format!(
+                        "{}: active mode cannot go through a proxy (the server would connect \
+                         to this machine, past it); use mode = \"passive\" or remove proxy",
+                        field("mode")
+                    );
+                    self.c.at(m.span(), msg);
+                }
+                Some(FtpMode::Active)
+            }
             Some((m, other)) => {
                 let msg = format!("{}: \"{other}\" is not passive or active", field("mode"));
                 self.c.at(m.span(), msg);
@@ -574,9 +607,15 @@ pub(super) fn local_server() -> Server {
         max_sessions: 16,
         connect_timeout: Duration::from_secs(30),
         io_timeout: Duration::from_secs(60),
+        idle_timeout: DEFAULT_IDLE_TIMEOUT,
         proxy: None,
         sftp: SftpOptions::default(),
         ftp: FtpOptions::default(),
+        bandwidth: Bandwidth::unlimited(),
+        segmenting: Segmenting {
+            segments: 1,
+            ..Segmenting::default()
+        },
     }
 }
 

@@ -4,8 +4,9 @@
 //! connect.
 
 use super::error::{classify, tls_error};
-use super::{Shared, tls};
+use super::{Shared, relay, tls};
 use crate::config::Protocol;
+use crate::remote::proxy;
 use crate::remote::{ErrorKind, RemoteError, Result};
 use rustls::ClientConfig;
 use std::net::SocketAddr;
@@ -40,6 +41,10 @@ pub struct Features {
     pub mdtm: bool,
     /// MFMT: set a file's modification time.
     pub mfmt: bool,
+    /// HASH with SHA-256 among its algorithms (draft-bryan-ftpext-hash).
+    pub hash_sha256: bool,
+    pub xsha256: bool,
+    pub xmd5: bool,
 }
 
 /// One logged-in control connection and what the data channel needs to know.
@@ -56,10 +61,15 @@ pub struct Conn {
     /// Set once EPSV has succeeded: from then on a download may send EPSV
     /// and RETR together.
     pub epsv_works: bool,
+    /// HASH answers in SHA-256 on this connection (FEAT's `*`, or after
+    /// `OPTS HASH SHA-256`).
+    pub hash_sha256_selected: bool,
     /// On FTPS, this control connection's TLS configuration, with its own
     /// session store: its data connections resume its session, never a
     /// sibling's (`tls::for_connection`).
     pub tls: Option<Arc<ClientConfig>>,
+    /// On FTPS, the leaf certificate the server presented (DER).
+    pub certificate: Option<Vec<u8>>,
     /// The copy buffer, reused by every transfer on this connection:
     /// allocating and zeroing it per file costs more than a small file.
     pub buf: Vec<u8>,
@@ -84,19 +94,15 @@ pub async fn open(shared: &Shared) -> Result<Conn> {
 
 async fn open_untimed(shared: &Shared, ctx: &str) -> Result<Conn> {
     let server = &shared.server;
-    if server.proxy.is_some() {
-        // Data connections would need the proxy too (passive_stream_builder);
-        // refusing is better than silently bypassing it.
-        let msg = "connecting through a proxy is not supported for FTP yet";
-        return Err(RemoteError::new(ErrorKind::Other, false, ctx, msg));
-    }
     if server.ftp.insecure_skip_verify {
         tracing::warn!(server = %server.name, "insecure_skip_verify = true: the server certificate is NOT verified");
     }
-    let addrs = resolve(&server.host, server.port, ctx).await?;
-    let tls = match server.protocol {
-        Protocol::Ftps | Protocol::FtpsImplicit => Some(own_config(shared, ctx)?),
-        _ => None,
+    let (tls, seen) = match server.protocol {
+        Protocol::Ftps | Protocol::FtpsImplicit => {
+            let (config, seen) = own_config(shared, ctx)?;
+            (Some(config), Some(seen))
+        }
+        _ => (None, None),
     };
     let connector = || {
         let config = tls
@@ -107,7 +113,7 @@ async fn open_untimed(shared: &Shared, ctx: &str) -> Result<Conn> {
     let ctrl = match server.protocol {
         Protocol::Ftps => {
             let connector = connector();
-            let plain = AsyncRustlsFtpStream::connect_with_stream(tcp_connect(&addrs, ctx).await?)
+            let plain = AsyncRustlsFtpStream::connect_with_stream(tcp(shared, ctx).await?)
                 .await
                 .map_err(|e| classify(ctx, e))?;
             // into_secure sends AUTH TLS, then PBSZ 0 and PROT P (RFC 4217).
@@ -119,10 +125,7 @@ async fn open_untimed(shared: &Shared, ctx: &str) -> Result<Conn> {
         }
         Protocol::FtpsImplicit => {
             let connector = connector();
-            let mut s =
-                AsyncRustlsFtpStream::connect_secure_implicit(addrs[0], connector, &server.host)
-                    .await
-                    .map_err(|e| classify(ctx, e))?;
+            let mut s = implicit(shared, connector, ctx).await?;
             // suppaftp's implicit mode protects only the control channel.
             for cmd in ["PBSZ 0", "PROT P"] {
                 s.custom_command(cmd, &[Status::CommandOk])
@@ -132,7 +135,7 @@ async fn open_untimed(shared: &Shared, ctx: &str) -> Result<Conn> {
             Ctrl::Tls(s)
         }
         _ => Ctrl::Plain(
-            AsyncFtpStream::connect_with_stream(tcp_connect(&addrs, ctx).await?)
+            AsyncFtpStream::connect_with_stream(tcp(shared, ctx).await?)
                 .await
                 .map_err(|e| classify(ctx, e))?,
         ),
@@ -150,11 +153,49 @@ async fn open_untimed(shared: &Shared, ctx: &str) -> Result<Conn> {
         local,
         epsv: true,
         epsv_works: false,
+        hash_sha256_selected: false,
         tls,
+        certificate: seen.and_then(|s| s.lock().ok()?.take()),
         buf: Vec::new(),
     };
     login(&mut conn, shared, ctx).await?;
     Ok(conn)
+}
+
+/// The control connection's TCP stream: straight to the server, or
+/// through its proxy, which resolves the host name itself.
+async fn tcp(shared: &Shared, ctx: &str) -> Result<TcpStream> {
+    let server = &shared.server;
+    if server.proxy.is_none() {
+        return tcp_connect(&resolve(&server.host, server.port, ctx).await?, ctx).await;
+    }
+    let s = proxy::connect(server.proxy.as_ref(), &server.host, server.port).await?;
+    let _ = s.set_nodelay(true);
+    Ok(s)
+}
+
+/// Implicit FTPS: TLS from the first byte. suppaftp opens that connection
+/// itself from an address, so through a proxy it is handed a loopback
+/// relay into the proxied stream (`relay.rs`).
+async fn implicit(
+    shared: &Shared,
+    connector: AsyncRustlsConnector,
+    ctx: &str,
+) -> Result<AsyncRustlsFtpStream> {
+    let server = &shared.server;
+    if server.proxy.is_none() {
+        let addrs = resolve(&server.host, server.port, ctx).await?;
+        return AsyncRustlsFtpStream::connect_secure_implicit(addrs[0], connector, &server.host)
+            .await
+            .map_err(|e| classify(ctx, e));
+    }
+    let relay = relay::Relay::start(tcp(shared, ctx).await?, ctx).await?;
+    let s = AsyncRustlsFtpStream::connect_secure_implicit(relay.addr, connector, &server.host)
+        .await
+        .map_err(|e| classify(ctx, e))?;
+    let ours = s.get_ref().await.local_addr();
+    relay.check(ours.ok(), ctx).await?;
+    Ok(s)
 }
 
 async fn resolve(host: &str, port: u16, ctx: &str) -> Result<Vec<SocketAddr>> {
@@ -201,9 +242,9 @@ async fn tcp_connect(addrs: &[SocketAddr], ctx: &str) -> Result<TcpStream> {
 }
 
 /// A TLS configuration for one new control connection and its data connections.
-fn own_config(shared: &Shared, ctx: &str) -> Result<Arc<ClientConfig>> {
+fn own_config(shared: &Shared, ctx: &str) -> Result<(Arc<ClientConfig>, tls::SeenCertificate)> {
     match &shared.tls {
-        Ok(Some(tls)) => Ok(tls::for_connection(&tls.config)),
+        Ok(Some(tls)) => Ok(tls::for_connection(&tls.config, &tls.verifier)),
         Ok(None) => Err(RemoteError::new(
             ErrorKind::Other,
             false,
@@ -229,10 +270,19 @@ async fn login(conn: &mut Conn, shared: &Shared, ctx: &str) -> Result<()> {
     // FEAT is optional (RFC 2389); a server without it gets LIST and no MDTM refinement.
     if let Ok(feat) = on_ctrl!(&mut conn.ctrl, s => s.feat().await) {
         let has = |name: &str| feat.keys().any(|k| k.eq_ignore_ascii_case(name));
+        let hash = feat
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("HASH"))
+            .map(|(_, v)| v.as_deref());
+        let (hash_sha256, selected) = super::digest::hash_offers_sha256(hash.flatten());
+        conn.hash_sha256_selected = selected;
         conn.features = Features {
             mlsd: has("MLST"),
             mdtm: has("MDTM"),
             mfmt: has("MFMT"),
+            hash_sha256,
+            xsha256: has("XSHA256"),
+            xmd5: has("XMD5"),
         };
         if has("UTF8") {
             // Some servers (IIS, FileZilla) send non-ASCII names in UTF-8 only after this.

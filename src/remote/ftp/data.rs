@@ -1,19 +1,18 @@
 //! Data connections, opened by ferry rather than by suppaftp so that every
 //! step has a timeout and the choices the issue asks for are ours: EPSV
-//! first and PASV when the server refuses it (RFC 2428); a PASV reply that
-//! names a private or unroutable address other than the control
-//! connection's (a server behind NAT) is replaced by the control address;
-//! active mode listens on a port from `active_ports`; on FTPS the data
-//! connection is TLS with its own control connection's `ClientConfig` (and
+//! first and PASV when the server refuses it (RFC 2428); where the
+//! connection goes (NAT repair, the proxy) is `passive.rs`; active mode
+//! listens on a port from `active_ports`; on FTPS the data connection is TLS with its own control connection's `ClientConfig` (and
 //! session store), so it resumes that session, as vsftpd's
 //! `require_ssl_reuse` and ProFTPD's mod_tls demand.
 
 use super::Shared;
 use super::connect::{Conn, Ctrl, on_ctrl};
 use super::error::{classify, reply_code, tls_error};
+use super::passive::{self, Route, Target, epsv_port, pasv_address};
 use crate::config::FtpMode;
 use crate::remote::{ErrorKind, RemoteError, Result};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use suppaftp::{FtpError, Status};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -82,10 +81,13 @@ pub async fn open(conn: &mut Conn, shared: &Shared, cmd: &str, offset: u64) -> R
     let tcp = match (quick, shared.server.ftp.mode) {
         (Some(r), _) => r?,
         (None, FtpMode::Passive) => {
-            let addr = passive_address(conn, io).await?;
-            let tcp = connect_data(shared, addr).await?;
+            let target = passive_address(conn, shared).await?;
+            let tcp = passive::connect(&shared.server, &target).await?;
             start(conn, io, cmd, offset).await?;
             tcp
+        }
+        (None, FtpMode::Active) if shared.server.proxy.is_some() => {
+            return Err(active_through_proxy(cmd));
         }
         (None, FtpMode::Active) => {
             let listener = listen(conn, shared.server.ftp.active_ports)?;
@@ -195,7 +197,8 @@ async fn open_retr_pipelined(
             return Some(Err(e));
         }
     };
-    let tcp = match connect_data(shared, SocketAddr::new(conn.peer.ip(), port)).await {
+    let target = route(conn, shared).epsv(port);
+    let tcp = match passive::connect(&shared.server, &target).await {
         Ok(tcp) => tcp,
         // The server waits for this connection before answering RETR: the
         // control connection is out of step, and the session must go.
@@ -205,16 +208,6 @@ async fn open_retr_pipelined(
         }
     };
     Some(reply(conn, io, cmd, PRELIMINARY).await.map(|_| tcp))
-}
-
-/// A passive data connection to `addr`, within `connect_timeout`.
-async fn connect_data(shared: &Shared, addr: SocketAddr) -> Result<TcpStream> {
-    let what = || format!("data connection to {addr}");
-    match tokio::time::timeout(shared.server.connect_timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(RemoteError::from_io(what(), &e)),
-        Err(_) => Err(timeout(&what(), shared.server.io_timeout)),
-    }
 }
 
 /// `REST` (if resuming) and the transfer command, up to its preliminary reply.
@@ -279,13 +272,34 @@ pub async fn finish(conn: &mut Conn, io: Duration, what: &str) -> Result<()> {
     }
 }
 
-async fn passive_address(conn: &mut Conn, io: Duration) -> Result<SocketAddr> {
+/// Configuration refuses this (`mode`); kept for a model built by hand.
+fn active_through_proxy(cmd: &str) -> RemoteError {
+    RemoteError::new(
+        ErrorKind::Other,
+        false,
+        cmd,
+        "active mode cannot go through a proxy (the server would connect to this machine, \
+         past it): use mode = \"passive\"",
+    )
+}
+
+/// How this connection's data connections reach the server.
+fn route<'a>(conn: &Conn, shared: &'a Shared) -> Route<'a> {
+    Route {
+        control: conn.peer.ip(),
+        host: &shared.server.host,
+        proxied: shared.server.proxy.is_some(),
+    }
+}
+
+async fn passive_address(conn: &mut Conn, shared: &Shared) -> Result<Target> {
+    let io = shared.server.io_timeout;
     if conn.epsv {
         match command(conn, io, "EPSV", &[Status::ExtendedPassiveMode]).await {
             Ok(reply) => {
                 let port = epsv_port(&reply).ok_or_else(|| bad_reply("EPSV", &reply))?;
                 conn.epsv_works = true;
-                return Ok(SocketAddr::new(conn.peer.ip(), port));
+                return Ok(route(conn, shared).epsv(port));
             }
             // 500/501/502: no EPSV here (RFC 2428); remember and use PASV.
             Err(e) if !e.temporary && e.kind == ErrorKind::Other => conn.epsv = false,
@@ -294,7 +308,7 @@ async fn passive_address(conn: &mut Conn, io: Duration) -> Result<SocketAddr> {
     }
     let reply = command(conn, io, "PASV", &[Status::PassiveMode]).await?;
     let addr = pasv_address(&reply).ok_or_else(|| bad_reply("PASV", &reply))?;
-    Ok(fix_pasv_address(addr, conn.peer.ip()))
+    Ok(route(conn, shared).pasv(addr))
 }
 
 fn bad_reply(cmd: &str, reply: &str) -> RemoteError {
@@ -304,60 +318,6 @@ fn bad_reply(cmd: &str, reply: &str) -> RemoteError {
         cmd,
         format!("unreadable reply: {}", reply.trim()),
     )
-}
-
-/// `229 Entering Extended Passive Mode (|||6446|)`
-fn epsv_port(reply: &str) -> Option<u16> {
-    let inner = reply.split_once('(')?.1.split_once(')')?.0;
-    let d = inner.chars().next()?;
-    let parts: Vec<_> = inner.split(d).collect();
-    parts.get(3)?.parse().ok()
-}
-
-/// `227 Entering Passive Mode (h1,h2,h3,h4,p1,p2)`; some servers omit the
-/// parentheses, so take the first run of six comma-separated numbers.
-fn pasv_address(reply: &str) -> Option<SocketAddr> {
-    let text = reply.get(4..)?;
-    let start = text.find(|c: char| c.is_ascii_digit())?;
-    let nums: Vec<u8> = text[start..]
-        .split(|c: char| !(c.is_ascii_digit() || c == ','))
-        .next()?
-        .split(',')
-        .map(|n| n.parse().ok())
-        .collect::<Option<_>>()?;
-    let [a, b, c, d, p1, p2] = nums[..] else {
-        return None;
-    };
-    let ip = Ipv4Addr::new(a, b, c, d);
-    Some(SocketAddr::new(
-        IpAddr::V4(ip),
-        u16::from(p1) << 8 | u16::from(p2),
-    ))
-}
-
-/// A server behind NAT often announces its inside address. When the PASV
-/// address is private or unroutable and differs from the address the
-/// control connection reached, connect to the control address instead.
-fn fix_pasv_address(addr: SocketAddr, control: IpAddr) -> SocketAddr {
-    let unroutable = match addr.ip() {
-        IpAddr::V4(ip) => {
-            let o = ip.octets();
-            ip.is_private()
-                || ip.is_loopback()
-                || ip.is_unspecified()
-                || ip.is_link_local()
-                || ip.is_broadcast()
-                || ip.is_documentation()
-                || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64.0.0/10, carrier-grade NAT
-                || o[0] == 0
-        }
-        IpAddr::V6(_) => false,
-    };
-    if unroutable && addr.ip() != control {
-        SocketAddr::new(control, addr.port())
-    } else {
-        addr
-    }
 }
 
 /// A listener for active mode on the control connection's local address,
@@ -435,44 +395,5 @@ pub async fn reason(conn: &mut Conn, what: &str, fallback: RemoteError) -> Remot
             e
         }
         _ => fallback,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passive_replies_parse() {
-        assert_eq!(
-            epsv_port("229 Entering Extended Passive Mode (|||6446|)"),
-            Some(6446)
-        );
-        assert_eq!(epsv_port("229 ok (!!!1234!)"), Some(1234));
-        assert_eq!(epsv_port("229 nonsense"), None);
-        let a = pasv_address("227 Entering Passive Mode (127,0,0,1,4,1).").unwrap();
-        assert_eq!(a, "127.0.0.1:1025".parse().unwrap());
-        let a = pasv_address("227 =10,1,2,3,200,10").unwrap();
-        assert_eq!(a, "10.1.2.3:51210".parse().unwrap());
-        assert_eq!(pasv_address("227 (1,2,3)"), None);
-        assert_eq!(pasv_address("227 (1,2,3,4,5,666)"), None);
-    }
-
-    #[test]
-    fn private_pasv_addresses_are_replaced_by_the_control_address() {
-        let control: IpAddr = "203.0.113.7".parse().unwrap();
-        let inside: SocketAddr = "10.0.0.5:5000".parse().unwrap();
-        assert_eq!(
-            fix_pasv_address(inside, control),
-            "203.0.113.7:5000".parse().unwrap()
-        );
-        let zero: SocketAddr = "0.0.0.0:5000".parse().unwrap();
-        assert_eq!(fix_pasv_address(zero, control).ip(), control);
-        // A public address elsewhere (a separate data host) is kept.
-        let public: SocketAddr = "1.1.1.1:5000".parse().unwrap();
-        assert_eq!(fix_pasv_address(public, "9.9.9.9".parse().unwrap()), public);
-        // Same private address as the control connection: nothing to fix.
-        let lan: SocketAddr = "192.168.1.2:21000".parse().unwrap();
-        assert_eq!(fix_pasv_address(lan, "192.168.1.2".parse().unwrap()), lan);
     }
 }

@@ -6,17 +6,22 @@
 //! after a broken connection, sends NOOP before reuse after a pause, and
 //! QUIT when dropped.
 
+mod certinfo;
 mod connect;
 mod data;
+mod digest;
 mod error;
 mod list;
 mod ops;
+mod passive;
+mod relay;
 mod renames;
 mod tls;
 mod transfer;
 
 use super::{Entry, ErrorKind, RemoteError, Result, Session, Transport, Version, WriteMode};
 use crate::config::{Protocol, Server};
+use crate::engine::digest::Expected;
 use async_trait::async_trait;
 use connect::Conn;
 use rustls::ClientConfig;
@@ -38,6 +43,7 @@ const KEEPALIVE_AFTER: Duration = Duration::from_secs(5);
 /// `config` with a session store of its own (`tls::for_connection`).
 pub(crate) struct TlsSetup {
     pub config: Arc<ClientConfig>,
+    pub verifier: tls::Verifier,
     pub name: ServerName<'static>,
 }
 
@@ -63,9 +69,10 @@ impl FtpTransport {
     pub fn new(server: Arc<Server>) -> Self {
         let tls = match server.protocol {
             Protocol::Ftps | Protocol::FtpsImplicit => {
-                tls::client_config(&server.ftp).and_then(|config| {
+                tls::client_config(&server.ftp).and_then(|(config, verifier)| {
                     Ok(Some(TlsSetup {
                         config,
+                        verifier,
                         name: tls::server_name(&server.host)?,
                     }))
                 })
@@ -167,6 +174,15 @@ impl Session for FtpSession {
         }
     }
 
+    /// On FTPS: the control connection's certificate, to check and pin.
+    fn identity(&self) -> Option<String> {
+        let der = self.conn.as_ref()?.certificate.as_deref()?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        Some(certinfo::describe(der, now))
+    }
+
     async fn list(&mut self, dir: &str) -> Result<Vec<Entry>> {
         let shared = self.shared.clone();
         let r = ops::list(self.conn().await?, &shared, dir).await;
@@ -192,6 +208,27 @@ impl Session for FtpSession {
         self.after_transfer(r)
     }
 
+    /// RETR after `REST offset`, with the data connection closed once
+    /// `len` bytes arrived: vsftpd then answers 426, which `transfer`
+    /// takes as the end of a range it asked to cut short. A refused REST
+    /// is `ResumeRefused`.
+    async fn read_range(
+        &mut self,
+        path: &str,
+        offset: u64,
+        len: u64,
+        sink: &mut (dyn AsyncWrite + Send + Unpin),
+    ) -> Result<u64> {
+        let shared = self.shared.clone();
+        let conn = self.conn().await?;
+        let r = transfer::read_into(conn, &shared, path, offset, Some(len), sink).await;
+        self.after_transfer(r)
+    }
+
+    fn reads_ranges(&self) -> bool {
+        true
+    }
+
     async fn write_from(
         &mut self,
         path: &str,
@@ -201,6 +238,12 @@ impl Session for FtpSession {
         let shared = self.shared.clone();
         let r = transfer::write_from(self.conn().await?, &shared, path, mode, source).await;
         self.after_transfer(r)
+    }
+
+    async fn server_digest(&mut self, path: &str) -> Result<Option<Expected>> {
+        let shared = self.shared.clone();
+        let r = digest::of(self.conn().await?, &shared, path).await;
+        self.after(r)
     }
 
     async fn set_mtime(&mut self, path: &str, mtime: i64) -> Result<bool> {

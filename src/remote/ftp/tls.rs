@@ -16,11 +16,19 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+/// How a server's certificate is checked, kept beside the configuration so
+/// that each connection can wrap it in a [`Recording`] of its own.
+pub type Verifier = Arc<dyn ServerCertVerifier>;
+
+/// The leaf certificate a control connection's server presented (DER),
+/// for `ferry test-connection`.
+pub type SeenCertificate = Arc<Mutex<Option<Vec<u8>>>>;
 
 /// Builds the client configuration: TLS 1.2 or 1.3 only, certificates
 /// checked against `ca_file` or the system roots, or against a pin.
-pub fn client_config(opts: &FtpOptions) -> Result<Arc<ClientConfig>, String> {
+pub fn client_config(opts: &FtpOptions) -> Result<(Arc<ClientConfig>, Verifier), String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let algorithms = provider.signature_verification_algorithms;
     let verifier: Arc<dyn ServerCertVerifier> = if opts.insecure_skip_verify {
@@ -43,9 +51,9 @@ pub fn client_config(opts: &FtpOptions) -> Result<Arc<ClientConfig>, String> {
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("TLS setup: {e}"))?
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
+        .with_custom_certificate_verifier(verifier.clone())
         .with_no_client_auth();
-    Ok(Arc::new(config))
+    Ok((Arc::new(config), verifier))
 }
 
 /// The configuration for one control connection and its data connections:
@@ -55,10 +63,23 @@ pub fn client_config(opts: &FtpOptions) -> Result<Arc<ClientConfig>, String> {
 /// mod_tls refuses that with 425 (it demands the session of the data
 /// connection's own control connection). A few entries suffice: one
 /// connection's TLS 1.2 session, or its TLS 1.3 tickets.
-pub fn for_connection(server: &Arc<ClientConfig>) -> Arc<ClientConfig> {
+///
+/// Its verifier also keeps the first certificate it is shown: the control
+/// connection's, before any data connection's.
+pub fn for_connection(
+    server: &Arc<ClientConfig>,
+    verifier: &Verifier,
+) -> (Arc<ClientConfig>, SeenCertificate) {
     let mut config = ClientConfig::clone(server);
     config.resumption = Resumption::in_memory_sessions(8);
-    Arc::new(config)
+    let seen = SeenCertificate::default();
+    config
+        .dangerous()
+        .set_certificate_verifier(Arc::new(Recording {
+            inner: verifier.clone(),
+            seen: seen.clone(),
+        }));
+    (Arc::new(config), seen)
 }
 
 /// The name the certificate must carry: a DNS name or an IP address.
@@ -96,6 +117,63 @@ pub fn fingerprint(der: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// Keeps the first leaf certificate it checks, then asks `inner`; the
+/// certificate is kept even when refused (the refusal names its SHA-256).
+#[derive(Debug)]
+struct Recording {
+    inner: Verifier,
+    seen: SeenCertificate,
+}
+
+impl ServerCertVerifier for Recording {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Ok(mut seen) = self.seen.lock()
+            && seen.is_none()
+        {
+            *seen = Some(end_entity.to_vec());
+        }
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        self.inner.requires_raw_public_keys()
+    }
+
+    fn root_hint_subjects(&self) -> Option<&[rustls::DistinguishedName]> {
+        self.inner.root_hint_subjects()
+    }
 }
 
 /// Trusts exactly one certificate, named by its SHA-256, or with no pin

@@ -242,6 +242,30 @@ impl Session for LocalSession {
         r.map_err(|e| RemoteError::from_io(ctx, &e))
     }
 
+    /// The "server" is this machine: the file is read again and hashed, a
+    /// second read that at least catches bytes changed on the way (a
+    /// mount, a disk) between the transfer and the rename.
+    async fn server_digest(
+        &mut self,
+        path: &str,
+    ) -> Result<Option<crate::engine::digest::Expected>> {
+        let owned = path.to_string();
+        let hashed = tokio::task::spawn_blocking(move || {
+            let len = std::fs::symlink_metadata(&owned)?.len();
+            let mut h = crate::engine::digest::Hasher::new(false);
+            h.feed_file(std::path::Path::new(&owned), len)?;
+            Ok::<_, std::io::Error>(h.finish().sha256)
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r)
+        .map_err(|e| RemoteError::from_io(format!("hash {path}"), &e))?;
+        Ok(Some(crate::engine::digest::Expected {
+            algo: crate::engine::digest::Algo::Sha256,
+            hex: hashed,
+        }))
+    }
+
     async fn remove(&mut self, path: &str) -> Result<()> {
         tokio::fs::remove_file(path)
             .await

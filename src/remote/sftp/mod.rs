@@ -5,6 +5,7 @@
 
 mod connect;
 mod error;
+mod exec;
 mod hostkey;
 mod progress;
 mod transfer;
@@ -36,6 +37,8 @@ impl Transport for SftpTransport {
         Ok(Box::new(SftpSession {
             c,
             follow_symlinks: self.server.sftp.follow_symlinks,
+            exec_checksum: self.server.sftp.exec_checksum,
+            io_timeout: self.server.io_timeout,
         }))
     }
 }
@@ -43,6 +46,9 @@ impl Transport for SftpTransport {
 pub struct SftpSession {
     c: Connected,
     follow_symlinks: bool,
+    /// `exec_checksum`: digests by `sha256sum` over an exec channel.
+    exec_checksum: bool,
+    io_timeout: std::time::Duration,
 }
 
 const S_IFMT: u32 = 0o170_000;
@@ -222,6 +228,20 @@ impl Session for SftpSession {
         transfer::download(&self.c, path, offset, expected.size, sink).await
     }
 
+    async fn read_range(
+        &mut self,
+        path: &str,
+        offset: u64,
+        len: u64,
+        sink: &mut (dyn AsyncWrite + Send + Unpin),
+    ) -> Result<u64> {
+        transfer::download_range(&self.c, path, offset, offset.saturating_add(len), sink).await
+    }
+
+    fn reads_ranges(&self) -> bool {
+        true
+    }
+
     async fn read_whole(&mut self, path: &str, expected: Version) -> Result<Vec<u8>> {
         transfer::read_whole(&self.c, path, expected.size).await
     }
@@ -293,6 +313,16 @@ impl Session for SftpSession {
         all.collect().await
     }
 
+    async fn server_digest(
+        &mut self,
+        path: &str,
+    ) -> Result<Option<crate::engine::digest::Expected>> {
+        if !self.exec_checksum {
+            return Ok(None);
+        }
+        exec::sha256(&self.c, path, self.io_timeout).await.map(Some)
+    }
+
     async fn remove(&mut self, path: &str) -> Result<()> {
         self.c
             .io(self.c.sftp.remove(path.as_bytes()))
@@ -322,6 +352,15 @@ impl Session for SftpSession {
         !self.c.ssh.is_closed() && !self.c.sftp.is_closed()
     }
 
+    async fn probe(&mut self) -> bool {
+        match self.c.io(self.c.sftp.lstat(b".")).await {
+            Ok(_) => true,
+            // A refusal is an answer too: the connection is there.
+            Err(wire::Error::Status { .. }) => true,
+            Err(_) => false,
+        }
+    }
+
     async fn close(&mut self) {
         // Ends the sftp channel (EOF and close), then the connection.
         self.c.sftp.close_session();
@@ -330,6 +369,10 @@ impl Session for SftpSession {
             .ssh
             .disconnect(russh::Disconnect::ByApplication, "ferry is done", "")
             .await;
+        // Waits for the connection's task to send the goodbye and end: the
+        // last sessions are closed as the process exits (`ferry once`),
+        // which would otherwise drop the task before it writes.
+        let _ = (&mut self.c.ssh).await;
     }
 
     fn identity(&self) -> Option<String> {

@@ -37,7 +37,23 @@ pub async fn download(
     sink: &mut (dyn AsyncWrite + Send + Unpin),
 ) -> Result<u64> {
     let handle = open_read(c, path).await?;
-    let r = read_all(c, &handle, path, start, size, sink).await;
+    let r = read_all(c, &handle, path, start, size, None, sink).await;
+    let _ = c.io(c.sftp.close(&handle)).await;
+    r
+}
+
+/// Copies the bytes `[start, end)` of `path` into `sink`, fewer only where
+/// the file ends first: one range of a segmented download, pipelined like
+/// a whole file but never requesting past `end`.
+pub async fn download_range(
+    c: &Connected,
+    path: &str,
+    start: u64,
+    end: u64,
+    sink: &mut (dyn AsyncWrite + Send + Unpin),
+) -> Result<u64> {
+    let handle = open_read(c, path).await?;
+    let r = read_all(c, &handle, path, start, Some(end), Some(end), sink).await;
     let _ = c.io(c.sftp.close(&handle)).await;
     r
 }
@@ -93,19 +109,22 @@ async fn read_to_size(
 /// With a known size, requests are planned up to one byte past it: that
 /// byte shows a file that grew, and nothing beyond it is ever requested,
 /// nor an fstat round trip spent. An unknown size plans up to the size the
-/// server reports for the open file, then reads on to EOF.
+/// server reports for the open file, then reads on to EOF. A range
+/// (`range_end`) plans up to its end and no further.
 async fn read_all(
     c: &Connected,
     handle: &Handle,
     path: &str,
     start: u64,
     size: Option<u64>,
+    range_end: Option<u64>,
     sink: &mut (dyn AsyncWrite + Send + Unpin),
 ) -> Result<u64> {
     let sftp = &c.sftp;
-    let planned_end = match size {
-        Some(s) => s + 1,
-        None => match c.io(sftp.fstat(handle)).await {
+    let planned_end = match (range_end, size) {
+        (Some(end), _) => end,
+        (None, Some(s)) => s + 1,
+        (None, None) => match c.io(sftp.fstat(handle)).await {
             Ok(a) => a.size.unwrap_or(start),
             Err(e) => return Err(error::sftp("stat", path, e)),
         },

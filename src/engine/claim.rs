@@ -1,0 +1,117 @@
+//! Due files are claimed before they are worked on, a bounded chunk at a
+//! time, so that several nodes on one database share a rule's files and
+//! none takes a file another holds. The node with the rule's listing turn
+//! offers its gated due rows; every other node claims what is due and
+//! free. Each chunk's leases end when its turn is over (`release`).
+
+use super::{Engine, PollReport};
+use crate::config::Rule;
+use crate::remote::Pool;
+use crate::state::{Due, Error, FileRow, now_ms};
+use std::collections::HashSet;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Rows claimed at once: four batches of 64 small files, or as many
+/// single files as a busy `max_transfers` gets through before the next
+/// claim. Small enough that the other nodes find work while this one is
+/// busy, large enough that a claim costs little per file.
+pub(super) const CHUNK: usize = 256;
+
+impl Engine {
+    /// The lister's path: its due rows (gated, events and markers already
+    /// applied), claimed and run chunk by chunk. Rows another node holds
+    /// are left to it.
+    pub(super) async fn run_offered(
+        &self,
+        rule: &Arc<Rule>,
+        pool: &Arc<Pool>,
+        offered: Vec<FileRow>,
+        stop: &CancellationToken,
+        report: &mut PollReport,
+    ) -> Result<(), Error> {
+        for chunk in offered.chunks(CHUNK) {
+            // A rewind: the rest of `offered` is still due, and the due
+            // loop fetches it again after the rows behind its cursor.
+            if stop.is_cancelled() || self.rewinds.asked(&rule.name) {
+                break;
+            }
+            let ids: Vec<i64> = chunk.iter().map(|r| r.id).collect();
+            let rows = self.state.claim_rows(&ids, now_ms()).await?;
+            self.run_claimed(rule, pool, rows, stop, report).await;
+        }
+        Ok(())
+    }
+
+    /// Another node lists this rule: claim what is due and free, in id
+    /// order, once over (a row that stays due, such as one waiting for its
+    /// name, is not claimed twice in one poll).
+    pub(super) async fn run_due(
+        &self,
+        rule: &Arc<Rule>,
+        pool: &Arc<Pool>,
+        stop: &CancellationToken,
+        report: &mut PollReport,
+    ) -> Result<(), Error> {
+        let mut after = 0;
+        while !stop.is_cancelled() {
+            let due = Due {
+                now: now_ms(),
+                stable_for_ms: super::ms(rule.stable_for),
+                min_age_ms: super::ms(rule.min_age),
+            };
+            let rows = self
+                .state
+                .claim_due_after(&rule.name, &due, after, CHUNK)
+                .await?;
+            let Some(last) = rows.last() else {
+                break;
+            };
+            after = last.id;
+            self.run_claimed(rule, pool, rows, stop, report).await;
+            if self.rewinds.take(&rule.name) {
+                tracing::debug!("taking over expired claims: back to the first due row");
+                after = 0;
+            }
+        }
+        Ok(())
+    }
+
+    async fn run_claimed(
+        &self,
+        rule: &Arc<Rule>,
+        pool: &Arc<Pool>,
+        rows: Vec<FileRow>,
+        stop: &CancellationToken,
+        report: &mut PollReport,
+    ) {
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let rows = self.hold_taken_names(rule, rows).await;
+        self.run_files(rule, pool, rows, stop, report).await;
+        if let Err(e) = self.state.release(&ids).await {
+            tracing::warn!(error = %e, "cannot end the leases of finished files; they run out by themselves");
+        }
+    }
+
+    /// Which of `ids` are still this node's, their leases renewed: asked
+    /// right before an irreversible step. The others were taken over by
+    /// another node while this one was stalled; they are logged here.
+    pub(super) async fn still_ours(&self, ids: &[i64]) -> Result<HashSet<i64>, Error> {
+        let mut ours: HashSet<i64> = ids.iter().copied().collect();
+        match self.state.confirm(ids, now_ms()).await {
+            Ok(()) => {}
+            Err(Error::Lost(lost)) => {
+                for id in lost {
+                    tracing::warn!(
+                        file_id = id,
+                        state = "lost",
+                        "another node took this file over; leaving it to that node"
+                    );
+                    ours.remove(&id);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(ours)
+    }
+}

@@ -1,0 +1,567 @@
+//! Segmented download of one large file: its bytes are split into ranges,
+//! fetched at once over several sessions of the server's pool into the one
+//! temporary file at their offsets, then fsynced and handed to the same
+//! delivery as a single stream. It pays where each connection is shaped
+//! (a partner's firewall, a long fat pipe): four connections move four
+//! times the bytes.
+//!
+//! The temporary file may have holes, so its length says nothing; what
+//! each range holds is in the state database (`segments` rows), recorded
+//! only after an fsync of the file, so a crash never leaves a record of
+//! bytes that are not on disk (ARCHITECTURE.md, "Segmented downloads").
+
+use super::error::FileError;
+use super::fetch::{self, Fetched};
+use super::segment_plan;
+use super::segment_sink::RangeSink;
+use crate::bandwidth::Limit;
+use crate::remote::{ErrorKind, Pool, PooledSession, RemoteError, Slot, Version};
+use crate::state::{PlannedFor, Segment, State};
+use futures::FutureExt;
+use std::collections::VecDeque;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How often the ranges' progress is made durable and recorded: a crash
+/// costs each range at most this much of its transfer again.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Smaller files are never split (two ranges of the plan's alignment), so
+/// their downloads need no look at the `segments` table.
+const MIN_SIZE: u64 = 2 * 1024 * 1024;
+
+/// How long the probe's stream may take for the bytes a stream at
+/// `segment_below` would move in that time. Long enough that a shaper's
+/// burst (a token bucket filled while the connection sat idle) does not
+/// pass for a fast link, short enough to cost little where splitting pays.
+const PROBE_TIME: Duration = Duration::from_millis(200);
+
+/// The probe reads at least this much, so a low `segment_below` still
+/// measures more than a few packets.
+const PROBE_MIN: u64 = 1024 * 1024;
+
+/// How a download goes.
+pub enum Way {
+    /// One stream.
+    Single,
+    /// By ranges: planned now, or continued from their records.
+    Ranges,
+    /// One stream, split into ranges if its first bytes come slower than
+    /// this (bytes/s).
+    Probe { below: u64 },
+}
+
+/// How this download goes. By ranges: a file of known size at or above
+/// the server's `segment_threshold`, on a transport that reads ranges
+/// (`reads_ranges`, from the session), on a server that has not refused
+/// one; first probed in one stream when the server has `segment_below`.
+/// Ranges recorded by an earlier attempt are continued whatever the
+/// settings now say: only they tell what the temporary file holds.
+pub async fn way(
+    state: &State,
+    pool: &Pool,
+    reads_ranges: bool,
+    file_id: i64,
+    expected: Version,
+) -> Result<Way, FileError> {
+    let Some(size) = expected.size else {
+        return Ok(Way::Single);
+    };
+    if !reads_ranges || size < MIN_SIZE {
+        return Ok(Way::Single);
+    }
+    let s = pool.server.segmenting;
+    let wanted = s.segments > 1 && size >= s.threshold && !pool.ranges_refused();
+    let recorded = state.segments(file_id, planned_for(size, expected)).await?;
+    Ok(match (recorded.is_empty(), wanted, s.below) {
+        (false, _, _) => Way::Ranges,
+        (true, false, _) => Way::Single,
+        (true, true, None) => Way::Ranges,
+        (true, true, Some(below)) => Way::Probe { below },
+    })
+}
+
+/// What the probe found.
+pub enum Probed {
+    /// Fast enough in one stream: the caller's session goes on from the
+    /// probe's bytes (already in the temporary file).
+    Fast,
+    /// Slow: the probe's read was dropped half-way, so the caller's session
+    /// is out of step and must be discarded; the ranges go on with these
+    /// sessions, connected while the probe ran.
+    Slow { extra: Vec<PooledSession> },
+}
+
+/// Reads, after what the temporary file holds, as many bytes as a stream
+/// at `below` bytes/s moves in [`PROBE_TIME`], in one stream on `session`,
+/// and gives it that long; from a quarter of that time on it also opens the
+/// extra sessions a split would use (free pool slots only), so a split loses
+/// no time connecting. Done in time: fast, and any extra sessions go back to
+/// the pool. Not: slow, and what arrived stays as the prefix the ranges
+/// start after.
+#[allow(clippy::too_many_arguments)]
+pub async fn probe(
+    pool: &Arc<Pool>,
+    session: &mut PooledSession,
+    limit: &Arc<Limit>,
+    remote_path: &str,
+    expected: Version,
+    temp: &Path,
+    below: u64,
+) -> Result<Probed, FileError> {
+    let size = expected.size.expect("segments::way checked the size");
+    let local =
+        |what: &str, e: &std::io::Error| FileError::local(format!("{what} {}", temp.display()), e);
+    let file = fetch::open_temp(temp)?;
+    let mut from = file.metadata().map_err(|e| local("stat", &e))?.len();
+    if from > size {
+        file.set_len(0).map_err(|e| local("truncate", &e))?;
+        from = 0;
+    }
+    let at_below = (below as f64 * PROBE_TIME.as_secs_f64()) as u64;
+    let want = at_below.max(PROBE_MIN).min(size - from);
+    let extra = pool.server.segmenting.segments.saturating_sub(1);
+    let done = Arc::new(AtomicU64::new(0));
+    let mut sink = RangeSink::new(Arc::new(file), from, done.clone());
+    let (read, extra) = {
+        let read = tokio::time::timeout(
+            PROBE_TIME,
+            session.read_range(remote_path, from, want, &mut sink),
+        );
+        tokio::pin!(read);
+        // A fast link is done within a quarter of the probe and opens no
+        // extra session: their handshakes would cost it CPU (sshd's above
+        // all) for sessions it never uses. A slower one opens them then.
+        let early = tokio::select! {
+            r = &mut read => Some(r),
+            _ = tokio::time::sleep(PROBE_TIME / 4) => None,
+        };
+        match early {
+            Some(r) => (r, Vec::new()),
+            None => {
+                let connect = futures::future::join_all((0..extra).map(|_| pool.try_get()));
+                tokio::join!(read, connect)
+            }
+        }
+    };
+    if let Some(e) = sink.write_error.take() {
+        return Err(fetch::discard(temp, local("write", &e)));
+    }
+    if let Ok(read) = read {
+        let got = read?;
+        if got != want {
+            return Err(FileError::temporary(
+                ErrorKind::Other,
+                format!(
+                    "read {got} bytes of {remote_path} from byte {from}, expected {want}: it changed during the download"
+                ),
+            ));
+        }
+        return Ok(Probed::Fast);
+    }
+    let arrived = done.load(Ordering::Acquire);
+    let rate = (arrived as f64 / PROBE_TIME.as_secs_f64()) as u64;
+    tracing::info!(
+        rate,
+        prefix = from + arrived,
+        "one stream is slow; fetching the rest in segments"
+    );
+    let extra = extra
+        .into_iter()
+        .filter_map(|got| match got {
+            Some(Ok(s)) => Some(s.limited(limit.clone())),
+            Some(Err(e)) => {
+                tracing::info!(error = %e, "cannot open another session; fewer segments at once");
+                None
+            }
+            None => None,
+        })
+        .collect();
+    Ok(Probed::Slow { extra })
+}
+
+fn planned_for(size: u64, expected: Version) -> PlannedFor {
+    PlannedFor {
+        size,
+        mtime: expected.mtime,
+    }
+}
+
+/// The file's one download, by ranges. `first` is the session the caller
+/// took, `extra` any it opened already (a probe's); more are taken where
+/// the pool has them free, up to one per range, all under `limit` (the
+/// rule's bandwidth) too.
+#[allow(clippy::too_many_arguments)]
+pub async fn download(
+    state: &State,
+    pool: &Arc<Pool>,
+    first: PooledSession,
+    extra: Vec<PooledSession>,
+    limit: Arc<Limit>,
+    file_id: i64,
+    remote_path: &str,
+    expected: Version,
+    temp: &Path,
+) -> Result<Fetched, FileError> {
+    let size = expected.size.expect("segments::applies checked the size");
+    let version = planned_for(size, expected);
+    let file = fetch::open_temp(temp)?;
+    let ranges = ranges(state, pool, &file, file_id, version, temp).await?;
+    let inode = file
+        .metadata()
+        .map_err(|e| FileError::local(format!("stat {}", temp.display()), &e))?
+        .ino();
+    let todo = ranges.iter().filter(|r| r.remaining() > 0).count();
+    let mut sessions = vec![first];
+    sessions.extend(extra);
+    let slots: Vec<Slot> = (sessions.len()..todo)
+        .map_while(|_| pool.try_reserve())
+        .collect();
+    if todo > 0 {
+        let resumed: u64 = ranges.iter().map(|r| r.done).sum();
+        tracing::info!(
+            segments = ranges.len(),
+            left = todo,
+            sessions = sessions.len() + slots.len(),
+            resumed,
+            "downloading in segments"
+        );
+    }
+    let job = Job {
+        state,
+        file_id,
+        path: remote_path,
+        size,
+        file: Arc::new(file),
+        done: ranges
+            .iter()
+            .map(|r| Arc::new(AtomicU64::new(r.done)))
+            .collect(),
+        queue: Mutex::new((0..ranges.len()).collect()),
+        cancel: CancellationToken::new(),
+        ranges,
+        temp,
+    };
+    let fetched = job.run(sessions, slots, &limit).await;
+    let Job { file, .. } = job;
+    match fetched {
+        Ok(bytes) => finish(state, file, file_id, temp, bytes, size, inode).await,
+        Err(Failure::Refused(e)) => {
+            pool.note_ranges_refused();
+            tracing::warn!(server = %pool.server.name, error = %e, "the server cannot start a read part-way; fetching its large files in one stream");
+            restart_single(state, pool, &file, file_id, remote_path, expected, temp).await
+        }
+        Err(Failure::Changed { grew: true, error }) => {
+            // A new version, which the next listing sees: nothing here is
+            // kept (as a single stream empties a file that grew).
+            let _ = file.set_len(0);
+            state.clear_segments(file_id).await?;
+            Err(error)
+        }
+        // Shorter than listed: the progress stays recorded, as a single
+        // stream keeps its prefix; a new version gets a temporary file of
+        // its own.
+        Err(Failure::Changed { grew: false, error }) => Err(error),
+        Err(Failure::Local(e)) => {
+            // A failed write or fsync can leave holes the records do not
+            // know of: nothing is resumed.
+            state.clear_segments(file_id).await?;
+            Err(fetch::discard(temp, e))
+        }
+        Err(Failure::Remote(e)) => Err(e),
+    }
+}
+
+/// The ranges to continue, or a new plan (committed before any byte of it
+/// is written). Records that cannot be this file's (it is empty, or
+/// shorter than they claim: it was removed or truncated since) are dropped.
+async fn ranges(
+    state: &State,
+    pool: &Pool,
+    file: &std::fs::File,
+    file_id: i64,
+    version: PlannedFor,
+    temp: &Path,
+) -> Result<Vec<Segment>, FileError> {
+    let local =
+        |what: &str, e: &std::io::Error| FileError::local(format!("{what} {}", temp.display()), e);
+    let len = file.metadata().map_err(|e| local("stat", &e))?.len();
+    let recorded = state.segments(file_id, version).await?;
+    let fits = recorded.iter().all(|r| r.next() <= len);
+    if len > 0 && fits && !recorded.is_empty() {
+        return Ok(recorded);
+    }
+    // Nothing recorded: a prefix from a single stream, if anything.
+    let mut from = len;
+    if len > version.size || !recorded.is_empty() {
+        file.set_len(0).map_err(|e| local("truncate", &e))?;
+        from = 0;
+    }
+    if from > 0 {
+        // The prefix is what the ranges start after: make it durable first.
+        file.sync_data().map_err(|e| local("fsync", &e))?;
+    }
+    let plan = segment_plan::plan(from, version.size, pool.server.segmenting.segments);
+    state.plan_segments(file_id, version, &plan).await?;
+    Ok(plan)
+}
+
+/// How a segmented download ended short of complete.
+enum Failure {
+    /// A read part-way refused (FTP without REST).
+    Refused(RemoteError),
+    /// The file is not the version listed (shorter, or longer).
+    Changed { grew: bool, error: FileError },
+    /// Writing or syncing the temporary file failed.
+    Local(FileError),
+    /// Every session failed with ranges left; their progress is recorded.
+    Remote(FileError),
+}
+
+struct Job<'a> {
+    state: &'a State,
+    file_id: i64,
+    path: &'a str,
+    size: u64,
+    file: Arc<std::fs::File>,
+    ranges: Vec<Segment>,
+    /// Bytes written of each range, from its start.
+    done: Vec<Arc<AtomicU64>>,
+    /// Ranges not yet taken by a session (a failed session puts its range back).
+    queue: Mutex<VecDeque<usize>>,
+    /// Stops every session: the download cannot complete by ranges.
+    cancel: CancellationToken,
+    temp: &'a Path,
+}
+
+impl Job<'_> {
+    /// Runs one worker per session with the checkpoints beside them, then
+    /// records where every range got. Returns bytes fetched.
+    /// Sessions in `slots` join as they connect: the ranges start on the
+    /// sessions at hand and do not wait for a handshake.
+    async fn run(
+        &self,
+        sessions: Vec<PooledSession>,
+        slots: Vec<Slot>,
+        limit: &Arc<Limit>,
+    ) -> Result<u64, Failure> {
+        let before: u64 = self.written().iter().sum();
+        let now = sessions.into_iter().map(|s| self.worker(s).boxed());
+        let joining = slots.into_iter().map(|slot| {
+            async move {
+                match slot.connect().await {
+                    Ok(s) => self.worker(s.limited(limit.clone())).await,
+                    Err(e) => {
+                        tracing::info!(error = %e, "cannot open another session; fewer segments at once");
+                        None
+                    }
+                }
+            }
+            .boxed()
+        });
+        let workers = futures::future::join_all(now.chain(joining));
+        let results = tokio::select! {
+            r = workers => r,
+            e = self.checkpoints() => {
+                self.cancel.cancel();
+                return Err(e);
+            }
+        };
+        let failures: Vec<Failure> = results.into_iter().flatten().collect();
+        let left = self.queue.lock().expect("queue lock").len();
+        let after: u64 = self.written().iter().sum();
+        if left > 0 || !failures.is_empty() {
+            // What arrived is kept for the next attempt.
+            self.checkpoint(&mut vec![u64::MAX; self.ranges.len()])
+                .await?;
+        }
+        let worst = failures.into_iter().max_by_key(|f| match f {
+            Failure::Changed { .. } | Failure::Local(_) => 3,
+            Failure::Refused(_) => 2,
+            Failure::Remote(_) => 1,
+        });
+        match worst {
+            Some(f @ (Failure::Changed { .. } | Failure::Local(_) | Failure::Refused(_))) => Err(f),
+            Some(f) if left > 0 => Err(f),
+            _ if left > 0 => Err(Failure::Remote(FileError::temporary(
+                ErrorKind::Other,
+                format!("{left} ranges of {} were not fetched", self.path),
+            ))),
+            _ => Ok(after - before),
+        }
+    }
+
+    fn written(&self) -> Vec<u64> {
+        self.done
+            .iter()
+            .map(|d| d.load(Ordering::Acquire))
+            .collect()
+    }
+
+    /// Takes ranges from the queue until it is empty; a failure puts the
+    /// range back for the other sessions and ends this worker.
+    async fn worker(&self, mut session: PooledSession) -> Option<Failure> {
+        loop {
+            let i = self.queue.lock().expect("queue lock").pop_front()?;
+            let range = self.ranges[i];
+            let offset = range.start + self.done[i].load(Ordering::Acquire);
+            // The last range asks for one byte more: it shows a file that grew.
+            let grow = u64::from(range.end == self.size);
+            let want = range.end.saturating_sub(offset) + grow;
+            if want == 0 {
+                continue;
+            }
+            let mut sink = RangeSink::new(self.file.clone(), range.start, self.done[i].clone());
+            let read = tokio::select! {
+                r = session.read_range(self.path, offset, want, &mut sink) => r,
+                _ = self.cancel.cancelled() => {
+                    session.discard();
+                    self.put_back(i);
+                    return None;
+                }
+            };
+            if let Some(e) = sink.write_error.take() {
+                self.cancel.cancel();
+                let ctx = format!("write {}", self.temp.display());
+                return Some(Failure::Local(FileError::local(ctx, &e)));
+            }
+            let n = match read {
+                Ok(n) => n,
+                Err(e) => {
+                    self.put_back(i);
+                    if e.kind == ErrorKind::ResumeRefused {
+                        self.cancel.cancel();
+                        return Some(Failure::Refused(e));
+                    }
+                    tracing::info!(segment = i, error = %e, "a segment's session failed; another takes over its range");
+                    return Some(Failure::Remote(e.into()));
+                }
+            };
+            if n != want - grow {
+                self.cancel.cancel();
+                let error = FileError::temporary(
+                    ErrorKind::Other,
+                    format!(
+                        "read {} bytes of {} from byte {offset}, expected {}: it changed during the download",
+                        n,
+                        self.path,
+                        want - grow
+                    ),
+                );
+                let grew = n > want - grow;
+                return Some(Failure::Changed { grew, error });
+            }
+        }
+    }
+
+    fn put_back(&self, i: usize) {
+        self.queue.lock().expect("queue lock").push_front(i);
+    }
+
+    /// Every [`CHECKPOINT_EVERY`], makes what the ranges wrote durable and
+    /// records it. Ends only on a local failure.
+    async fn checkpoints(&self) -> Failure {
+        let mut recorded = self.written();
+        loop {
+            tokio::time::sleep(CHECKPOINT_EVERY).await;
+            if let Err(f) = self.checkpoint(&mut recorded).await {
+                return f;
+            }
+        }
+    }
+
+    /// fsync, then record each range that moved since `recorded`. The
+    /// counts are read before the fsync, so every byte they cover was
+    /// written before it: a record never runs ahead of the disk.
+    async fn checkpoint(&self, recorded: &mut [u64]) -> Result<(), Failure> {
+        let now = self.written();
+        if now == recorded {
+            return Ok(());
+        }
+        let file = self.file.clone();
+        let synced = tokio::task::spawn_blocking(move || file.sync_data())
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r);
+        if let Err(e) = synced {
+            let ctx = format!("fsync {}", self.temp.display());
+            return Err(Failure::Local(FileError::local(ctx, &e)));
+        }
+        for (i, (&n, r)) in now.iter().zip(recorded.iter_mut()).enumerate() {
+            if n == *r {
+                continue;
+            }
+            let index = self.ranges[i].index;
+            // Capped at the range: the extra byte of a file that grew is
+            // not progress.
+            let done = n.min(self.ranges[i].end - self.ranges[i].start);
+            match self.state.record_segment(self.file_id, index, done).await {
+                Ok(()) => *r = n,
+                Err(e) => tracing::warn!(error = %e, "cannot record a segment's progress"),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every range complete: the file's length is checked, it is fsynced, and
+/// only then are its ranges forgotten.
+async fn finish(
+    state: &State,
+    file: Arc<std::fs::File>,
+    file_id: i64,
+    temp: &Path,
+    bytes: u64,
+    size: u64,
+    inode: u64,
+) -> Result<Fetched, FileError> {
+    let ctx = |what: &str| format!("{what} {}", temp.display());
+    let len = file
+        .metadata()
+        .map_err(|e| FileError::local(ctx("stat"), &e))?
+        .len();
+    if len != size {
+        file.set_len(size)
+            .map_err(|e| FileError::local(ctx("truncate"), &e))?;
+    }
+    // A checkpoint cut short may still hold the file on a blocking thread:
+    // shared, not unwrapped.
+    let synced = tokio::task::spawn_blocking(move || file.sync_all())
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
+    if let Err(e) = synced {
+        state.clear_segments(file_id).await?;
+        return Err(fetch::discard(temp, FileError::local(ctx("fsync"), &e)));
+    }
+    state.clear_segments(file_id).await?;
+    let digests = fetch::digests_of(temp, size).await?;
+    Ok(Fetched {
+        bytes,
+        len: size,
+        inode,
+        digests,
+    })
+}
+
+/// The server refused a range: the temporary file (with holes) and its
+/// records are dropped, and the file is read in one stream from byte 0.
+async fn restart_single(
+    state: &State,
+    pool: &Arc<Pool>,
+    file: &std::fs::File,
+    file_id: i64,
+    remote_path: &str,
+    expected: Version,
+    temp: &Path,
+) -> Result<Fetched, FileError> {
+    file.set_len(0)
+        .map_err(|e| FileError::local(format!("truncate {}", temp.display()), &e))?;
+    state.clear_segments(file_id).await?;
+    let mut session = pool.get().await?;
+    fetch::download(&mut session, remote_path, expected, temp, true).await
+}
