@@ -143,8 +143,10 @@ pub async fn probe(
         match early {
             Some(r) => (r, Vec::new()),
             None => {
-                let connect = futures::future::join_all((0..extra).map(|_| pool.try_get()));
-                tokio::join!(read, connect)
+                let slots: Vec<Slot> = (0..extra).map_while(|_| pool.try_reserve()).collect();
+                let connect = slots.into_iter().map(|slot| join(slot, limit));
+                let (read, joined) = tokio::join!(read, futures::future::join_all(connect));
+                (read, joined.into_iter().flatten().collect())
             }
         }
     };
@@ -170,18 +172,20 @@ pub async fn probe(
         prefix = from + arrived,
         "one stream is slow; fetching the rest in segments"
     );
-    let extra = extra
-        .into_iter()
-        .filter_map(|got| match got {
-            Some(Ok(s)) => Some(s.limited(limit.clone())),
-            Some(Err(e)) => {
-                tracing::info!(error = %e, "cannot open another session; fewer segments at once");
-                None
-            }
-            None => None,
-        })
-        .collect();
     Ok(Probed::Slow { extra })
+}
+
+/// An extra session of a split on `slot`, under `limit` (the rule's
+/// bandwidth) as well as the server's. One that cannot connect only means
+/// fewer ranges at once: the sessions at hand fetch the rest.
+async fn join(slot: Slot, limit: &Arc<Limit>) -> Option<PooledSession> {
+    match slot.connect().await {
+        Ok(s) => Some(s.limited(limit.clone())),
+        Err(e) => {
+            tracing::info!(error = %e, "cannot open another session; fewer segments at once");
+            None
+        }
+    }
 }
 
 fn planned_for(size: u64, expected: Version) -> PlannedFor {
@@ -352,16 +356,7 @@ impl Job<'_> {
         let before: u64 = self.written().iter().sum();
         let now = sessions.into_iter().map(|s| self.worker(s).boxed());
         let joining = slots.into_iter().map(|slot| {
-            async move {
-                match slot.connect().await {
-                    Ok(s) => self.worker(s.limited(limit.clone())).await,
-                    Err(e) => {
-                        tracing::info!(error = %e, "cannot open another session; fewer segments at once");
-                        None
-                    }
-                }
-            }
-            .boxed()
+            async move { self.worker(join(slot, limit).await?).await }.boxed()
         });
         let workers = futures::future::join_all(now.chain(joining));
         let results = tokio::select! {

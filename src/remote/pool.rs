@@ -75,18 +75,12 @@ impl Pool {
             .acquire_owned()
             .await
             .expect("pool semaphore is never closed");
-        let session = match self.warm_session().await {
-            Some(s) => s,
-            None => self.transport.connect().await?,
-        };
-        Ok(PooledSession {
-            session: Some(session),
+        Slot {
             pool: self.clone(),
-            broken: false,
-            _permit: permit,
-            throttle: Throttle::of(self.limit.clone()),
-            streaming: Duration::ZERO,
-        })
+            permit,
+        }
+        .connect()
+        .await
     }
 
     /// A session only if a slot is free now (`None`: all `max_sessions`
