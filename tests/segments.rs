@@ -186,6 +186,7 @@ fn sigkill_mid_segmented_download_resumes_every_range() {
     // Four ranges at 1 MB/s each: about 16 MB in, several checkpoints made.
     std::thread::sleep(Duration::from_secs(4));
     d.kill9();
+    eprintln!("FIRST RUN:\n{}", d.log());
     let (log, second) = timed_once(&s.f);
     let resumed: u64 = log
         .lines()
@@ -279,4 +280,7 @@ fn a_fast_stream_is_not_split_a_shaped_one_is() {
     assert!(log.contains("one stream is slow"), "{log}");
     assert!(log.contains("downloading in segments"), "{log}");
     assert_delivered(&s.f.outbox, "slow.bin", &small, &log);
+    // The probe's read goes on as the first range: its session is kept,
+    // so the split takes four sessions in all, not a fifth after it.
+    assert_eq!(slow.connections(), 4, "{log}");
 }

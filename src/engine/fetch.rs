@@ -119,17 +119,16 @@ pub async fn download(
     })
 }
 
+/// The digests of a whole file already on disk, read back once (MD5 too
+/// when `md5`). For segmented downloads: their ranges arrive out of order,
+/// so they cannot be hashed as they stream.
+pub(super) async fn digests_of(temp: &Path, len: u64, md5: bool) -> Result<Digests, FileError> {
+    Ok(hash_prefix(Hasher::new(md5), temp, len).await?.finish())
+}
+
 /// Hashes the bytes an earlier attempt left in the partial file: read
 /// back once, on a blocking thread, and only on a resume (see
 /// ARCHITECTURE, "Content verification").
-/// The digests of a whole file already on disk, read back once, MD5 too
-/// (whether a sidecar wants it is not known here). For segmented
-/// downloads: their ranges arrive out of order, so they cannot be hashed
-/// as they stream.
-pub(super) async fn digests_of(temp: &Path, len: u64) -> Result<Digests, FileError> {
-    Ok(hash_prefix(Hasher::new(true), temp, len).await?.finish())
-}
-
 async fn hash_prefix(mut hasher: Hasher, temp: &Path, len: u64) -> Result<Hasher, FileError> {
     let path = temp.to_path_buf();
     let read = tokio::task::spawn_blocking(move || hasher.feed_file(&path, len).map(|()| hasher))

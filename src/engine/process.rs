@@ -7,7 +7,7 @@ use super::handler::{self, Props};
 use super::segments::{Probed, Way};
 use super::{Engine, deliver, fetch, post, retry, segments, target, verify};
 use crate::config::{IfExists, PostAction, Rule};
-use crate::remote::{self, Pool};
+use crate::remote::{self, Pool, PooledSession};
 use crate::state::{FileRow, FileState, now_ms};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -173,58 +173,43 @@ impl Engine {
         let ranges = session.reads_ranges();
         let t0 = Instant::now();
         let limit = self.rule_limit(rule);
-        // The session to go on with, and the sessions beside it when the
-        // file goes by ranges (`None`: one stream).
-        let (session, split) = match segments::way(&self.state, pool, ranges, id, version).await? {
-            Way::Single => (session, None),
-            Way::Ranges => (session, Some(Vec::new())),
+        // One stream on `session`, or a split: the sessions at hand, and
+        // the probe's read still under way as its first range.
+        let split = match segments::way(&self.state, pool, ranges, id, version).await? {
+            Way::Single => Streams::One(session),
+            Way::Ranges => Streams::Split(vec![session], None),
             Way::Probe { mut below } => {
                 // A stream held back by ferry's own bandwidth limit is not
                 // a slow link: more ranges would share the same limit.
                 if let Some(rate) = session.rate_limit() {
                     below = below.min(rate / 10 * 8);
                 }
-                let probed = segments::probe(
-                    pool,
-                    &mut session,
-                    &limit,
-                    remote_path,
-                    version,
-                    temp,
-                    below,
-                )
-                .await?;
+                let probed =
+                    segments::probe(pool, session, &limit, remote_path, version, temp, below)
+                        .await?;
                 match probed {
-                    Probed::Fast => (session, None),
-                    Probed::Slow { mut extra } => {
-                        // Its read was dropped half-way: out of step.
-                        session.discard();
-                        let first = match extra.pop() {
-                            Some(s) => s,
-                            None => pool.get().await?.limited(limit.clone()),
-                        };
-                        (first, Some(extra))
-                    }
+                    Probed::Fast(session) => Streams::One(session),
+                    Probed::Slow { lead, extra } => Streams::Split(extra, Some(lead)),
                 }
             }
         };
         let (fetched, session) = match split {
-            None => {
-                let mut session = session;
+            Streams::One(mut session) => {
                 let f = fetch::download(&mut session, remote_path, version, temp, md5).await?;
                 (f, Some(session))
             }
-            Some(extra) => {
+            Streams::Split(sessions, lead) => {
                 let f = segments::download(
                     &self.state,
                     pool,
-                    session,
-                    extra,
+                    sessions,
+                    lead,
                     limit,
                     id,
                     remote_path,
                     version,
                     temp,
+                    md5,
                 )
                 .await?;
                 (f, None)
@@ -536,4 +521,12 @@ fn props(
         attempt,
         sha256: String::new(),
     }
+}
+
+/// How a download streams: in one stream on a session, or split into
+/// ranges over the sessions at hand, behind a probe's read still under way
+/// as the first range.
+enum Streams {
+    One(PooledSession),
+    Split(Vec<PooledSession>, Option<segments::Lead>),
 }

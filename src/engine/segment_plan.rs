@@ -30,6 +30,52 @@ pub fn plan(from: u64, size: u64, count: usize) -> Vec<Segment> {
     out
 }
 
+/// The ranges of a split whose first range, `[start, end)`, a probe's
+/// stream is still reading with `left` bytes to go: behind it, ranges for
+/// the `count - 1` other sessions, each about one session's share of what
+/// is left, then a last, shorter one that the lead's session takes when
+/// its own range is done, so all `count` sessions end together.
+pub fn with_lead(start: u64, end: u64, size: u64, count: usize, left: u64) -> Vec<Segment> {
+    let lead = Segment {
+        index: 0,
+        start,
+        end,
+        done: 0,
+    };
+    let others = count.max(2) - 1;
+    let share = (size.saturating_sub(end) + left) / (others as u64 + 1);
+    let rest = if share <= left || end >= size {
+        // The lead's range is a share or more already: the others split
+        // the rest evenly.
+        plan(end, size, others)
+    } else {
+        let step = ((share + ALIGN / 2) / ALIGN).max(1) * ALIGN;
+        let mut out = Vec::new();
+        let mut at = end;
+        while at < size && out.len() <= others {
+            let to = if out.len() == others {
+                size
+            } else {
+                (at + step).min(size)
+            };
+            out.push(Segment {
+                index: 0,
+                start: at,
+                end: to,
+                done: 0,
+            });
+            at = to;
+        }
+        out
+    };
+    let mut all = vec![lead];
+    all.extend(rest);
+    for (i, s) in all.iter_mut().enumerate() {
+        s.index = i as u32;
+    }
+    all
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +118,44 @@ mod tests {
         // Nothing left: one empty range at the end, so the last range still
         // shows a file that grew.
         assert_eq!(spans(&plan(100, 100, 4)), vec![(100, 100)]);
+    }
+
+    #[test]
+    fn a_lead_range_gets_a_short_second_range_so_all_sessions_end_together() {
+        // 4 sessions; the lead has 5 MiB of its 6 MiB left, 34 MiB follow:
+        // each session's share is (34 + 5) / 4 = 9.75 MiB, 10 aligned.
+        let p = with_lead(0, 6 * MIB, 40 * MIB, 4, 5 * MIB);
+        assert_eq!(
+            spans(&p),
+            vec![
+                (0, 6 * MIB),
+                (6 * MIB, 16 * MIB),
+                (16 * MIB, 26 * MIB),
+                (26 * MIB, 36 * MIB),
+                (36 * MIB, 40 * MIB)
+            ]
+        );
+        assert_eq!(
+            p.iter().map(|s| s.index).collect::<Vec<_>>(),
+            [0, 1, 2, 3, 4]
+        );
+    }
+
+    #[test]
+    fn a_lead_range_of_a_share_or_more_leaves_the_rest_to_the_others() {
+        let p = with_lead(MIB, 9 * MIB, 15 * MIB, 4, 8 * MIB);
+        assert_eq!(
+            spans(&p),
+            vec![
+                (MIB, 9 * MIB),
+                (9 * MIB, 11 * MIB),
+                (11 * MIB, 13 * MIB),
+                (13 * MIB, 15 * MIB)
+            ]
+        );
+        // The lead reaches the end: one empty range after it still shows a
+        // file that grew.
+        let p = with_lead(0, 4 * MIB, 4 * MIB, 4, MIB);
+        assert_eq!(spans(&p), vec![(0, 4 * MIB), (4 * MIB, 4 * MIB)]);
     }
 }

@@ -18,6 +18,7 @@ use crate::bandwidth::Limit;
 use crate::remote::{ErrorKind, Pool, PooledSession, RemoteError, Slot, Version};
 use crate::state::{PlannedFor, Segment, State};
 use futures::FutureExt;
+use futures::future::BoxFuture;
 use std::collections::VecDeque;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -87,13 +88,48 @@ pub async fn way(
 
 /// What the probe found.
 pub enum Probed {
-    /// Fast enough in one stream: the caller's session goes on from the
-    /// probe's bytes (already in the temporary file).
-    Fast,
-    /// Slow: the probe's read was dropped half-way, so the caller's session
-    /// is out of step and must be discarded; the ranges go on with these
-    /// sessions, connected while the probe ran.
-    Slow { extra: Vec<PooledSession> },
+    /// Fast enough in one stream: the session goes on from the probe's
+    /// bytes (already in the temporary file).
+    Fast(PooledSession),
+    /// Slow: the probe's read goes on as the first range of a split, and
+    /// these sessions, connected while it ran, take the others.
+    Slow {
+        lead: Lead,
+        extra: Vec<PooledSession>,
+    },
+}
+
+/// The probe's read, still under way when it was found slow: the first
+/// range of the split, `[start, end)`, with its session. Not cut short, so
+/// the session stays in step and no byte it asked for is wasted.
+pub struct Lead {
+    read: BoxFuture<'static, LeadEnd>,
+    start: u64,
+    end: u64,
+    done: Arc<AtomicU64>,
+}
+
+impl Lead {
+    /// Its range, and the bytes of it still to come.
+    fn span(&self) -> (u64, u64, u64) {
+        let left = (self.end - self.start).saturating_sub(self.done.load(Ordering::Acquire));
+        (self.start, self.end, left)
+    }
+}
+
+type LeadEnd = (PooledSession, RangeSink, crate::remote::Result<u64>);
+
+/// A session with a read under way, in a future that may be dropped (the
+/// split cancelled): dropped, the session is discarded, never handed back
+/// to the pool out of step.
+struct InFlight(Option<PooledSession>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.take() {
+            s.discard();
+        }
+    }
 }
 
 /// Reads, after what the temporary file holds, as many bytes as a stream
@@ -101,12 +137,11 @@ pub enum Probed {
 /// and gives it that long; from a quarter of that time on it also opens the
 /// extra sessions a split would use (free pool slots only), so a split loses
 /// no time connecting. Done in time: fast, and any extra sessions go back to
-/// the pool. Not: slow, and what arrived stays as the prefix the ranges
-/// start after.
+/// the pool. Not: slow, and the read goes on as the split's first range.
 #[allow(clippy::too_many_arguments)]
 pub async fn probe(
     pool: &Arc<Pool>,
-    session: &mut PooledSession,
+    session: PooledSession,
     limit: &Arc<Limit>,
     remote_path: &str,
     expected: Version,
@@ -123,56 +158,67 @@ pub async fn probe(
         from = 0;
     }
     let at_below = (below as f64 * PROBE_TIME.as_secs_f64()) as u64;
-    let want = at_below.max(PROBE_MIN).min(size - from);
+    // Whole MiBs, so the ranges behind it start on block boundaries.
+    let want = (at_below.max(PROBE_MIN) / PROBE_MIN * PROBE_MIN).min(size - from);
     let extra = pool.server.segmenting.segments.saturating_sub(1);
     let done = Arc::new(AtomicU64::new(0));
     let mut sink = RangeSink::new(Arc::new(file), from, done.clone());
-    let (read, extra) = {
-        let read = tokio::time::timeout(
-            PROBE_TIME,
-            session.read_range(remote_path, from, want, &mut sink),
-        );
-        tokio::pin!(read);
-        // A fast link is done within a quarter of the probe and opens no
-        // extra session: their handshakes would cost it CPU (sshd's above
-        // all) for sessions it never uses. A slower one opens them then.
-        let early = tokio::select! {
-            r = &mut read => Some(r),
-            _ = tokio::time::sleep(PROBE_TIME / 4) => None,
-        };
-        match early {
-            Some(r) => (r, Vec::new()),
-            None => {
-                let slots: Vec<Slot> = (0..extra).map_while(|_| pool.try_reserve()).collect();
-                let connect = slots.into_iter().map(|slot| join(slot, limit));
-                let (read, joined) = tokio::join!(read, futures::future::join_all(connect));
-                (read, joined.into_iter().flatten().collect())
-            }
+    let path = remote_path.to_string();
+    let mut read = async move {
+        let mut held = InFlight(Some(session));
+        let s = held.0.as_mut().expect("held until the read ends");
+        let r = s.read_range(&path, from, want, &mut sink).await;
+        let session = held.0.take().expect("held until the read ends");
+        (session, sink, r)
+    }
+    .boxed();
+    // A fast link is done within a quarter of the probe and opens no extra
+    // session: their handshakes would cost it CPU (sshd's above all) for
+    // sessions it never uses. A slower one opens them then.
+    let early = tokio::select! {
+        r = &mut read => Some(r),
+        _ = tokio::time::sleep(PROBE_TIME / 4) => None,
+    };
+    let (ended, extra) = match early {
+        Some(r) => (Some(r), Vec::new()),
+        None => {
+            let slots: Vec<Slot> = (0..extra).map_while(|_| pool.try_reserve()).collect();
+            let connect = slots.into_iter().map(|slot| join(slot, limit));
+            let connect = futures::future::join_all(connect);
+            let in_time = tokio::time::timeout(PROBE_TIME - PROBE_TIME / 4, &mut read);
+            let (ended, joined) = tokio::join!(in_time, connect);
+            (ended.ok(), joined.into_iter().flatten().collect())
         }
+    };
+    let Some((session, mut sink, got)) = ended else {
+        let arrived = done.load(Ordering::Acquire);
+        let rate = (arrived as f64 / PROBE_TIME.as_secs_f64()) as u64;
+        tracing::info!(
+            rate,
+            prefix = from + arrived,
+            "one stream is slow; fetching the rest in segments"
+        );
+        let lead = Lead {
+            read,
+            start: from,
+            end: from + want,
+            done,
+        };
+        return Ok(Probed::Slow { lead, extra });
     };
     if let Some(e) = sink.write_error.take() {
         return Err(fetch::discard(temp, local("write", &e)));
     }
-    if let Ok(read) = read {
-        let got = read?;
-        if got != want {
-            return Err(FileError::temporary(
-                ErrorKind::Other,
-                format!(
-                    "read {got} bytes of {remote_path} from byte {from}, expected {want}: it changed during the download"
-                ),
-            ));
-        }
-        return Ok(Probed::Fast);
+    let got = got?;
+    if got != want {
+        return Err(FileError::temporary(
+            ErrorKind::Other,
+            format!(
+                "read {got} bytes of {remote_path} from byte {from}, expected {want}: it changed during the download"
+            ),
+        ));
     }
-    let arrived = done.load(Ordering::Acquire);
-    let rate = (arrived as f64 / PROBE_TIME.as_secs_f64()) as u64;
-    tracing::info!(
-        rate,
-        prefix = from + arrived,
-        "one stream is slow; fetching the rest in segments"
-    );
-    Ok(Probed::Slow { extra })
+    Ok(Probed::Fast(session))
 }
 
 /// An extra session of a split on `slot`, under `limit` (the rule's
@@ -195,69 +241,96 @@ fn planned_for(size: u64, expected: Version) -> PlannedFor {
     }
 }
 
-/// The file's one download, by ranges. `first` is the session the caller
-/// took, `extra` any it opened already (a probe's); more are taken where
-/// the pool has them free, up to one per range, all under `limit` (the
-/// rule's bandwidth) too.
+/// The file's one download, by ranges. `sessions` are the sessions at
+/// hand (the caller's, or a probe's extra ones), `lead` a probe's read
+/// still under way as the first range; more sessions are taken where the
+/// pool has them free, up to one per range, all under `limit` (the rule's
+/// bandwidth) too.
 #[allow(clippy::too_many_arguments)]
 pub async fn download(
     state: &State,
     pool: &Arc<Pool>,
-    first: PooledSession,
-    extra: Vec<PooledSession>,
+    sessions: Vec<PooledSession>,
+    lead: Option<Lead>,
     limit: Arc<Limit>,
     file_id: i64,
     remote_path: &str,
     expected: Version,
     temp: &Path,
+    md5: bool,
 ) -> Result<Fetched, FileError> {
     let size = expected.size.expect("segments::applies checked the size");
     let version = planned_for(size, expected);
     let file = fetch::open_temp(temp)?;
-    let ranges = ranges(state, pool, &file, file_id, version, temp).await?;
+    let ranges = match &lead {
+        Some(lead) => {
+            let span = lead.span();
+            behind_lead(state, pool, &file, file_id, version, temp, span).await?
+        }
+        None => ranges(state, pool, &file, file_id, version, temp).await?,
+    };
     let inode = file
         .metadata()
         .map_err(|e| FileError::local(format!("stat {}", temp.display()), &e))?
         .ino();
     let todo = ranges.iter().filter(|r| r.remaining() > 0).count();
-    let mut sessions = vec![first];
-    sessions.extend(extra);
-    let slots: Vec<Slot> = (sessions.len()..todo)
-        .map_while(|_| pool.try_reserve())
-        .collect();
+    let busy = sessions.len() + usize::from(lead.is_some());
+    let slots: Vec<Slot> = (busy..todo).map_while(|_| pool.try_reserve()).collect();
     if todo > 0 {
         let resumed: u64 = ranges.iter().map(|r| r.done).sum();
         tracing::info!(
             segments = ranges.len(),
             left = todo,
-            sessions = sessions.len() + slots.len(),
+            sessions = busy + slots.len(),
             resumed,
             "downloading in segments"
         );
     }
+    let mut done: Vec<Arc<AtomicU64>> = ranges
+        .iter()
+        .map(|r| Arc::new(AtomicU64::new(r.done)))
+        .collect();
+    // The lead's range is its own: it counts its bytes where the probe's
+    // sink does, and is in no queue.
+    let (lead, queued) = match lead {
+        Some(Lead {
+            read, done: count, ..
+        }) => {
+            done[0] = count;
+            (Some(read), (1..ranges.len()).collect())
+        }
+        None => (None, (0..ranges.len()).collect()),
+    };
     let job = Job {
         state,
         file_id,
         path: remote_path,
         size,
         file: Arc::new(file),
-        done: ranges
-            .iter()
-            .map(|r| Arc::new(AtomicU64::new(r.done)))
-            .collect(),
-        queue: Mutex::new((0..ranges.len()).collect()),
+        done,
+        queue: Mutex::new(queued),
         cancel: CancellationToken::new(),
         ranges,
         temp,
     };
-    let fetched = job.run(sessions, slots, &limit).await;
+    let fetched = job.run(sessions, slots, lead, &limit).await;
     let Job { file, .. } = job;
     match fetched {
-        Ok(bytes) => finish(state, file, file_id, temp, bytes, size, inode).await,
+        Ok(bytes) => finish(state, file, file_id, temp, bytes, size, inode, md5).await,
         Err(Failure::Refused(e)) => {
             pool.note_ranges_refused();
             tracing::warn!(server = %pool.server.name, error = %e, "the server cannot start a read part-way; fetching its large files in one stream");
-            restart_single(state, pool, &file, file_id, remote_path, expected, temp).await
+            restart_single(
+                state,
+                pool,
+                &file,
+                file_id,
+                remote_path,
+                expected,
+                temp,
+                md5,
+            )
+            .await
         }
         Err(Failure::Changed { grew: true, error }) => {
             // A new version, which the next listing sees: nothing here is
@@ -295,7 +368,9 @@ async fn ranges(
         |what: &str, e: &std::io::Error| FileError::local(format!("{what} {}", temp.display()), e);
     let len = file.metadata().map_err(|e| local("stat", &e))?.len();
     let recorded = state.segments(file_id, version).await?;
-    let fits = recorded.iter().all(|r| r.next() <= len);
+    // A range not begun claims no byte (the lead's second range starts
+    // late, past the file's end so far).
+    let fits = recorded.iter().all(|r| r.done == 0 || r.next() <= len);
     if len > 0 && fits && !recorded.is_empty() {
         return Ok(recorded);
     }
@@ -310,6 +385,29 @@ async fn ranges(
         file.sync_data().map_err(|e| local("fsync", &e))?;
     }
     let plan = segment_plan::plan(from, version.size, pool.server.segmenting.segments);
+    state.plan_segments(file_id, version, &plan).await?;
+    Ok(plan)
+}
+
+/// The plan of a split behind a probe's read (`lead`), committed before
+/// the other ranges write a byte. The bytes before the lead's range (a
+/// single stream's, from an earlier attempt) are made durable first: the
+/// ranges start after them.
+async fn behind_lead(
+    state: &State,
+    pool: &Pool,
+    file: &std::fs::File,
+    file_id: i64,
+    version: PlannedFor,
+    temp: &Path,
+    (start, end, left): (u64, u64, u64),
+) -> Result<Vec<Segment>, FileError> {
+    if start > 0 {
+        file.sync_data()
+            .map_err(|e| FileError::local(format!("fsync {}", temp.display()), &e))?;
+    }
+    let count = pool.server.segmenting.segments;
+    let plan = segment_plan::with_lead(start, end, version.size, count, left);
     state.plan_segments(file_id, version, &plan).await?;
     Ok(plan)
 }
@@ -351,14 +449,18 @@ impl Job<'_> {
         &self,
         sessions: Vec<PooledSession>,
         slots: Vec<Slot>,
+        lead: Option<BoxFuture<'static, LeadEnd>>,
         limit: &Arc<Limit>,
     ) -> Result<u64, Failure> {
-        let before: u64 = self.written().iter().sum();
+        // The lead's bytes so far were fetched in this attempt too.
+        let lead_so_far = if lead.is_some() { self.written()[0] } else { 0 };
+        let before: u64 = self.written().iter().sum::<u64>() - lead_so_far;
         let now = sessions.into_iter().map(|s| self.worker(s).boxed());
-        let joining = slots.into_iter().map(|slot| {
-            async move { self.worker(join(slot, limit).await?).await }.boxed()
-        });
-        let workers = futures::future::join_all(now.chain(joining));
+        let joining = slots
+            .into_iter()
+            .map(|slot| async move { self.worker(join(slot, limit).await?).await }.boxed());
+        let lead = lead.map(|read| self.lead(read).boxed());
+        let workers = futures::future::join_all(now.chain(joining).chain(lead));
         let results = tokio::select! {
             r = workers => r,
             e = self.checkpoints() => {
@@ -419,38 +521,73 @@ impl Job<'_> {
                     return None;
                 }
             };
-            if let Some(e) = sink.write_error.take() {
-                self.cancel.cancel();
-                let ctx = format!("write {}", self.temp.display());
-                return Some(Failure::Local(FileError::local(ctx, &e)));
-            }
-            let n = match read {
-                Ok(n) => n,
-                Err(e) => {
-                    self.put_back(i);
-                    if e.kind == ErrorKind::ResumeRefused {
-                        self.cancel.cancel();
-                        return Some(Failure::Refused(e));
-                    }
-                    tracing::info!(segment = i, error = %e, "a segment's session failed; another takes over its range");
-                    return Some(Failure::Remote(e.into()));
-                }
-            };
-            if n != want - grow {
-                self.cancel.cancel();
-                let error = FileError::temporary(
-                    ErrorKind::Other,
-                    format!(
-                        "read {} bytes of {} from byte {offset}, expected {}: it changed during the download",
-                        n,
-                        self.path,
-                        want - grow
-                    ),
-                );
-                let grew = n > want - grow;
-                return Some(Failure::Changed { grew, error });
+            if let Some(f) = self.ended(i, offset, want - grow, &mut sink, read) {
+                return Some(f);
             }
         }
+    }
+
+    /// Waits for the probe's read (the first range), then goes on as a
+    /// worker on its session.
+    async fn lead(&self, read: BoxFuture<'static, LeadEnd>) -> Option<Failure> {
+        let start = self.ranges[0].start;
+        let (session, mut sink, r) = tokio::select! {
+            ended = read => ended,
+            // Dropped: its session is discarded (`InFlight`).
+            _ = self.cancel.cancelled() => {
+                self.put_back(0);
+                return None;
+            }
+        };
+        let want = self.ranges[0].end - start;
+        if let Some(f) = self.ended(0, start, want, &mut sink, r) {
+            return Some(f);
+        }
+        self.worker(session).await
+    }
+
+    /// What a range's read from `offset` for `want` bytes (one more if it
+    /// is the last) came to: `None` when every byte arrived.
+    fn ended(
+        &self,
+        i: usize,
+        offset: u64,
+        want: u64,
+        sink: &mut RangeSink,
+        read: crate::remote::Result<u64>,
+    ) -> Option<Failure> {
+        if let Some(e) = sink.write_error.take() {
+            self.cancel.cancel();
+            let ctx = format!("write {}", self.temp.display());
+            return Some(Failure::Local(FileError::local(ctx, &e)));
+        }
+        let n = match read {
+            Ok(n) => n,
+            Err(e) => {
+                self.put_back(i);
+                if e.kind == ErrorKind::ResumeRefused {
+                    self.cancel.cancel();
+                    return Some(Failure::Refused(e));
+                }
+                tracing::info!(segment = i, error = %e, "a segment's session failed; another takes over its range");
+                return Some(Failure::Remote(e.into()));
+            }
+        };
+        if n == want {
+            return None;
+        }
+        self.cancel.cancel();
+        let error = FileError::temporary(
+            ErrorKind::Other,
+            format!(
+                "read {n} bytes of {} from byte {offset}, expected {want}: it changed during the download",
+                self.path
+            ),
+        );
+        Some(Failure::Changed {
+            grew: n > want,
+            error,
+        })
     }
 
     fn put_back(&self, i: usize) {
@@ -504,7 +641,10 @@ impl Job<'_> {
 }
 
 /// Every range complete: the file's length is checked, it is fsynced, and
-/// only then are its ranges forgotten.
+/// only then are its ranges forgotten. The digests are read back while the
+/// fsync runs (the bytes are in the page cache): the ranges arrived out of
+/// order, so they could not be hashed as they streamed.
+#[allow(clippy::too_many_arguments)]
 async fn finish(
     state: &State,
     file: Arc<std::fs::File>,
@@ -513,6 +653,7 @@ async fn finish(
     bytes: u64,
     size: u64,
     inode: u64,
+    md5: bool,
 ) -> Result<Fetched, FileError> {
     let ctx = |what: &str| format!("{what} {}", temp.display());
     let len = file
@@ -525,26 +666,25 @@ async fn finish(
     }
     // A checkpoint cut short may still hold the file on a blocking thread:
     // shared, not unwrapped.
-    let synced = tokio::task::spawn_blocking(move || file.sync_all())
-        .await
-        .map_err(std::io::Error::other)
-        .and_then(|r| r);
+    let synced = tokio::task::spawn_blocking(move || file.sync_all());
+    let (synced, digests) = tokio::join!(synced, fetch::digests_of(temp, size, md5));
+    let synced = synced.map_err(std::io::Error::other).and_then(|r| r);
     if let Err(e) = synced {
         state.clear_segments(file_id).await?;
         return Err(fetch::discard(temp, FileError::local(ctx("fsync"), &e)));
     }
     state.clear_segments(file_id).await?;
-    let digests = fetch::digests_of(temp, size).await?;
     Ok(Fetched {
         bytes,
         len: size,
         inode,
-        digests,
+        digests: digests?,
     })
 }
 
 /// The server refused a range: the temporary file (with holes) and its
 /// records are dropped, and the file is read in one stream from byte 0.
+#[allow(clippy::too_many_arguments)]
 async fn restart_single(
     state: &State,
     pool: &Arc<Pool>,
@@ -553,10 +693,11 @@ async fn restart_single(
     remote_path: &str,
     expected: Version,
     temp: &Path,
+    md5: bool,
 ) -> Result<Fetched, FileError> {
     file.set_len(0)
         .map_err(|e| FileError::local(format!("truncate {}", temp.display()), &e))?;
     state.clear_segments(file_id).await?;
     let mut session = pool.get().await?;
-    fetch::download(&mut session, remote_path, expected, temp, true).await
+    fetch::download(&mut session, remote_path, expected, temp, md5).await
 }

@@ -3,18 +3,24 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub struct Throttle {
     pub port: u16,
+    accepted: Arc<AtomicUsize>,
 }
 
 impl Throttle {
     pub fn start(upstream_port: u16, bytes_per_sec: u64) -> Throttle {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
+                counter.fetch_add(1, Ordering::SeqCst);
                 let Ok(server) = TcpStream::connect(("127.0.0.1", upstream_port)) else {
                     continue;
                 };
@@ -23,7 +29,12 @@ impl Throttle {
                 pace(server, client, bytes_per_sec);
             }
         });
-        Throttle { port }
+        Throttle { port, accepted }
+    }
+
+    /// Connections accepted so far: sessions a test's ferry opened.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
     }
 }
 
