@@ -284,3 +284,46 @@ fn a_fast_stream_is_not_split_a_shaped_one_is() {
     // so the split takes four sessions in all, not a fifth after it.
     assert_eq!(slow.connections(), 4, "{log}");
 }
+
+/// Ranges over FTP on servers other than vsftpd: pyftpdlib, and ProFTPD
+/// over TLS, whose data connections must resume their own control
+/// connection's TLS session (four control connections at once here).
+/// Every range is a REST + RETR closed at the range's end.
+#[test]
+fn ftp_ranges_on_pyftpdlib_and_proftpd_over_tls() {
+    let f = Fixture::new("");
+    std::fs::create_dir_all(f.path("srv")).unwrap();
+    let certs = make_certs(&f.path("srv"));
+    std::fs::write(f.path("ftp-password"), PY_PASSWORD).unwrap();
+    let py = pyftpdlib(&f.path("srv/py"), PyTls::None, None);
+    let pro = proftpd_tls(&f.path("srv/pro"), &certs);
+    let cases = [
+        ("ftp", &py, "/in".to_string(), String::new()),
+        (
+            "ftps",
+            &pro,
+            pro.remote("in"),
+            format!("ca_file = \"{}\"\n", certs.ca.display()),
+        ),
+    ];
+    for (i, (protocol, srv, remote_dir, extra)) in cases.iter().enumerate() {
+        f.write_config(&format!(
+            "[servers.ftp]\nprotocol = \"{protocol}\"\nhost = \"127.0.0.1\"\nport = {}\nmax_sessions = 4\n\
+             user = \"{PY_USER}\"\npassword = {{ file = \"{}\" }}\nio_timeout = \"10s\"\n{extra}\
+             segments = 4\nsegment_threshold = \"1MiB\"\nsegment_below = \"off\"\n\n\
+             [[watch]]\nname = \"r\"\nserver = \"ftp\"\nremote_dir = \"{remote_dir}\"\nlocal_dir = \"{}\"\n\
+             stable_for = \"0s\"\ninterval = \"200ms\"\nretry = {{ attempts = 1, first = \"0s\", max = \"0s\" }}\n",
+            srv.port,
+            f.path("ftp-password").display(),
+            f.outbox.display()
+        ));
+        let name = format!("big{i}.bin");
+        let data = pattern(12 * MIB + 777, 8 + i as u8);
+        std::fs::create_dir_all(srv.root.join("in")).unwrap();
+        std::fs::write(srv.root.join("in").join(&name), &data).unwrap();
+        let log = f.once(0);
+        assert!(log.contains("downloading in segments"), "{protocol}: {log}");
+        assert!(log.contains("sessions=4"), "{protocol}: {log}");
+        assert_delivered(&f.outbox, &name, &data, &log);
+    }
+}

@@ -7,6 +7,7 @@
 mod common;
 
 use common::sftp_servers::{self, Extensions, SftpServer};
+use common::throttle::Throttle;
 use common::*;
 use ferry::remote::{ErrorKind, Pool, Version, WriteMode};
 use std::os::unix::ffi::OsStrExt;
@@ -318,3 +319,34 @@ fn operations_work(kind: Kind) {
     assert!(!s.srv.join("inbox/x/gone.bin").exists());
 }
 on_each_server!(operations_work);
+
+/// A large file through a link shaped per connection: the probe finds one
+/// stream slow, its read goes on as the first range and three more
+/// sessions fetch the rest at their offsets. Servers differ in how they
+/// serve reads at offsets on several sessions of one user at once.
+fn a_large_file_is_split_through_a_shaped_link(kind: Kind) {
+    let s = Setup::new(
+        kind,
+        "",
+        "max_sessions = 4\nsegments = 4\nsegment_threshold = \"1MiB\"",
+    );
+    let slow = Throttle::start(s.server.port, 2_000_000);
+    // The same configuration, through the relay (written whole: the
+    // fixture's `write_config` would add a second [daemon]).
+    let config = std::fs::read_to_string(&s.f.config).unwrap().replace(
+        &format!("port = {}\n", s.server.port),
+        &format!("port = {}\n", slow.port),
+    );
+    std::fs::write(&s.f.config, config).unwrap();
+    let data = pattern(8 * 1024 * 1024, 11);
+    s.put(b"big.bin", &data);
+    let log = s.once(0);
+    assert!(log.contains("one stream is slow"), "{log}");
+    assert!(log.contains("downloading in segments"), "{log}");
+    assert!(
+        std::fs::read(s.f.outbox.join("big.bin")).unwrap() == data,
+        "big.bin differs:\n{log}"
+    );
+    assert_eq!(slow.connections(), 4, "{log}");
+}
+on_each_server!(a_large_file_is_split_through_a_shaped_link);
