@@ -262,13 +262,8 @@ pub async fn download(
     let size = expected.size.expect("segments::applies checked the size");
     let version = planned_for(size, expected);
     let file = fetch::open_temp(temp)?;
-    let ranges = match &lead {
-        Some(lead) => {
-            let span = lead.span();
-            behind_lead(state, pool, &file, file_id, version, temp, span).await?
-        }
-        None => ranges(state, pool, &file, file_id, version, temp).await?,
-    };
+    let span = lead.as_ref().map(Lead::span);
+    let ranges = ranges(state, pool, &file, file_id, version, temp, span).await?;
     let inode = file
         .metadata()
         .map_err(|e| FileError::local(format!("stat {}", temp.display()), &e))?
@@ -356,6 +351,9 @@ pub async fn download(
 /// The ranges to continue, or a new plan (committed before any byte of it
 /// is written). Records that cannot be this file's (it is empty, or
 /// shorter than they claim: it was removed or truncated since) are dropped.
+/// Behind a probe's read (`lead`: its range and the bytes of it to come),
+/// always a new plan, after the bytes before it (a single stream's, from
+/// an earlier attempt) are made durable.
 async fn ranges(
     state: &State,
     pool: &Pool,
@@ -363,9 +361,19 @@ async fn ranges(
     file_id: i64,
     version: PlannedFor,
     temp: &Path,
+    lead: Option<(u64, u64, u64)>,
 ) -> Result<Vec<Segment>, FileError> {
     let local =
         |what: &str, e: &std::io::Error| FileError::local(format!("{what} {}", temp.display()), e);
+    let count = pool.server.segmenting.segments;
+    if let Some((start, end, left)) = lead {
+        if start > 0 {
+            file.sync_data().map_err(|e| local("fsync", &e))?;
+        }
+        let plan = segment_plan::with_lead(start, end, version.size, count, left);
+        state.plan_segments(file_id, version, &plan).await?;
+        return Ok(plan);
+    }
     let len = file.metadata().map_err(|e| local("stat", &e))?.len();
     let recorded = state.segments(file_id, version).await?;
     // A range not begun claims no byte (the lead's second range starts
@@ -384,30 +392,7 @@ async fn ranges(
         // The prefix is what the ranges start after: make it durable first.
         file.sync_data().map_err(|e| local("fsync", &e))?;
     }
-    let plan = segment_plan::plan(from, version.size, pool.server.segmenting.segments);
-    state.plan_segments(file_id, version, &plan).await?;
-    Ok(plan)
-}
-
-/// The plan of a split behind a probe's read (`lead`), committed before
-/// the other ranges write a byte. The bytes before the lead's range (a
-/// single stream's, from an earlier attempt) are made durable first: the
-/// ranges start after them.
-async fn behind_lead(
-    state: &State,
-    pool: &Pool,
-    file: &std::fs::File,
-    file_id: i64,
-    version: PlannedFor,
-    temp: &Path,
-    (start, end, left): (u64, u64, u64),
-) -> Result<Vec<Segment>, FileError> {
-    if start > 0 {
-        file.sync_data()
-            .map_err(|e| FileError::local(format!("fsync {}", temp.display()), &e))?;
-    }
-    let count = pool.server.segmenting.segments;
-    let plan = segment_plan::with_lead(start, end, version.size, count, left);
+    let plan = segment_plan::plan(from, version.size, count);
     state.plan_segments(file_id, version, &plan).await?;
     Ok(plan)
 }
