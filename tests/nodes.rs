@@ -453,3 +453,72 @@ fn partials(dir: &Path) -> Vec<String> {
         .filter(|n| n.ends_with(".ferry-part"))
         .collect()
 }
+
+/// A partner replaces a file (a new version, renamed over the old one)
+/// while a node downloads the old version, and that node stops (SIGSTOP)
+/// before it is done. The survivor takes the rule over and finds the new
+/// version: it delivers that one, once, and archives it; the stopped node,
+/// woken, delivers nothing. (While the first node's lease runs, a listing
+/// leaves its row alone: `a_listing_leaves_a_changed_file_to_the_node_
+/// fetching_it` in `state/claims.rs`.)
+#[test]
+fn a_file_replaced_while_a_node_fetches_it_then_stops_is_delivered_in_its_new_version() {
+    let mut c = Cluster::new();
+    let old = pattern(BIG, 31);
+    let new = pattern(BIG + 4096, 32);
+    c.put("big0.bin", old.clone());
+    let slow = c.config("n1", 2 * 1024 * 1024);
+    let fast = c.config("n2", 64 * 1024 * 1024);
+    let n1 = Node::start(&slow, "n1");
+    wait_for(
+        Duration::from_secs(60),
+        "n1 holding the file half downloaded",
+        || partial_big(&c.outbox).is_some_and(|p| c.owner(&p) == "n1"),
+    );
+    // Renamed over the old one, as a careful partner uploads.
+    let staged = c.remote.join("big0.bin.upload");
+    std::fs::write(&staged, &new).unwrap();
+    std::fs::rename(&staged, c.remote.join("inbox/big0.bin")).unwrap();
+    n1.proc.signal(libc::SIGSTOP);
+    let n2 = Node::start(&fast, "n2");
+
+    let archive = c.remote.join("archive");
+    let archived = || {
+        names(&archive)
+            .iter()
+            .any(|n| std::fs::read(archive.join(n)).ok().as_ref() == Some(&new))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(archived() && names(&c.remote.join("inbox")).is_empty()) {
+        assert!(
+            Instant::now() < deadline,
+            "the new version was not delivered and archived; inbox {:?}, archive {:?}; rows:\n{}\nn2:\n{}",
+            names(&c.remote.join("inbox")),
+            names(&archive),
+            c.sql("SELECT id, state, size, owner FROM files ORDER BY id"),
+            n2.tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    n1.proc.signal(libc::SIGCONT);
+    // Long enough for n1 to renew, find its file gone and try its next steps.
+    std::thread::sleep(Duration::from_secs(6));
+    let delivered: Vec<Vec<u8>> = names(&c.outbox)
+        .iter()
+        .map(|n| std::fs::read(c.outbox.join(n)).unwrap())
+        .collect();
+    let of = |v: &Vec<u8>| delivered.iter().filter(|d| *d == v).count();
+    assert_eq!(
+        (of(&new), of(&old), delivered.len()),
+        (1, 0, 1),
+        "the new version once and nothing else: {:?}\nn1:\n{}",
+        names(&c.outbox),
+        n1.tail()
+    );
+    assert_eq!(
+        c.count("SELECT count(*) FROM files WHERE state = 'failed'"),
+        0,
+        "{}",
+        c.sql("SELECT id, state, size, last_error FROM files")
+    );
+}

@@ -367,6 +367,9 @@ impl Engine {
         for path in &outcome.vanished {
             tracing::error!(state = "failed", path = %path, "disappeared from the server before it was delivered");
         }
+        for path in &outcome.deferred {
+            tracing::info!(path = %path, "changed or gone while another node works on it; looked at again once it is done");
+        }
         // A first pass's outcome names every file: logged, it has served.
         drop(outcome);
         // With events, stability is judged file by file below.

@@ -307,6 +307,58 @@ mod tests {
         assert_eq!(all, ids);
     });
 
+    // The lister sees a new version of a file another node is fetching:
+    // the row stays that node's version (it finishes it, with the bytes
+    // it read), the listing is not remembered by its digest, and the
+    // next listing after that node is done records the new version as a
+    // new file. A file gone meanwhile is left alike. A lease run out is
+    // no one's work: the change applies at once.
+    state_test!(
+        a_listing_leaves_a_changed_file_to_the_node_fetching_it,
+        |s| {
+            use crate::state::testing::f;
+            let ids = stable_files(&s, 3).await;
+            let (a, b) = (node(&s, "a"), node(&s, "b"));
+            assert_eq!(claim(&a, 2_000).await, ids);
+            for &id in &ids {
+                assert_eq!(a.claim(id, 2_000).await.unwrap(), 1);
+            }
+            // f0 replaced, f1 gone, f2 unchanged (sizes are 0, 1, 2).
+            let listing = [f("f0", 100), f("f2", 2)];
+            let out = b.record_listing("r", &listing, 3_000).await.unwrap();
+            assert!(out.changed.is_empty() && out.new.is_empty(), "{out:?}");
+            assert!(
+                out.vanished.is_empty() && out.superseded.is_empty(),
+                "{out:?}"
+            );
+            let mut deferred = out.deferred.clone();
+            deferred.sort();
+            assert_eq!(deferred, ["f0", "f1"]);
+            // Not remembered: the same listing is diffed again.
+            let again = b.record_listing("r", &listing, 3_100).await.unwrap();
+            assert_eq!(again.deferred.len(), 2, "{again:?}");
+            // a finishes f0 as the version it fetched.
+            a.mark_downloaded(ids[0], 0, "/out/f0", Some(1), 3_200)
+                .await
+                .unwrap();
+            a.mark_delivered(ids[0], "/out/f0", true, 3_300)
+                .await
+                .unwrap();
+            let rows = a.files(&Default::default()).await.unwrap();
+            let row = rows.iter().find(|r| r.id == ids[0]).unwrap();
+            assert_eq!((row.size, row.state), (0, FileState::Done));
+            // Past a's lease (until 5,000): f0's new version is a new file, and
+            // f1, gone while a held it, is failed as vanished.
+            let out = b.record_listing("r", &listing, 5_001).await.unwrap();
+            assert!(out.deferred.is_empty(), "{out:?}");
+            assert_eq!(
+                out.new.iter().map(|l| l.path.as_str()).collect::<Vec<_>>(),
+                ["f0"]
+            );
+            assert_eq!(out.vanished, ["f1"]);
+        }
+    );
+
     state_test!(a_lost_row_fences_every_step_of_its_old_owner, |s| {
         let ids = stable_files(&s, 2).await;
         let (a, b) = (node(&s, "a"), node(&s, "b"));

@@ -42,6 +42,9 @@ pub struct ListingOutcome {
     /// Versions ferry had started downloading that are now replaced or gone:
     /// their partial files can be removed.
     pub superseded: Vec<Superseded>,
+    /// Changed or gone while another node works on their row (its lease
+    /// runs): left to that node, and looked at again by the next listing.
+    pub deferred: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -54,7 +57,8 @@ pub struct Superseded {
 
 /// A row of the rule as a listing is compared against it. Backends read
 /// these columns: `restoring` is `failed_moved_to IS NOT NULL`, `unlisted`
-/// is `unlisted_since_ms IS NOT NULL`.
+/// is `unlisted_since_ms IS NOT NULL`, `elsewhere` is a lease of another
+/// node that has not run out (`lease_until_ms > now AND owner <> node`).
 #[derive(sqlx::FromRow)]
 pub(super) struct Latest {
     id: i64,
@@ -66,6 +70,7 @@ pub(super) struct Latest {
     attempts: i64,
     restoring: bool,
     unlisted: bool,
+    elsewhere: bool,
 }
 
 impl Latest {
@@ -123,6 +128,15 @@ pub(super) struct Plan {
 }
 
 impl Plan {
+    /// Whether the listing may be remembered by its digest: not when it
+    /// left a change to another node (`deferred`), since the same listing
+    /// must be diffed again once that node is done.
+    pub fn complete(&self) -> bool {
+        self.outcome.deferred.is_empty()
+    }
+}
+
+impl Plan {
     /// New rows: `seen` (new files), or `failed` with the error given
     /// (refused files), borrowed from the outcome rather than copied.
     pub fn insert(&self) -> impl Iterator<Item = (&Listed, Option<&str>)> {
@@ -146,6 +160,13 @@ pub(super) fn plan(rows: &[Latest], listing: &[&Listed], refused: &[&Refused]) -
     for &f in listing {
         match latest.get(f.path.as_str()) {
             Some(r) if r.is_version(f) => {}
+            // Another node is working on this row's version: changing it
+            // under that node would have it finish the row, as done, with
+            // the old bytes, and the new version would never be fetched.
+            // Left to it; the next listing sees the file again.
+            Some(r) if r.state.is_pending() && r.elsewhere => {
+                out.deferred.push(r.path.clone());
+            }
             Some(r) if r.state.is_pending() => {
                 if r.attempts > 0 {
                     out.superseded.push(r.superseded());
@@ -168,7 +189,9 @@ pub(super) fn plan(rows: &[Latest], listing: &[&Listed], refused: &[&Refused]) -
         // A requeued file on its way back from failed_move_to is not gone.
         .filter(|r| r.state.is_pending() && !r.restoring && !listed.contains(r.path.as_str()))
     {
-        if r.attempts == 0 {
+        if r.elsewhere {
+            out.deferred.push(r.path.clone());
+        } else if r.attempts == 0 {
             plan.dropped.push(r.id);
         } else {
             plan.vanished.push(r.id);
@@ -263,7 +286,8 @@ impl State {
         if last.as_deref() == Some(digest.as_slice()) {
             return Ok(ListingOutcome::default());
         }
-        on_backend!(self, db => db.record_listing(rule, direction, &listing, &refused, &digest, now).await)
+        let node = self.me.node.as_str();
+        on_backend!(self, db => db.record_listing(rule, direction, &listing, &refused, &digest, node, now).await)
     }
 
     /// Rows of `rule` that have work to do now: pending rows past their

@@ -21,6 +21,7 @@ impl Db {
     /// Only the latest row of each path is read (`files_latest`). The
     /// listing's digest is written last, after the triggers its own writes
     /// fired.
+    #[allow(clippy::too_many_arguments)]
     pub async fn record_listing(
         &self,
         rule: &str,
@@ -28,6 +29,7 @@ impl Db {
         listing: &[&Listed],
         refused: &[&Refused],
         digest: &[u8],
+        node: &str,
         now: i64,
     ) -> Result<ListingOutcome> {
         let mut tx = self.pool.begin().await?;
@@ -41,10 +43,13 @@ impl Db {
             .await?;
         let rows: Vec<Latest> = sqlx::query_as(
             "SELECT id, path, size, mtime, state, attempts, failed_moved_to IS NOT NULL AS restoring,
-                    unlisted_since_ms IS NOT NULL AS unlisted
+                    unlisted_since_ms IS NOT NULL AS unlisted,
+                    coalesce(lease_until_ms > $2 AND owner <> $3, false) AS elsewhere
              FROM files WHERE rule = $1 AND latest",
         )
         .bind(rule)
+        .bind(now)
+        .bind(node)
         .fetch_all(&mut *tx)
         .await?;
         let plan = plan(&rows, listing, refused);
@@ -55,7 +60,7 @@ impl Db {
         write_plan(&mut tx, rule, direction, &plan, now).await?;
         sqlx::query("UPDATE rules SET listing_digest = $2 WHERE name = $1")
             .bind(rule)
-            .bind(digest)
+            .bind(plan.complete().then_some(digest))
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;

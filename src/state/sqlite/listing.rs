@@ -20,6 +20,7 @@ impl Db {
     /// Only the latest row of each path is read (`files_latest`). The
     /// listing's digest is written last, after the triggers its own writes
     /// fired.
+    #[allow(clippy::too_many_arguments)]
     pub async fn record_listing(
         &self,
         rule: &str,
@@ -27,15 +28,19 @@ impl Db {
         listing: &[&Listed],
         refused: &[&Refused],
         digest: &[u8],
+        node: &str,
         now: i64,
     ) -> Result<ListingOutcome> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let rows: Vec<Latest> = sqlx::query_as(
             "SELECT id, path, size, mtime, state, attempts, failed_moved_to IS NOT NULL AS restoring,
-                    unlisted_since_ms IS NOT NULL AS unlisted
-             FROM files WHERE rule = ? AND latest = 1",
+                    unlisted_since_ms IS NOT NULL AS unlisted,
+                    coalesce(lease_until_ms > ?2 AND owner <> ?3, 0) AS elsewhere
+             FROM files WHERE rule = ?1 AND latest = 1",
         )
         .bind(rule)
+        .bind(now)
+        .bind(node)
         .fetch_all(&mut *tx)
         .await?;
         let plan = plan(&rows, listing, refused);
@@ -49,7 +54,7 @@ impl Db {
              ON CONFLICT (name) DO UPDATE SET listing_digest = excluded.listing_digest",
         )
         .bind(rule)
-        .bind(digest)
+        .bind(plan.complete().then_some(digest))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
