@@ -2,8 +2,9 @@
 # Segmented downloads, side by side in one run:
 #
 #   1. Shaped links (each connection limited to RATE bytes/s: SFTP through
-#      bench/throttle.py in front of sshd, FTP from a vsftpd with
-#      anon_max_rate, since FTP data connections bypass a relay), a file of
+#      bench/throttle.py in front of sshd, FTP from bench/ftp_shaped.py,
+#      pyftpdlib pacing each data connection, since FTP data connections
+#      bypass a relay), a file of
 #      SHAPED_MB MiB: ferry with segments = 4 against ferry with one stream,
 #      OpenSSH `sftp`, `lftp pget -n 4` (and rclone --multi-thread-streams 4
 #      when installed). Goal: four segments at least 3x faster than one
@@ -31,7 +32,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . bench/lib.sh
 bench_need_root "starts sshd, creates user $BENCH_USER"
 bench_need /usr/sbin/sshd /usr/bin/sftp /usr/bin/ssh /usr/sbin/vsftpd /usr/bin/lftp /usr/bin/python3 \
-    -- openssh-server openssh-client vsftpd lftp python3 time
+    -- openssh-server openssh-client vsftpd lftp python3 python3-pyftpdlib time
+/usr/bin/python3 -c 'import pyftpdlib' 2>/dev/null || bench_die "missing pyftpdlib: apt-get install python3-pyftpdlib"
 bench_build transfer
 TRANSFER=$EXAMPLES/transfer
 
@@ -55,27 +57,9 @@ SLOW=$W/slow-ftp
 mkdir -p "$SLOW/root/pub" "$SLOW/empty"
 chmod 777 "$SLOW/root/pub"
 SFPORT=$(free_port 50000)
-cat >"$SLOW/vsftpd.conf" <<CONF
-listen=YES
-listen_address=127.0.0.1
-listen_port=$SFPORT
-background=NO
-seccomp_sandbox=NO
-run_as_launching_user=YES
-anonymous_enable=YES
-local_enable=NO
-anon_root=$SLOW/root
-no_anon_password=YES
-anon_world_readable_only=NO
-pasv_min_port=$((SFPORT + 1))
-pasv_max_port=$((SFPORT + 1000))
-secure_chroot_dir=$SLOW/empty
-xferlog_enable=NO
-max_per_ip=0
-max_clients=0
-anon_max_rate=$RATE
-CONF
-/usr/sbin/vsftpd "$SLOW/vsftpd.conf" 2>"$SLOW/vsftpd.log" &
+# FTP's data connections go to ports the server names, past any relay:
+# the server itself paces each one (pyftpdlib's ThrottledDTPHandler).
+/usr/bin/python3 bench/ftp_shaped.py "$SLOW/root" "$SFPORT" "$RATE" $((SFPORT + 1)) 2>"$SLOW/ftpd.log" &
 BENCH_PIDS+=($!)
 wait_port "$SFPORT"
 
@@ -124,8 +108,8 @@ CONF
 }
 config sftp "$TPORT" "$W/remote/shaped" 4 1MiB >"$W/sftp-shaped-4.toml"
 config sftp "$TPORT" "$W/remote/shaped" 1 1MiB >"$W/sftp-shaped-1.toml"
-config ftp "$SFPORT" "$SLOW/root/pub/shaped" 4 1MiB >"$W/ftp-shaped-4.toml"
-config ftp "$SFPORT" "$SLOW/root/pub/shaped" 1 1MiB >"$W/ftp-shaped-1.toml"
+config ftp "$SFPORT" "/pub/shaped" 4 1MiB >"$W/ftp-shaped-4.toml"
+config ftp "$SFPORT" "/pub/shaped" 1 1MiB >"$W/ftp-shaped-1.toml"
 config sftp "$SPORT" "$W/remote/big" 4 >"$W/sftp-loop-4.toml"
 config sftp "$SPORT" "$W/remote/big" 1 >"$W/sftp-loop-1.toml"
 config ftp "$FPORT" "$FTP_DIR/big" 4 >"$W/ftp-loop-4.toml"
@@ -147,12 +131,15 @@ RSFTP_SHAPED=""
 
 # how LABEL's ferry run went: split into ranges after the probe, or not
 way() {
-    local probe
+    local probe late
     probe=$(grep -o 'one stream is slow.*' "$W/$1.log" | head -n 1 || true)
-    if [[ -n $probe ]]; then
+    late=$(grep -o 'one stream slowed down.*' "$W/$1.log" | head -n 1 || true)
+    if [[ -n $late ]]; then
+        echo "    $1: fast at the probe, split once it slowed (${late#*segments })"
+    elif [[ -n $probe ]]; then
         echo "    $1: split after the probe (${probe#*segments })"
         # when the probe ended, the ranges started and the bytes were in
-        grep -E 'state="seen"|one stream is slow|downloading in segments|state="downloaded"' "$W/$1.log" |
+        grep -E 'state="seen"|one stream is slow|one stream slowed|downloading in segments|state="downloaded"' "$W/$1.log" |
             cut -c12-27 | paste -sd' ' | sed 's/^/      at /'
     elif grep -q 'downloading in segments' "$W/$1.log"; then
         echo "    $1: split without a probe"

@@ -327,3 +327,36 @@ fn ftp_ranges_on_pyftpdlib_and_proftpd_over_tls() {
         assert_delivered(&f.outbox, &name, &data, &log);
     }
 }
+
+/// A shaper that lets a burst through first (pyftpdlib's throttle: two
+/// seconds' worth at full speed, then 1 MB/s per data connection) fools
+/// the probe, which finds the stream fast. The stream is watched: once it
+/// stays slow, its read is dropped and the rest is fetched in segments.
+#[test]
+fn a_stream_that_slows_after_a_burst_is_split_then() {
+    let f = Fixture::new("");
+    std::fs::create_dir_all(f.path("srv")).unwrap();
+    let srv = pyftpdlib_paced(&f.path("srv"));
+    std::fs::write(f.path("ftp-password"), PY_PASSWORD).unwrap();
+    f.write_config(&format!(
+        "[servers.ftp]\nprotocol = \"ftp\"\nhost = \"127.0.0.1\"\nport = {}\nmax_sessions = 4\n\
+         user = \"{PY_USER}\"\npassword = {{ file = \"{}\" }}\nio_timeout = \"10s\"\n\
+         segments = 4\nsegment_threshold = \"1MiB\"\nsegment_below = \"4MB/s\"\n\n\
+         [[watch]]\nname = \"r\"\nserver = \"ftp\"\nremote_dir = \"/in\"\nlocal_dir = \"{}\"\n\
+         stable_for = \"0s\"\ninterval = \"200ms\"\nretry = {{ attempts = 1, first = \"0s\", max = \"0s\" }}\n",
+        srv.port,
+        f.path("ftp-password").display(),
+        f.outbox.display()
+    ));
+    let data = pattern(16 * MIB, 9);
+    std::fs::create_dir_all(srv.root.join("in")).unwrap();
+    std::fs::write(srv.root.join("in/big.bin"), &data).unwrap();
+    let (log, took) = timed_once(&f);
+    assert!(!log.contains("one stream is slow"), "the burst passed the probe:\n{log}");
+    assert!(log.contains("slowed down after its first burst"), "{log}");
+    assert!(log.contains("downloading in segments"), "{log}");
+    assert_delivered(&f.outbox, "big.bin", &data, &log);
+    // One stream: 2 MB of burst, then 14.8 MB at 1 MB/s, about 15 s.
+    eprintln!("16 MiB after a burst, split once slow: {took:?}");
+    assert!(took < Duration::from_secs(10), "took {took:?}:\n{log}");
+}

@@ -176,7 +176,7 @@ impl Engine {
         // One stream on `session`, or a split: the sessions at hand, and
         // the probe's read still under way as its first range.
         let split = match segments::way(&self.state, pool, ranges, id, version).await? {
-            Way::Single => Streams::One(session),
+            Way::Single => Streams::One(session, None),
             Way::Ranges => Streams::Split(vec![session], None),
             Way::Probe { mut below } => {
                 // A stream held back by ferry's own bandwidth limit is not
@@ -188,15 +188,45 @@ impl Engine {
                     segments::probe(pool, session, &limit, remote_path, version, temp, below)
                         .await?;
                 match probed {
-                    Probed::Fast(session) => Streams::One(session),
+                    Probed::Fast(session) => Streams::One(session, Some(below)),
                     Probed::Slow { lead, extra } => Streams::Split(extra, Some(lead)),
                 }
             }
         };
         let (fetched, session) = match split {
-            Streams::One(mut session) => {
+            Streams::One(mut session, None) => {
                 let f = fetch::download(&mut session, remote_path, version, temp, md5).await?;
                 (f, Some(session))
+            }
+            // Fast at the probe, which a shaper's burst can fool: watched,
+            // and split if it slows down for good.
+            Streams::One(mut session, Some(below)) => {
+                let size = version.size.unwrap_or(0);
+                let one = tokio::select! {
+                    f = fetch::download(&mut session, remote_path, version, temp, md5) => Some(f?),
+                    () = segments::slowed(temp, size, below) => None,
+                };
+                match one {
+                    Some(f) => (f, Some(session)),
+                    None => {
+                        // Its read was dropped half-way: out of step.
+                        session.discard();
+                        let f = segments::download(
+                            &self.state,
+                            pool,
+                            Vec::new(),
+                            None,
+                            limit,
+                            id,
+                            remote_path,
+                            version,
+                            temp,
+                            md5,
+                        )
+                        .await?;
+                        (f, None)
+                    }
+                }
             }
             Streams::Split(sessions, lead) => {
                 let f = segments::download(
@@ -527,6 +557,8 @@ fn props(
 /// ranges over the sessions at hand, behind a probe's read still under way
 /// as the first range.
 enum Streams {
-    One(PooledSession),
+    /// With the rate below which it is split if it slows down (a probe
+    /// found it fast).
+    One(PooledSession, Option<u64>),
     Split(Vec<PooledSession>, Option<segments::Lead>),
 }

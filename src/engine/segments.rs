@@ -190,9 +190,16 @@ pub async fn probe(
             (ended.ok(), joined.into_iter().flatten().collect())
         }
     };
+    let arrived = done.load(Ordering::Acquire);
+    let rate = (arrived as f64 / PROBE_TIME.as_secs_f64()) as u64;
+    // Out of time with the bytes of a fast stream in: only the read's end
+    // is late (an FTP range closes its data connection and reads the
+    // reply). Fast all the same.
+    let ended = match ended {
+        None if rate >= below => Some((&mut read).await),
+        ended => ended,
+    };
     let Some((session, mut sink, got)) = ended else {
-        let arrived = done.load(Ordering::Acquire);
-        let rate = (arrived as f64 / PROBE_TIME.as_secs_f64()) as u64;
         tracing::info!(
             rate,
             prefix = from + arrived,
@@ -219,6 +226,54 @@ pub async fn probe(
         ));
     }
     Ok(Probed::Fast(session))
+}
+
+/// How long a stream the probe found fast must stay below `segment_below`
+/// before it is split after all: a shaper lets a burst through at the
+/// start (a token bucket filled while the connection sat idle; pyftpdlib's
+/// throttle passes two seconds' worth at full speed), then holds the
+/// connection to its rate.
+const SLOW_FOR: Duration = Duration::from_secs(1);
+
+/// A split pays only with at least this long left at the slow rate: it
+/// costs a dropped read and new sessions.
+const WORTH_SPLITTING: Duration = Duration::from_secs(3);
+
+/// Resolves when a single stream into `temp` (of a file of `size` bytes),
+/// found fast by the probe, has moved less than `below` bytes/s over the
+/// last [`SLOW_FOR`] with at least [`WORTH_SPLITTING`] left at that rate;
+/// otherwise never. Watches the temporary file's length, which the stream
+/// raises as it writes.
+pub async fn slowed(temp: &Path, size: u64, below: u64) {
+    let len = || std::fs::metadata(temp).map_or(0, |m| m.len());
+    let step = SLOW_FOR / 4;
+    let mut seen: VecDeque<(std::time::Instant, u64)> = VecDeque::new();
+    loop {
+        tokio::time::sleep(step).await;
+        let now = (std::time::Instant::now(), len());
+        seen.push_back(now);
+        while seen.len() > 5 {
+            seen.pop_front();
+        }
+        let (t0, b0) = seen[0];
+        let span = now.0.duration_since(t0);
+        if span < SLOW_FOR {
+            continue;
+        }
+        let rate = (now.1.saturating_sub(b0) as f64 / span.as_secs_f64()) as u64;
+        let left = size.saturating_sub(now.1);
+        if rate < below
+            && left as f64 >= rate as f64 * WORTH_SPLITTING.as_secs_f64()
+            && left >= MIN_SIZE
+        {
+            tracing::info!(
+                rate,
+                prefix = now.1,
+                "one stream slowed down after its first burst; fetching the rest in segments"
+            );
+            return;
+        }
+    }
 }
 
 /// An extra session of a split on `slot`, under `limit` (the rule's

@@ -327,6 +327,14 @@ if sys.argv[10] == "corrupt":
             return out
     Corrupt.abstracted_fs = CorruptFS
     Handler = Corrupt
+if sys.argv[10] == "paced":
+    # Every data connection paced at 1 MB/s, after the burst pyftpdlib's
+    # throttle lets through first (two seconds' worth at full speed).
+    from pyftpdlib.handlers import ThrottledDTPHandler
+    class Paced(ThrottledDTPHandler):
+        read_limit = 1000000
+        write_limit = 1000000
+    Handler.dtp_handler = Paced
 Handler.authorizer = auth
 Handler.passive_ports = range(int(lo), int(lo) + 40)
 Handler.use_gmt_times = True
@@ -363,6 +371,12 @@ pub fn pyftpdlib_without_rest(dir: &Path) -> FtpServer {
 /// every file with its first byte changed.
 pub fn pyftpdlib_corrupting(dir: &Path) -> FtpServer {
     pyftpdlib_with(dir, PyTls::None, None, "corrupt")
+}
+
+/// pyftpdlib pacing each data connection at 1 MB/s, after a first burst
+/// of two seconds' worth at full speed.
+pub fn pyftpdlib_paced(dir: &Path) -> FtpServer {
+    pyftpdlib_with(dir, PyTls::None, None, "paced")
 }
 
 /// pyftpdlib whose MLSD starts with a line no parser reads.
