@@ -352,7 +352,10 @@ fn a_stream_that_slows_after_a_burst_is_split_then() {
     std::fs::create_dir_all(srv.root.join("in")).unwrap();
     std::fs::write(srv.root.join("in/big.bin"), &data).unwrap();
     let (log, took) = timed_once(&f);
-    assert!(!log.contains("one stream is slow"), "the burst passed the probe:\n{log}");
+    assert!(
+        !log.contains("one stream is slow"),
+        "the burst passed the probe:\n{log}"
+    );
     assert!(log.contains("slowed down after its first burst"), "{log}");
     assert!(log.contains("downloading in segments"), "{log}");
     assert_delivered(&f.outbox, "big.bin", &data, &log);

@@ -193,56 +193,45 @@ impl Engine {
                 }
             }
         };
-        let (fetched, session) = match split {
-            Streams::One(mut session, None) => {
-                let f = fetch::download(&mut session, remote_path, version, temp, md5).await?;
-                (f, Some(session))
-            }
-            // Fast at the probe, which a shaper's burst can fool: watched,
-            // and split if it slows down for good.
-            Streams::One(mut session, Some(below)) => {
-                let size = version.size.unwrap_or(0);
-                let one = tokio::select! {
-                    f = fetch::download(&mut session, remote_path, version, temp, md5) => Some(f?),
-                    () = segments::slowed(temp, size, below) => None,
-                };
-                match one {
-                    Some(f) => (f, Some(session)),
-                    None => {
-                        // Its read was dropped half-way: out of step.
-                        session.discard();
-                        let f = segments::download(
-                            &self.state,
-                            pool,
-                            Vec::new(),
-                            None,
-                            limit,
-                            id,
-                            remote_path,
-                            version,
-                            temp,
-                            md5,
-                        )
-                        .await?;
-                        (f, None)
+        let mut split = split;
+        let (fetched, session) = loop {
+            match split {
+                Streams::One(mut session, watch) => {
+                    let download = fetch::download(&mut session, remote_path, version, temp, md5);
+                    let one = match watch {
+                        None => Some(download.await?),
+                        // Fast at the probe, which a shaper's burst can
+                        // fool: watched, and split if it slows for good.
+                        Some(below) => tokio::select! {
+                            f = download => Some(f?),
+                            () = segments::slowed(temp, version.size.unwrap_or(0), below) => None,
+                        },
+                    };
+                    match one {
+                        Some(f) => break (f, Some(session)),
+                        None => {
+                            // Its read was dropped half-way: out of step.
+                            session.discard();
+                            split = Streams::Split(Vec::new(), None);
+                        }
                     }
                 }
-            }
-            Streams::Split(sessions, lead) => {
-                let f = segments::download(
-                    &self.state,
-                    pool,
-                    sessions,
-                    lead,
-                    limit,
-                    id,
-                    remote_path,
-                    version,
-                    temp,
-                    md5,
-                )
-                .await?;
-                (f, None)
+                Streams::Split(sessions, lead) => {
+                    let f = segments::download(
+                        &self.state,
+                        pool,
+                        sessions,
+                        lead,
+                        limit.clone(),
+                        id,
+                        remote_path,
+                        version,
+                        temp,
+                        md5,
+                    )
+                    .await?;
+                    break (f, None);
+                }
             }
         };
         let transfer = match &session {
