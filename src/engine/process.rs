@@ -217,19 +217,16 @@ impl Engine {
                     }
                 }
                 Streams::Split(sessions, lead) => {
-                    let f = segments::download(
-                        &self.state,
+                    let fetching = segments::Fetching {
+                        state: &self.state,
                         pool,
-                        sessions,
-                        lead,
-                        limit.clone(),
-                        id,
+                        file_id: id,
                         remote_path,
-                        version,
+                        expected: version,
                         temp,
                         md5,
-                    )
-                    .await?;
+                    };
+                    let f = segments::download(&fetching, sessions, lead, limit.clone()).await?;
                     break (f, None);
                 }
             }

@@ -10,24 +10,8 @@ const ALIGN: u64 = 1024 * 1024;
 /// when the bytes left are too few to give each range [`ALIGN`].
 pub fn plan(from: u64, size: u64, count: usize) -> Vec<Segment> {
     let total = size.saturating_sub(from);
-    let count = count.max(1) as u64;
-    let step = total.div_ceil(count).div_ceil(ALIGN).max(1) * ALIGN;
-    let mut out = Vec::new();
-    let mut start = from;
-    while start < size || out.is_empty() {
-        let end = start.saturating_add(step).min(size).max(start);
-        out.push(Segment {
-            index: out.len() as u32,
-            start,
-            end,
-            done: 0,
-        });
-        start = end;
-        if end >= size {
-            break;
-        }
-    }
-    out
+    let step = total.div_ceil(count.max(1) as u64).div_ceil(ALIGN).max(1) * ALIGN;
+    steps(from, size, step, usize::MAX)
 }
 
 /// The ranges of a split whose first range, `[start, end)`, a probe's
@@ -36,12 +20,6 @@ pub fn plan(from: u64, size: u64, count: usize) -> Vec<Segment> {
 /// is left, then a last, shorter one that the lead's session takes when
 /// its own range is done, so all `count` sessions end together.
 pub fn with_lead(start: u64, end: u64, size: u64, count: usize, left: u64) -> Vec<Segment> {
-    let lead = Segment {
-        index: 0,
-        start,
-        end,
-        done: 0,
-    };
     let others = count.max(2) - 1;
     let share = (size.saturating_sub(end) + left) / (others as u64 + 1);
     let rest = if share <= left || end >= size {
@@ -50,23 +28,13 @@ pub fn with_lead(start: u64, end: u64, size: u64, count: usize, left: u64) -> Ve
         plan(end, size, others)
     } else {
         let step = ((share + ALIGN / 2) / ALIGN).max(1) * ALIGN;
-        let mut out = Vec::new();
-        let mut at = end;
-        while at < size && out.len() <= others {
-            let to = if out.len() == others {
-                size
-            } else {
-                (at + step).min(size)
-            };
-            out.push(Segment {
-                index: 0,
-                start: at,
-                end: to,
-                done: 0,
-            });
-            at = to;
-        }
-        out
+        steps(end, size, step, others + 1)
+    };
+    let lead = Segment {
+        index: 0,
+        start,
+        end,
+        done: 0,
     };
     let mut all = vec![lead];
     all.extend(rest);
@@ -74,6 +42,33 @@ pub fn with_lead(start: u64, end: u64, size: u64, count: usize, left: u64) -> Ve
         s.index = i as u32;
     }
     all
+}
+
+/// Ranges of `step` bytes from `from`, at most `at_most` of them, the last
+/// taking whatever is left up to `size`. At least one: an empty range at
+/// `size` when nothing is left, so the last range still shows a file that
+/// grew.
+fn steps(from: u64, size: u64, step: u64, at_most: usize) -> Vec<Segment> {
+    let mut out = Vec::new();
+    let mut at = from;
+    loop {
+        let end = if out.len() + 1 >= at_most {
+            size
+        } else {
+            at.saturating_add(step).min(size)
+        }
+        .max(at);
+        out.push(Segment {
+            index: out.len() as u32,
+            start: at,
+            end,
+            done: 0,
+        });
+        at = end;
+        if at >= size {
+            return out;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -138,7 +138,6 @@ impl Drop for InFlight {
 /// extra sessions a split would use (free pool slots only), so a split loses
 /// no time connecting. Done in time: fast, and any extra sessions go back to
 /// the pool. Not: slow, and the read goes on as the split's first range.
-#[allow(clippy::too_many_arguments)]
 pub async fn probe(
     pool: &Arc<Pool>,
     session: PooledSession,
@@ -296,24 +295,40 @@ fn planned_for(size: u64, expected: Version) -> PlannedFor {
     }
 }
 
+/// The file a segmented download fetches, and where it goes.
+#[derive(Clone, Copy)]
+pub struct Fetching<'a> {
+    pub state: &'a State,
+    pub pool: &'a Arc<Pool>,
+    pub file_id: i64,
+    pub remote_path: &'a str,
+    /// The listed version; its size is known (`segments::way`).
+    pub expected: Version,
+    pub temp: &'a Path,
+    /// MD5 too, beside SHA-256 (a sidecar or the server check asks for it).
+    pub md5: bool,
+}
+
 /// The file's one download, by ranges. `sessions` are the sessions at
 /// hand (the caller's, or a probe's extra ones), `lead` a probe's read
 /// still under way as the first range; more sessions are taken where the
 /// pool has them free, up to one per range, all under `limit` (the rule's
 /// bandwidth) too.
-#[allow(clippy::too_many_arguments)]
 pub async fn download(
-    state: &State,
-    pool: &Arc<Pool>,
+    f: &Fetching<'_>,
     sessions: Vec<PooledSession>,
     lead: Option<Lead>,
     limit: Arc<Limit>,
-    file_id: i64,
-    remote_path: &str,
-    expected: Version,
-    temp: &Path,
-    md5: bool,
 ) -> Result<Fetched, FileError> {
+    let Fetching {
+        state,
+        pool,
+        file_id,
+        remote_path,
+        expected,
+        temp,
+        ..
+    } = *f;
     let size = expected.size.expect("segments::applies checked the size");
     let version = planned_for(size, expected);
     let file = fetch::open_temp(temp)?;
@@ -366,21 +381,11 @@ pub async fn download(
     let fetched = job.run(sessions, slots, lead, &limit).await;
     let Job { file, .. } = job;
     match fetched {
-        Ok(bytes) => finish(state, file, file_id, temp, bytes, size, inode, md5).await,
+        Ok(bytes) => finish(f, file, bytes, inode).await,
         Err(Failure::Refused(e)) => {
             pool.note_ranges_refused();
             tracing::warn!(server = %pool.server.name, error = %e, "the server cannot start a read part-way; fetching its large files in one stream");
-            restart_single(
-                state,
-                pool,
-                &file,
-                file_id,
-                remote_path,
-                expected,
-                temp,
-                md5,
-            )
-            .await
+            restart_single(f, &file).await
         }
         Err(Failure::Changed { grew: true, error }) => {
             // A new version, which the next listing sees: nothing here is
@@ -684,17 +689,14 @@ impl Job<'_> {
 /// only then are its ranges forgotten. The digests are read back while the
 /// fsync runs (the bytes are in the page cache): the ranges arrived out of
 /// order, so they could not be hashed as they streamed.
-#[allow(clippy::too_many_arguments)]
 async fn finish(
-    state: &State,
+    f: &Fetching<'_>,
     file: Arc<std::fs::File>,
-    file_id: i64,
-    temp: &Path,
     bytes: u64,
-    size: u64,
     inode: u64,
-    md5: bool,
 ) -> Result<Fetched, FileError> {
+    let (state, file_id, temp) = (f.state, f.file_id, f.temp);
+    let size = f.expected.size.expect("segments::way checked the size");
     let ctx = |what: &str| format!("{what} {}", temp.display());
     let len = file
         .metadata()
@@ -707,7 +709,7 @@ async fn finish(
     // A checkpoint cut short may still hold the file on a blocking thread:
     // shared, not unwrapped.
     let synced = tokio::task::spawn_blocking(move || file.sync_all());
-    let (synced, digests) = tokio::join!(synced, fetch::digests_of(temp, size, md5));
+    let (synced, digests) = tokio::join!(synced, fetch::digests_of(temp, size, f.md5));
     let synced = synced.map_err(std::io::Error::other).and_then(|r| r);
     if let Err(e) = synced {
         state.clear_segments(file_id).await?;
@@ -724,20 +726,10 @@ async fn finish(
 
 /// The server refused a range: the temporary file (with holes) and its
 /// records are dropped, and the file is read in one stream from byte 0.
-#[allow(clippy::too_many_arguments)]
-async fn restart_single(
-    state: &State,
-    pool: &Arc<Pool>,
-    file: &std::fs::File,
-    file_id: i64,
-    remote_path: &str,
-    expected: Version,
-    temp: &Path,
-    md5: bool,
-) -> Result<Fetched, FileError> {
+async fn restart_single(f: &Fetching<'_>, file: &std::fs::File) -> Result<Fetched, FileError> {
     file.set_len(0)
-        .map_err(|e| FileError::local(format!("truncate {}", temp.display()), &e))?;
-    state.clear_segments(file_id).await?;
-    let mut session = pool.get().await?;
-    fetch::download(&mut session, remote_path, expected, temp, md5).await
+        .map_err(|e| FileError::local(format!("truncate {}", f.temp.display()), &e))?;
+    f.state.clear_segments(f.file_id).await?;
+    let mut session = f.pool.get().await?;
+    fetch::download(&mut session, f.remote_path, f.expected, f.temp, f.md5).await
 }
