@@ -21,7 +21,6 @@ use super::{Engine, Outcome, deliver, fetch};
 use crate::config::{IfExists, PostAction, Rule};
 use crate::remote::Pool;
 use crate::state::{FileRow, now_ms};
-use futures::StreamExt;
 use futures::future::join_all;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -403,20 +402,11 @@ impl Engine {
             outcomes.extend(delivered.iter().map(|_| Outcome::Done));
             return;
         }
-        // The remote post-action, file by file as on the single-file path.
-        let post = futures::stream::iter(delivered)
-            .map(|item| async move {
-                let span = item.span.clone();
-                let r = self
-                    .finish_delivered(rule, pool, &item.row)
-                    .instrument(span)
-                    .await;
-                (item, r)
-            })
-            .buffer_unordered(self.max_transfers)
-            .collect::<Vec<_>>()
-            .await;
-        for (item, r) in post {
+        // The remote post-actions, one lease check for the batch.
+        let rows: Vec<_> = delivered.iter().map(|i| (&i.row, i.span.clone())).collect();
+        let answers = self.finish_all(rule, pool, &rows).await;
+        drop(rows);
+        for (item, r) in delivered.into_iter().zip(answers) {
             let outcome = match r {
                 Ok(()) => Outcome::Done,
                 Err(e) => {

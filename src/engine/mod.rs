@@ -10,6 +10,7 @@ mod direct;
 mod error;
 mod fetch;
 pub mod filter;
+mod finish;
 mod handler;
 mod post;
 mod process;

@@ -285,37 +285,44 @@ impl Engine {
             }
         }))
         .await;
-        let after = named.into_iter().zip(marks).map(|((it, name), mark)| {
-            let span = it.span.clone();
-            async move {
-                if let Err(e) = mark {
-                    return self
-                        .failed(
-                            rule,
-                            source,
-                            &it.row,
-                            it.attempt,
-                            FileState::Downloaded,
-                            e.into(),
-                        )
-                        .await;
-                }
+        let mut sent = Vec::with_capacity(named.len());
+        for ((it, name), mark) in named.into_iter().zip(marks) {
+            if let Err(e) = mark {
+                let stage = FileState::Downloaded;
+                let o = self
+                    .failed(rule, source, &it.row, it.attempt, stage, e.into())
+                    .instrument(it.span)
+                    .await;
+                outcomes.push(o);
+                continue;
+            }
+            it.span.in_scope(|| {
                 tracing::info!(state = "delivered", remote = %name, size = it.row.size, "sent");
                 if finished {
                     tracing::info!(state = "done", "done");
-                    return Outcome::Done;
                 }
-                match self.finish_delivered(rule, source, &it.row).await {
-                    Ok(()) => Outcome::Done,
-                    Err(e) => {
-                        self.failed(rule, source, &it.row, it.attempt, FileState::Delivered, e)
-                            .await
-                    }
-                }
+            });
+            if finished {
+                outcomes.push(Outcome::Done);
+            } else {
+                sent.push(it);
             }
-            .instrument(span)
-        });
-        outcomes.extend(join_all(after).await);
+        }
+        let rows: Vec<_> = sent.iter().map(|it| (&it.row, it.span.clone())).collect();
+        let answers = self.finish_all(rule, source, &rows).await;
+        drop(rows);
+        for (it, answer) in sent.into_iter().zip(answers) {
+            let o = match answer {
+                Ok(()) => Outcome::Done,
+                Err(e) => {
+                    let stage = FileState::Delivered;
+                    self.failed(rule, source, &it.row, it.attempt, stage, e)
+                        .instrument(it.span)
+                        .await
+                }
+            };
+            outcomes.push(o);
+        }
         for it in alone {
             let o = self.send_alone(rule, source, it).await;
             outcomes.push(o);

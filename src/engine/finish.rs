@@ -1,0 +1,102 @@
+//! The end of a batch: the post-action of many delivered rows at once.
+//! One by one ([`Engine::finish_delivered`]) each row renews its lease
+//! in a transaction of its own before its post-action, and those commits
+//! queue behind each other on one database writer: most of a small-file
+//! batch's time went there. Here the batch renews every lease in one
+//! statement, right before the first irreversible step as on the single
+//! path, then runs the post-actions a few at once and records `done`
+//! through the group commit. The order per file is unchanged:
+//! `delivered` committed, lease confirmed, post-action, `done`.
+
+use super::Engine;
+use super::error::FileError;
+use super::post;
+use crate::config::{PostAction, Rule};
+use crate::remote::Pool;
+use crate::state::{FileRow, now_ms};
+use futures::StreamExt;
+use futures::future::join_all;
+use std::collections::HashSet;
+use std::sync::Arc;
+use tracing::{Instrument, Span};
+
+impl Engine {
+    /// [`Engine::finish_delivered`] for every row of `rows` (each with its
+    /// file's span), one answer per row in order. A row another node has
+    /// taken over answers with a lost error and is not touched.
+    pub(super) async fn finish_all(
+        &self,
+        rule: &Rule,
+        pool: &Arc<Pool>,
+        rows: &[(&FileRow, Span)],
+    ) -> Vec<Result<(), FileError>> {
+        let mut answers: Vec<Result<(), FileError>> = if rule.after == PostAction::Keep {
+            rows.iter().map(|_| Ok(())).collect()
+        } else {
+            self.post_actions(rule, pool, rows).await
+        };
+        let now = now_ms();
+        let marks = join_all(rows.iter().zip(&answers).map(|((row, _), a)| async move {
+            match a {
+                Ok(()) => Some(self.state.mark_done(row.id, now).await),
+                Err(_) => None,
+            }
+        }))
+        .await;
+        for ((answer, mark), (_, span)) in answers.iter_mut().zip(marks).zip(rows) {
+            match mark {
+                Some(Ok(())) => span.in_scope(|| tracing::info!(state = "done", "done")),
+                Some(Err(e)) => *answer = Err(e.into()),
+                None => {}
+            }
+        }
+        answers
+    }
+
+    /// Confirms every lease at once, then runs each owned row's
+    /// post-action, `max_transfers` at a time.
+    async fn post_actions(
+        &self,
+        rule: &Rule,
+        pool: &Arc<Pool>,
+        rows: &[(&FileRow, Span)],
+    ) -> Vec<Result<(), FileError>> {
+        let ids: Vec<i64> = rows.iter().map(|(r, _)| r.id).collect();
+        let lost: HashSet<i64> = match self.state.confirm(&ids, now_ms()).await {
+            Ok(()) => HashSet::new(),
+            Err(crate::state::Error::Lost(lost)) => lost.into_iter().collect(),
+            Err(e) => {
+                let e = FileError::from(e);
+                return rows.iter().map(|_| Err(e.clone())).collect();
+            }
+        };
+        let lost = &lost;
+        let mut answers: Vec<(usize, Result<(), FileError>)> = futures::stream::iter(0..rows.len())
+            .map(|i| async move {
+                let (row, span) = &rows[i];
+                let r = if lost.contains(&row.id) {
+                    Err(crate::state::Error::Lost(vec![row.id]).into())
+                } else {
+                    self.post_one(rule, pool, row)
+                        .instrument(span.clone())
+                        .await
+                };
+                (i, r)
+            })
+            .buffer_unordered(self.max_transfers)
+            .collect()
+            .await;
+        answers.sort_by_key(|(i, _)| *i);
+        answers.into_iter().map(|(_, r)| r).collect()
+    }
+
+    async fn post_one(
+        &self,
+        rule: &Rule,
+        pool: &Arc<Pool>,
+        row: &FileRow,
+    ) -> Result<(), FileError> {
+        let mut session = pool.get().await?;
+        post::after_delivery(&mut session, rule, row).await
+    }
+}
