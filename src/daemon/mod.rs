@@ -36,7 +36,9 @@ struct Opened {
     engine: Arc<Engine>,
 }
 
-async fn open(config: &Config) -> Result<Opened, String> {
+/// Opens the state and the engine; `once` for `ferry once` (poll records
+/// written at once, not gathered).
+async fn open(config: &Config, once: bool) -> Result<Opened, String> {
     // A SQLite file has one working process; PostgreSQL is shared by design.
     let lock = match config.daemon.state.sqlite_path() {
         Some(path) => Some(StateLock::acquire(path)?),
@@ -49,7 +51,10 @@ async fn open(config: &Config) -> Result<Opened, String> {
         )
     })?;
     let me = crate::state::Me::new(&config.daemon.node, config.daemon.lease);
-    let state = state.with_me(me);
+    let mut state = state.with_me(me);
+    if once {
+        state = state.with_poll_gather(Duration::ZERO);
+    }
     node::join(&state).await?;
     Ok(Opened {
         _lock: lock,
@@ -85,7 +90,7 @@ pub async fn run(config_path: &Path) -> i32 {
     let Some(config) = load_or_report(config_path) else {
         return EXIT_CONFIG;
     };
-    let opened = match open(&config).await {
+    let opened = match open(&config, false).await {
         Ok(o) => o,
         Err(e) => {
             tracing::error!("{e}");
@@ -195,7 +200,7 @@ pub async fn once(config_path: &Path) -> i32 {
     let Some(config) = load_or_report(config_path) else {
         return EXIT_CONFIG;
     };
-    let opened = match open(&config).await {
+    let opened = match open(&config, true).await {
         Ok(o) => o,
         Err(e) => {
             tracing::error!("{e}");

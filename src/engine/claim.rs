@@ -4,10 +4,14 @@
 //! offers its gated due rows; every other node claims what is due and
 //! free. Each chunk's leases end when its turn is over (`release`).
 
+use super::process::Outcome;
+use super::run::count;
 use super::{Engine, PollReport};
 use crate::config::Rule;
 use crate::remote::Pool;
 use crate::state::{Due, Error, FileRow, now_ms};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use std::collections::HashSet;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -17,6 +21,29 @@ use tokio_util::sync::CancellationToken;
 /// claim. Small enough that the other nodes find work while this one is
 /// busy, large enough that a claim costs little per file.
 pub(super) const CHUNK: usize = 256;
+
+/// Claimed chunks worked on at once. With one, a chunk's last commits
+/// (its files' `done` steps, the release of its leases) left the sessions
+/// idle until the next chunk was claimed; with two, the next chunk's
+/// transfers run while the last one's commits finish.
+const IN_FLIGHT: usize = 2;
+
+/// Awaits `step` while the chunks in `running` go on. A chunk not polled
+/// meanwhile can hold what `step` waits for (SQLite's one connection,
+/// taken by a commit that chunk started), and neither would move.
+async fn beside<T>(
+    running: &mut FuturesUnordered<impl Future<Output = Vec<Outcome>>>,
+    report: &mut PollReport,
+    step: impl Future<Output = T>,
+) -> T {
+    let mut step = std::pin::pin!(step);
+    loop {
+        tokio::select! {
+            out = &mut step => return out,
+            Some(outcomes) = running.next(), if !running.is_empty() => count(report, outcomes),
+        }
+    }
+}
 
 impl Engine {
     /// The lister's path: its due rows (gated, events and markers already
@@ -30,17 +57,33 @@ impl Engine {
         stop: &CancellationToken,
         report: &mut PollReport,
     ) -> Result<(), Error> {
+        let mut running = FuturesUnordered::new();
+        let mut result = Ok(());
         for chunk in offered.chunks(CHUNK) {
+            while running.len() >= IN_FLIGHT {
+                if let Some(outcomes) = running.next().await {
+                    count(report, outcomes);
+                }
+            }
             // A rewind: the rest of `offered` is still due, and the due
             // loop fetches it again after the rows behind its cursor.
             if stop.is_cancelled() || self.rewinds.asked(&rule.name) {
                 break;
             }
             let ids: Vec<i64> = chunk.iter().map(|r| r.id).collect();
-            let rows = self.state.claim_rows(&ids, now_ms()).await?;
-            self.run_claimed(rule, pool, rows, stop, report).await;
+            let claim = self.state.claim_rows(&ids, now_ms());
+            match beside(&mut running, report, claim).await {
+                Ok(rows) => running.push(self.run_claimed(rule, pool, rows, stop)),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
         }
-        Ok(())
+        while let Some(outcomes) = running.next().await {
+            count(report, outcomes);
+        }
+        result
     }
 
     /// Another node lists this rule: claim what is due and free, in id
@@ -54,27 +97,48 @@ impl Engine {
         report: &mut PollReport,
     ) -> Result<(), Error> {
         let mut after = 0;
+        let mut running = FuturesUnordered::new();
+        let mut result = Ok(());
         while !stop.is_cancelled() {
+            while running.len() >= IN_FLIGHT {
+                if let Some(outcomes) = running.next().await {
+                    count(report, outcomes);
+                }
+            }
+            if self.rewinds.take(&rule.name) {
+                tracing::debug!("taking over expired claims: back to the first due row");
+                after = 0;
+            }
             let due = Due {
                 now: now_ms(),
                 stable_for_ms: super::ms(rule.stable_for),
                 min_age_ms: super::ms(rule.min_age),
             };
-            let rows = self
-                .state
-                .claim_due_after(&rule.name, &due, after, CHUNK)
-                .await?;
+            let claim = self.state.claim_due_after(&rule.name, &due, after, CHUNK);
+            let rows = match beside(&mut running, report, claim).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
             let Some(last) = rows.last() else {
-                break;
+                // Nothing more now; what runs may still ask for a rewind.
+                match running.next().await {
+                    Some(outcomes) => {
+                        count(report, outcomes);
+                        continue;
+                    }
+                    None => break,
+                }
             };
             after = last.id;
-            self.run_claimed(rule, pool, rows, stop, report).await;
-            if self.rewinds.take(&rule.name) {
-                tracing::debug!("taking over expired claims: back to the first due row");
-                after = 0;
-            }
+            running.push(self.run_claimed(rule, pool, rows, stop));
         }
-        Ok(())
+        while let Some(outcomes) = running.next().await {
+            count(report, outcomes);
+        }
+        result
     }
 
     async fn run_claimed(
@@ -83,14 +147,14 @@ impl Engine {
         pool: &Arc<Pool>,
         rows: Vec<FileRow>,
         stop: &CancellationToken,
-        report: &mut PollReport,
-    ) {
+    ) -> Vec<Outcome> {
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         let rows = self.hold_taken_names(rule, rows).await;
-        self.run_files(rule, pool, rows, stop, report).await;
+        let outcomes = self.run_files(rule, pool, rows, stop).await;
         if let Err(e) = self.state.release(&ids).await {
             tracing::warn!(error = %e, "cannot end the leases of finished files; they run out by themselves");
         }
+        outcomes
     }
 
     /// Which of `ids` are still this node's, their leases renewed: asked

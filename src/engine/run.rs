@@ -21,8 +21,7 @@ impl Engine {
         pool: &Arc<Pool>,
         due: Vec<FileRow>,
         stop: &CancellationToken,
-        report: &mut PollReport,
-    ) {
+    ) -> Vec<Outcome> {
         let bytes = due.iter().map(|r| r.size.max(0) as u64).sum();
         crate::progress::tally().due(due.len() as u64, bytes);
         let (small, single): (Vec<FileRow>, Vec<FileRow>) =
@@ -34,7 +33,7 @@ impl Engine {
             self.run_batches(rule, pool, small, stop),
             self.run_singles(rule, pool, single, stop)
         );
-        count(report, batched.into_iter().chain(singles));
+        batched.into_iter().chain(singles).collect()
     }
 
     /// Small files, [`batch::BATCH`] at a time: downloads, or a send
@@ -150,7 +149,7 @@ fn tally_finished(outcomes: &[Outcome]) {
     crate::progress::tally().finished(n as u64);
 }
 
-fn count(report: &mut PollReport, outcomes: impl Iterator<Item = Outcome>) {
+pub(super) fn count(report: &mut PollReport, outcomes: impl IntoIterator<Item = Outcome>) {
     for o in outcomes {
         match o {
             Outcome::Done => report.done += 1,

@@ -94,13 +94,21 @@ impl State {
             std::time::Duration::from_secs(60),
         );
         Self {
-            polls: polls::PollLog::start(backend.clone()),
+            polls: polls::PollLog::start(backend.clone(), polls::GATHER),
             backend,
             batch,
             owner: me.instance.as_str().into(),
             me: std::sync::Arc::new(me),
             turns: claims::Turns::default(),
         }
+    }
+
+    /// The same state with poll records gathered for `gather` (default
+    /// [`polls::GATHER`]). `ferry once` polls each rule once and waits for
+    /// every record: gathering would only add to its run time.
+    pub fn with_poll_gather(mut self, gather: std::time::Duration) -> Self {
+        self.polls = polls::PollLog::start(self.backend.clone(), gather);
+        self
     }
 
     /// Opens the state database the configuration names, applying the

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 /// How long the writer waits after the first record of a batch for
 /// others to join it: short against any interval, long enough that polls
 /// spread over an interval share statements.
-const GATHER: Duration = Duration::from_millis(100);
+pub const GATHER: Duration = Duration::from_millis(100);
 
 /// Records in one statement at most.
 const MAX_BATCH: usize = 512;
@@ -50,10 +50,11 @@ pub(super) struct PollLog {
 }
 
 impl PollLog {
-    /// Starts the writer task; it ends when the last `PollLog` is dropped.
-    pub fn start(backend: Backend) -> Self {
+    /// Starts the writer task, gathering for `gather` after the first
+    /// record of a batch; it ends when the last `PollLog` is dropped.
+    pub fn start(backend: Backend, gather: Duration) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_loop(backend, rx));
+        tokio::spawn(write_loop(backend, rx, gather));
         Self { tx }
     }
 
@@ -67,7 +68,7 @@ impl PollLog {
     }
 }
 
-async fn write_loop(backend: Backend, mut rx: mpsc::UnboundedReceiver<Request>) {
+async fn write_loop(backend: Backend, mut rx: mpsc::UnboundedReceiver<Request>, gather: Duration) {
     // Rules whose row exists: only a rule new to this process needs the
     // insert before the update (rule rows are never deleted).
     let mut known: HashSet<String> = HashSet::new();
@@ -80,7 +81,7 @@ async fn write_loop(backend: Backend, mut rx: mpsc::UnboundedReceiver<Request>) 
                 None => return,
             },
         };
-        tokio::time::sleep(GATHER).await;
+        tokio::time::sleep(gather).await;
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             let Ok(r) = rx.try_recv() else { break };
