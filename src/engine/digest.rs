@@ -11,7 +11,7 @@ use md5::Md5;
 use sha2::{Digest as _, Sha256};
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::AsyncWrite;
 
 /// A digest algorithm a checksum can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,38 +236,10 @@ impl<W: AsyncWrite + Unpin + ?Sized> AsyncWrite for HashWrite<'_, W> {
     }
 }
 
-/// An [`AsyncRead`] that hashes every byte read through it.
-pub struct HashRead<'a, R: ?Sized> {
-    inner: &'a mut R,
-    pub hasher: &'a mut Hasher,
-}
-
-impl<'a, R: ?Sized> HashRead<'a, R> {
-    pub fn new(inner: &'a mut R, hasher: &'a mut Hasher) -> Self {
-        HashRead { inner, hasher }
-    }
-}
-
-impl<R: AsyncRead + Unpin + ?Sized> AsyncRead for HashRead<'_, R> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let r = Pin::new(&mut *this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = &r {
-            this.hasher.update(&buf.filled()[before..]);
-        }
-        r
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
 
     const ABC_SHA256: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
     const ABC_MD5: &str = "900150983cd24fb0d6963f7d28e17f72";
@@ -316,18 +288,6 @@ mod tests {
         w.flush().await.unwrap();
         assert_eq!(inner.0, b"abc");
         assert_eq!(h.finish().sha256, ABC_SHA256);
-    }
-
-    #[tokio::test]
-    async fn reader_hashes_what_passes() {
-        let data = vec![7u8; 300_000];
-        let mut src = &data[..];
-        let mut h = Hasher::new(true);
-        let mut r = HashRead::new(&mut src, &mut h);
-        let mut out = Vec::new();
-        r.read_to_end(&mut out).await.unwrap();
-        assert_eq!(out, data);
-        assert_eq!(h.finish().sha256, sha256_hex(&data));
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod finish;
 mod handler;
 mod post;
 mod process;
+mod read_ahead;
 mod retention;
 mod retry;
 mod run;

@@ -3,7 +3,7 @@
 //! be the version its row records), the size check, and the final name
 //! chosen by `if_exists`.
 
-use super::digest::{Digests, HashRead, Hasher};
+use super::digest::{Digests, Hasher};
 use super::error::FileError;
 use super::post::{utc_stamp, with_suffix};
 use super::target::temp_file_name;
@@ -12,7 +12,6 @@ use crate::remote::{self, ErrorKind, PooledSession, WriteMode};
 use crate::state::{FileRow, Superseded};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::time::SystemTime;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 /// Where a row's bytes go until the rename. The row id and version are in
 /// the name, so a resume only ever continues the same version's upload.
@@ -40,13 +39,8 @@ pub fn temp_path_of(to: &SendTo, id: i64, size: i64, mtime: i64, final_path: &st
 
 /// The local file of a send row, opened without following symlinks and
 /// checked to be the version the row records (size and mtime): a file
-/// changed since the listing is the next listing's business.
-pub async fn open_source(path: &str, row: &FileRow) -> Result<tokio::fs::File, FileError> {
-    open_source_now(path, row).map(tokio::fs::File::from_std)
-}
-
-/// [`open_source`] for blocking code (a batch's reads, in one blocking
-/// call).
+/// changed since the listing is the next listing's business. Blocking (an
+/// open and a stat; a batch makes its calls in one blocking call).
 pub fn open_source_now(path: &str, row: &FileRow) -> Result<std::fs::File, FileError> {
     let ctx = format!("open {path}");
     let file = std::fs::OpenOptions::new()
@@ -125,20 +119,24 @@ pub async fn write(
     loop {
         hasher.reset();
         hash_local(hasher, local, from).await?;
-        let mut file = open_source(local, row).await?;
-        file.seek(std::io::SeekFrom::Start(from))
-            .await
-            .map_err(|e| FileError::local(format!("seek {local}"), &e))?;
+        let file = open_source_now(local, row)?;
         let want = (row.size as u64).saturating_sub(from);
-        let mut counted = crate::progress::Counted(file.take(want));
-        let mut source = HashRead::new(&mut counted, hasher);
+        let (ahead, hashed) = super::read_ahead::spawn(file, from, want, hasher.clone());
+        let mut source = crate::progress::Counted(ahead);
         let mode = if at == 0 {
             WriteMode::Replace
         } else {
             WriteMode::At(at)
         };
-        match session.write_from(dest, mode, &mut source).await {
-            Ok(n) => return Ok(n),
+        let written = session.write_from(dest, mode, &mut source).await;
+        drop(source);
+        match written {
+            Ok(n) => {
+                *hasher = hashed.await.map_err(|e| {
+                    FileError::local(format!("read {local}"), &std::io::Error::other(e))
+                })?;
+                return Ok(n);
+            }
             Err(e) if e.kind == ErrorKind::ResumeRefused && at > 0 && temporary_file => {
                 tracing::warn!(remote = %dest, error = %e, "cannot resume the upload; sending it from the start");
                 (from, at) = (0, 0);

@@ -1,0 +1,164 @@
+//! A local file read ahead, and hashed, on a blocking thread while the
+//! upload writes what was read before. Through `tokio::fs` every read is a
+//! hand-off to the blocking pool and back, and the digest was computed on
+//! the task that writes to the server: reading, hashing and sending took
+//! turns. Here they overlap, with a few chunks in between.
+
+use super::digest::Hasher;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Bytes per read: large enough that a hand-off costs nothing per byte.
+const CHUNK: usize = 1024 * 1024;
+
+/// Chunks read ahead of the writer.
+const AHEAD: usize = 4;
+
+/// The reading side of a read-ahead: an `AsyncRead` of the bytes the
+/// thread sends, in order.
+pub struct ReadAhead {
+    rx: mpsc::Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+/// Reads `len` bytes of `file` from byte `from` on a blocking thread,
+/// feeding them to `hasher` as they are read. The handle gives the hasher
+/// back once every byte was read (or the reader was dropped: the thread
+/// then stops at its next chunk).
+pub fn spawn(
+    file: std::fs::File,
+    from: u64,
+    len: u64,
+    mut hasher: Hasher,
+) -> (ReadAhead, JoinHandle<Hasher>) {
+    let (tx, rx) = mpsc::channel(AHEAD);
+    let handle = tokio::task::spawn_blocking(move || {
+        let mut at = from;
+        let end = from.saturating_add(len);
+        while at < end {
+            let want = usize::try_from(end - at).unwrap_or(CHUNK).min(CHUNK);
+            let mut buf = vec![0; want];
+            let got = match fill(&file, &mut buf, at) {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    break;
+                }
+            };
+            if got == 0 {
+                // Shorter than its row said: the size check after the
+                // upload tells.
+                break;
+            }
+            buf.truncate(got);
+            hasher.update(&buf);
+            at += got as u64;
+            if tx.blocking_send(Ok(buf)).is_err() {
+                break;
+            }
+        }
+        hasher
+    });
+    let reader = ReadAhead {
+        rx,
+        chunk: Vec::new(),
+        at: 0,
+    };
+    (reader, handle)
+}
+
+/// Reads into `buf` at `offset` until it is full or the file ends.
+fn fill(file: &std::fs::File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], offset + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+impl AsyncRead for ReadAhead {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.at == this.chunk.len() {
+            match ready!(this.rx.poll_recv(cx)) {
+                Some(Ok(chunk)) => {
+                    this.chunk = chunk;
+                    this.at = 0;
+                }
+                Some(Err(e)) => return Poll::Ready(Err(e)),
+                None => return Poll::Ready(Ok(())),
+            }
+        }
+        let n = buf.remaining().min(this.chunk.len() - this.at);
+        buf.put_slice(&this.chunk[this.at..this.at + n]);
+        this.at += n;
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use tokio::io::AsyncReadExt;
+
+    fn file_of(data: &[u8]) -> (tempfile::TempDir, std::fs::File) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(data)
+            .unwrap();
+        (dir, std::fs::File::open(&path).unwrap())
+    }
+
+    #[tokio::test]
+    async fn reads_and_hashes_the_range_across_chunks() {
+        let data: Vec<u8> = (0..3 * CHUNK + 17).map(|i| (i % 251) as u8).collect();
+        let (_dir, file) = file_of(&data);
+        let (mut r, hashed) = spawn(file, 5, data.len() as u64 - 5, Hasher::new(false));
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).await.unwrap();
+        assert!(got == data[5..], "the bytes from the offset, in order");
+        let mut want = Hasher::new(false);
+        want.update(&data[5..]);
+        assert_eq!(hashed.await.unwrap().finish(), want.finish());
+    }
+
+    #[tokio::test]
+    async fn a_file_shorter_than_asked_ends_early() {
+        let (_dir, file) = file_of(b"abc");
+        let (mut r, _) = spawn(file, 0, 10, Hasher::new(false));
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"abc");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_reader_stops_the_thread() {
+        let data = vec![7u8; 3 * CHUNK * AHEAD];
+        let (_dir, file) = file_of(&data);
+        let (r, hashed) = spawn(file, 0, data.len() as u64, Hasher::new(false));
+        drop(r);
+        // Ends instead of blocking on a full channel for ever.
+        tokio::time::timeout(std::time::Duration::from_secs(10), hashed)
+            .await
+            .expect("the reading thread ends")
+            .unwrap();
+    }
+}
