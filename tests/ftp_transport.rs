@@ -550,6 +550,11 @@ async fn many_renames(s: &mut Box<dyn ferry::remote::Session>, srv: &FtpServer) 
     );
     let st = s.stat(&srv.remote("pub/many/f7")).await.unwrap();
     assert_eq!(st.size, Some(1), "still in step");
+    // An upload's size check: SIZE alone (vsftpd) or MLST (pyftpdlib).
+    let size = s.file_size(&srv.remote("pub/many/f7")).await.unwrap();
+    assert_eq!(size, Some(1));
+    let gone = s.file_size(&srv.remote("pub/many/f7.tmp")).await;
+    assert_eq!(gone.unwrap_err().kind, ErrorKind::NotFound);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

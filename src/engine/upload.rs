@@ -88,8 +88,8 @@ pub async fn remote_size(
     session: &mut PooledSession,
     path: &str,
 ) -> Result<Option<Option<u64>>, FileError> {
-    match session.stat(path).await {
-        Ok(e) => Ok(Some(e.size)),
+    match session.file_size(path).await {
+        Ok(size) => Ok(Some(size)),
         Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.into()),
     }

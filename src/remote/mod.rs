@@ -121,6 +121,12 @@ pub trait Session: Send {
     /// Entries of one directory, without `.` and `..`.
     async fn list(&mut self, dir: &str) -> Result<Vec<Entry>>;
     async fn stat(&mut self, path: &str) -> Result<Entry>;
+    /// The size of the file at `path` (`None`: the server does not say),
+    /// to check an upload. The default asks [`Session::stat`]; FTP asks
+    /// `SIZE` alone where a stat takes `SIZE` and `MDTM`.
+    async fn file_size(&mut self, path: &str) -> Result<Option<u64>> {
+        self.stat(path).await.map(|e| e.size)
+    }
     /// Copies the file from byte `offset` into `sink`, up to the end of the
     /// file but never more than [`Version::read_limit`]: one byte past the
     /// expected size, so the caller sees that a file grew without the
@@ -195,7 +201,7 @@ pub trait Session: Send {
                 .write_from(path, WriteMode::Replace, &mut &data[..])
                 .await;
             out.push(match written {
-                Ok(_) => self.stat(path).await.map(|e| e.size),
+                Ok(_) => self.file_size(path).await,
                 Err(e) => Err(e),
             });
         }

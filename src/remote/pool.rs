@@ -294,6 +294,11 @@ impl PooledSession {
         self.noted(r)
     }
 
+    pub async fn file_size(&mut self, path: &str) -> Result<Option<u64>> {
+        let r = self.inner().file_size(path).await;
+        self.noted(r)
+    }
+
     pub async fn read_into(
         &mut self,
         path: &str,

@@ -195,6 +195,12 @@ impl Session for FtpSession {
         self.after(r)
     }
 
+    async fn file_size(&mut self, path: &str) -> Result<Option<u64>> {
+        let shared = self.shared.clone();
+        let r = ops::file_size(self.conn().await?, &shared, path).await;
+        self.after(r)
+    }
+
     async fn read_into(
         &mut self,
         path: &str,

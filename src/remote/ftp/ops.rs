@@ -268,6 +268,20 @@ fn bad(cmd: &str, reply: &str) -> RemoteError {
     )
 }
 
+/// A file's size: `SIZE` alone (MLST where the server has it). A missing
+/// file and a temporary error answer as they are; any other refusal of
+/// `SIZE` gets the whole [`stat`] (which then lists the parent).
+pub async fn file_size(conn: &mut Conn, shared: &Shared, path: &str) -> Result<Option<u64>> {
+    if conn.features.mlsd {
+        return stat(conn, shared, path).await.map(|e| e.size);
+    }
+    match size(conn, shared, path).await {
+        Ok(n) => Ok(Some(n)),
+        Err(e) if e.kind == ErrorKind::NotFound || e.temporary => Err(e),
+        Err(_) => stat(conn, shared, path).await.map(|e| e.size),
+    }
+}
+
 /// MLST where the server has it; else SIZE and MDTM (what `refine` uses),
 /// CWD to tell a directory, and a listing of the parent as the last resort.
 pub async fn stat(conn: &mut Conn, shared: &Shared, path: &str) -> Result<Entry> {
