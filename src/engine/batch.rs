@@ -403,21 +403,11 @@ impl Engine {
             return;
         }
         // The remote post-actions, one lease check for the batch.
-        let rows: Vec<_> = delivered.iter().map(|i| (&i.row, i.span.clone())).collect();
-        let answers = self.finish_all(rule, pool, &rows).await;
-        drop(rows);
-        for (item, r) in delivered.into_iter().zip(answers) {
-            let outcome = match r {
-                Ok(()) => Outcome::Done,
-                Err(e) => {
-                    let stage = crate::state::FileState::Delivered;
-                    self.failed(rule, pool, &item.row, item.attempt, stage, e)
-                        .instrument(item.span.clone())
-                        .await
-                }
-            };
-            outcomes.push(outcome);
-        }
+        let rows: Vec<_> = delivered
+            .iter()
+            .map(|i| (&i.row, i.attempt, i.span.clone()))
+            .collect();
+        outcomes.extend(self.finish_all(rule, pool, &rows).await);
     }
 
     /// Logs the state change of each item whose record committed (in its

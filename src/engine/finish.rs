@@ -8,27 +8,54 @@
 //! through the group commit. The order per file is unchanged:
 //! `delivered` committed, lease confirmed, post-action, `done`.
 
-use super::Engine;
 use super::error::FileError;
-use super::post;
+use super::process::Outcome;
+use super::{Engine, post};
 use crate::config::{PostAction, Rule};
 use crate::remote::Pool;
-use crate::state::{FileRow, now_ms};
+use crate::state::{FileRow, FileState, now_ms};
 use futures::StreamExt;
 use futures::future::join_all;
 use std::collections::HashSet;
 use std::sync::Arc;
 use tracing::{Instrument, Span};
 
+/// A delivered row a batch finishes: its attempt (for a failure's
+/// retry) and its file's span.
+pub(super) type Finishing<'a> = (&'a FileRow, i64, Span);
+
 impl Engine {
-    /// [`Engine::finish_delivered`] for every row of `rows` (each with its
-    /// file's span), one answer per row in order. A row another node has
-    /// taken over answers with a lost error and is not touched.
+    /// [`Engine::finish_delivered`] for every row of `rows`, then each
+    /// failure through [`Engine::failed`]: one outcome per row, in order.
+    /// A row another node has taken over is not touched.
     pub(super) async fn finish_all(
         &self,
         rule: &Rule,
         pool: &Arc<Pool>,
-        rows: &[(&FileRow, Span)],
+        rows: &[Finishing<'_>],
+    ) -> Vec<Outcome> {
+        let answers = self.finish_rows(rule, pool, rows).await;
+        let mut outcomes = Vec::with_capacity(rows.len());
+        for ((row, attempt, span), answer) in rows.iter().zip(answers) {
+            let o = match answer {
+                Ok(()) => Outcome::Done,
+                Err(e) => {
+                    let stage = FileState::Delivered;
+                    self.failed(rule, pool, row, *attempt, stage, e)
+                        .instrument(span.clone())
+                        .await
+                }
+            };
+            outcomes.push(o);
+        }
+        outcomes
+    }
+
+    async fn finish_rows(
+        &self,
+        rule: &Rule,
+        pool: &Arc<Pool>,
+        rows: &[Finishing<'_>],
     ) -> Vec<Result<(), FileError>> {
         let mut answers: Vec<Result<(), FileError>> = if rule.after == PostAction::Keep {
             rows.iter().map(|_| Ok(())).collect()
@@ -36,14 +63,18 @@ impl Engine {
             self.post_actions(rule, pool, rows).await
         };
         let now = now_ms();
-        let marks = join_all(rows.iter().zip(&answers).map(|((row, _), a)| async move {
-            match a {
-                Ok(()) => Some(self.state.mark_done(row.id, now).await),
-                Err(_) => None,
-            }
-        }))
+        let marks = join_all(
+            rows.iter()
+                .zip(&answers)
+                .map(|((row, _, _), a)| async move {
+                    match a {
+                        Ok(()) => Some(self.state.mark_done(row.id, now).await),
+                        Err(_) => None,
+                    }
+                }),
+        )
         .await;
-        for ((answer, mark), (_, span)) in answers.iter_mut().zip(marks).zip(rows) {
+        for ((answer, mark), (_, _, span)) in answers.iter_mut().zip(marks).zip(rows) {
             match mark {
                 Some(Ok(())) => span.in_scope(|| tracing::info!(state = "done", "done")),
                 Some(Err(e)) => *answer = Err(e.into()),
@@ -59,9 +90,9 @@ impl Engine {
         &self,
         rule: &Rule,
         pool: &Arc<Pool>,
-        rows: &[(&FileRow, Span)],
+        rows: &[Finishing<'_>],
     ) -> Vec<Result<(), FileError>> {
-        let ids: Vec<i64> = rows.iter().map(|(r, _)| r.id).collect();
+        let ids: Vec<i64> = rows.iter().map(|(r, _, _)| r.id).collect();
         let lost: HashSet<i64> = match self.state.confirm(&ids, now_ms()).await {
             Ok(()) => HashSet::new(),
             Err(crate::state::Error::Lost(lost)) => lost.into_iter().collect(),
@@ -73,7 +104,7 @@ impl Engine {
         let lost = &lost;
         let mut answers: Vec<(usize, Result<(), FileError>)> = futures::stream::iter(0..rows.len())
             .map(|i| async move {
-                let (row, span) = &rows[i];
+                let (row, _, span) = &rows[i];
                 let r = if lost.contains(&row.id) {
                     Err(crate::state::Error::Lost(vec![row.id]).into())
                 } else {

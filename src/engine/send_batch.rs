@@ -308,21 +308,11 @@ impl Engine {
                 sent.push(it);
             }
         }
-        let rows: Vec<_> = sent.iter().map(|it| (&it.row, it.span.clone())).collect();
-        let answers = self.finish_all(rule, source, &rows).await;
-        drop(rows);
-        for (it, answer) in sent.into_iter().zip(answers) {
-            let o = match answer {
-                Ok(()) => Outcome::Done,
-                Err(e) => {
-                    let stage = FileState::Delivered;
-                    self.failed(rule, source, &it.row, it.attempt, stage, e)
-                        .instrument(it.span)
-                        .await
-                }
-            };
-            outcomes.push(o);
-        }
+        let rows: Vec<_> = sent
+            .iter()
+            .map(|it| (&it.row, it.attempt, it.span.clone()))
+            .collect();
+        outcomes.extend(self.finish_all(rule, source, &rows).await);
         for it in alone {
             let o = self.send_alone(rule, source, it).await;
             outcomes.push(o);
