@@ -241,7 +241,10 @@ fn policies_where(f: &Fixture, d: &Dest, appends: bool) {
     assert_eq!(state_of(f, "error", "taken.csv"), "failed");
     assert_eq!(state_of(f, "skip", "taken.csv"), "skipped");
     assert_eq!(state_of(f, "unique", "taken.csv"), "done");
-    // Unsent files stay in the outbox; sent ones were moved out of it.
+    // Unsent files stay in the outbox; sent ones were moved out of it,
+    // and the log says where that happened.
+    assert!(log.contains("moved out of the outbox"), "{log}");
+    assert!(!log.contains("moved on the server"), "{log}");
     assert!(f.path("out/error/taken.csv").exists());
     assert!(f.path("out/skip/taken.csv").exists());
     assert_eq!(read(&sent.join("unique/sub/fresh.csv")).len(), 300_000);

@@ -21,7 +21,12 @@ pub async fn after_delivery(
         return Ok(());
     }
     let path = remote::join(&rule.remote_dir, &row.path);
+    // A send rule's source is its local outbox, not a server.
+    let outbox = rule.send.is_some();
     match session.stat(&path).await {
+        Err(e) if e.kind == ErrorKind::NotFound && outbox => {
+            tracing::info!(local = %path, "already gone from the outbox; nothing to move or delete");
+        }
         Err(e) if e.kind == ErrorKind::NotFound => {
             tracing::info!(remote = %path, "already gone from the server; nothing to move or delete");
         }
@@ -33,11 +38,19 @@ pub async fn after_delivery(
         Ok(_) => match &rule.after {
             PostAction::Delete => {
                 ignore_not_found(session.remove(&path).await)?;
-                tracing::info!(remote = %path, "deleted on the server");
+                if outbox {
+                    tracing::info!(local = %path, "deleted from the outbox");
+                } else {
+                    tracing::info!(remote = %path, "deleted on the server");
+                }
             }
             PostAction::MoveTo(dir) => {
                 let to = move_into(session, &path, dir, &row.path).await?;
-                tracing::info!(remote = %path, moved_to = %to, "moved on the server");
+                if outbox {
+                    tracing::info!(local = %path, moved_to = %to, "moved out of the outbox");
+                } else {
+                    tracing::info!(remote = %path, moved_to = %to, "moved on the server");
+                }
                 move_sidecar(session, rule, &path, &to).await?;
             }
             PostAction::Keep => {}
