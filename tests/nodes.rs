@@ -222,6 +222,17 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
+/// Waits until `node` holds a large file half downloaded (its partial
+/// file in the outbox, its row claimed by it): the moment the fault tests
+/// stop or kill it.
+fn wait_mid_download(c: &Cluster, node: &str) {
+    wait_for(
+        Duration::from_secs(60),
+        &format!("{node} holding a large file half downloaded"),
+        || partial_big(&c.outbox).is_some_and(|p| c.owner(&p) == node),
+    );
+}
+
 /// A `.ferry-part` of a large file that holds some but not all of it.
 fn partial_big(outbox: &Path) -> Option<String> {
     names(outbox).into_iter().find_map(|n| {
@@ -308,11 +319,7 @@ fn a_stopped_node_loses_its_files_and_delivers_none_of_them_when_it_wakes() {
     let slow = c.config("n1", 4 * 1024 * 1024);
     let fast = c.config("n2", 64 * 1024 * 1024);
     let n1 = Node::start(&slow, "n1");
-    wait_for(
-        Duration::from_secs(60),
-        "n1 holding a large file half downloaded",
-        || partial_big(&c.outbox).is_some_and(|p| c.owner(&p) == "n1"),
-    );
+    wait_mid_download(&c, "n1");
     let held = c.count("SELECT count(*) FROM files WHERE owner = 'n1' AND lease_until_ms IS NOT NULL AND state <> 'done'");
     assert!(held > 0, "n1 holds no claims");
     n1.proc.signal(libc::SIGSTOP);
@@ -346,11 +353,7 @@ fn a_dead_nodes_files_are_taken_over_about_a_lease_later_not_at_the_next_poll() 
     let slow = c.config_polling("n1", 1024 * 1024, "60s");
     let fast = c.config_polling("n2", 64 * 1024 * 1024, "60s");
     let n1 = Node::start(&slow, "n1");
-    wait_for(
-        Duration::from_secs(60),
-        "n1 holding a large file half downloaded",
-        || partial_big(&c.outbox).is_some_and(|p| c.owner(&p) == "n1"),
-    );
+    wait_mid_download(&c, "n1");
     let n2 = Node::start_logging(&fast, "n2", "info,ferry::daemon::scheduler=debug");
     wait_for(Duration::from_secs(30), "n2's first poll", || {
         n2.log().contains("poll starts")
@@ -470,11 +473,7 @@ fn a_file_replaced_while_a_node_fetches_it_then_stops_is_delivered_in_its_new_ve
     let slow = c.config("n1", 2 * 1024 * 1024);
     let fast = c.config("n2", 64 * 1024 * 1024);
     let n1 = Node::start(&slow, "n1");
-    wait_for(
-        Duration::from_secs(60),
-        "n1 holding the file half downloaded",
-        || partial_big(&c.outbox).is_some_and(|p| c.owner(&p) == "n1"),
-    );
+    wait_mid_download(&c, "n1");
     // Renamed over the old one, as a careful partner uploads.
     let staged = c.remote.join("big0.bin.upload");
     std::fs::write(&staged, &new).unwrap();

@@ -210,6 +210,21 @@ fn sigkill_mid_segmented_download_resumes_every_range() {
     assert_eq!(s.f.files(Some("done")).len(), 1);
 }
 
+/// Rule `r` on a pyftpdlib server as the test user: four sessions, ranges
+/// from 1 MiB, `segment_below` and retry `attempts` as given.
+fn py_rule(f: &Fixture, port: u16, below: &str, attempts: u32) {
+    std::fs::write(f.path("ftp-password"), PY_PASSWORD).unwrap();
+    f.write_config(&format!(
+        "[servers.ftp]\nprotocol = \"ftp\"\nhost = \"127.0.0.1\"\nport = {port}\nmax_sessions = 4\n\
+         user = \"{PY_USER}\"\npassword = {{ file = \"{}\" }}\nio_timeout = \"10s\"\n\
+         segments = 4\nsegment_threshold = \"1MiB\"\nsegment_below = \"{below}\"\n\n\
+         [[watch]]\nname = \"r\"\nserver = \"ftp\"\nremote_dir = \"/in\"\nlocal_dir = \"{}\"\n\
+         stable_for = \"0s\"\ninterval = \"200ms\"\nretry = {{ attempts = {attempts}, first = \"0s\", max = \"0s\" }}\n",
+        f.path("ftp-password").display(),
+        f.outbox.display()
+    ));
+}
+
 /// A server that refuses REST cannot serve a range that starts part-way:
 /// the file is fetched in one stream from byte 0, in the same attempt.
 #[test]
@@ -217,17 +232,7 @@ fn a_server_without_rest_gets_one_stream() {
     let f = Fixture::new("");
     std::fs::create_dir_all(f.path("srv")).unwrap();
     let srv = pyftpdlib_without_rest(&f.path("srv"));
-    std::fs::write(f.path("ftp-password"), PY_PASSWORD).unwrap();
-    f.write_config(&format!(
-        "[servers.ftp]\nprotocol = \"ftp\"\nhost = \"127.0.0.1\"\nport = {}\nmax_sessions = 4\n\
-         user = \"{PY_USER}\"\npassword = {{ file = \"{}\" }}\nio_timeout = \"10s\"\n\
-         segments = 4\nsegment_threshold = \"1MiB\"\nsegment_below = \"off\"\n\n\
-         [[watch]]\nname = \"r\"\nserver = \"ftp\"\nremote_dir = \"/in\"\nlocal_dir = \"{}\"\n\
-         stable_for = \"0s\"\ninterval = \"200ms\"\nretry = {{ attempts = 3, first = \"0s\", max = \"0s\" }}\n",
-        srv.port,
-        f.path("ftp-password").display(),
-        f.outbox.display()
-    ));
+    py_rule(&f, srv.port, "off", 3);
     let data = pattern(8 * MIB, 4);
     std::fs::create_dir_all(srv.root.join("in")).unwrap();
     std::fs::write(srv.root.join("in/big.bin"), &data).unwrap();
@@ -337,17 +342,7 @@ fn a_stream_that_slows_after_a_burst_is_split_then() {
     let f = Fixture::new("");
     std::fs::create_dir_all(f.path("srv")).unwrap();
     let srv = pyftpdlib_paced(&f.path("srv"));
-    std::fs::write(f.path("ftp-password"), PY_PASSWORD).unwrap();
-    f.write_config(&format!(
-        "[servers.ftp]\nprotocol = \"ftp\"\nhost = \"127.0.0.1\"\nport = {}\nmax_sessions = 4\n\
-         user = \"{PY_USER}\"\npassword = {{ file = \"{}\" }}\nio_timeout = \"10s\"\n\
-         segments = 4\nsegment_threshold = \"1MiB\"\nsegment_below = \"4MB/s\"\n\n\
-         [[watch]]\nname = \"r\"\nserver = \"ftp\"\nremote_dir = \"/in\"\nlocal_dir = \"{}\"\n\
-         stable_for = \"0s\"\ninterval = \"200ms\"\nretry = {{ attempts = 1, first = \"0s\", max = \"0s\" }}\n",
-        srv.port,
-        f.path("ftp-password").display(),
-        f.outbox.display()
-    ));
+    py_rule(&f, srv.port, "4MB/s", 1);
     let data = pattern(16 * MIB, 9);
     std::fs::create_dir_all(srv.root.join("in")).unwrap();
     std::fs::write(srv.root.join("in/big.bin"), &data).unwrap();

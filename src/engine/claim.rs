@@ -45,6 +45,19 @@ async fn beside<T>(
     }
 }
 
+/// Waits until fewer than `most` chunks run, counting each that ends.
+async fn settle(
+    running: &mut FuturesUnordered<impl Future<Output = Vec<Outcome>>>,
+    report: &mut PollReport,
+    most: usize,
+) {
+    while running.len() >= most.max(1) {
+        if let Some(outcomes) = running.next().await {
+            count(report, outcomes);
+        }
+    }
+}
+
 impl Engine {
     /// The lister's path: its due rows (gated, events and markers already
     /// applied), claimed and run chunk by chunk. Rows another node holds
@@ -60,11 +73,7 @@ impl Engine {
         let mut running = FuturesUnordered::new();
         let mut result = Ok(());
         for chunk in offered.chunks(CHUNK) {
-            while running.len() >= IN_FLIGHT {
-                if let Some(outcomes) = running.next().await {
-                    count(report, outcomes);
-                }
-            }
+            settle(&mut running, report, IN_FLIGHT).await;
             // A rewind: the rest of `offered` is still due, and the due
             // loop fetches it again after the rows behind its cursor.
             if stop.is_cancelled() || self.rewinds.asked(&rule.name) {
@@ -80,9 +89,7 @@ impl Engine {
                 }
             }
         }
-        while let Some(outcomes) = running.next().await {
-            count(report, outcomes);
-        }
+        settle(&mut running, report, 1).await;
         result
     }
 
@@ -100,11 +107,7 @@ impl Engine {
         let mut running = FuturesUnordered::new();
         let mut result = Ok(());
         while !stop.is_cancelled() {
-            while running.len() >= IN_FLIGHT {
-                if let Some(outcomes) = running.next().await {
-                    count(report, outcomes);
-                }
-            }
+            settle(&mut running, report, IN_FLIGHT).await;
             if self.rewinds.take(&rule.name) {
                 tracing::debug!("taking over expired claims: back to the first due row");
                 after = 0;
@@ -135,9 +138,7 @@ impl Engine {
             after = last.id;
             running.push(self.run_claimed(rule, pool, rows, stop));
         }
-        while let Some(outcomes) = running.next().await {
-            count(report, outcomes);
-        }
+        settle(&mut running, report, 1).await;
         result
     }
 

@@ -1,12 +1,12 @@
-//! The end of a batch: the post-action of many delivered rows at once.
-//! One by one ([`Engine::finish_delivered`]) each row renews its lease
-//! in a transaction of its own before its post-action, and those commits
-//! queue behind each other on one database writer: most of a small-file
-//! batch's time went there. Here the batch renews every lease in one
-//! statement, right before the first irreversible step as on the single
-//! path, then runs the post-actions a few at once and records `done`
-//! through the group commit. The order per file is unchanged:
-//! `delivered` committed, lease confirmed, post-action, `done`.
+//! The end of a delivery: the post-action of delivered rows, then
+//! `done`. Done one by one, each row renewed its lease in a transaction
+//! of its own before its post-action, and in a batch those commits queued
+//! behind each other on one database writer: most of a small-file batch's
+//! time went there. Here a batch renews every lease in one statement,
+//! right before the first irreversible step, runs the post-actions a few
+//! at once and records `done` through the group commit; the single-file
+//! path takes the same steps for its one row. The order per file is
+//! unchanged: `delivered` committed, lease confirmed, post-action, `done`.
 
 use super::error::FileError;
 use super::process::Outcome;
@@ -25,6 +25,20 @@ use tracing::{Instrument, Span};
 pub(super) type Finishing<'a> = (&'a FileRow, i64, Span);
 
 impl Engine {
+    /// The post-action of one delivered file (the single-file path), then
+    /// `done`: the steps of [`Engine::finish_all`] for one row, in the
+    /// caller's span.
+    pub(super) async fn finish_delivered(
+        &self,
+        rule: &Rule,
+        pool: &Arc<Pool>,
+        row: &FileRow,
+    ) -> Result<(), FileError> {
+        let one = [(row, row.attempts, Span::current())];
+        let mut answers = self.finish_rows(rule, pool, &one).await;
+        answers.pop().expect("one answer per row")
+    }
+
     /// [`Engine::finish_delivered`] for every row of `rows`, then each
     /// failure through [`Engine::failed`]: one outcome per row, in order.
     /// A row another node has taken over is not touched.

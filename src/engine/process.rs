@@ -348,23 +348,6 @@ impl Engine {
         ))
     }
 
-    /// The remote post-action of a delivered file, then `done`.
-    pub(super) async fn finish_delivered(
-        &self,
-        rule: &Rule,
-        pool: &Arc<Pool>,
-        row: &FileRow,
-    ) -> Result<(), FileError> {
-        if rule.after != PostAction::Keep {
-            self.state.confirm(&[row.id], now_ms()).await?;
-            let mut session = pool.get().await?;
-            post::after_delivery(&mut session, rule, row).await?;
-        }
-        self.state.mark_done(row.id, now_ms()).await?;
-        tracing::info!(state = "done", "done");
-        Ok(())
-    }
-
     pub(super) async fn failed(
         &self,
         rule: &Rule,
