@@ -1,6 +1,8 @@
-//! The digest of a recorded listing, kept in the rule's row: a listing
-//! with the same digest as the last one recorded is recognised as
-//! unchanged without reading a single file row.
+//! The digests of a recorded listing, kept in the rule's row: one per
+//! chunk of the listing as it streamed in (`diff.rs`). A chunk whose digest
+//! the last recorded listing also had is recognised as unchanged without
+//! reading a single file row, and a listing that has every chunk of the
+//! last one has lost no file.
 //!
 //! Diffing a listing against the rows is a function of the two. The
 //! listing records itself, so repeating the same listing against the
@@ -13,18 +15,22 @@
 //! retry`, a restarted download), a file moved back from
 //! `failed_move_to`, a version or path edited by hand.
 //!
-//! Sorted by path and hashed with SHA-256, so the order a server lists
-//! in does not matter, and names a partner chooses cannot be made to
-//! collide (an order-free sum of per-entry hashes can be).
+//! A chunk is sorted by path and hashed with SHA-256, so the order a
+//! server lists in does not matter within it, and names a partner chooses
+//! cannot be made to collide (an order-free sum of per-entry hashes can
+//! be).
 
 use super::{Direction, Listed, Refused};
 
-/// SHA-256 of the deduplicated listing of one rule.
+/// The SHA-256 of one chunk.
+pub(super) type Digest = [u8; 32];
+
+/// SHA-256 of a deduplicated chunk of one rule's listing.
 pub(super) fn of_listing(
     direction: Direction,
     listing: &[&Listed],
     refused: &[&Refused],
-) -> Vec<u8> {
+) -> Digest {
     let mut entries: Vec<(&Listed, Option<&str>)> = listing
         .iter()
         .map(|f| (*f, None))
@@ -49,7 +55,31 @@ pub(super) fn of_listing(
             }
         }
     }
-    ctx.finish().as_ref().to_vec()
+    ctx.finish()
+        .as_ref()
+        .try_into()
+        .expect("SHA-256 is 32 bytes")
+}
+
+/// The chunk digests of a listing as stored: sorted, back to back.
+pub(super) fn encode(digests: &[Digest]) -> Vec<u8> {
+    let mut sorted = digests.to_vec();
+    sorted.sort_unstable();
+    sorted.concat()
+}
+
+/// Stored chunk digests, sorted; `None` for anything else (a digest of
+/// an older version, cut short): the next listing is compared in full.
+pub(super) fn decode(stored: &[u8]) -> Option<Vec<Digest>> {
+    if stored.len() % 32 != 0 {
+        return None;
+    }
+    let mut out: Vec<Digest> = stored
+        .chunks_exact(32)
+        .map(|c| c.try_into().expect("32 bytes"))
+        .collect();
+    out.sort_unstable();
+    Some(out)
 }
 
 #[cfg(test)]
@@ -57,7 +87,7 @@ mod tests {
     use super::*;
     use crate::state::testing::f;
 
-    fn digest(files: &[Listed]) -> Vec<u8> {
+    fn digest(files: &[Listed]) -> Digest {
         let refs: Vec<&Listed> = files.iter().collect();
         of_listing(Direction::Listen, &refs, &[])
     }
@@ -105,6 +135,17 @@ mod tests {
             digest(&[f("a", 1), f("b", 2)]),
             "a refused file is not a file that can be taken"
         );
+    }
+
+    #[test]
+    fn stored_digests_come_back_sorted() {
+        let (a, b) = (digest(&[f("a", 1)]), digest(&[f("b", 1)]));
+        let stored = encode(&[b, a]);
+        let mut want = vec![a, b];
+        want.sort_unstable();
+        assert_eq!(decode(&stored), Some(want));
+        assert_eq!(decode(&[]), Some(vec![]));
+        assert_eq!(decode(&stored[..40]), None);
     }
 
     #[test]

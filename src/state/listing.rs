@@ -1,10 +1,11 @@
-//! Diffing a whole listing against the database, and picking the files
-//! that are due for work. What a listing changes is decided here, once,
-//! by [`plan`]; each backend reads the latest rows and writes the plan in
-//! one transaction.
+//! Diffing a listing against the database, and picking the files that
+//! are due for work. What a listing changes is decided here, once, by
+//! [`plan_chunk`] for each chunk of it and [`plan_gone`] for the files it
+//! no longer shows; each backend reads the rows and writes the plan, a
+//! transaction a chunk (`diff.rs` streams the listing through them).
 
 use super::{Direction, FileRow, FileState, Result, State};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// One file from a filtered listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +89,10 @@ impl Latest {
                 || (f.date_only && self.mtime > f.mtime && self.mtime < f.mtime + DAY))
     }
 
+    pub(super) fn path(&self) -> &str {
+        &self.path
+    }
+
     fn superseded(&self) -> Superseded {
         Superseded {
             id: self.id,
@@ -128,15 +133,17 @@ pub(super) struct Plan {
 }
 
 impl Plan {
-    /// Whether the listing may be remembered by its digest: not when it
-    /// left a change to another node (`deferred`), since the same listing
-    /// must be diffed again once that node is done.
-    pub fn complete(&self) -> bool {
-        self.outcome.deferred.is_empty()
+    /// Whether applying the plan writes anything.
+    pub fn writes(&self) -> bool {
+        !(self.changed.is_empty()
+            && self.outcome.new.is_empty()
+            && self.outcome.refused.is_empty()
+            && self.dropped.is_empty()
+            && self.vanished.is_empty()
+            && self.unlisted.is_empty()
+            && self.relisted.is_empty())
     }
-}
 
-impl Plan {
     /// New rows: `seen` (new files), or `failed` with the error given
     /// (refused files), borrowed from the outcome rather than copied.
     pub fn insert(&self) -> impl Iterator<Item = (&Listed, Option<&str>)> {
@@ -146,19 +153,21 @@ impl Plan {
     }
 }
 
-/// Decides what a complete listing ([`dedupe`]d) changes, given the latest
-/// row of each of the rule's paths (`latest = 1`; the versions they replaced
-/// are history, never read here).
-pub(super) fn plan(rows: &[Latest], listing: &[&Listed], refused: &[&Refused]) -> Plan {
+/// Decides what one chunk of a listing (deduplicated) changes, given the
+/// latest row of each of its paths that has one (`latest = 1`; the versions
+/// they replaced are history, never read here). Files gone from the
+/// listing are decided once it is complete, by [`plan_gone`].
+pub(super) fn plan_chunk(rows: &[Latest], listing: &[&Listed], refused: &[&Refused]) -> Plan {
     let latest: HashMap<&str, &Latest> = rows.iter().map(|r| (r.path.as_str(), r)).collect();
     let mut plan = Plan::default();
     let out = &mut plan.outcome;
-    if listing.is_empty() && refused.is_empty() && latest.values().any(|r| r.state.is_pending()) {
-        out.ignored_empty = true;
-        return plan;
-    }
     for &f in listing {
-        match latest.get(f.path.as_str()) {
+        let row = latest.get(f.path.as_str());
+        // Finished and listed again: the retention clock stops.
+        if let Some(r) = row.filter(|r| !r.state.is_pending() && r.unlisted) {
+            plan.relisted.push(r.id);
+        }
+        match row {
             Some(r) if r.is_version(f) => {}
             // Another node is working on this row's version: changing it
             // under that node would have it finish the row, as done, with
@@ -178,62 +187,41 @@ pub(super) fn plan(rows: &[Latest], listing: &[&Listed], refused: &[&Refused]) -
         }
     }
     for &x in refused {
-        match latest.get(x.file.path.as_str()) {
+        let row = latest.get(x.file.path.as_str());
+        if let Some(r) = row.filter(|r| !r.state.is_pending() && r.unlisted) {
+            plan.relisted.push(r.id);
+        }
+        match row {
             Some(r) if r.is_version(&x.file) => {}
             _ => out.refused.push(x.clone()),
-        }
-    }
-    let listed: HashSet<&str> = listing.iter().map(|f| f.path.as_str()).collect();
-    for r in latest
-        .values()
-        // A requeued file on its way back from failed_move_to is not gone.
-        .filter(|r| r.state.is_pending() && !r.restoring && !listed.contains(r.path.as_str()))
-    {
-        if r.elsewhere {
-            out.deferred.push(r.path.clone());
-        } else if r.attempts == 0 {
-            plan.dropped.push(r.id);
-        } else {
-            plan.vanished.push(r.id);
-            out.vanished.push(r.path.clone());
-            out.superseded.push(r.superseded());
-        }
-    }
-    // Keeps `unlisted_since_ms` of the finished latest rows true to this
-    // listing: set when their path is missing, cleared when it is back.
-    // Only changes are written. Retention prunes a latest row only once its
-    // path has been missing that long (`retention.rs`). An empty listing
-    // says nothing (it may be a server's hiccup) and is not used.
-    if !listing.is_empty() {
-        for r in latest.values().filter(|r| !r.state.is_pending()) {
-            match (listed.contains(r.path.as_str()), r.unlisted) {
-                (false, false) => plan.unlisted.push(r.id),
-                (true, true) => plan.relisted.push(r.id),
-                _ => {}
-            }
         }
     }
     plan
 }
 
-/// The listing with each path once, and the refused files whose path no
-/// file that can be taken has. A path listed twice (some FTP servers
-/// repeat entries) counts once: the first time, unless only a later one
-/// can be taken.
-pub(super) fn dedupe<'a>(
-    listing: &'a [Listed],
-    refused: &'a [Refused],
-) -> (Vec<&'a Listed>, Vec<&'a Refused>) {
-    let mut seen = HashSet::new();
-    let files: Vec<&Listed> = listing
-        .iter()
-        .filter(|f| seen.insert(f.path.as_str()))
-        .collect();
-    let refused = refused
-        .iter()
-        .filter(|x| seen.insert(x.file.path.as_str()))
-        .collect();
-    (files, refused)
+/// Adds to `plan` what a complete listing that misses `r`'s path changes
+/// about it: a pending row is dropped (never started), failed as vanished
+/// (started) or left to the node working on it; a finished one is marked
+/// unlisted, unless the listing was empty: that may be a server's hiccup
+/// and says nothing. Retention prunes a latest row only once its path has
+/// been missing that long (`retention.rs`). A requeued file on its way
+/// back from failed_move_to is not gone.
+pub(super) fn plan_gone(plan: &mut Plan, r: &Latest, listed_any: bool) {
+    let out = &mut plan.outcome;
+    if !r.state.is_pending() {
+        if listed_any && !r.unlisted {
+            plan.unlisted.push(r.id);
+        }
+    } else if r.restoring {
+    } else if r.elsewhere {
+        out.deferred.push(r.path.clone());
+    } else if r.attempts == 0 {
+        plan.dropped.push(r.id);
+    } else {
+        plan.vanished.push(r.id);
+        out.vanished.push(r.path.clone());
+        out.superseded.push(r.superseded());
+    }
 }
 
 /// Rows (or ids) per statement that carries many of them.
@@ -243,8 +231,8 @@ impl State {
     /// Records a complete listing of a rule: new paths and new versions get a
     /// `seen` row, pending rows whose file changed restart their stability
     /// window, pending rows whose file is gone are dropped (never started) or
-    /// failed (started). One read and only the needed writes, in one
-    /// transaction, so an unchanged directory costs a single query.
+    /// failed (started). Only the needed reads and writes (`diff.rs`), so an
+    /// unchanged directory costs a single query.
     pub async fn record_listing(
         &self,
         rule: &str,
@@ -269,7 +257,10 @@ impl State {
     }
 
     /// [`State::record_listing_with`] for a rule of either direction: new
-    /// rows carry it.
+    /// rows carry it. The whole listing at once, through a [`ListingDiff`]
+    /// (a poll streams its listing into one instead).
+    ///
+    /// [`ListingDiff`]: super::ListingDiff
     pub async fn record_listing_in(
         &self,
         rule: &str,
@@ -278,16 +269,18 @@ impl State {
         refused: &[Refused],
         now: i64,
     ) -> Result<ListingOutcome> {
-        let (listing, refused) = dedupe(listing, refused);
-        let digest = super::digest::of_listing(direction, &listing, &refused);
-        // The same listing as last time, with nothing since that could
-        // change its diff: no row needs reading (`digest.rs`).
-        let last = on_backend!(self, db => db.listing_digest(rule).await)?;
-        if last.as_deref() == Some(digest.as_slice()) {
-            return Ok(ListingOutcome::default());
+        let mut diff = self.diff_listing(rule, direction, now).await?;
+        let mut out = ListingOutcome::default();
+        for f in listing {
+            if let Some(chunk) = diff.push(f.clone()).await? {
+                out.absorb(chunk);
+            }
         }
-        let node = self.me.node.as_str();
-        on_backend!(self, db => db.record_listing(rule, direction, &listing, &refused, &digest, node, now).await)
+        for x in refused {
+            diff.refuse(x.clone());
+        }
+        out.absorb(diff.finish().await?);
+        Ok(out)
     }
 
     /// Rows of `rule` that have work to do now: pending rows past their

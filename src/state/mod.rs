@@ -26,6 +26,7 @@ pub(crate) mod testing;
 
 mod batch;
 mod claims;
+mod diff;
 mod digest;
 mod error;
 mod history;
@@ -41,6 +42,7 @@ mod sqlite;
 mod transitions;
 
 pub use claims::{Me, NodeStatus};
+pub use diff::{Chunking, ListingDiff};
 pub use error::{Error, Result};
 pub use history::HistoryEntry;
 pub use listing::{Due, Listed, ListingOutcome, Refused, Superseded};

@@ -1,8 +1,49 @@
 //! A listing's diff written in one transaction, and the due rows.
 
 use super::Db;
-use crate::state::listing::{Due, Latest, Plan, SLICE, VANISHED, plan};
-use crate::state::{Direction, FileRow, Listed, ListingOutcome, Refused, Result};
+use crate::state::diff::{Compared, Expect};
+use crate::state::listing::{Due, Latest, Plan, SLICE, VANISHED, plan_chunk, plan_gone};
+use crate::state::{Direction, FileRow, Listed, Refused, Result};
+use futures::TryStreamExt;
+
+/// The latest rows of a rule as a listing is compared with them (`?1`
+/// rule, `?2` now, `?3` this node); callers add which, with `concat!`.
+macro_rules! latest {
+    () => {
+        "SELECT id, path, size, mtime, state, attempts, failed_moved_to IS NOT NULL AS restoring,
+        unlisted_since_ms IS NOT NULL AS unlisted,
+        coalesce(lease_until_ms > ?2 AND owner <> ?3, 0) AS elsewhere
+ FROM files WHERE rule = ?1 AND latest = 1"
+    };
+}
+
+/// Whether the rule's stored digests are still `expect`.
+async fn stored_is(
+    tx: &mut sqlx::SqliteConnection,
+    rule: &str,
+    expect: Option<&[u8]>,
+) -> Result<bool> {
+    let stored: Option<Option<Vec<u8>>> =
+        sqlx::query_scalar("SELECT listing_digest FROM rules WHERE name = ?")
+            .bind(rule)
+            .fetch_optional(&mut *tx)
+            .await?;
+    Ok(stored.flatten().as_deref() == expect)
+}
+
+/// Leaves a listing's token where its digests go, after the writes whose
+/// triggers cleared them.
+async fn leave_token(tx: &mut sqlx::SqliteConnection, rule: &str, token: &[u8]) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO rules (name, listing_digest) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET listing_digest = excluded.listing_digest",
+    )
+    .bind(rule)
+    .bind(token)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
 
 impl Db {
     /// The digest of the listing last recorded for `rule`, unless something
@@ -15,50 +56,136 @@ impl Db {
         Ok(digest.flatten())
     }
 
-    /// `BEGIN IMMEDIATE` takes the write lock before the read, so no other
-    /// process can insert the same new file between this read and its writes.
-    /// Only the latest row of each path is read (`files_latest`). The
-    /// listing's digest is written last, after the triggers its own writes
-    /// fired.
+    /// Compares one chunk with the latest rows of its paths, looked up by
+    /// key (`files_latest`). `BEGIN IMMEDIATE` takes the write lock before
+    /// the read, so no other process can insert the same new file between
+    /// this read and its writes.
     #[allow(clippy::too_many_arguments)]
-    pub async fn record_listing(
+    pub async fn diff_chunk(
         &self,
         rule: &str,
         direction: Direction,
         listing: &[&Listed],
         refused: &[&Refused],
-        digest: &[u8],
+        expect: &Expect<'_>,
         node: &str,
         now: i64,
-    ) -> Result<ListingOutcome> {
+    ) -> Result<Compared> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let rows: Vec<Latest> = sqlx::query_as(
-            "SELECT id, path, size, mtime, state, attempts, failed_moved_to IS NOT NULL AS restoring,
-                    unlisted_since_ms IS NOT NULL AS unlisted,
-                    coalesce(lease_until_ms > ?2 AND owner <> ?3, 0) AS elsewhere
-             FROM files WHERE rule = ?1 AND latest = 1",
-        )
-        .bind(rule)
-        .bind(now)
-        .bind(node)
-        .fetch_all(&mut *tx)
-        .await?;
-        let plan = plan(&rows, listing, refused);
-        drop(rows);
-        if plan.outcome.ignored_empty {
-            return Ok(plan.outcome);
+        let intact = stored_is(&mut tx, rule, expect.stored).await?;
+        let paths: Vec<&str> = listing
+            .iter()
+            .map(|f| f.path.as_str())
+            .chain(refused.iter().map(|x| x.file.path.as_str()))
+            .collect();
+        let mut rows: Vec<Latest> = Vec::new();
+        for slice in paths.chunks(SLICE) {
+            let mut some: Vec<Latest> = sqlx::query_as(concat!(
+                latest!(),
+                " AND path IN (SELECT value FROM json_each(?4))"
+            ))
+            .bind(rule)
+            .bind(now)
+            .bind(node)
+            .bind(serde_json::to_string(slice).expect("paths serialize"))
+            .fetch_all(&mut *tx)
+            .await?;
+            rows.append(&mut some);
         }
-        write_plan(&mut tx, rule, direction, &plan, now).await?;
-        sqlx::query(
-            "INSERT INTO rules (name, listing_digest) VALUES (?1, ?2)
-             ON CONFLICT (name) DO UPDATE SET listing_digest = excluded.listing_digest",
+        let plan = plan_chunk(&rows, listing, refused);
+        drop(rows);
+        let wrote = write_plan(&mut tx, rule, direction, &plan, now).await?;
+        if wrote {
+            leave_token(&mut tx, rule, expect.token).await?;
+        }
+        tx.commit().await?;
+        Ok(Compared {
+            outcome: plan.outcome,
+            intact,
+            wrote,
+        })
+    }
+
+    /// Takes the latest rows whose path a complete listing did not show
+    /// for gone: those still pending, and those finished and not yet
+    /// marked unlisted. They stream past (only the ids to change are kept),
+    /// however many rows the rule has.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_gone(
+        &self,
+        rule: &str,
+        saw: &(dyn Fn(&str) -> bool + Sync),
+        listed_any: bool,
+        expect: &Expect<'_>,
+        node: &str,
+        now: i64,
+    ) -> Result<Compared> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let intact = stored_is(&mut tx, rule, expect.stored).await?;
+        let mut plan = Plan::default();
+        {
+            let mut rows = sqlx::query_as::<_, Latest>(concat!(
+                latest!(),
+                " AND (state IN ('seen', 'stable', 'downloading', 'downloaded', 'delivered')
+                              OR unlisted_since_ms IS NULL)"
+            ))
+            .bind(rule)
+            .bind(now)
+            .bind(node)
+            .fetch(&mut *tx);
+            while let Some(r) = rows.try_next().await? {
+                if !saw(r.path()) {
+                    plan_gone(&mut plan, &r, listed_any);
+                }
+            }
+        }
+        let wrote = write_plan(&mut tx, rule, Direction::Listen, &plan, now).await?;
+        if wrote {
+            leave_token(&mut tx, rule, expect.token).await?;
+        }
+        tx.commit().await?;
+        Ok(Compared {
+            outcome: plan.outcome,
+            intact,
+            wrote,
+        })
+    }
+
+    /// Stores a listing's chunk digests, only over what it expects to find
+    /// there (the digests it started from, or its own token): anything else
+    /// means someone changed rows since, and the next listing is compared
+    /// in full.
+    pub async fn store_listing_digest(
+        &self,
+        rule: &str,
+        expect: Option<&[u8]>,
+        digests: &[u8],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if stored_is(&mut tx, rule, expect).await? {
+            sqlx::query(
+                "INSERT INTO rules (name, listing_digest) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET listing_digest = excluded.listing_digest",
+            )
+            .bind(rule)
+            .bind(digests)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Ok(tx.commit().await?)
+    }
+
+    /// Whether any latest row of the rule is pending (an empty listing is
+    /// then taken for a hiccup).
+    pub async fn has_pending(&self, rule: &str) -> Result<bool> {
+        let any: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM files WHERE rule = ?1 AND latest = 1
+               AND state IN ('seen', 'stable', 'downloading', 'downloaded', 'delivered') LIMIT 1",
         )
         .bind(rule)
-        .bind(plan.complete().then_some(digest))
-        .execute(&mut *tx)
+        .fetch_optional(&self.pool)
         .await?;
-        tx.commit().await?;
-        Ok(plan.outcome)
+        Ok(any.is_some())
     }
 
     /// The state list repeats `files_due`'s, so that SQLite walks that
@@ -117,7 +244,7 @@ async fn write_plan(
     direction: Direction,
     plan: &Plan,
     now: i64,
-) -> Result<()> {
+) -> Result<bool> {
     for (id, f) in &plan.changed {
         sqlx::query(
             "UPDATE files SET size = ?, mtime = ?, state = 'seen', stable_since_ms = ?,
@@ -165,7 +292,7 @@ async fn write_plan(
             .await?;
         }
     }
-    Ok(())
+    Ok(plan.writes())
 }
 
 /// Inserts the rows of new files with one statement per slice: `seen`, or

@@ -1,0 +1,357 @@
+//! A listing diffed as it streams in, in bounded chunks, so that a
+//! directory of a million files is never held whole, neither as the
+//! listing nor as its rows.
+//!
+//! The listing is cut into chunks where a path's fixed hash says so
+//! (content-defined: a file added or removed changes the chunk it falls
+//! in, the chunks around it stay the same). Each chunk is compared with
+//! the latest rows of its own paths, looked up by key, unless the last
+//! recorded listing had a chunk with the same digest (`digest.rs`): then
+//! nothing in it changed, and no row is read. What left the listing is
+//! found once it is complete, from the paths it showed, kept as 128-bit
+//! keyed hashes (16 bytes a path); and only when some chunk of the last
+//! listing is missing, since otherwise every path it had is still there.
+//!
+//! The stored digests are trusted only while no one else wrote in
+//! between: each write of this listing leaves a token of its own in their
+//! place, which anything else that changes a row clears (the triggers of
+//! migration 0007), and the digests of this listing are stored only over
+//! the token or the digests it started from.
+
+use super::digest::{self, Digest};
+use super::{Direction, Listed, ListingOutcome, Refused, Result, State};
+use std::collections::HashSet;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+
+/// Where a listing is cut: after at least `min` files, at a path whose
+/// fixed hash has the bits of `mask` clear, and at `max` files at the
+/// latest, so that no choice of names makes a chunk unbounded.
+#[derive(Debug, Clone, Copy)]
+pub struct Chunking {
+    pub min: usize,
+    pub mask: u64,
+    pub max: usize,
+}
+
+impl Chunking {
+    /// About 2,300 files a chunk: one lookup statement's worth, and a
+    /// hundred chunks' digests (3 KiB) for 250,000 files.
+    pub const DEFAULT: Self = Self {
+        min: 256,
+        mask: 2047,
+        max: 8192,
+    };
+
+    fn cuts_after(&self, path: &str, len: usize) -> bool {
+        len >= self.max || (len >= self.min && fixed_hash(path) & self.mask == 0)
+    }
+}
+
+/// The same for a path in every run of the same build, so that the chunks
+/// of an unchanged directory are the same after a restart. (SipHash with
+/// zero keys; a Rust release that changed it would cost one full compare.)
+fn fixed_hash(path: &str) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    path.hash(&mut h);
+    h.finish()
+}
+
+/// The paths a listing showed, as two keyed 64-bit hashes: names a partner
+/// chooses cannot be made to collide without the keys, and two paths
+/// colliding by chance among a million is a 1-in-10^26 event.
+struct Seen {
+    keys: (RandomState, RandomState),
+    set: HashSet<u128>,
+}
+
+impl Seen {
+    fn new() -> Self {
+        Self {
+            keys: (RandomState::new(), RandomState::new()),
+            set: HashSet::new(),
+        }
+    }
+
+    fn key(&self, path: &str) -> u128 {
+        (u128::from(self.keys.0.hash_one(path)) << 64) | u128::from(self.keys.1.hash_one(path))
+    }
+
+    fn insert(&mut self, path: &str) -> bool {
+        let key = self.key(path);
+        self.set.insert(key)
+    }
+
+    fn contains(&self, path: &str) -> bool {
+        self.set.contains(&self.key(path))
+    }
+}
+
+/// What a backend needs to trust the stored digests while it writes: what
+/// it should find stored, and the token to leave once it wrote.
+pub(super) struct Expect<'a> {
+    pub stored: Option<&'a [u8]>,
+    pub token: &'a [u8],
+}
+
+/// What a backend did with one chunk, or with the files gone.
+pub(super) struct Compared {
+    pub outcome: ListingOutcome,
+    /// The stored digests were as expected when it started.
+    pub intact: bool,
+    /// It wrote, and left the token in the digests' place.
+    pub wrote: bool,
+}
+
+/// One listing being recorded: files go in with [`ListingDiff::push`],
+/// which compares a chunk each time one is full, and
+/// [`ListingDiff::finish`] decides what is gone once the listing is
+/// complete. A listing that fails half-way is simply dropped: the chunks
+/// compared so far are true (those files exist), nothing is taken for gone,
+/// and the digests are not stored.
+pub struct ListingDiff {
+    state: State,
+    rule: String,
+    direction: Direction,
+    now: i64,
+    chunking: Chunking,
+    /// The digests of the last recorded listing, sorted; `None`: compare
+    /// every chunk and look for gone files.
+    last: Option<Vec<Digest>>,
+    /// What this listing expects to find stored: the digests it read, or
+    /// its own token once it wrote.
+    stored: Option<Vec<u8>>,
+    token: [u8; 16],
+    /// Someone else changed rows since this listing started: its digests
+    /// must not be stored.
+    tainted: bool,
+    deferred: bool,
+    digests: Vec<Digest>,
+    seen: Seen,
+    chunk: Vec<Listed>,
+    refused: Vec<Refused>,
+    listed: usize,
+    compared: usize,
+}
+
+impl State {
+    /// Starts recording a listing of `rule`.
+    pub async fn diff_listing(
+        &self,
+        rule: &str,
+        direction: Direction,
+        now: i64,
+    ) -> Result<ListingDiff> {
+        let stored = on_backend!(self, db => db.listing_digest(rule).await)?;
+        // Unique per listing (fresh keys each time); 16 bytes, which no
+        // set of 32-byte digests can be.
+        let token = (u128::from(RandomState::new().hash_one(now)) << 64
+            | u128::from(RandomState::new().hash_one(rule)))
+        .to_le_bytes();
+        Ok(ListingDiff {
+            state: self.clone(),
+            rule: rule.to_string(),
+            direction,
+            now,
+            chunking: Chunking::DEFAULT,
+            last: stored.as_deref().and_then(digest::decode),
+            stored,
+            token,
+            tainted: false,
+            deferred: false,
+            digests: Vec::new(),
+            seen: Seen::new(),
+            chunk: Vec::new(),
+            refused: Vec::new(),
+            listed: 0,
+            compared: 0,
+        })
+    }
+}
+
+impl ListingDiff {
+    /// Other chunk bounds, for tests that need many chunks from few files.
+    pub fn with_chunking(mut self, chunking: Chunking) -> Self {
+        self.chunking = chunking;
+        self
+    }
+
+    /// Adds a file the listing shows. A path listed twice (some FTP
+    /// servers repeat entries) counts once: the first time. When the file
+    /// completes a chunk, the chunk is compared and what it changed
+    /// returned.
+    pub async fn push(&mut self, file: Listed) -> Result<Option<ListingOutcome>> {
+        if !self.seen.insert(&file.path) {
+            return Ok(None);
+        }
+        self.listed += 1;
+        let cut = self.chunking.cuts_after(&file.path, self.chunk.len() + 1);
+        self.chunk.push(file);
+        if !cut {
+            return Ok(None);
+        }
+        let files = std::mem::take(&mut self.chunk);
+        self.chunk_done(&files, &[]).await.map(Some)
+    }
+
+    /// Adds a file the rule would take but ferry cannot (its name is not
+    /// UTF-8). Held to the end: a file that can be taken wins over a
+    /// refused one of the same path wherever it is listed.
+    pub fn refuse(&mut self, refused: Refused) {
+        self.refused.push(refused);
+    }
+
+    /// Whether the listing showed `path` (so far).
+    pub fn saw(&self, path: &str) -> bool {
+        self.seen.contains(path)
+    }
+
+    /// How many chunks were compared with their rows (not recognised by
+    /// their digest).
+    pub fn compared(&self) -> usize {
+        self.compared
+    }
+
+    /// Ends a complete listing: compares the last chunk and the refused
+    /// files, takes what is no longer listed for gone, and stores the
+    /// listing's digests.
+    pub async fn finish(mut self) -> Result<ListingOutcome> {
+        let mut out = ListingOutcome::default();
+        let files = std::mem::take(&mut self.chunk);
+        if !files.is_empty() {
+            out.absorb(self.chunk_done(&files, &[]).await?);
+        }
+        drop(files);
+        let mut paths = HashSet::new();
+        let refused: Vec<Refused> = std::mem::take(&mut self.refused)
+            .into_iter()
+            .filter(|x| !self.seen.contains(&x.file.path) && paths.insert(x.file.path.clone()))
+            .collect();
+        for x in &refused {
+            self.seen.insert(&x.file.path);
+        }
+        if !refused.is_empty() {
+            let refs: Vec<&Refused> = refused.iter().collect();
+            out.absorb(self.chunk_done(&[], &refs).await?);
+        }
+        let listed_any = self.listed > 0 || !refused.is_empty();
+        let state = self.state.clone();
+        if !listed_any && on_backend!(state, db => db.has_pending(&self.rule).await)? {
+            out.ignored_empty = true;
+            return Ok(out);
+        }
+        self.digests.sort_unstable();
+        let covered = self.last.as_ref().is_some_and(|last| {
+            last.iter()
+                .all(|d| self.digests.binary_search(d).is_ok())
+        });
+        if !covered {
+            let (rule, node, now) = (&self.rule, state.me.node.as_str(), self.now);
+            let seen = &self.seen;
+            let saw = |path: &str| seen.contains(path);
+            let expect = Expect {
+                stored: self.stored.as_deref(),
+                token: &self.token,
+            };
+            let gone = on_backend!(state, db => db.record_gone(rule, &saw, listed_any, &expect, node, now).await)?;
+            out.absorb(self.took(gone));
+        }
+        let unchanged = self.last.as_ref() == Some(&self.digests);
+        if !self.tainted && !self.deferred && !unchanged {
+            let encoded = digest::encode(&self.digests);
+            let expect = self.stored.as_deref();
+            on_backend!(state, db => db.store_listing_digest(&self.rule, expect, &encoded).await)?;
+        }
+        Ok(out)
+    }
+
+    /// Files and refused files that make one chunk: compared with their
+    /// rows unless the last listing had the same chunk.
+    async fn chunk_done(
+        &mut self,
+        files: &[Listed],
+        refused: &[&Refused],
+    ) -> Result<ListingOutcome> {
+        let files: Vec<&Listed> = files.iter().collect();
+        let d = digest::of_listing(self.direction, &files, refused);
+        self.digests.push(d);
+        if self
+            .last
+            .as_ref()
+            .is_some_and(|last| last.binary_search(&d).is_ok())
+        {
+            return Ok(ListingOutcome::default());
+        }
+        self.compared += 1;
+        let state = self.state.clone();
+        let (rule, dir, node, now) = (&self.rule, self.direction, state.me.node.as_str(), self.now);
+        let expect = Expect {
+            stored: self.stored.as_deref(),
+            token: &self.token,
+        };
+        let compared = on_backend!(state, db => db.diff_chunk(rule, dir, &files, refused, &expect, node, now).await)?;
+        Ok(self.took(compared))
+    }
+
+    fn took(&mut self, c: Compared) -> ListingOutcome {
+        self.tainted |= !c.intact;
+        self.deferred |= !c.outcome.deferred.is_empty();
+        if c.wrote {
+            self.stored = Some(self.token.to_vec());
+        }
+        c.outcome
+    }
+}
+
+impl ListingOutcome {
+    /// Adds what another chunk of the same listing changed.
+    pub fn absorb(&mut self, other: ListingOutcome) {
+        self.ignored_empty |= other.ignored_empty;
+        self.new.extend(other.new);
+        self.changed.extend(other.changed);
+        self.refused.extend(other.refused);
+        self.vanished.extend(other.vanished);
+        self.superseded.extend(other.superseded);
+        self.deferred.extend(other.deferred);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_cut_by_content_within_bounds() {
+        let c = Chunking {
+            min: 2,
+            mask: 3,
+            max: 6,
+        };
+        let paths: Vec<String> = (0..400).map(|i| format!("file-{i}")).collect();
+        let cuts = |paths: &[String]| {
+            let (mut len, mut out) = (0, Vec::new());
+            for p in paths {
+                len += 1;
+                if c.cuts_after(p, len) {
+                    out.push(p.clone());
+                    len = 0;
+                }
+            }
+            out
+        };
+        let all = cuts(&paths);
+        assert!(all.len() > 400 / 6, "every chunk is at most 6 files");
+        // One file more near the start: the cuts after its chunk are the
+        // same paths, so the chunks after it keep their digests.
+        let mut more = paths.clone();
+        more.insert(3, "new".into());
+        let again = cuts(&more);
+        assert!(again.ends_with(&all[all.len() / 2..]), "{all:?}\n{again:?}");
+    }
+
+    #[test]
+    fn seen_paths_are_told_apart() {
+        let mut s = Seen::new();
+        assert!(s.insert("a") && s.insert("b") && !s.insert("a"));
+        assert!(s.contains("b") && !s.contains("c"));
+    }
+}
