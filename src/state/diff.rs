@@ -240,10 +240,10 @@ impl ListingDiff {
             return Ok(out);
         }
         self.digests.sort_unstable();
-        let covered = self.last.as_ref().is_some_and(|last| {
-            last.iter()
-                .all(|d| self.digests.binary_search(d).is_ok())
-        });
+        let covered = self
+            .last
+            .as_ref()
+            .is_some_and(|last| last.iter().all(|d| self.digests.binary_search(d).is_ok()));
         if !covered {
             let (rule, node, now) = (&self.rule, state.me.node.as_str(), self.now);
             let seen = &self.seen;

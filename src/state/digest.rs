@@ -71,7 +71,7 @@ pub(super) fn encode(digests: &[Digest]) -> Vec<u8> {
 /// Stored chunk digests, sorted; `None` for anything else (a digest of
 /// an older version, cut short): the next listing is compared in full.
 pub(super) fn decode(stored: &[u8]) -> Option<Vec<Digest>> {
-    if stored.len() % 32 != 0 {
+    if !stored.len().is_multiple_of(32) {
         return None;
     }
     let mut out: Vec<Digest> = stored
