@@ -354,4 +354,161 @@ mod tests {
         assert!(s.insert("a") && s.insert("b") && !s.insert("a"));
         assert!(s.contains("b") && !s.contains("c"));
     }
+
+    use crate::state::testing::f;
+    use crate::state::{FileFilter, FileState};
+
+    /// Small chunks, so that a few hundred files make dozens of them.
+    const SMALL: Chunking = Chunking {
+        min: 2,
+        mask: 7,
+        max: 16,
+    };
+
+    fn files(n: usize) -> Vec<Listed> {
+        (0..n).map(|i| f(&format!("f{i:03}"), 1)).collect()
+    }
+
+    /// Records `listing` in small chunks; what it changed, and how many
+    /// chunks were compared with their rows.
+    async fn record(s: &State, listing: &[Listed], now: i64) -> (ListingOutcome, usize) {
+        let mut diff = s
+            .diff_listing("r", Direction::Listen, now)
+            .await
+            .unwrap()
+            .with_chunking(SMALL);
+        let mut out = ListingOutcome::default();
+        for file in listing {
+            if let Some(o) = diff.push(file.clone()).await.unwrap() {
+                out.absorb(o);
+            }
+        }
+        let compared = diff.compared();
+        out.absorb(diff.finish().await.unwrap());
+        (out, compared)
+    }
+
+    async fn deliver_all(s: &State, now: i64) {
+        for r in s.due("r", now, 0, 0).await.unwrap() {
+            s.claim(r.id, now).await.unwrap();
+            s.mark_delivered(r.id, "/x", false, now).await.unwrap();
+            s.mark_done(r.id, now).await.unwrap();
+        }
+    }
+
+    state_test!(an_unchanged_listing_reads_no_chunk, |s| {
+        let all = files(300);
+        let (out, compared) = record(&s, &all, 1000).await;
+        assert_eq!(out.new.len(), 300);
+        assert!(compared > 20, "{compared} chunks");
+        let (out, compared) = record(&s, &all, 2000).await;
+        assert!(out.new.is_empty() && out.changed.is_empty());
+        assert_eq!(compared, 0);
+        // Listed in another order, the chunks are others, the rows the same.
+        let mut reversed = all.clone();
+        reversed.reverse();
+        let (out, compared) = record(&s, &reversed, 3000).await;
+        assert!(out.new.is_empty() && out.changed.is_empty() && out.vanished.is_empty());
+        assert!(compared > 0);
+        assert_eq!(s.files(&FileFilter::default()).await.unwrap().len(), 300);
+    });
+
+    state_test!(a_new_file_costs_its_own_chunk, |s| {
+        let all = files(300);
+        record(&s, &all, 1000).await;
+        let mut more = all.clone();
+        more.insert(150, f("f150-new", 7));
+        let (out, compared) = record(&s, &more, 2000).await;
+        assert_eq!(out.new, vec![f("f150-new", 7)]);
+        assert!(compared <= 3, "{compared} chunks compared for one new file");
+        let changed = [&all[..10], &[f("f010", 2)], &all[11..]].concat();
+        let (out, _) = record(&s, &changed, 3000).await;
+        assert_eq!(out.changed, vec![f("f010", 2)]);
+        // f150-new is gone again: found although every other chunk is known.
+        let (out, _) = record(&s, &changed, 4000).await;
+        assert!(out.new.is_empty() && out.changed.is_empty());
+        let rows = s.files(&FileFilter::default()).await.unwrap();
+        assert!(rows.iter().all(|r| r.path != "f150-new"), "dropped");
+        assert_eq!(rows.len(), 300);
+    });
+
+    state_test!(a_file_gone_from_the_middle_is_found, |s| {
+        let all = files(300);
+        record(&s, &all, 1000).await;
+        deliver_all(&s, 1000).await;
+        let mut fewer = all.clone();
+        let gone = fewer.remove(123);
+        record(&s, &fewer, 2000).await;
+        // Only the missing file's row is marked unlisted: retention prunes
+        // it and keeps the 299 still listed.
+        assert_eq!(s.prune(i64::MAX).await.unwrap(), 1);
+        let rows = s.files(&FileFilter::default()).await.unwrap();
+        assert_eq!(rows.len(), 299);
+        assert!(rows.iter().all(|r| r.path != gone.path));
+        // A started file that goes is failed as vanished.
+        s.record_listing("r", &[f("late", 1)], 3000).await.unwrap();
+        let late = s.due("r", 3000, 0, 0).await.unwrap()[0].id;
+        s.claim(late, 3000).await.unwrap();
+        let (out, _) = record(&s, &fewer, 4000).await;
+        assert_eq!(out.vanished, vec!["late".to_string()]);
+    });
+
+    state_test!(a_listing_cut_short_is_not_trusted_later, |s| {
+        let all = files(300);
+        record(&s, &all, 1000).await;
+        // A listing that shows more files, then fails before its end.
+        let mut diff = s
+            .diff_listing("r", Direction::Listen, 2000)
+            .await
+            .unwrap()
+            .with_chunking(SMALL);
+        for file in files(300)
+            .into_iter()
+            .chain((0..50).map(|i| f(&format!("x{i}"), 1)))
+        {
+            diff.push(file).await.unwrap();
+        }
+        drop(diff);
+        let x_rows = |rows: Vec<crate::state::FileRow>| {
+            rows.iter().filter(|r| r.path.starts_with('x')).count()
+        };
+        assert!(
+            x_rows(s.files(&FileFilter::default()).await.unwrap()) > 0,
+            "some chunks were recorded"
+        );
+        // The first listing again: every chunk known, yet the files of the
+        // cut-short listing are found gone (never started: dropped).
+        record(&s, &all, 3000).await;
+        assert_eq!(x_rows(s.files(&FileFilter::default()).await.unwrap()), 0);
+    });
+
+    state_test!(rows_changed_meanwhile_keep_the_digests_out, |s| {
+        let all = files(300);
+        record(&s, &all, 1000).await;
+        deliver_all(&s, 1000).await;
+        let mut diff = s
+            .diff_listing("r", Direction::Listen, 2000)
+            .await
+            .unwrap()
+            .with_chunking(SMALL);
+        // While the listing runs, someone forgets a file it will skip.
+        let f5 = FileFilter {
+            path: Some("f005".into()),
+            ..FileFilter::default()
+        };
+        assert_eq!(s.forget(&f5).await.unwrap(), 1);
+        for file in all.iter().cloned().chain([f("new", 1)]) {
+            diff.push(file).await.unwrap();
+        }
+        diff.finish().await.unwrap();
+        // The next listing does not trust that one's digests: the forgotten
+        // file is new again.
+        let (out, _) = record(&s, &[all.clone(), vec![f("new", 1)]].concat(), 3000).await;
+        assert_eq!(out.new, vec![f("f005", 1)]);
+        let rows = s.files(&FileFilter::default()).await.unwrap();
+        assert_eq!(
+            rows.iter().filter(|r| r.state == FileState::Done).count(),
+            299
+        );
+    });
 }
