@@ -142,11 +142,11 @@ impl DirWatch {
 
     /// Forgets marks of files no longer listed, so marks stay as many as
     /// the files in the directory.
-    pub fn retain(&self, listed: &std::collections::HashSet<String>) {
+    pub fn retain(&self, listed: impl Fn(&str) -> bool) {
         self.marks
             .lock()
             .expect("marks lock")
-            .retain(|k, _| listed.contains(k));
+            .retain(|k, _| listed(k));
     }
 }
 

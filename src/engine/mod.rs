@@ -15,6 +15,7 @@ mod handler;
 mod post;
 mod process;
 mod read_ahead;
+mod record;
 mod retention;
 mod retry;
 mod run;
@@ -321,69 +322,16 @@ impl Engine {
             pool.close_idle().await;
             return Ok(());
         }
-        let listing = {
-            let mut session = pool.get().await?;
-            self.restore_retried(rule, &mut session).await?;
-            walk::list(&mut session, rule).await?
-        };
-        report.skipped_dirs = Some(listing.skipped.len());
-        report.skipped_error = listing.skipped.last().map(|(d, e)| format!("{d}: {e}"));
-        // Taken apart so that each part goes as soon as it has served.
-        let walk::Listing {
-            mut files,
-            refused,
-            all: markers,
-            skipped,
-        } = listing;
-        report.listed = files.len();
-        files.extend(walk::keep_skipped(&self.state, rule, &skipped).await?);
         let now = now_ms();
-        let outcome = self
-            .state
-            .record_listing_in(&rule.name, direction(rule), &files, &refused, now)
+        let markers = self
+            .list_and_record(rule, &pool, watch, now, report)
             .await?;
-        drop(refused);
-        if outcome.ignored_empty {
-            tracing::warn!(remote = %rule.remote_dir, "the listing came back empty while files were pending; treating it as unknown");
-        }
-        for f in outcome.new.iter().chain(&outcome.changed) {
-            tracing::info!(state = "seen", path = %f.path, size = f.size, mtime = f.mtime, "seen");
-        }
-        report.failed += outcome.refused.len();
-        for x in &outcome.refused {
-            tracing::error!(state = "failed", path = %x.file.path, error = %x.error, "cannot take this file");
-        }
-        match &rule.send {
-            None => {
-                for v in &outcome.superseded {
-                    target::discard_partial(rule, &self.spool_dir, v);
-                }
-            }
-            Some(to) if !outcome.superseded.is_empty() => {
-                if let Ok(mut session) = self.pool_for(&to.server).get().await {
-                    upload::discard_partials(&mut session, to, &outcome.superseded).await;
-                }
-            }
-            Some(_) => {}
-        }
-        for path in &outcome.vanished {
-            tracing::error!(state = "failed", path = %path, "disappeared from the server before it was delivered");
-        }
-        for path in &outcome.deferred {
-            tracing::info!(path = %path, "changed or gone while another node works on it; looked at again once it is done");
-        }
-        // A first pass's outcome names every file: logged, it has served.
-        drop(outcome);
         // With events, stability is judged file by file below.
         let stable_for = if watch.is_some() {
             0
         } else {
             ms(rule.stable_for)
         };
-        if let Some(w) = watch {
-            w.retain(&files.iter().map(|f| f.path.clone()).collect());
-        }
-        drop(files);
         let first = self
             .swept
             .lock()

@@ -6,16 +6,27 @@
 
 use super::{filter, target};
 use crate::config::Rule;
-use crate::remote::{self, EntryKind, PooledSession, Result};
+use crate::remote::{self, Entry, EntryKind, PooledSession, Result};
 use crate::state::{FileFilter, Listed, Refused, State, size_to_db};
 use std::collections::{HashSet, VecDeque};
+use tokio::sync::mpsc;
 
-pub struct Listing {
+/// Batches of the files a walk found, as the server sent them: the
+/// listing streams into the diff instead of being held whole.
+#[derive(Default)]
+pub struct Walked {
     /// Files the rule takes.
     pub files: Vec<Listed>,
     /// Files the rule would take but ferry cannot (names that are not
     /// UTF-8): recorded as failed, with why.
     pub refused: Vec<Refused>,
+}
+
+/// What a walk tells besides its files.
+#[derive(Default)]
+pub struct Listing {
+    /// How many files the rule takes were listed.
+    pub files: usize,
     /// Every file path seen, markers included, for the ready-marker gate;
     /// empty when the rule has no `ready_marker` (nothing asks for it).
     pub all: HashSet<String>,
@@ -30,90 +41,132 @@ struct Pending {
     real: String,
 }
 
-pub async fn list(session: &mut PooledSession, rule: &Rule) -> Result<Listing> {
-    let mut out = Listing {
-        files: Vec::new(),
-        refused: Vec::new(),
-        all: HashSet::new(),
-        skipped: Vec::new(),
-    };
+/// Batches the transport hands over while a directory is still being
+/// listed, and batches handed on to the diff.
+const IN_FLIGHT: usize = 2;
+
+/// Lists the rule's directory (and its subdirectories, when recursive)
+/// and sends the files the rule takes to `out`, a batch at a time. Stops
+/// early, without an error, when `out`'s receiver is gone: whoever reads
+/// it failed and says why.
+pub async fn list(
+    session: &mut PooledSession,
+    rule: &Rule,
+    out: mpsc::Sender<Walked>,
+) -> Result<Listing> {
+    let mut listing = Listing::default();
     let mut seen = HashSet::from([rule.remote_dir.clone()]);
     let mut dirs = VecDeque::from([Pending {
         rel: String::new(),
         real: rule.remote_dir.clone(),
     }]);
-    while let Some(Pending { rel: rel_dir, real }) = dirs.pop_front() {
-        let abs_dir = if rel_dir.is_empty() {
+    while let Some(dir) = dirs.pop_front() {
+        if out.is_closed() {
+            break;
+        }
+        let abs_dir = if dir.rel.is_empty() {
             rule.remote_dir.clone()
         } else {
-            remote::join(&rule.remote_dir, &rel_dir)
+            remote::join(&rule.remote_dir, &dir.rel)
         };
-        let entries = match session.list(&abs_dir).await {
-            Ok(entries) => entries,
-            // The rule's own directory failing is the poll failing.
-            Err(e) if rel_dir.is_empty() || e.breaks_session() => return Err(e),
-            Err(e) => {
-                tracing::warn!(path = %rel_dir, error = %e, "skipping a directory that cannot be listed");
-                out.skipped.push((rel_dir, e.to_string()));
-                continue;
-            }
-        };
-        for e in entries {
-            // ferry's own partial downloads, whatever the globs say: a rule
-            // watching another rule's local_dir must never take them.
-            if target::is_temp_name(&e.name) {
-                continue;
-            }
-            let rel = if rel_dir.is_empty() {
-                e.name.clone()
-            } else {
-                format!("{rel_dir}/{}", e.name)
-            };
-            match e.kind {
-                EntryKind::File => {
-                    if filter::takes_file(rule, &rel, &e.name, e.size) {
-                        let file = Listed {
-                            path: rel.clone(),
-                            size: size_to_db(e.size),
-                            mtime: e.mtime,
-                            date_only: e.date_only,
-                        };
-                        if e.invalid_name {
-                            let error = remote::NOT_UTF8.to_string();
-                            out.refused.push(Refused { file, error });
-                        } else {
-                            out.files.push(file);
-                        }
-                    }
-                    if rule.ready_marker.is_some() || rule.checksum_file.is_some() {
-                        out.all.insert(rel);
-                    }
-                }
-                EntryKind::Dir if rule.recursive && e.invalid_name => {
-                    tracing::warn!(path = %rel, "not entering a directory whose name is not UTF-8");
-                }
-                EntryKind::Dir if rule.recursive => {
-                    if !filter::enters_dir(rule, &rel, &e.name, &remote::join(&abs_dir, &e.name)) {
-                        continue;
-                    }
-                    let real = match &e.link_target {
-                        Some(t) if t.starts_with('/') => remote::normalize(t),
-                        Some(t) => remote::normalize(&remote::join(&real, t)),
-                        None => remote::join(&real, &e.name),
-                    };
-                    if seen.insert(real.clone()) {
-                        dirs.push_back(Pending { rel, real });
+        let (tx, rx) = mpsc::channel::<Vec<Entry>>(IN_FLIGHT);
+        let listed = session.list_batches(&abs_dir, tx);
+        let sorted = async {
+            // Owned here: when the diff is gone, dropping it stops the
+            // transport's listing too.
+            let mut rx = rx;
+            while let Some(entries) = rx.recv().await {
+                let mut walked = Walked::default();
+                for e in entries {
+                    let found = take(rule, &dir, &abs_dir, e, &mut walked, &mut listing.all);
+                    let Some(sub) = found else { continue };
+                    if seen.insert(sub.real.clone()) {
+                        dirs.push_back(sub);
                     } else {
-                        tracing::warn!(path = %rel, target = %real, "not entering a directory already walked (a symlink loop?)");
+                        tracing::warn!(path = %sub.rel, target = %sub.real, "not entering a directory already walked (a symlink loop?)");
                     }
                 }
-                _ => {
-                    tracing::debug!(path = %rel, kind = ?e.kind, "skipping an entry that is not a regular file")
+                listing.files += walked.files.len();
+                if out.send(walked).await.is_err() {
+                    break;
                 }
+            }
+        };
+        let (listed, ()) = tokio::join!(listed, sorted);
+        match listed {
+            Ok(()) => {}
+            // The rule's own directory failing is the poll failing.
+            Err(e) if dir.rel.is_empty() || e.breaks_session() => return Err(e),
+            Err(e) => {
+                tracing::warn!(path = %dir.rel, error = %e, "skipping a directory that cannot be listed");
+                listing.skipped.push((dir.rel, e.to_string()));
             }
         }
     }
-    Ok(out)
+    Ok(listing)
+}
+
+/// Sorts one entry of `dir`: a file the rule takes goes into `walked`, a
+/// subdirectory to enter is returned.
+fn take(
+    rule: &Rule,
+    dir: &Pending,
+    abs_dir: &str,
+    e: Entry,
+    walked: &mut Walked,
+    all: &mut HashSet<String>,
+) -> Option<Pending> {
+    // ferry's own partial downloads, whatever the globs say: a rule
+    // watching another rule's local_dir must never take them.
+    if target::is_temp_name(&e.name) {
+        return None;
+    }
+    let rel = if dir.rel.is_empty() {
+        e.name.clone()
+    } else {
+        format!("{}/{}", dir.rel, e.name)
+    };
+    match e.kind {
+        EntryKind::File => {
+            if filter::takes_file(rule, &rel, &e.name, e.size) {
+                let file = Listed {
+                    path: rel.clone(),
+                    size: size_to_db(e.size),
+                    mtime: e.mtime,
+                    date_only: e.date_only,
+                };
+                if e.invalid_name {
+                    let error = remote::NOT_UTF8.to_string();
+                    walked.refused.push(Refused { file, error });
+                } else {
+                    walked.files.push(file);
+                }
+            }
+            if rule.ready_marker.is_some() || rule.checksum_file.is_some() {
+                all.insert(rel);
+            }
+            None
+        }
+        EntryKind::Dir if rule.recursive && e.invalid_name => {
+            tracing::warn!(path = %rel, "not entering a directory whose name is not UTF-8");
+            None
+        }
+        EntryKind::Dir if rule.recursive => {
+            if !filter::enters_dir(rule, &rel, &e.name, &remote::join(abs_dir, &e.name)) {
+                return None;
+            }
+            let real = match &e.link_target {
+                Some(t) if t.starts_with('/') => remote::normalize(t),
+                Some(t) => remote::normalize(&remote::join(&dir.real, t)),
+                None => remote::join(&dir.real, &e.name),
+            };
+            Some(Pending { rel, real })
+        }
+        _ => {
+            tracing::debug!(path = %rel, kind = ?e.kind, "skipping an entry that is not a regular file");
+            None
+        }
+    }
 }
 
 /// The latest row of each path under directories the walk skipped, as

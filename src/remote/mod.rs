@@ -113,6 +113,25 @@ pub trait Transport: Send + Sync {
     async fn connect(&self) -> Result<Box<dyn Session>>;
 }
 
+/// [`Session::list`] for a transport that streams: every batch
+/// `list_batches` sends, gathered.
+pub(crate) async fn gather<F, Fut>(list_batches: F) -> Result<Vec<Entry>>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Vec<Entry>>) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    let gathered = async {
+        let mut all = Vec::new();
+        while let Some(mut batch) = rx.recv().await {
+            all.append(&mut batch);
+        }
+        all
+    };
+    let (listed, all) = tokio::join!(list_batches(tx), gathered);
+    listed.map(|()| all)
+}
+
 /// One open connection. Paths are absolute on the server, `/`-separated.
 /// Reads and writes push bytes through the caller's stream so each protocol
 /// can pipeline and finish its transfer in its own way.
@@ -120,6 +139,20 @@ pub trait Transport: Send + Sync {
 pub trait Session: Send {
     /// Entries of one directory, without `.` and `..`.
     async fn list(&mut self, dir: &str) -> Result<Vec<Entry>>;
+    /// [`Session::list`] in batches, sent to `out` as the server hands
+    /// them over, so that a large directory is never held whole. Stops,
+    /// without an error, once `out`'s receiver is gone. The default sends
+    /// the whole listing as one batch (FTP: a `LIST` is refined with
+    /// `MDTM` once complete).
+    async fn list_batches(
+        &mut self,
+        dir: &str,
+        out: tokio::sync::mpsc::Sender<Vec<Entry>>,
+    ) -> Result<()> {
+        let entries = self.list(dir).await?;
+        let _ = out.send(entries).await;
+        Ok(())
+    }
     async fn stat(&mut self, path: &str) -> Result<Entry>;
     /// The size of the file at `path` (`None`: the server does not say),
     /// to check an upload. The default asks [`Session::stat`]; FTP asks

@@ -289,6 +289,15 @@ impl PooledSession {
         self.noted(r)
     }
 
+    pub async fn list_batches(
+        &mut self,
+        dir: &str,
+        out: tokio::sync::mpsc::Sender<Vec<Entry>>,
+    ) -> Result<()> {
+        let r = self.inner().list_batches(dir, out).await;
+        self.noted(r)
+    }
+
     pub async fn stat(&mut self, path: &str) -> Result<Entry> {
         let r = self.inner().stat(path).await;
         self.noted(r)

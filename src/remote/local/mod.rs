@@ -13,6 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc::Sender;
 
 pub struct LocalTransport;
 
@@ -56,10 +57,14 @@ fn entry_named(
     }
 }
 
+/// Entries a local listing hands over at a time.
+const BATCH: usize = 1024;
+
 /// Reads a directory on a blocking thread: one `readdir` and one `lstat` per
 /// entry, far cheaper than a tokio round trip per entry on large directories.
-fn list_blocking(dir: &Path) -> std::io::Result<Vec<Entry>> {
-    let mut out = Vec::new();
+/// Sent on in batches as it goes; stops when the receiver is gone.
+fn list_blocking(dir: &Path, out: &Sender<Vec<Entry>>) -> std::io::Result<()> {
+    let mut batch = Vec::with_capacity(BATCH);
     for item in std::fs::read_dir(dir)? {
         let item = item?;
         // Listed all the same, escaped: the rule records it as failed once.
@@ -76,9 +81,18 @@ fn list_blocking(dir: &Path) -> std::io::Result<Vec<Entry>> {
             .then(|| std::fs::read_link(item.path()).ok())
             .flatten()
             .map(|t| t.to_string_lossy().into_owned());
-        out.push(entry_named(name, invalid_name, &meta, target));
+        batch.push(entry_named(name, invalid_name, &meta, target));
+        if batch.len() == BATCH {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+            if out.blocking_send(full).is_err() {
+                return Ok(());
+            }
+        }
     }
-    Ok(out)
+    if !batch.is_empty() {
+        let _ = out.blocking_send(batch);
+    }
+    Ok(())
 }
 
 /// Opens `path` for reading only if it is still the listed regular file.
@@ -138,8 +152,12 @@ async fn open_version(path: &str, expected: Version) -> Result<tokio::fs::File> 
 #[async_trait]
 impl Session for LocalSession {
     async fn list(&mut self, dir: &str) -> Result<Vec<Entry>> {
+        super::gather(|out| self.list_batches(dir, out)).await
+    }
+
+    async fn list_batches(&mut self, dir: &str, out: Sender<Vec<Entry>>) -> Result<()> {
         let path = dir.to_string();
-        tokio::task::spawn_blocking(move || list_blocking(Path::new(&path)))
+        tokio::task::spawn_blocking(move || list_blocking(Path::new(&path), &out))
             .await
             .map_err(|e| {
                 RemoteError::new(

@@ -21,6 +21,7 @@ use connect::Connected;
 use futures::StreamExt;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc::Sender;
 use wire::{Attrs, NameEntry, status};
 
 const POSIX_RENAME: &str = "posix-rename@openssh.com";
@@ -93,22 +94,47 @@ fn already_exists(ctx: &str) -> RemoteError {
 }
 
 impl SftpSession {
-    async fn read_dir(&self, dir: &str) -> Result<Vec<NameEntry>> {
+    /// Lists `dir` a `READDIR` reply at a time (about a hundred names
+    /// each from OpenSSH), each reply sent on as soon as it came.
+    async fn read_dir(&self, dir: &str, out: &Sender<Vec<Entry>>) -> Result<()> {
         let (c, sftp) = (&self.c, &self.c.sftp);
         let handle = c
             .io(sftp.opendir(dir.as_bytes()))
             .await
             .map_err(|e| error::sftp("list", dir, e))?;
-        let mut files = Vec::new();
         let result = loop {
             match c.io(sftp.readdir(&handle)).await {
-                Ok(Some(names)) => files.extend(names),
-                Ok(None) => break Ok(files),
+                Ok(Some(names)) => {
+                    let entries = self.entries(dir, names).await;
+                    if out.send(entries).await.is_err() {
+                        break Ok(());
+                    }
+                }
+                Ok(None) => break Ok(()),
                 Err(e) => break Err(error::sftp("list", dir, e)),
             }
         };
         let _ = c.io(sftp.close(&handle)).await;
         result
+    }
+
+    /// One reply's names as entries, symlinks followed.
+    async fn entries(&self, dir: &str, names: Vec<NameEntry>) -> Vec<Entry> {
+        let mut out = Vec::with_capacity(names.len());
+        for f in names {
+            if f.name == b"." || f.name == b".." {
+                continue;
+            }
+            let e = entry(&f.name, &f.attrs, None);
+            let e = if e.kind == EntryKind::Symlink {
+                self.follow(&join_bytes(dir, &f.name), &f.name, &f.attrs)
+                    .await
+            } else {
+                e
+            };
+            out.push(e);
+        }
+        out
     }
 
     /// A symlink as what it points to; a dangling one stays a symlink.
@@ -190,21 +216,11 @@ impl SftpSession {
 #[async_trait]
 impl Session for SftpSession {
     async fn list(&mut self, dir: &str) -> Result<Vec<Entry>> {
-        let mut out = Vec::new();
-        for f in self.read_dir(dir).await? {
-            if f.name == b"." || f.name == b".." {
-                continue;
-            }
-            let e = entry(&f.name, &f.attrs, None);
-            let e = if e.kind == EntryKind::Symlink {
-                self.follow(&join_bytes(dir, &f.name), &f.name, &f.attrs)
-                    .await
-            } else {
-                e
-            };
-            out.push(e);
-        }
-        Ok(out)
+        super::gather(|out| self.list_batches(dir, out)).await
+    }
+
+    async fn list_batches(&mut self, dir: &str, out: Sender<Vec<Entry>>) -> Result<()> {
+        self.read_dir(dir, &out).await
     }
 
     async fn stat(&mut self, path: &str) -> Result<Entry> {
