@@ -14,7 +14,9 @@
 # Also: the first pass's peak RSS (ENTRIES new files), the steady poll's
 # peak RSS, and a `ferry run` daemon's peak RSS after a few polls with
 # every row tracked. The in-daemon time of a poll (rules.last_duration_ms)
-# is printed beside the whole process's wall time.
+# is printed beside the whole process's wall time. Then a file added
+# (one chunk of the listing compared, the file delivered) and removed
+# again (the rows streamed past to find what is gone), RUNS times each.
 # Needs GNU time, python3, sqlite3; for SFTP root, openssh-server and
 # openssh-client.
 set -euo pipefail
@@ -114,6 +116,16 @@ done
 got=$(find "$W/out" -type f | wc -l)
 ((got == ENTRIES)) || bench_die "an unchanged poll delivered again: $got files in $W/out"
 
+echo "== one file added, then removed again, $RUNS runs each: ferry once"
+for ((i = 0; i < RUNS; i++)); do
+    printf 'new %d\n' "$i" >"$SRC/zz-new-$i.dat"
+    timed local-new "$FERRY" once -c "$W/local.toml"
+    rm "$SRC/zz-new-$i.dat"
+    timed local-gone "$FERRY" once -c "$W/local.toml"
+done
+got=$(find "$W/out" -type f | wc -l)
+((got == ENTRIES + RUNS)) || bench_die "$W/out holds $got files, expected $((ENTRIES + RUNS))"
+
 echo "== a daemon tracking $done_rows rows: ferry run, 3 polls 2 s apart"
 daemon_table >"$W/run.toml"
 local_rule 2s >>"$W/run.toml"
@@ -175,6 +187,8 @@ printf '  %-42s %8.2f s  %8s\n' "first pass (delivers $ENTRIES)" "$(med first)" 
 printf '  %-42s %8.3f s  %8s  (in-daemon poll %s ms)\n' "unchanged local poll" "$(med local)" "$(rss local)" "$(median <"$W/poll_ms.local")"
 printf '  %-42s %8.3f s\n' "find -maxdepth 1 -printf '%s %T@'" "$(med find)"
 printf '  %-42s %8s   (goal: at most 1.5x)\n' "ratio ferry / find" "$(ratio local find)"
+printf '  %-42s %8.3f s  %8s\n' "poll with one file added (and delivered)" "$(med local-new)" "$(rss local-new)"
+printf '  %-42s %8.3f s  %8s\n' "poll with that file gone again" "$(med local-gone)" "$(rss local-gone)"
 printf '  %-42s %8.1f MiB\n' "ferry run, peak RSS" "$(awk -v k="$RUN_HWM" 'BEGIN {print k / 1024}')"
 if [[ -z ${NO_SFTP:-} ]]; then
     printf '  %-42s %8.3f s  %8s  (in-daemon poll %s ms)\n' "unchanged SFTP poll" "$(med sftp)" "$(rss sftp)" "$(median <"$W/poll_ms.sftp")"

@@ -63,3 +63,39 @@ fn rows_a_chunk_leaves_due_do_not_stop_the_later_chunks() {
     assert_eq!(names(&f.outbox).len(), FILES);
     assert_eq!(f.files(Some("done")).len(), FILES);
 }
+
+/// A listing of several transport batches (1,024 local entries each) and
+/// several diff chunks: files added, changed and removed among thousands
+/// are exactly what the next poll records, and an unchanged directory
+/// records nothing.
+#[test]
+fn changes_among_thousands_of_files_are_recorded_and_nothing_else() {
+    const MANY: usize = 6000;
+    let f = Fixture::new("");
+    for i in 0..MANY {
+        f.put(&format!("g{i:05}.dat"), &body(i));
+    }
+    f.once(0);
+    assert_eq!(f.files(Some("done")).len(), MANY);
+    for i in [1000, 3000, 5000] {
+        std::fs::remove_file(f.inbox.join(format!("g{i:05}.dat"))).unwrap();
+        f.put(&format!("h{i:05}.dat"), &body(i));
+    }
+    f.put("g04000.dat", b"a new version");
+    let log = f.once(0);
+    let seen: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("state=\"seen\"") || l.contains("state=seen"))
+        .collect();
+    assert_eq!(seen.len(), 4, "{seen:#?}");
+    assert_eq!(f.files(Some("done")).len(), MANY + 4);
+    assert_eq!(
+        std::fs::read(f.outbox.join("h03000.dat")).unwrap(),
+        body(3000)
+    );
+    let log = f.once(0);
+    assert!(
+        !log.contains("state=\"seen\"") && !log.contains("state=seen"),
+        "{log}"
+    );
+}

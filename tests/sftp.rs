@@ -381,6 +381,34 @@ async fn a_ten_thousand_entry_directory_lists_completely() {
     let mut session = Pool::new(s).get().await.unwrap();
     let entries = session.list(data.to_str().unwrap()).await.unwrap();
     assert_eq!(entries.len(), 10_000);
+    // In batches as the server sends them: never the whole directory at
+    // once, and together every entry once.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    let listing = session.list_batches(data.to_str().unwrap(), tx);
+    let gathered = async {
+        let (mut sizes, mut names) = (Vec::new(), std::collections::HashSet::new());
+        while let Some(batch) = rx.recv().await {
+            sizes.push(batch.len());
+            names.extend(batch.into_iter().map(|e| e.name));
+        }
+        (sizes, names)
+    };
+    let (listed, (sizes, names)) = tokio::join!(listing, gathered);
+    listed.unwrap();
+    assert_eq!(names.len(), 10_000);
+    assert!(sizes.len() >= 20, "{} batches", sizes.len());
+    assert!(sizes.iter().all(|&n| n <= 1000), "{sizes:?}");
+    // A reader that stops early stops the listing, and the session is fine.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    let listing = session.list_batches(data.to_str().unwrap(), tx);
+    let first = async move { rx.recv().await.map(|b| b.len()) };
+    let (listed, first) = tokio::join!(listing, first);
+    listed.unwrap();
+    assert!(first.is_some_and(|n| n > 0));
+    assert_eq!(
+        session.list(data.to_str().unwrap()).await.unwrap().len(),
+        10_000
+    );
 }
 
 /// Many small files on one session at once: answers come back in the order

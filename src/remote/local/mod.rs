@@ -319,6 +319,36 @@ async fn resume_at(file: &mut tokio::fs::File, offset: u64) -> std::io::Result<(
 mod tests {
     use super::*;
 
+    /// A large directory comes in batches of [`BATCH`]; a reader that
+    /// stops early stops the listing without an error.
+    #[tokio::test]
+    async fn a_large_directory_is_listed_in_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..2500 {
+            std::fs::write(dir.path().join(format!("f{i}")), b"").unwrap();
+        }
+        let root = dir.path().to_str().unwrap().to_string();
+        let mut s = LocalSession;
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let listing = s.list_batches(&root, tx);
+        let sizes = async {
+            let mut sizes = Vec::new();
+            while let Some(b) = rx.recv().await {
+                sizes.push(b.len());
+            }
+            sizes
+        };
+        let (listed, sizes) = tokio::join!(listing, sizes);
+        listed.unwrap();
+        assert_eq!(sizes, [BATCH, BATCH, 2500 - 2 * BATCH]);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let listing = s.list_batches(&root, tx);
+        let first = async move { rx.recv().await.map(|b| b.len()) };
+        let (listed, first) = tokio::join!(listing, first);
+        listed.unwrap();
+        assert_eq!(first, Some(BATCH));
+    }
+
     #[tokio::test]
     async fn reads_from_an_offset_and_lists() {
         let dir = tempfile::tempdir().unwrap();
