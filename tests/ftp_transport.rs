@@ -577,3 +577,66 @@ async fn many_renames_in_flight_on_pyftpdlib() {
     .await;
     many_renames(&mut s, &srv).await;
 }
+
+/// Batches `list_batches` sends for `dir`, read with a reader that stops
+/// after `keep` batches; the session must be in step afterwards.
+async fn batches(s: &mut Box<dyn ferry::remote::Session>, dir: &str, keep: usize) -> Vec<usize> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let listing = s.list_batches(dir, tx);
+    let read = async move {
+        let mut rx = rx;
+        let mut sizes = Vec::new();
+        while sizes.len() < keep {
+            let Some(b) = rx.recv().await else { break };
+            sizes.push(b.len());
+        }
+        sizes
+    };
+    let (listed, sizes) = tokio::join!(listing, read);
+    listed.unwrap();
+    sizes
+}
+
+/// MLSD (pyftpdlib) comes in batches as its lines arrive, and a reader
+/// that stops early stops it with the control connection in step; a LIST
+/// (vsftpd) comes whole, its times refined once it is complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_mlsd_listing_comes_in_batches() {
+    const N: usize = 3500;
+    let dir = tempfile::tempdir().unwrap();
+    let py = pyftpdlib(dir.path(), PyTls::None, None);
+    let many = py.root.join("many");
+    std::fs::create_dir(&many).unwrap();
+    for i in 0..N {
+        std::fs::write(many.join(format!("f{i:04}")), b"x").unwrap();
+    }
+    let mut s = connect(&py_user(server(
+        Protocol::Ftp,
+        py.port,
+        FtpOptions::default(),
+    )))
+    .await;
+    let sizes = batches(&mut s, &py.remote("many"), usize::MAX).await;
+    assert_eq!(sizes.iter().sum::<usize>(), N);
+    assert!(
+        sizes.len() >= 4 && sizes.iter().all(|&n| n <= 1000),
+        "{sizes:?}"
+    );
+    assert_eq!(batches(&mut s, &py.remote("many"), 1).await, [1000]);
+    let st = s.stat(&py.remote("many/f0007")).await.unwrap();
+    assert_eq!(st.size, Some(1), "still in step");
+    assert_eq!(s.list(&py.remote("many")).await.unwrap().len(), N);
+
+    let dir = tempfile::tempdir().unwrap();
+    let vs = vsftpd(dir.path(), &Vsftpd::default());
+    let many = vs.root.join("pub/many");
+    std::fs::create_dir(&many).unwrap();
+    for i in 0..1500 {
+        std::fs::write(many.join(format!("f{i:04}")), b"x").unwrap();
+    }
+    let mut s = connect(&server(Protocol::Ftp, vs.port, FtpOptions::default())).await;
+    assert_eq!(
+        batches(&mut s, &vs.remote("pub/many"), usize::MAX).await,
+        [1500]
+    );
+}

@@ -115,9 +115,9 @@ pub trait Transport: Send + Sync {
 
 /// [`Session::list`] for a transport that streams: every batch
 /// `list_batches` sends, gathered.
-pub(crate) async fn gather<F, Fut>(list_batches: F) -> Result<Vec<Entry>>
+pub(crate) async fn gather<T, F, Fut>(list_batches: F) -> Result<Vec<T>>
 where
-    F: FnOnce(tokio::sync::mpsc::Sender<Vec<Entry>>) -> Fut,
+    F: FnOnce(tokio::sync::mpsc::Sender<Vec<T>>) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
     let (tx, mut rx) = tokio::sync::mpsc::channel(1);
@@ -142,8 +142,8 @@ pub trait Session: Send {
     /// [`Session::list`] in batches, sent to `out` as the server hands
     /// them over, so that a large directory is never held whole. Stops,
     /// without an error, once `out`'s receiver is gone. The default sends
-    /// the whole listing as one batch (FTP: a `LIST` is refined with
-    /// `MDTM` once complete).
+    /// the whole listing as one batch (as FTP does with a `LIST`, whose
+    /// times are refined with `MDTM` once it is complete).
     async fn list_batches(
         &mut self,
         dir: &str,

@@ -9,8 +9,10 @@
 //! recorded listing had a chunk with the same digest (`digest.rs`): then
 //! nothing in it changed, and no row is read. What left the listing is
 //! found once it is complete, from the paths it showed, kept as 128-bit
-//! keyed hashes (16 bytes a path); and only when some chunk of the last
-//! listing is missing, since otherwise every path it had is still there.
+//! keyed hashes (16 bytes a path); and only when something can have left.
+//! The last listing's files that are still listed are those of its chunks
+//! found again, and those of its other chunks that the compared chunks
+//! found rows for: when these add up to all of its files, nothing left.
 //!
 //! The stored digests are trusted only while no one else wrote in
 //! between: each write of this listing leaves a token of its own in their
@@ -18,7 +20,7 @@
 //! migration 0007), and the digests of this listing are stored only over
 //! the token or the digests it started from.
 
-use super::digest::{self, Digest};
+use super::digest::{self, Chunk};
 use super::{Direction, Listed, ListingOutcome, Refused, Result, State};
 use std::collections::HashSet;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
@@ -98,6 +100,9 @@ pub(super) struct Compared {
     pub outcome: ListingOutcome,
     /// The stored digests were as expected when it started.
     pub intact: bool,
+    /// Rows found for the chunk's paths that the last complete listing
+    /// showed ([`super::listing::Plan::survivors`]).
+    pub survivors: u64,
     /// It wrote, and left the token in the digests' place.
     pub wrote: bool,
 }
@@ -114,9 +119,9 @@ pub struct ListingDiff {
     direction: Direction,
     now: i64,
     chunking: Chunking,
-    /// The digests of the last recorded listing, sorted; `None`: compare
+    /// The chunks of the last recorded listing, sorted; `None`: compare
     /// every chunk and look for gone files.
-    last: Option<Vec<Digest>>,
+    last: Option<Vec<Chunk>>,
     /// What this listing expects to find stored: the digests it read, or
     /// its own token once it wrote.
     stored: Option<Vec<u8>>,
@@ -125,7 +130,9 @@ pub struct ListingDiff {
     /// must not be stored.
     tainted: bool,
     deferred: bool,
-    digests: Vec<Digest>,
+    chunks: Vec<Chunk>,
+    /// Files of the last listing found again by the compared chunks.
+    survivors: u64,
     seen: Seen,
     chunk: Vec<Listed>,
     refused: Vec<Refused>,
@@ -158,7 +165,8 @@ impl State {
             token,
             tainted: false,
             deferred: false,
-            digests: Vec::new(),
+            chunks: Vec::new(),
+            survivors: 0,
             seen: Seen::new(),
             chunk: Vec::new(),
             refused: Vec::new(),
@@ -239,12 +247,8 @@ impl ListingDiff {
             out.ignored_empty = true;
             return Ok(out);
         }
-        self.digests.sort_unstable();
-        let covered = self
-            .last
-            .as_ref()
-            .is_some_and(|last| last.iter().all(|d| self.digests.binary_search(d).is_ok()));
-        if !covered {
+        self.chunks.sort_unstable();
+        if self.may_have_lost(listed_any) {
             let (rule, node, now) = (&self.rule, state.me.node.as_str(), self.now);
             let seen = &self.seen;
             let saw = |path: &str| seen.contains(path);
@@ -254,14 +258,36 @@ impl ListingDiff {
             };
             let gone = on_backend!(state, db => db.record_gone(rule, &saw, listed_any, &expect, node, now).await)?;
             out.absorb(self.took(gone));
+            out.looked_for_gone = true;
         }
-        let unchanged = self.last.as_ref() == Some(&self.digests);
+        let unchanged = self.last.as_ref() == Some(&self.chunks);
         if !self.tainted && !self.deferred && !unchanged {
-            let encoded = digest::encode(&self.digests);
+            let encoded = digest::encode(&self.chunks);
             let expect = self.stored.as_deref();
             on_backend!(state, db => db.store_listing_digest(&self.rule, expect, &encoded).await)?;
         }
         Ok(out)
+    }
+
+    /// Whether a file the last listing showed can be missing from this
+    /// one. Every row a poll could change (pending, or finished and not
+    /// marked unlisted) is a file the last complete listing showed: what
+    /// it did not show it dropped, failed or marked, and anything that
+    /// adds or revives a row since clears its digests. So the files it
+    /// showed that are still listed are those of its chunks found again,
+    /// and, of its other chunks, those the compared chunks found rows for.
+    /// An empty last listing marked nothing: this one looks.
+    fn may_have_lost(&self, listed_any: bool) -> bool {
+        let Some(last) = &self.last else { return true };
+        if last.is_empty() {
+            return listed_any;
+        }
+        let missing: u64 = last
+            .iter()
+            .filter(|c| self.chunks.binary_search(c).is_err())
+            .map(|c| u64::from(c.1))
+            .sum();
+        missing != self.survivors
     }
 
     /// Files and refused files that make one chunk: compared with their
@@ -273,11 +299,12 @@ impl ListingDiff {
     ) -> Result<ListingOutcome> {
         let files: Vec<&Listed> = files.iter().collect();
         let d = digest::of_listing(self.direction, &files, refused);
-        self.digests.push(d);
+        let count = u32::try_from(files.len() + refused.len()).unwrap_or(u32::MAX);
+        self.chunks.push((d, count));
         if self
             .last
             .as_ref()
-            .is_some_and(|last| last.binary_search(&d).is_ok())
+            .is_some_and(|last| last.binary_search(&(d, count)).is_ok())
         {
             return Ok(ListingOutcome::default());
         }
@@ -294,6 +321,7 @@ impl ListingDiff {
 
     fn took(&mut self, c: Compared) -> ListingOutcome {
         self.tainted |= !c.intact;
+        self.survivors += c.survivors;
         self.deferred |= !c.outcome.deferred.is_empty();
         if c.wrote {
             self.stored = Some(self.token.to_vec());
@@ -306,6 +334,7 @@ impl ListingOutcome {
     /// Adds what another chunk of the same listing changed.
     pub fn absorb(&mut self, other: ListingOutcome) {
         self.ignored_empty |= other.ignored_empty;
+        self.looked_for_gone |= other.looked_for_gone;
         self.new.extend(other.new);
         self.changed.extend(other.changed);
         self.refused.extend(other.refused);
@@ -421,12 +450,23 @@ mod tests {
         let (out, compared) = record(&s, &more, 2000).await;
         assert_eq!(out.new, vec![f("f150-new", 7)]);
         assert!(compared <= 3, "{compared} chunks compared for one new file");
+        assert!(!out.looked_for_gone, "every file listed before is found");
+        // f010 changed, f150-new gone again: found although every other
+        // chunk is known.
         let changed = [&all[..10], &[f("f010", 2)], &all[11..]].concat();
         let (out, _) = record(&s, &changed, 3000).await;
         assert_eq!(out.changed, vec![f("f010", 2)]);
-        // f150-new is gone again: found although every other chunk is known.
+        assert!(out.looked_for_gone, "f150-new is missing");
         let (out, _) = record(&s, &changed, 4000).await;
         assert!(out.new.is_empty() && out.changed.is_empty());
+        assert!(!out.looked_for_gone);
+        // One file gone and one added in the same chunk: still found.
+        let swapped = [&changed[..20], &[f("f020-new", 1)], &changed[21..]].concat();
+        let (out, _) = record(&s, &swapped, 5000).await;
+        assert_eq!(out.new, vec![f("f020-new", 1)]);
+        assert!(out.looked_for_gone);
+        let rows = s.files(&FileFilter::default()).await.unwrap();
+        assert!(rows.iter().all(|r| r.path != "f020"), "dropped");
         let rows = s.files(&FileFilter::default()).await.unwrap();
         assert!(rows.iter().all(|r| r.path != "f150-new"), "dropped");
         assert_eq!(rows.len(), 300);

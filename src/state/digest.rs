@@ -1,5 +1,6 @@
 //! The digests of a recorded listing, kept in the rule's row: one per
-//! chunk of the listing as it streamed in (`diff.rs`). A chunk whose digest
+//! chunk of the listing as it streamed in (`diff.rs`), with its number of
+//! files. A chunk whose digest
 //! the last recorded listing also had is recognised as unchanged without
 //! reading a single file row, and a listing that has every chunk of the
 //! last one has lost no file.
@@ -61,22 +62,37 @@ pub(super) fn of_listing(
         .expect("SHA-256 is 32 bytes")
 }
 
-/// The chunk digests of a listing as stored: sorted, back to back.
-pub(super) fn encode(digests: &[Digest]) -> Vec<u8> {
-    let mut sorted = digests.to_vec();
+/// A chunk as stored: its digest and how many files it holds.
+pub(super) type Chunk = (Digest, u32);
+
+/// Bytes a stored chunk takes: the digest, then the count (little-endian).
+const STORED: usize = 36;
+
+/// The chunks of a listing as stored: sorted, back to back.
+pub(super) fn encode(chunks: &[Chunk]) -> Vec<u8> {
+    let mut sorted = chunks.to_vec();
     sorted.sort_unstable();
-    sorted.concat()
+    let mut out = Vec::with_capacity(sorted.len() * STORED);
+    for (digest, count) in sorted {
+        out.extend_from_slice(&digest);
+        out.extend_from_slice(&count.to_le_bytes());
+    }
+    out
 }
 
-/// Stored chunk digests, sorted; `None` for anything else (a digest of
-/// an older version, cut short): the next listing is compared in full.
-pub(super) fn decode(stored: &[u8]) -> Option<Vec<Digest>> {
-    if !stored.len().is_multiple_of(32) {
+/// Stored chunks, sorted; `None` for anything else (a listing's token, a
+/// digest of an older version): the next listing is compared in full.
+pub(super) fn decode(stored: &[u8]) -> Option<Vec<Chunk>> {
+    if !stored.len().is_multiple_of(STORED) {
         return None;
     }
-    let mut out: Vec<Digest> = stored
-        .chunks_exact(32)
-        .map(|c| c.try_into().expect("32 bytes"))
+    let mut out: Vec<Chunk> = stored
+        .chunks_exact(STORED)
+        .map(|c| {
+            let digest = c[..32].try_into().expect("32 bytes");
+            let count = u32::from_le_bytes(c[32..].try_into().expect("4 bytes"));
+            (digest, count)
+        })
         .collect();
     out.sort_unstable();
     Some(out)
@@ -138,14 +154,18 @@ mod tests {
     }
 
     #[test]
-    fn stored_digests_come_back_sorted() {
-        let (a, b) = (digest(&[f("a", 1)]), digest(&[f("b", 1)]));
+    fn stored_chunks_come_back_sorted() {
+        let (a, b) = (
+            (digest(&[f("a", 1)]), 1),
+            (digest(&[f("b", 1), f("c", 1)]), 2),
+        );
         let stored = encode(&[b, a]);
         let mut want = vec![a, b];
         want.sort_unstable();
         assert_eq!(decode(&stored), Some(want));
         assert_eq!(decode(&[]), Some(vec![]));
         assert_eq!(decode(&stored[..40]), None);
+        assert_eq!(decode(&a.0), None, "a digest of the version before");
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub struct ListingOutcome {
     /// Changed or gone while another node works on their row (its lease
     /// runs): left to that node, and looked at again by the next listing.
     pub deferred: Vec<String>,
+    /// The rule's rows were read to find files gone from the listing
+    /// (`diff.rs` says when that is needed).
+    pub looked_for_gone: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -130,6 +133,12 @@ pub(super) struct Plan {
     pub unlisted: Vec<i64>,
     /// Finished latest rows whose path is listed again (mark cleared).
     pub relisted: Vec<i64>,
+    /// Rows found for the chunk's paths that are surely files the last
+    /// complete listing showed: pending (not on their way back from
+    /// `failed_move_to`, not another node's), or finished and not marked
+    /// unlisted. Counted low rather than high: one too few only makes the
+    /// listing look for gone files it did not need to (`diff.rs`).
+    pub survivors: u64,
 }
 
 impl Plan {
@@ -159,7 +168,19 @@ impl Plan {
 /// listing are decided once it is complete, by [`plan_gone`].
 pub(super) fn plan_chunk(rows: &[Latest], listing: &[&Listed], refused: &[&Refused]) -> Plan {
     let latest: HashMap<&str, &Latest> = rows.iter().map(|r| (r.path.as_str(), r)).collect();
-    let mut plan = Plan::default();
+    let mut plan = Plan {
+        survivors: rows
+            .iter()
+            .filter(|r| {
+                if r.state.is_pending() {
+                    !r.restoring && !r.elsewhere
+                } else {
+                    !r.unlisted
+                }
+            })
+            .count() as u64,
+        ..Plan::default()
+    };
     let out = &mut plan.outcome;
     for &f in listing {
         let row = latest.get(f.path.as_str());

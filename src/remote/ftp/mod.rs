@@ -184,8 +184,16 @@ impl Session for FtpSession {
     }
 
     async fn list(&mut self, dir: &str) -> Result<Vec<Entry>> {
+        super::gather(|out| self.list_batches(dir, out)).await
+    }
+
+    async fn list_batches(
+        &mut self,
+        dir: &str,
+        out: tokio::sync::mpsc::Sender<Vec<Entry>>,
+    ) -> Result<()> {
         let shared = self.shared.clone();
-        let r = ops::list(self.conn().await?, &shared, dir).await;
+        let r = ops::list_batches(self.conn().await?, &shared, dir, &out).await;
         self.after(r)
     }
 

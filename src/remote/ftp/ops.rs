@@ -6,10 +6,12 @@ use super::Shared;
 use super::connect::Conn;
 use super::data::{self, command, finish};
 use super::list::{self, Listed, Precision};
-use super::transfer::{Broken, pump, remote_io};
+use super::transfer::{remote_io, stalled};
 use crate::remote::{Entry, EntryKind, ErrorKind, RemoteError, Result, escape_name, join, parent};
 use std::collections::HashMap;
 use suppaftp::Status;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc::{self, Sender};
 
 const DONE: &[Status] = &[Status::RequestedFileActionOk, Status::CommandOk];
 
@@ -18,27 +20,60 @@ const DONE: &[Status] = &[Status::RequestedFileActionOk, Status::CommandOk];
 /// with the same size and the same listed time.
 const SETTLED_AFTER: i64 = 180;
 
-pub async fn list(conn: &mut Conn, shared: &Shared, dir: &str) -> Result<Vec<Entry>> {
+/// Entries an MLSD listing hands over at a time.
+const BATCH: usize = 1000;
+
+/// Lists `dir` into `out`: MLSD in batches as its lines arrive; a `LIST`
+/// whole, since its coarse times are refined with `MDTM` once it is
+/// complete. Stops, without an error, once `out`'s receiver is gone.
+pub async fn list_batches(
+    conn: &mut Conn,
+    shared: &Shared,
+    dir: &str,
+    out: &Sender<Vec<Entry>>,
+) -> Result<()> {
     if conn.features.mlsd {
-        match lines(conn, shared, &format!("MLSD {dir}")).await {
-            Ok(lines) => {
+        let (tx, rx) = mpsc::channel::<Lines>(1);
+        let cmd = format!("MLSD {dir}");
+        let read = each_line(conn, shared, &cmd, tx);
+        let parsed = async {
+            // Owned here: when `out` is gone, dropping it stops the reading.
+            let mut rx = rx;
+            let mut unreadable = Unreadable::default();
+            while let Some(lines) = rx.recv().await {
                 let mut entries = Vec::with_capacity(lines.len());
-                let mut unreadable = Vec::new();
                 for (line, escaped) in &lines {
                     match list::parse_mlsd(line) {
                         Some(e) => entries.push(flag_invalid(e, *escaped)),
                         None if list::is_mlsd_self_or_parent(line) => {}
-                        None => unreadable.push(line.as_str()),
+                        None => unreadable.note(line),
                     }
                 }
-                warn_unreadable(dir, "MLSD", &unreadable);
-                return Ok(entries);
+                if out.send(entries).await.is_err() {
+                    break;
+                }
             }
-            // Advertised in FEAT but refused (500/502): use LIST from now on.
+            unreadable
+        };
+        let (sent, unreadable) = tokio::join!(read, parsed);
+        match sent {
+            Ok(()) => {
+                unreadable.warn(dir, "MLSD");
+                return Ok(());
+            }
+            // Advertised in FEAT but refused (500/502): use LIST from now
+            // on. Refused before any line, so nothing was sent.
             Err(e) if !e.temporary && e.kind == ErrorKind::Other => conn.features.mlsd = false,
             Err(e) => return Err(e),
         }
     }
+    let entries = list_long(conn, shared, dir).await?;
+    let _ = out.send(entries).await;
+    Ok(())
+}
+
+/// A directory by `LIST`, times refined.
+async fn list_long(conn: &mut Conn, shared: &Shared, dir: &str) -> Result<Vec<Entry>> {
     // CWD and a bare LIST: servers read a LIST argument as ls options or a
     // glob, which names with a leading dash or a `*` would trip.
     let io = shared.server.io_timeout;
@@ -47,7 +82,7 @@ pub async fn list(conn: &mut Conn, shared: &Shared, dir: &str) -> Result<Vec<Ent
     let now = unix_now();
     let offset = shared.server.ftp.server_utc_offset;
     let mut listed = Vec::with_capacity(lines.len());
-    let mut unreadable = Vec::new();
+    let mut unreadable = Unreadable::default();
     for (line, escaped) in &lines {
         match list::parse_list(line, offset, now) {
             Some(mut l) => {
@@ -55,24 +90,38 @@ pub async fn list(conn: &mut Conn, shared: &Shared, dir: &str) -> Result<Vec<Ent
                 listed.push(l)
             }
             None if line.starts_with("total ") || is_dot_entry(line) => {}
-            None => unreadable.push(line.as_str()),
+            None => unreadable.note(line),
         }
     }
-    warn_unreadable(dir, "LIST", &unreadable);
+    unreadable.warn(dir, "LIST");
     refine(conn, shared, dir, &mut listed, now).await?;
     Ok(listed.into_iter().map(|l| l.entry).collect())
 }
 
-/// One warning per listing for the lines no parser could read: the files
-/// they name are not seen at all, which someone should know.
-fn warn_unreadable(dir: &str, cmd: &str, unreadable: &[&str]) {
-    if let Some(example) = unreadable.first() {
-        tracing::warn!(
-            dir,
-            count = unreadable.len(),
-            example,
-            "{cmd} lines in an unknown format were skipped"
-        );
+/// The lines of a listing no parser could read: the files they name are
+/// not seen at all, which someone should know. Counted, with the first as
+/// an example, and warned about once per listing.
+#[derive(Default)]
+struct Unreadable {
+    count: usize,
+    example: Option<String>,
+}
+
+impl Unreadable {
+    fn note(&mut self, line: &str) {
+        self.count += 1;
+        self.example.get_or_insert_with(|| line.to_string());
+    }
+
+    fn warn(&self, dir: &str, cmd: &str) {
+        if let Some(example) = &self.example {
+            tracing::warn!(
+                dir,
+                count = self.count,
+                example,
+                "{cmd} lines in an unknown format were skipped"
+            );
+        }
     }
 }
 
@@ -85,24 +134,70 @@ fn flag_invalid(mut e: Entry, escaped: bool) -> Entry {
 
 /// The lines of a listing command's data connection, each with whether it
 /// held bytes that are not UTF-8 (escaped as `\xNN`, see `escape_name`).
-async fn lines(conn: &mut Conn, shared: &Shared, cmd: &str) -> Result<Vec<(String, bool)>> {
+async fn lines(conn: &mut Conn, shared: &Shared, cmd: &str) -> Result<Lines> {
+    crate::remote::gather(|out| each_line(conn, shared, cmd, out)).await
+}
+
+/// Lines of a listing, each with whether it held bytes that are not
+/// UTF-8 (escaped as `\xNN`, see `escape_name`).
+type Lines = Vec<(String, bool)>;
+
+/// Reads a listing command's data connection and sends its lines to
+/// `out` as they arrive, [`BATCH`] at a time. Once `out`'s receiver is
+/// gone the reading stops: the data connection is closed and the
+/// server's final reply read, so the control connection stays in step.
+async fn each_line(
+    conn: &mut Conn,
+    shared: &Shared,
+    cmd: &str,
+    out: mpsc::Sender<Lines>,
+) -> Result<()> {
     let io = shared.server.io_timeout;
     let mut stream = data::open(conn, shared, cmd, 0).await?;
-    let mut raw = Vec::new();
-    let mut buf = std::mem::take(&mut conn.buf);
-    let copied = pump(&mut stream, &mut raw, io, true, &mut buf).await;
-    conn.buf = buf;
+    let mut reader = BufReader::new(&mut stream);
+    let (mut line, mut batch) = (Vec::new(), Vec::new());
+    let mut stopped = false;
+    let read = loop {
+        line.clear();
+        let n = match tokio::time::timeout(io, reader.read_until(b'\n', &mut line)).await {
+            Ok(Ok(n)) => n,
+            // A TLS server that closes without close_notify: the end of
+            // the listing all the same (its 226 vouches for it).
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+            Ok(Err(e)) => break Err(e),
+            Err(_) => break Err(stalled(io)),
+        };
+        if n == 0 {
+            break Ok(());
+        }
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        let (text, escaped) = escape_name(text.strip_suffix(b"\r").unwrap_or(text));
+        if !text.is_empty() {
+            batch.push((text, escaped));
+        }
+        if batch.len() >= BATCH && out.send(std::mem::take(&mut batch)).await.is_err() {
+            stopped = true;
+            break Ok(());
+        }
+    };
+    drop(reader);
     drop(stream);
-    if let Err(Broken::Remote(e) | Broken::Local(e)) = copied {
+    if let Err(e) = read {
         let fallback = remote_io(cmd, &e);
         return Err(data::reason(conn, cmd, fallback).await);
     }
-    finish(conn, io, cmd).await?;
-    Ok(raw
-        .split(|b| *b == b'\n')
-        .map(|l| escape_name(l.strip_suffix(b"\r").unwrap_or(l)))
-        .filter(|(l, _)| !l.is_empty())
-        .collect())
+    if stopped {
+        // Cut short on purpose: the server may well call the transfer
+        // aborted (426), which is no error here; a connection out of step is.
+        return match finish(conn, io, cmd).await {
+            Err(e) if e.breaks_session() => Err(e),
+            _ => Ok(()),
+        };
+    }
+    if !batch.is_empty() {
+        let _ = out.send(batch).await;
+    }
+    finish(conn, io, cmd).await
 }
 
 fn unix_now() -> i64 {
@@ -340,7 +435,7 @@ pub async fn stat(conn: &mut Conn, shared: &Shared, path: &str) -> Result<Entry>
         Err(e) if e.temporary => return Err(e),
         Err(_) => {}
     }
-    list(conn, shared, parent(path))
+    crate::remote::gather(|out| async move { list_batches(conn, shared, parent(path), &out).await })
         .await?
         .into_iter()
         .find(|e| e.name == name)

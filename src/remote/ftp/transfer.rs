@@ -225,7 +225,7 @@ where
     }
 }
 
-fn stalled(io: Duration) -> std::io::Error {
+pub(super) fn stalled(io: Duration) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no data for {io:?}"))
 }
 

@@ -84,6 +84,7 @@ impl Db {
             .fetch_all(&mut *tx)
             .await?;
         let plan = plan_chunk(&rows, listing, refused);
+        let survivors = plan.survivors;
         drop(rows);
         let wrote = write_plan(&mut tx, rule, direction, &plan, now).await?;
         if wrote {
@@ -94,6 +95,7 @@ impl Db {
             outcome: plan.outcome,
             intact,
             wrote,
+            survivors,
         })
     }
 
@@ -140,6 +142,7 @@ impl Db {
             outcome: plan.outcome,
             intact,
             wrote,
+            survivors: 0,
         })
     }
 

@@ -93,6 +93,7 @@ impl Db {
             rows.append(&mut some);
         }
         let plan = plan_chunk(&rows, listing, refused);
+        let survivors = plan.survivors;
         drop(rows);
         let wrote = write_plan(&mut tx, rule, direction, &plan, now).await?;
         if wrote {
@@ -103,6 +104,7 @@ impl Db {
             outcome: plan.outcome,
             intact,
             wrote,
+            survivors,
         })
     }
 
@@ -148,6 +150,7 @@ impl Db {
             outcome: plan.outcome,
             intact,
             wrote,
+            survivors: 0,
         })
     }
 
