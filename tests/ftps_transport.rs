@@ -60,7 +60,7 @@ async fn explicit_ftps_on_vsftpd_verifies_the_ca_and_reuses_tls_sessions() {
     );
     s.write_from(&p("pub/up.bin"), WriteMode::Replace, &mut &body[..70_000])
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{e}\nvsftpd log:\n{}", srv.log()));
     same(
         &std::fs::read(srv.root.join("pub/up.bin")).unwrap(),
         &body[..70_000],

@@ -3,6 +3,7 @@
 //! it runs under `connect_timeout`; suppaftp itself bounds only the TCP
 //! connect.
 
+use super::ctrl_tls::{CtrlConnector, CtrlTls};
 use super::error::{classify, tls_error};
 use super::{Shared, relay, tls};
 use crate::config::Protocol;
@@ -12,15 +13,18 @@ use rustls::ClientConfig;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use suppaftp::Status;
-use suppaftp::tokio::{AsyncFtpStream, AsyncRustlsConnector, AsyncRustlsFtpStream};
+use suppaftp::tokio::{AsyncFtpStream, ImplAsyncFtpStream};
 use suppaftp::tokio_rustls::TlsConnector;
 use suppaftp::types::FileType;
 use tokio::net::TcpStream;
 
 /// The control connection, plain or TLS; [`on_ctrl!`] runs the same call on either.
+/// A control connection over TLS (`ctrl_tls.rs`).
+pub type TlsFtpStream = ImplAsyncFtpStream<CtrlTls>;
+
 pub enum Ctrl {
     Plain(AsyncFtpStream),
-    Tls(AsyncRustlsFtpStream),
+    Tls(TlsFtpStream),
 }
 
 /// Runs `$body` with `$s` bound to the suppaftp stream, whichever kind it is.
@@ -108,12 +112,12 @@ async fn open_untimed(shared: &Shared, ctx: &str) -> Result<Conn> {
         let config = tls
             .clone()
             .expect("TLS configuration of an FTPS connection");
-        AsyncRustlsConnector::from(TlsConnector::from(config))
+        CtrlConnector(TlsConnector::from(config))
     };
     let ctrl = match server.protocol {
         Protocol::Ftps => {
             let connector = connector();
-            let plain = AsyncRustlsFtpStream::connect_with_stream(tcp(shared, ctx).await?)
+            let plain = TlsFtpStream::connect_with_stream(tcp(shared, ctx).await?)
                 .await
                 .map_err(|e| classify(ctx, e))?;
             // into_secure sends AUTH TLS, then PBSZ 0 and PROT P (RFC 4217).
@@ -177,20 +181,16 @@ async fn tcp(shared: &Shared, ctx: &str) -> Result<TcpStream> {
 /// Implicit FTPS: TLS from the first byte. suppaftp opens that connection
 /// itself from an address, so through a proxy it is handed a loopback
 /// relay into the proxied stream (`relay.rs`).
-async fn implicit(
-    shared: &Shared,
-    connector: AsyncRustlsConnector,
-    ctx: &str,
-) -> Result<AsyncRustlsFtpStream> {
+async fn implicit(shared: &Shared, connector: CtrlConnector, ctx: &str) -> Result<TlsFtpStream> {
     let server = &shared.server;
     if server.proxy.is_none() {
         let addrs = resolve(&server.host, server.port, ctx).await?;
-        return AsyncRustlsFtpStream::connect_secure_implicit(addrs[0], connector, &server.host)
+        return TlsFtpStream::connect_secure_implicit(addrs[0], connector, &server.host)
             .await
             .map_err(|e| classify(ctx, e));
     }
     let relay = relay::Relay::start(tcp(shared, ctx).await?, ctx).await?;
-    let s = AsyncRustlsFtpStream::connect_secure_implicit(relay.addr, connector, &server.host)
+    let s = TlsFtpStream::connect_secure_implicit(relay.addr, connector, &server.host)
         .await
         .map_err(|e| classify(ctx, e))?;
     let ours = s.get_ref().await.local_addr();

@@ -8,6 +8,7 @@
 
 mod certinfo;
 mod connect;
+mod ctrl_tls;
 mod data;
 mod digest;
 mod error;

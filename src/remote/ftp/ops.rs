@@ -6,7 +6,7 @@ use super::Shared;
 use super::connect::Conn;
 use super::data::{self, command, finish};
 use super::list::{self, Listed, Precision};
-use super::transfer::{remote_io, stalled};
+use super::transfer::{cut_short, remote_io, stalled};
 use crate::remote::{Entry, EntryKind, ErrorKind, RemoteError, Result, escape_name, join, parent};
 use std::collections::HashMap;
 use suppaftp::Status;
@@ -187,12 +187,9 @@ async fn each_line(
         return Err(data::reason(conn, cmd, fallback).await);
     }
     if stopped {
-        // Cut short on purpose: the server may well call the transfer
-        // aborted (426), which is no error here; a connection out of step is.
-        return match finish(conn, io, cmd).await {
-            Err(e) if e.breaks_session() => Err(e),
-            _ => Ok(()),
-        };
+        // Cut short on purpose: any final reply (426 "transfer aborted"
+        // most often) keeps the control connection in step.
+        return cut_short(conn, cmd).await;
     }
     if !batch.is_empty() {
         let _ = out.send(batch).await;

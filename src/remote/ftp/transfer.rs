@@ -54,12 +54,12 @@ pub async fn read_into(
     }
 }
 
-/// Reads the reply to a RETR whose data connection ferry closed early:
+/// Reads the reply to a RETR (or a listing) whose data connection ferry closed early:
 /// 426 (vsftpd: "Failure writing network stream"), 451, or 226 when the
 /// server had sent everything before it noticed. Any reply keeps the
 /// control connection in step; without one it is out of step and the
 /// error drops it (its kind breaks the session).
-async fn cut_short(conn: &mut Conn, cmd: &str) -> Result<()> {
+pub(super) async fn cut_short(conn: &mut Conn, cmd: &str) -> Result<()> {
     let wait = Duration::from_secs(5);
     let done = [Status::ClosingDataConnection, Status::RequestedFileActionOk];
     let r =
