@@ -92,10 +92,6 @@ impl Latest {
                 || (f.date_only && self.mtime > f.mtime && self.mtime < f.mtime + DAY))
     }
 
-    pub(super) fn path(&self) -> &str {
-        &self.path
-    }
-
     fn superseded(&self) -> Superseded {
         Superseded {
             id: self.id,
@@ -218,6 +214,26 @@ pub(super) fn plan_chunk(rows: &[Latest], listing: &[&Listed], refused: &[&Refus
         }
     }
     plan
+}
+
+/// What a complete listing changes about the rows streaming past that it
+/// did not show ([`plan_gone`] for each); only the plan is kept.
+pub(super) async fn plan_gone_rows<S>(
+    mut rows: S,
+    saw: &(dyn Fn(&str) -> bool + Sync),
+    listed_any: bool,
+) -> Result<Plan>
+where
+    S: futures::Stream<Item = std::result::Result<Latest, sqlx::Error>> + Unpin,
+{
+    use futures::TryStreamExt;
+    let mut plan = Plan::default();
+    while let Some(r) = rows.try_next().await? {
+        if !saw(&r.path) {
+            plan_gone(&mut plan, &r, listed_any);
+        }
+    }
+    Ok(plan)
 }
 
 /// Adds to `plan` what a complete listing that misses `r`'s path changes

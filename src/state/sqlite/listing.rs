@@ -2,9 +2,8 @@
 
 use super::Db;
 use crate::state::diff::{Compared, Expect};
-use crate::state::listing::{Due, Latest, Plan, SLICE, VANISHED, plan_chunk, plan_gone};
+use crate::state::listing::{Due, Latest, Plan, SLICE, VANISHED, plan_chunk, plan_gone_rows};
 use crate::state::{Direction, FileRow, Listed, Refused, Result};
-use futures::TryStreamExt;
 
 /// The latest rows of a rule as a listing is compared with them (`?1`
 /// rule, `?2` now, `?3` this node); callers add which, with `concat!`.
@@ -29,6 +28,29 @@ async fn stored_is(
             .fetch_optional(&mut *tx)
             .await?;
     Ok(stored.flatten().as_deref() == expect)
+}
+
+/// Writes a listing's plan; once it wrote, its token where its digests
+/// go, since the triggers of its writes cleared them.
+async fn apply(
+    tx: &mut sqlx::SqliteConnection,
+    rule: &str,
+    direction: Direction,
+    plan: Plan,
+    intact: bool,
+    token: &[u8],
+    now: i64,
+) -> Result<Compared> {
+    let wrote = write_plan(tx, rule, direction, &plan, now).await?;
+    if wrote {
+        leave_token(tx, rule, token).await?;
+    }
+    Ok(Compared {
+        survivors: plan.survivors,
+        outcome: plan.outcome,
+        intact,
+        wrote,
+    })
 }
 
 /// Leaves a listing's token where its digests go, after the writes whose
@@ -93,19 +115,10 @@ impl Db {
             rows.append(&mut some);
         }
         let plan = plan_chunk(&rows, listing, refused);
-        let survivors = plan.survivors;
         drop(rows);
-        let wrote = write_plan(&mut tx, rule, direction, &plan, now).await?;
-        if wrote {
-            leave_token(&mut tx, rule, expect.token).await?;
-        }
+        let compared = apply(&mut tx, rule, direction, plan, intact, expect.token, now).await?;
         tx.commit().await?;
-        Ok(Compared {
-            outcome: plan.outcome,
-            intact,
-            wrote,
-            survivors,
-        })
+        Ok(compared)
     }
 
     /// Takes the latest rows whose path a complete listing did not show
@@ -124,34 +137,21 @@ impl Db {
     ) -> Result<Compared> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let intact = stored_is(&mut tx, rule, expect.stored).await?;
-        let mut plan = Plan::default();
-        {
-            let mut rows = sqlx::query_as::<_, Latest>(concat!(
-                latest!(),
-                " AND (state IN ('seen', 'stable', 'downloading', 'downloaded', 'delivered')
-                              OR unlisted_since_ms IS NULL)"
-            ))
-            .bind(rule)
-            .bind(now)
-            .bind(node)
-            .fetch(&mut *tx);
-            while let Some(r) = rows.try_next().await? {
-                if !saw(r.path()) {
-                    plan_gone(&mut plan, &r, listed_any);
-                }
-            }
-        }
-        let wrote = write_plan(&mut tx, rule, Direction::Listen, &plan, now).await?;
-        if wrote {
-            leave_token(&mut tx, rule, expect.token).await?;
-        }
+        let rows = sqlx::query_as::<_, Latest>(concat!(
+            latest!(),
+            " AND (state IN ('seen', 'stable', 'downloading', 'downloaded', 'delivered')
+                          OR unlisted_since_ms IS NULL)"
+        ))
+        .bind(rule)
+        .bind(now)
+        .bind(node)
+        .fetch(&mut *tx);
+        let plan = plan_gone_rows(rows, saw, listed_any).await?;
+        // Nothing is inserted for gone files: the direction is not used.
+        let listen = Direction::Listen;
+        let compared = apply(&mut tx, rule, listen, plan, intact, expect.token, now).await?;
         tx.commit().await?;
-        Ok(Compared {
-            outcome: plan.outcome,
-            intact,
-            wrote,
-            survivors: 0,
-        })
+        Ok(compared)
     }
 
     /// Stores a listing's chunk digests, only over what it expects to find
