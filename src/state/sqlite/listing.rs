@@ -53,15 +53,15 @@ async fn apply(
     })
 }
 
-/// Leaves a listing's token where its digests go, after the writes whose
-/// triggers cleared them.
-async fn leave_token(tx: &mut sqlx::SqliteConnection, rule: &str, token: &[u8]) -> Result<()> {
+/// Leaves `value` where the rule's digests go: a listing's token after
+/// the writes whose triggers cleared them, or its digests at the end.
+async fn leave_token(tx: &mut sqlx::SqliteConnection, rule: &str, value: &[u8]) -> Result<()> {
     sqlx::query(
         "INSERT INTO rules (name, listing_digest) VALUES (?1, ?2)
          ON CONFLICT (name) DO UPDATE SET listing_digest = excluded.listing_digest",
     )
     .bind(rule)
-    .bind(token)
+    .bind(value)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -166,14 +166,7 @@ impl Db {
     ) -> Result<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         if stored_is(&mut tx, rule, expect).await? {
-            sqlx::query(
-                "INSERT INTO rules (name, listing_digest) VALUES (?1, ?2)
-                 ON CONFLICT (name) DO UPDATE SET listing_digest = excluded.listing_digest",
-            )
-            .bind(rule)
-            .bind(digests)
-            .execute(&mut *tx)
-            .await?;
+            leave_token(&mut tx, rule, digests).await?;
         }
         Ok(tx.commit().await?)
     }
