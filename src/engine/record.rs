@@ -6,7 +6,7 @@
 use super::{Engine, FileError, PollReport, target, upload, walk};
 use crate::config::Rule;
 use crate::remote::Pool;
-use crate::state::{ListingDiff, ListingOutcome};
+use crate::state::{Listed, ListingDiff, ListingOutcome};
 use crate::watch::DirWatch;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -48,9 +48,7 @@ impl Engine {
         // Files under a directory that could not be listed are kept as
         // last recorded: not taken for gone.
         for f in walk::keep_skipped(&self.state, rule, &listing.skipped).await? {
-            if let Some(out) = diff.push(f).await? {
-                self.took(rule, out, report).await;
-            }
+            self.push(rule, &mut diff, f, report).await?;
         }
         if let Some(w) = watch {
             w.retain(|path| diff.saw(path));
@@ -75,10 +73,22 @@ impl Engine {
                 diff.refuse(x);
             }
             for f in batch.files {
-                if let Some(out) = diff.push(f).await? {
-                    self.took(rule, out, report).await;
-                }
+                self.push(rule, diff, f, report).await?;
             }
+        }
+        Ok(())
+    }
+
+    /// One file into the diff, and what the chunk it completed changed.
+    async fn push(
+        &self,
+        rule: &Rule,
+        diff: &mut ListingDiff,
+        file: Listed,
+        report: &mut PollReport,
+    ) -> Result<(), FileError> {
+        if let Some(out) = diff.push(file).await? {
+            self.took(rule, out, report).await;
         }
         Ok(())
     }

@@ -136,7 +136,6 @@ pub struct ListingDiff {
     seen: Seen,
     chunk: Vec<Listed>,
     refused: Vec<Refused>,
-    listed: usize,
     compared: usize,
 }
 
@@ -170,7 +169,6 @@ impl State {
             seen: Seen::new(),
             chunk: Vec::new(),
             refused: Vec::new(),
-            listed: 0,
             compared: 0,
         })
     }
@@ -191,7 +189,6 @@ impl ListingDiff {
         if !self.seen.insert(&file.path) {
             return Ok(None);
         }
-        self.listed += 1;
         let cut = self.chunking.cuts_after(&file.path, self.chunk.len() + 1);
         self.chunk.push(file);
         if !cut {
@@ -228,20 +225,14 @@ impl ListingDiff {
         if !files.is_empty() {
             out.absorb(self.chunk_done(&files, &[]).await?);
         }
-        drop(files);
-        let mut paths = HashSet::new();
-        let refused: Vec<Refused> = std::mem::take(&mut self.refused)
-            .into_iter()
-            .filter(|x| !self.seen.contains(&x.file.path) && paths.insert(x.file.path.clone()))
-            .collect();
-        for x in &refused {
-            self.seen.insert(&x.file.path);
-        }
+        // Each refused path once, and none that a file that can be taken has.
+        let mut refused = std::mem::take(&mut self.refused);
+        refused.retain(|x| self.seen.insert(&x.file.path));
         if !refused.is_empty() {
             let refs: Vec<&Refused> = refused.iter().collect();
             out.absorb(self.chunk_done(&[], &refs).await?);
         }
-        let listed_any = self.listed > 0 || !refused.is_empty();
+        let listed_any = !self.seen.set.is_empty();
         let state = self.state.clone();
         if !listed_any && on_backend!(state, db => db.has_pending(&self.rule).await)? {
             out.ignored_empty = true;
@@ -252,10 +243,7 @@ impl ListingDiff {
             let (rule, node, now) = (&self.rule, state.me.node.as_str(), self.now);
             let seen = &self.seen;
             let saw = |path: &str| seen.contains(path);
-            let expect = Expect {
-                stored: self.stored.as_deref(),
-                token: &self.token,
-            };
+            let expect = self.expect();
             let gone = on_backend!(state, db => db.record_gone(rule, &saw, listed_any, &expect, node, now).await)?;
             out.absorb(self.took(gone));
             out.looked_for_gone = true;
@@ -311,12 +299,16 @@ impl ListingDiff {
         self.compared += 1;
         let state = self.state.clone();
         let (rule, dir, node, now) = (&self.rule, self.direction, state.me.node.as_str(), self.now);
-        let expect = Expect {
-            stored: self.stored.as_deref(),
-            token: &self.token,
-        };
+        let expect = self.expect();
         let compared = on_backend!(state, db => db.diff_chunk(rule, dir, &files, refused, &expect, node, now).await)?;
         Ok(self.took(compared))
+    }
+
+    fn expect(&self) -> Expect<'_> {
+        Expect {
+            stored: self.stored.as_deref(),
+            token: &self.token,
+        }
     }
 
     fn took(&mut self, c: Compared) -> ListingOutcome {
