@@ -139,12 +139,13 @@ fn state_of(f: &Fixture, rule: &str, path: &str) -> String {
     row["state"].as_str().unwrap().to_string()
 }
 
-/// No temporary name left anywhere under `dir`.
-fn assert_no_temp(dir: &Path) {
+/// No temporary name left anywhere under `dir`; `log` (ferry's) goes in
+/// the failure message.
+fn assert_no_temp(dir: &Path, log: &str) {
     for n in names(dir) {
         assert!(
             !n.ends_with(".ferry-part") && !n.ends_with(".part"),
-            "temporary file left in {}: {n}",
+            "temporary file left in {}: {n}; log:\n{log}",
             dir.display()
         );
     }
@@ -210,8 +211,8 @@ fn policies_where(f: &Fixture, d: &Dest, appends: bool) {
             vec![b'x'; 300_000],
             "{p}: a fresh name is sent as is; log:\n{log}"
         );
-        assert_no_temp(&d.local(p));
-        assert_no_temp(&d.local(&format!("{p}/sub")));
+        assert_no_temp(&d.local(p), &log);
+        assert_no_temp(&d.local(&format!("{p}/sub")), &log);
     }
     let unique: Vec<_> = names(&d.local("unique"));
     assert_eq!(read(&d.local("unique/taken.csv")), b"old;");
@@ -550,7 +551,7 @@ fn uploads_resume_after_sigkill_and_after_a_cut() {
     let log = run.log();
     assert_eq!(read(&final_path), big);
     assert!(log.contains("resuming the upload"), "{log}");
-    assert_no_temp(&d.local("in"));
+    assert_no_temp(&d.local("in"), &log);
     assert_eq!(state_of(&f, "big", "a.bin"), "done");
 }
 
@@ -579,9 +580,18 @@ fn small_files_exactly_once(f: &Fixture, d: &Dest) {
         run.kill9();
     }
     let mut run = f.spawn_run();
-    wait_for(Duration::from_secs(120), "every small file sent", || {
-        names(&f.path("out/small")).is_empty()
-    });
+    wait_for_or(
+        Duration::from_secs(120),
+        "every small file sent",
+        || names(&f.path("out/small")).is_empty(),
+        || {
+            format!(
+                "outbox: {:?}\nlog:\n{}",
+                names(&f.path("out/small")),
+                run.log()
+            )
+        },
+    );
     wait_for(Duration::from_secs(20), "ferry to be up", || {
         run.log().contains("ferry started")
     });
@@ -664,7 +674,7 @@ fn a_cut_ftp_upload_resumes() {
     let log = run.log();
     assert_eq!(read(&final_path), big);
     assert!(log.contains("resuming the upload"), "{log}");
-    assert_no_temp(&d.local("in"));
+    assert_no_temp(&d.local("in"), &log);
 }
 
 /// SIGKILL again and again while many files go out, and while pieces are

@@ -164,10 +164,22 @@ impl Daemon {
 }
 
 /// Polls `cond` every 20 ms until it holds or `timeout` passes.
-pub fn wait_for(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+pub fn wait_for(timeout: Duration, what: &str, cond: impl FnMut() -> bool) {
+    wait_for_or(timeout, what, cond, String::new);
+}
+
+/// [`wait_for`], with `context()` (a log, say) in the failure message.
+pub fn wait_for_or(
+    timeout: Duration,
+    what: &str,
+    mut cond: impl FnMut() -> bool,
+    context: impl FnOnce() -> String,
+) {
     let deadline = Instant::now() + timeout;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() >= deadline {
+            panic!("timed out waiting for {what}\n{}", context());
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }

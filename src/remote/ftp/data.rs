@@ -176,6 +176,13 @@ pub async fn reply(conn: &mut Conn, io: Duration, cmd: &str, expect: &[Status]) 
 /// A download's EPSV and RETR sent together, once this server has shown
 /// that it answers EPSV: one round trip per file less. The server answers
 /// EPSV, then waits for the data connection before answering RETR.
+///
+/// Not for STOR: vsftpd opens and write-locks the file before it waits
+/// for the data connection, so a client that dies (or cannot connect)
+/// between the two leaves the lock held for `accept_timeout` (60 s), and
+/// every retry of that upload stalls on it meanwhile (seen in
+/// `small_files_exactly_once_over_ftp`). Connected first, a dead client's
+/// data connection closes with it.
 async fn open_retr_pipelined(
     conn: &mut Conn,
     shared: &Shared,

@@ -281,7 +281,14 @@ impl Session for SftpSession {
         let mut all = futures::stream::FuturesOrdered::new();
         for (path, data) in files {
             all.push_back(async move {
-                transfer::upload(c, path, WriteMode::Replace, &mut &data[..]).await?;
+                transfer::upload(
+                    c,
+                    path,
+                    WriteMode::Replace,
+                    &mut &data[..],
+                    Some(data.len() as u64),
+                )
+                .await?;
                 let a = c
                     .io(c.sftp.stat(path.as_bytes()))
                     .await
@@ -298,7 +305,7 @@ impl Session for SftpSession {
         mode: WriteMode,
         source: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<u64> {
-        transfer::upload(&self.c, path, mode, source).await
+        transfer::upload(&self.c, path, mode, source, None).await
     }
 
     async fn set_mtime(&mut self, path: &str, mtime: i64) -> Result<bool> {

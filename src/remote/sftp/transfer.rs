@@ -204,12 +204,15 @@ async fn read_range(
 }
 
 /// Writes `source` to `path` as `mode` says, with many writes in flight;
-/// fsyncs on the server when it offers that.
+/// fsyncs on the server when it offers that. `expected`, the bytes the
+/// source should hold, sizes the write requests: a 4 KiB file then costs a
+/// 4 KiB request, not a zeroed buffer of the server's largest write.
 pub async fn upload(
     c: &Connected,
     path: &str,
     mode: WriteMode,
     source: &mut (dyn AsyncRead + Send + Unpin),
+    expected: Option<u64>,
 ) -> Result<u64> {
     let sftp = &c.sftp;
     let mut flags = open::WRITE | open::CREATE;
@@ -232,7 +235,7 @@ pub async fn upload(
             .map_err(|e| error::sftp("stat", path, e)),
     };
     let r = match start {
-        Ok(start) => write_all(c, &handle, path, start, source).await,
+        Ok(start) => write_all(c, &handle, path, start, source, expected).await,
         Err(e) => Err(e),
     };
     let closed = c.io(sftp.close(&handle)).await;
@@ -247,9 +250,10 @@ async fn write_all(
     path: &str,
     start: u64,
     source: &mut (dyn AsyncRead + Send + Unpin),
+    expected: Option<u64>,
 ) -> Result<u64> {
     let sftp = &c.sftp;
-    let chunk = c.write_chunk as usize;
+    let full = c.write_chunk as usize;
     let mut pending = FuturesUnordered::new();
     // Writes keep the full window: their answers (acknowledgements) arrive
     // one by one as the server takes the data, so the link is never silent
@@ -258,6 +262,12 @@ async fn write_all(
     let mut unanswered = 0u64;
     let mut offset = start;
     loop {
+        // One byte more than the source should still hold, so its end is
+        // seen in the same request; past the expected end, full chunks.
+        let chunk = match expected {
+            Some(e) if offset - start <= e => full.min((e - (offset - start)) as usize + 1),
+            _ => full,
+        };
         let mut req = Client::write_buf(handle, offset, chunk);
         let filled = fill(&mut req, chunk, source)
             .await
