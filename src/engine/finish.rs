@@ -115,6 +115,9 @@ impl Engine {
                 return rows.iter().map(|_| Err(e.clone())).collect();
             }
         };
+        if post::deletes_alone(rule) && rows.len() > 1 {
+            return self.delete_all(rule, pool, rows, &lost).await;
+        }
         let lost = &lost;
         let mut answers: Vec<(usize, Result<(), FileError>)> = futures::stream::iter(0..rows.len())
             .map(|i| async move {
@@ -133,6 +136,52 @@ impl Engine {
             .await;
         answers.sort_by_key(|(i, _)| *i);
         answers.into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// `delete` for every owned row of a batch in one call on one session
+    /// ([`crate::remote::PooledSession::remove_unchanged`]): on a local
+    /// outbox one blocking call instead of two thread hand-offs per file.
+    async fn delete_all(
+        &self,
+        rule: &Rule,
+        pool: &Arc<Pool>,
+        rows: &[Finishing<'_>],
+        lost: &HashSet<i64>,
+    ) -> Vec<Result<(), FileError>> {
+        let paths: Vec<String> = rows
+            .iter()
+            .map(|(row, _, _)| crate::remote::join(&rule.remote_dir, &row.path))
+            .collect();
+        let owned: Vec<(String, crate::remote::Version)> = rows
+            .iter()
+            .zip(&paths)
+            .filter(|((row, _, _), _)| !lost.contains(&row.id))
+            .map(|((row, _, _), path)| (path.clone(), row.version()))
+            .collect();
+        let mut removed = match pool.get().await {
+            Ok(mut session) => session.remove_unchanged(&owned).await,
+            Err(e) => owned.iter().map(|_| Err(e.clone())).collect(),
+        }
+        .into_iter();
+        let outbox = rule.send.is_some();
+        rows.iter()
+            .zip(&paths)
+            .map(|((row, _, span), path)| {
+                if lost.contains(&row.id) {
+                    return Err(crate::state::Error::Lost(vec![row.id]).into());
+                }
+                let r = removed.next().unwrap_or_else(|| {
+                    Err(crate::remote::RemoteError::new(
+                        crate::remote::ErrorKind::Other,
+                        true,
+                        "remove",
+                        "no answer for this file",
+                    ))
+                })?;
+                span.in_scope(|| post::log_removal(outbox, path, r));
+                Ok(())
+            })
+            .collect()
     }
 
     async fn post_one(

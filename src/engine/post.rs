@@ -4,7 +4,7 @@
 use super::error::FileError;
 use super::{filter, verify};
 use crate::config::{PostAction, Rule};
-use crate::remote::{self, ErrorKind, PooledSession};
+use crate::remote::{self, ErrorKind, PooledSession, Removal};
 use crate::state::FileRow;
 use std::time::SystemTime;
 
@@ -24,25 +24,16 @@ pub async fn after_delivery(
     // A send rule's source is its local outbox, not a server.
     let outbox = rule.send.is_some();
     match session.stat(&path).await {
-        Err(e) if e.kind == ErrorKind::NotFound && outbox => {
-            tracing::info!(local = %path, "already gone from the outbox; nothing to move or delete");
-        }
-        Err(e) if e.kind == ErrorKind::NotFound => {
-            tracing::info!(remote = %path, "already gone from the server; nothing to move or delete");
-        }
+        Err(e) if e.kind == ErrorKind::NotFound => log_removal(outbox, &path, Removal::Gone),
         Err(e) => return Err(e.into()),
         Ok(e) if e.version() != row.version() => {
-            tracing::info!(remote = %path, "the file changed after delivery; the new version is left for the next poll");
+            log_removal(outbox, &path, Removal::Changed);
             return Ok(());
         }
         Ok(_) => match &rule.after {
             PostAction::Delete => {
                 ignore_not_found(session.remove(&path).await)?;
-                if outbox {
-                    tracing::info!(local = %path, "deleted from the outbox");
-                } else {
-                    tracing::info!(remote = %path, "deleted on the server");
-                }
+                log_removal(outbox, &path, Removal::Removed);
             }
             PostAction::MoveTo(dir) => {
                 let to = move_into(session, &path, dir, &row.path).await?;
@@ -57,6 +48,37 @@ pub async fn after_delivery(
         },
     }
     remove_marker(session, rule, &path).await
+}
+
+/// Whether a batch's `delete` post-actions can go as one
+/// [`PooledSession::remove_unchanged`]: the files are local (a send rule's
+/// outbox, a local watch rule), where that is one blocking call, and
+/// nothing else (a ready marker, a sidecar) is to be removed with each.
+/// On a server the deletes stay several sessions' work at once.
+pub fn deletes_alone(rule: &Rule) -> bool {
+    let local = rule.send.is_some() || rule.server.protocol == crate::config::Protocol::Local;
+    local
+        && rule.after == PostAction::Delete
+        && rule.ready_marker.is_none()
+        && rule.checksum_file.is_none()
+}
+
+/// The log line of a delivered file's `delete`, or of why it was not
+/// needed (gone already) or not done (another version is there now).
+pub fn log_removal(outbox: bool, path: &str, what: Removal) {
+    match (what, outbox) {
+        (Removal::Removed, true) => tracing::info!(local = %path, "deleted from the outbox"),
+        (Removal::Removed, false) => tracing::info!(remote = %path, "deleted on the server"),
+        (Removal::Gone, true) => {
+            tracing::info!(local = %path, "already gone from the outbox; nothing to move or delete")
+        }
+        (Removal::Gone, false) => {
+            tracing::info!(remote = %path, "already gone from the server; nothing to move or delete")
+        }
+        (Removal::Changed, _) => {
+            tracing::info!(remote = %path, "the file changed after delivery; the new version is left for the next poll")
+        }
+    }
 }
 
 /// Moves a file that failed for good into `failed_move_to`, if configured.

@@ -57,6 +57,16 @@ impl Entry {
     }
 }
 
+/// What [`Session::remove_unchanged`] did with a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    /// Not there any more: nothing to remove.
+    Gone,
+    /// Another version is there now: left alone.
+    Changed,
+}
+
 /// The version of a file that a read expects: what the listing reported.
 /// Reads stop one byte past `size`, so a file that grew shows it without
 /// being read to its new end; transports that can also check the mtime of
@@ -260,6 +270,29 @@ pub trait Session: Send {
         out
     }
     async fn remove(&mut self, path: &str) -> Result<()>;
+    /// Removes each file that is still the version given, with one answer
+    /// per file in order: the post-action `delete` of a batch. A file whose
+    /// version differs is left for the next poll, one already gone is
+    /// reported so. The default checks and removes one after another; the
+    /// local transport does a batch in one blocking call instead of two
+    /// thread hand-offs per file.
+    async fn remove_unchanged(&mut self, files: &[(String, Version)]) -> Vec<Result<Removal>> {
+        let mut out = Vec::with_capacity(files.len());
+        for (path, version) in files {
+            let r = match self.stat(path).await {
+                Err(e) if e.kind == ErrorKind::NotFound => Ok(Removal::Gone),
+                Err(e) => Err(e),
+                Ok(e) if e.version() != *version => Ok(Removal::Changed),
+                Ok(_) => match self.remove(path).await {
+                    Ok(()) => Ok(Removal::Removed),
+                    Err(e) if e.kind == ErrorKind::NotFound => Ok(Removal::Gone),
+                    Err(e) => Err(e),
+                },
+            };
+            out.push(r);
+        }
+        out
+    }
     /// The server's own digest of `path` (SHA-256 where it offers it, else
     /// MD5), for `verify = "server"`. `Ok(None)`: this server has no way
     /// to give one (the default).

@@ -407,6 +407,14 @@ impl PooledSession {
         self.noted(r)
     }
 
+    pub async fn remove_unchanged(
+        &mut self,
+        files: &[(String, super::Version)],
+    ) -> Vec<Result<super::Removal>> {
+        let answers = self.inner().remove_unchanged(files).await;
+        answers.into_iter().map(|r| self.noted(r)).collect()
+    }
+
     pub async fn server_digest(
         &mut self,
         path: &str,

@@ -4,7 +4,8 @@
 //! replaces a listed file before it is read.
 
 use super::{
-    Entry, EntryKind, ErrorKind, RemoteError, Result, Session, Transport, Version, WriteMode,
+    Entry, EntryKind, ErrorKind, RemoteError, Removal, Result, Session, Transport, Version,
+    WriteMode,
 };
 use async_trait::async_trait;
 use std::fs::Metadata;
@@ -290,10 +291,45 @@ impl Session for LocalSession {
             .map_err(|e| RemoteError::from_io(format!("remove {path}"), &e))
     }
 
+    async fn remove_unchanged(&mut self, files: &[(String, Version)]) -> Vec<Result<Removal>> {
+        let files = files.to_vec();
+        let n = files.len();
+        let all = tokio::task::spawn_blocking(move || {
+            files
+                .iter()
+                .map(|(path, version)| remove_unchanged_now(path, *version))
+                .collect::<Vec<_>>()
+        })
+        .await;
+        all.unwrap_or_else(|e| {
+            let e = RemoteError::new(ErrorKind::Other, true, "remove", e.to_string());
+            vec![Err(e); n]
+        })
+    }
+
     async fn create_dirs(&mut self, dir: &str) -> Result<()> {
         tokio::fs::create_dir_all(dir)
             .await
             .map_err(|e| RemoteError::from_io(format!("create directory {dir}"), &e))
+    }
+}
+
+/// [`Session::remove_unchanged`] for one file (blocking).
+fn remove_unchanged_now(path: &str, version: Version) -> Result<Removal> {
+    let gone = |e: std::io::Error, what: &str| match e.kind() {
+        std::io::ErrorKind::NotFound => Ok(Removal::Gone),
+        _ => Err(RemoteError::from_io(format!("{what} {path}"), &e)),
+    };
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) => return gone(e, "stat"),
+    };
+    if entry(String::new(), &meta, None).version() != version {
+        return Ok(Removal::Changed);
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(Removal::Removed),
+        Err(e) => gone(e, "remove"),
     }
 }
 
@@ -376,6 +412,45 @@ mod tests {
                 ("sub".into(), EntryKind::Dir)
             ]
         );
+    }
+
+    /// A batch's deletes remove only the versions they were given: a file
+    /// rewritten since stays, a file already gone is said to be, and a
+    /// directory is refused, not removed.
+    #[tokio::test]
+    async fn only_unchanged_files_are_removed_in_a_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+        for n in ["same", "rewritten"] {
+            std::fs::write(path(n), b"four").unwrap();
+        }
+        std::fs::create_dir(path("dir")).unwrap();
+        let mut s = LocalSession;
+        let same = s.stat(&path("same")).await.unwrap().version();
+        let rewritten = s.stat(&path("rewritten")).await.unwrap().version();
+        std::fs::write(path("rewritten"), b"longer now").unwrap();
+        let dir_version = s.stat(&path("dir")).await.unwrap().version();
+        let answers = s
+            .remove_unchanged(&[
+                (path("same"), same),
+                (path("rewritten"), rewritten),
+                (path("never-there"), same),
+                (path("dir"), dir_version),
+            ])
+            .await;
+        let got: Vec<Option<Removal>> = answers.iter().map(|a| a.as_ref().ok().copied()).collect();
+        assert_eq!(
+            got[..3],
+            [
+                Some(Removal::Removed),
+                Some(Removal::Changed),
+                Some(Removal::Gone)
+            ]
+        );
+        assert!(answers[3].is_err(), "{:?}", answers[3]);
+        assert!(!dir.path().join("same").exists());
+        assert_eq!(std::fs::read(path("rewritten")).unwrap(), b"longer now");
+        assert!(dir.path().join("dir").is_dir());
     }
 
     #[tokio::test]
