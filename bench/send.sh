@@ -33,6 +33,9 @@
 # Knobs: SIZE_MB (1024), SMALL (10000), RUNS (3), PARALLEL (lftp, 8),
 # SESSIONS (ferry's max_sessions and max_transfers, 8), LAT_FILES (50),
 # RESCAN_FILES (20), PARTS ("sftp ftp latency": which parts to run),
+# FERRY_B (a second ferry binary: each small-file run of ferry is followed
+# by one of it, and the table compares the two: an A/B of two builds in
+# the same minutes, which this machine's swings make the only fair one),
 # KEEP=1 (keep the work directory).
 set -euo pipefail
 
@@ -135,7 +138,7 @@ count_is() { # DIR: every small file there (at any depth), nothing else
 }
 ferry_once() { # CASE PROTOCOL OUTBOX REMOTE
     config "$2" "$3" "$4" "$W/st/$1.$i" 60s > "$W/$1.$i.toml"
-    timed "$1" "$FERRY" once -c "$W/$1.$i.toml"
+    timed "$1" "${BIN:-$FERRY}" once -c "$W/$1.$i.toml"
     # A file whose attempt failed is left for a later pass (`ferry once`
     # still exits 0): the run counts, with a warning and the cause.
     local left; left=$(ls -A "$3" | wc -l)
@@ -174,6 +177,11 @@ if has sftp; then
         cp -al "$W/src/small" "$W/ob/ss.$i"; mkremote "$W/sftp/fs.$i"; sync
         ferry_once ferry_sftp_small sftp "$W/ob/ss.$i" "$W/sftp/fs.$i"
         [[ -n $(ls -A "$W/ob/ss.$i") ]] || count_is "$W/sftp/fs.$i"
+        if [[ -n ${FERRY_B:-} ]]; then
+            cp -al "$W/src/small" "$W/ob/ssb.$i"; mkremote "$W/sftp/fsb.$i"; sync
+            BIN=$FERRY_B ferry_once ferry_b_sftp_small sftp "$W/ob/ssb.$i" "$W/sftp/fsb.$i"
+            [[ -n $(ls -A "$W/ob/ssb.$i") ]] || count_is "$W/sftp/fsb.$i"
+        fi
         mkremote "$W/sftp/os.$i"; sync
         timed sftp_put_small "${SFTP[@]}" <<<"put -r $W/src/small $W/sftp/os.$i"
         count_is "$W/sftp/os.$i"
@@ -212,6 +220,11 @@ if has ftp; then
         cp -al "$W/src/small" "$W/ob/fs.$i"; mkremote "$FTP_DIR/fs.$i"; sync
         ferry_once ferry_ftp_small ftp "$W/ob/fs.$i" "$FTP_DIR/fs.$i"
         [[ -n $(ls -A "$W/ob/fs.$i") ]] || count_is "$FTP_DIR/fs.$i"
+        if [[ -n ${FERRY_B:-} ]]; then
+            cp -al "$W/src/small" "$W/ob/fsb.$i"; mkremote "$FTP_DIR/fsb.$i"; sync
+            BIN=$FERRY_B ferry_once ferry_b_ftp_small ftp "$W/ob/fsb.$i" "$FTP_DIR/fsb.$i"
+            [[ -n $(ls -A "$W/ob/fsb.$i") ]] || count_is "$FTP_DIR/fsb.$i"
+        fi
         mkremote "$FTP_DIR/ls.$i"; sync
         timed lftp_ftp_small lftp -c "$LFTP_FTP; mirror -R --parallel=$PARALLEL $W/src/small $FTP_REL/ls.$i"
         count_is "$FTP_DIR/ls.$i"
@@ -299,6 +312,7 @@ if has sftp; then
         line "SFTP $SIZE_MB MiB" ferry_sftp_big rclone_sftp_big big_rate ""
         line "SFTP $SMALL x 4 KiB" ferry_sftp_small rclone_sftp_small small_rate ""
     fi
+    [[ -z ${FERRY_B:-} ]] || line "SFTP $SMALL x 4 KiB, FERRY_B against FERRY" ferry_b_sftp_small ferry_sftp_small small_rate "A/B"
     result "Send SFTP $SIZE_MB MiB" ferry_sftp_big sftp sftp_put_big 1.3
     result "Send SFTP $SIZE_MB MiB" ferry_sftp_big lftp lftp_sftp_big 1.0
     result "Send SFTP $SIZE_MB MiB" ferry_sftp_big rclone rclone_sftp_big
@@ -314,6 +328,7 @@ if has ftp; then
         line "FTP $SIZE_MB MiB" ferry_ftp_big rclone_ftp_big big_rate ""
         line "FTP $SMALL x 4 KiB" ferry_ftp_small rclone_ftp_small small_rate ""
     fi
+    [[ -z ${FERRY_B:-} ]] || line "FTP $SMALL x 4 KiB, FERRY_B against FERRY" ferry_b_ftp_small ferry_ftp_small small_rate "A/B"
     result "Send FTP $SIZE_MB MiB" ferry_ftp_big curl curl_put_big
     result "Send FTP $SIZE_MB MiB" ferry_ftp_big lftp lftp_ftp_big 1.0
     result "Send FTP $SIZE_MB MiB" ferry_ftp_big rclone rclone_ftp_big
