@@ -170,14 +170,7 @@ impl Engine {
                 if lost.contains(&row.id) {
                     return Err(crate::state::Error::Lost(vec![row.id]).into());
                 }
-                let r = removed.next().unwrap_or_else(|| {
-                    Err(crate::remote::RemoteError::new(
-                        crate::remote::ErrorKind::Other,
-                        true,
-                        "remove",
-                        "no answer for this file",
-                    ))
-                })?;
+                let r = removed.next().expect("one answer per owned file")?;
                 span.in_scope(|| post::log_removal(outbox, path, r));
                 Ok(())
             })
