@@ -224,8 +224,9 @@ CONF
 
 # rclone, when installed, is one more reference column; RCLONE_SFTP and
 # RCLONE_FTP are its on-the-fly remotes (append a path: "$RCLONE_SFTP/dir").
+# NO_RCLONE=1 leaves it out (its FTP small-file runs take minutes).
 HAVE_RCLONE=""
-command -v rclone >/dev/null 2>&1 && HAVE_RCLONE=1
+[[ -n ${NO_RCLONE:-} ]] || ! command -v rclone >/dev/null 2>&1 || HAVE_RCLONE=1
 rclone_remotes() {
     [[ -n $HAVE_RCLONE ]] || return 0
     RCLONE_SFTP=":sftp,host=127.0.0.1,port=${SPORT:-0},user=$BENCH_USER,key_file=${SSH_KEY:-},known_hosts_file=${KNOWN_HOSTS:-}:"
@@ -250,16 +251,26 @@ timed() {
 # ending the run: for a reference tool that fails against one server
 # (rclone's FTP ranges against vsftpd), noted and left out of the table.
 timed_try() {
-    local label=$1; shift
+    local label=$1 busy0; shift
+    busy0=$(busy_ticks)
     /usr/bin/time -f '%e %M' -o "$W/t" "$@" >"$W/last.out" 2>"$W/last.log" || {
         echo "$label failed: $*" >&2
         tail -n 20 "$W/last.out" "$W/last.log" >&2
         return 1
     }
-    tail -n 1 "$W/t" >>"$W/$label.times"
+    local cpu
+    cpu=$(awk -v a="$busy0" -v b="$(busy_ticks)" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", (b - a) / hz}')
+    echo "$(tail -n 1 "$W/t") $cpu" >>"$W/$label.times"
     cp "$W/last.log" "$W/$label.log"
     # shellcheck disable=SC2046
-    printf '  %-18s %7.2f s  %8d KiB peak RSS\n' "$label" $(tail -n 1 "$W/t")
+    printf '  %-18s %7.2f s  %8d KiB peak RSS  %6.2f s machine CPU\n' "$label" $(tail -n 1 "$W/$label.times")
+}
+
+# busy_ticks: CPU time of the whole machine so far (every process, the
+# servers' too), in clock ticks: what a run costs on a machine it shares
+# with its servers, where one tool's CPU is the other's wall time.
+busy_ticks() {
+    awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat
 }
 last_s() { tail -n 1 "$W/$1.times" | cut -d' ' -f1; }
 

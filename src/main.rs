@@ -21,6 +21,21 @@ fn main() {
             std::process::exit(ferry::daemon::EXIT_RUNTIME);
         }
     };
-    let code = runtime.block_on(ferry::cli::execute(cli));
+    // The command runs as a task on the runtime's workers, not on this
+    // thread: a worker that sees a socket become ready then polls the task
+    // itself, where a future run by `block_on` here would be woken across
+    // threads (a futex wake and a context switch) on every readiness
+    // event. For `ferry once`, which polls every rule inside this one
+    // future, that was a context switch per FTP reply.
+    let code = runtime.block_on(async {
+        match tokio::spawn(ferry::cli::execute(cli)).await {
+            Ok(code) => code,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => {
+                eprintln!("ferry: the command's task ended early: {e}");
+                ferry::daemon::EXIT_RUNTIME
+            }
+        }
+    });
     std::process::exit(code);
 }
