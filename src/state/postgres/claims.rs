@@ -219,7 +219,7 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use crate::state::claims::Me;
-    use crate::state::testing::{postgres, stable_files};
+    use crate::state::testing::{postgres, postgres_twice, stable_files};
     use crate::state::{Backend, Due, State};
     use std::time::Duration;
 
@@ -286,5 +286,60 @@ mod tests {
         commit.rollback().await.unwrap();
         assert!(a.heartbeat(5_000).await.unwrap());
         assert_eq!(leases(&a, &ids).await, [Some(8_000); 3]);
+    }
+
+    /// A node stopped inside a transaction (its row locks held, its
+    /// connection open) loses its rows anyway: the server ends its idle
+    /// session, and another node's claim, which skips locked rows, then
+    /// takes them over. Before, those rows stayed with the stopped node.
+    #[tokio::test]
+    async fn a_node_stopped_mid_transaction_does_not_keep_its_rows() {
+        let (one, two) = postgres_twice().await;
+        let all = stable_files(&one, 2).await;
+        let a = one.with_me(Me::new("a", LEASE));
+        let b = two.with_me(Me::new("b", LEASE));
+        a.join(1_500).await.unwrap();
+        b.join(1_500).await.unwrap();
+        let due = |now| Due {
+            now,
+            stable_for_ms: 0,
+            min_age_ms: 0,
+        };
+        assert_eq!(
+            a.claim_due_after("r", &due(2_000), 0, 100)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        let Backend::Postgres(db) = &a.backend else {
+            unreachable!("a PostgreSQL state")
+        };
+        // a is stopped here: a transaction open, its rows locked, nothing sent.
+        let mut stopped = db.pool.begin().await.unwrap();
+        sqlx::query("SELECT id FROM files FOR UPDATE")
+            .execute(&mut *stopped)
+            .await
+            .unwrap();
+        let later = 2_000 + 10 * LEASE.as_millis() as i64;
+        let claimed = b.claim_due_after("r", &due(later), 0, 100).await.unwrap();
+        assert!(claimed.is_empty(), "the locked rows were claimed at once");
+        let started = std::time::Instant::now();
+        let mut taken = Vec::new();
+        while taken.is_empty() && started.elapsed() < super::super::IDLE_IN_TRANSACTION * 3 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            taken = b.claim_due_after("r", &due(later), 0, 100).await.unwrap();
+        }
+        let ids: Vec<i64> = taken.iter().map(|r| r.id).collect();
+        assert_eq!(ids, all, "b did not take the stopped node's rows over");
+        assert!(started.elapsed() >= super::super::IDLE_IN_TRANSACTION / 2);
+        // a, woken, finds its transaction gone.
+        assert!(
+            sqlx::query("SELECT 1")
+                .execute(&mut *stopped)
+                .await
+                .is_err(),
+            "a's idle transaction is still open"
+        );
     }
 }

@@ -27,6 +27,16 @@ use std::time::Duration;
 /// single-row changes and reads, and the CLI.
 const MAX_CONNECTIONS: u32 = 8;
 
+/// How long the server lets a session of ferry sit inside a transaction
+/// waiting for its next statement before it ends the session. ferry's
+/// transactions never wait on anything but the database, so only a
+/// process that stopped mid-transaction (SIGSTOP, a paused VM, a wedged
+/// host whose TCP connection stays open) ever reaches it. Without it that
+/// process's row locks outlive its leases: every other node's claim skips
+/// the locked rows (`FOR UPDATE SKIP LOCKED`), and a stopped node's batch
+/// would never be taken over.
+const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(10);
+
 /// An open PostgreSQL state database. Cloning shares the pool.
 #[derive(Clone)]
 pub struct Db {
@@ -40,7 +50,11 @@ impl Db {
         let connect = |at: String| move |source| Error::Connect { at, source };
         let mut options = PgConnectOptions::from_str(&pg.url)
             .map_err(connect(pg.url.clone()))?
-            .application_name("ferry");
+            .application_name("ferry")
+            .options([(
+                "idle_in_transaction_session_timeout",
+                format!("{}ms", IDLE_IN_TRANSACTION.as_millis()),
+            )]);
         if let Some(password) = &pg.password {
             options = options.password(password.expose());
         }
