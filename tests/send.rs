@@ -370,6 +370,47 @@ fn policies_over_ftps_proftpd_that_refuses_overwrites() {
     policies_where(&f, &d, false);
 }
 
+/// Many uploads, one after another, over one FTPS control connection to
+/// ProFTPD, which refuses a data connection that does not resume a TLS
+/// session ("client did not reuse TLS session"). On TLS 1.3 each ticket
+/// resumes once, and the control connection's handshake brings two: the
+/// third upload's data connection failed with 425 until each data
+/// connection's own new ticket was kept for the next one.
+#[test]
+fn many_uploads_over_one_ftps_session_to_proftpd() {
+    let f = Fixture::new("");
+    std::fs::create_dir_all(f.path("srv")).unwrap();
+    let certs = make_certs(&f.path("srv"));
+    let srv = proftpd_tls(&f.path("srv"), &certs);
+    std::fs::write(f.path("ftp-password"), PY_PASSWORD).unwrap();
+    let mut d = ftp_dest(&srv, Some((PY_USER, &f.path("ftp-password"))));
+    d.server_block = d
+        .server_block
+        .replace("protocol = \"ftp\"", "protocol = \"ftps\"")
+        .replace("max_sessions = 2", "max_sessions = 1")
+        + &format!("certificate_sha256 = \"{}\"\n", certs.sha256);
+    // 300 KiB: above the batch size, so each file is its own upload.
+    let names: Vec<String> = (0..8).map(|i| format!("f{i}.csv")).collect();
+    for (i, n) in names.iter().enumerate() {
+        drop_file(&f, "many", n, &vec![b'a' + i as u8; 300_000]);
+    }
+    let text =
+        d.server_block.clone() + &send_rule(&f, &d, "many", "many", "after = { delete = true }");
+    f.write_config(&text);
+    let log = f.once(0);
+    assert!(
+        !log.contains("425"),
+        "a data connection was refused:\n{log}"
+    );
+    for (i, n) in names.iter().enumerate() {
+        assert_eq!(
+            read(&d.local(&format!("many/{n}"))),
+            vec![b'a' + i as u8; 300_000],
+            "{n}"
+        );
+    }
+}
+
 /// A file that fails for good is moved to `after.failed_move_to`, never
 /// deleted; `ferry retry --direction send` brings it back and sends it
 /// once the cause is gone. `files`, `status` and `forget` see send rows.

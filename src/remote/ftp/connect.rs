@@ -72,6 +72,8 @@ pub struct Conn {
     /// session store: its data connections resume its session, never a
     /// sibling's (`tls::for_connection`).
     pub tls: Option<Arc<ClientConfig>>,
+    /// On FTPS, that configuration's session store.
+    pub sessions: Option<Arc<tls::Sessions>>,
     /// On FTPS, the leaf certificate the server presented (DER).
     pub certificate: Option<Vec<u8>>,
     /// The copy buffer, reused by every transfer on this connection:
@@ -101,12 +103,12 @@ async fn open_untimed(shared: &Shared, ctx: &str) -> Result<Conn> {
     if server.ftp.insecure_skip_verify {
         tracing::warn!(server = %server.name, "insecure_skip_verify = true: the server certificate is NOT verified");
     }
-    let (tls, seen) = match server.protocol {
+    let (tls, seen, sessions) = match server.protocol {
         Protocol::Ftps | Protocol::FtpsImplicit => {
-            let (config, seen) = own_config(shared, ctx)?;
-            (Some(config), Some(seen))
+            let (config, seen, sessions) = own_config(shared, ctx)?;
+            (Some(config), Some(seen), Some(sessions))
         }
-        _ => (None, None),
+        _ => (None, None, None),
     };
     let connector = || {
         let config = tls
@@ -159,6 +161,7 @@ async fn open_untimed(shared: &Shared, ctx: &str) -> Result<Conn> {
         epsv_works: false,
         hash_sha256_selected: false,
         tls,
+        sessions,
         certificate: seen.and_then(|s| s.lock().ok()?.take()),
         buf: Vec::new(),
     };
@@ -242,7 +245,10 @@ async fn tcp_connect(addrs: &[SocketAddr], ctx: &str) -> Result<TcpStream> {
 }
 
 /// A TLS configuration for one new control connection and its data connections.
-fn own_config(shared: &Shared, ctx: &str) -> Result<(Arc<ClientConfig>, tls::SeenCertificate)> {
+fn own_config(
+    shared: &Shared,
+    ctx: &str,
+) -> Result<(Arc<ClientConfig>, tls::SeenCertificate, Arc<tls::Sessions>)> {
     match &shared.tls {
         Ok(Some(tls)) => Ok(tls::for_connection(&tls.config, &tls.verifier)),
         Ok(None) => Err(RemoteError::new(

@@ -131,6 +131,28 @@ impl FtpSession {
         }
     }
 
+    /// The live connection, for an operation that opens a data
+    /// connection: on FTPS, a new control connection when this one has no
+    /// TLS session left for the data connection to resume
+    /// ([`tls::Sessions`]), which servers that demand resumption refuse.
+    async fn data_conn(&mut self) -> Result<&mut Conn> {
+        if self
+            .conn
+            .as_ref()
+            .and_then(|c| c.sessions.as_ref())
+            .is_some_and(|s| s.ran_dry())
+        {
+            tracing::debug!(server = %self.shared.server.name, "no TLS session left to resume on a data connection; opening a new control connection");
+            // Dropped, it says QUIT on a task of its own.
+            drop(self.conn.take().map(|conn| FtpSession {
+                shared: self.shared.clone(),
+                conn: Some(conn),
+                last_used: self.last_used,
+            }));
+        }
+        self.conn().await
+    }
+
     /// Passes `r` through; drops the connection when the error broke it.
     fn after<T>(&mut self, r: Result<T>) -> Result<T> {
         self.last_used = Instant::now();
@@ -194,7 +216,7 @@ impl Session for FtpSession {
         out: tokio::sync::mpsc::Sender<Vec<Entry>>,
     ) -> Result<()> {
         let shared = self.shared.clone();
-        let r = ops::list_batches(self.conn().await?, &shared, dir, &out).await;
+        let r = ops::list_batches(self.data_conn().await?, &shared, dir, &out).await;
         self.after(r)
     }
 
@@ -219,7 +241,8 @@ impl Session for FtpSession {
     ) -> Result<u64> {
         let shared = self.shared.clone();
         let limit = expected.read_limit(offset);
-        let r = transfer::read_into(self.conn().await?, &shared, path, offset, limit, sink).await;
+        let r =
+            transfer::read_into(self.data_conn().await?, &shared, path, offset, limit, sink).await;
         self.after_transfer(r)
     }
 
@@ -235,7 +258,7 @@ impl Session for FtpSession {
         sink: &mut (dyn AsyncWrite + Send + Unpin),
     ) -> Result<u64> {
         let shared = self.shared.clone();
-        let conn = self.conn().await?;
+        let conn = self.data_conn().await?;
         let r = transfer::read_into(conn, &shared, path, offset, Some(len), sink).await;
         self.after_transfer(r)
     }
@@ -251,7 +274,7 @@ impl Session for FtpSession {
         source: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<u64> {
         let shared = self.shared.clone();
-        let r = transfer::write_from(self.conn().await?, &shared, path, mode, source).await;
+        let r = transfer::write_from(self.data_conn().await?, &shared, path, mode, source).await;
         self.after_transfer(r)
     }
 
