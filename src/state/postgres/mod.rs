@@ -50,11 +50,7 @@ impl Db {
         let connect = |at: String| move |source| Error::Connect { at, source };
         let mut options = PgConnectOptions::from_str(&pg.url)
             .map_err(connect(pg.url.clone()))?
-            .application_name("ferry")
-            .options([(
-                "idle_in_transaction_session_timeout",
-                format!("{}ms", IDLE_IN_TRANSACTION.as_millis()),
-            )]);
+            .application_name("ferry");
         if let Some(password) = &pg.password {
             options = options.password(password.expose());
         }
@@ -69,7 +65,22 @@ impl Db {
         // a server that is down should say so at once.
         let probe = options.connect().await.map_err(connect(at))?;
         let _ = probe.close().await;
+        // A SET on each new connection rather than the `options` startup
+        // parameter, which connection poolers (PgBouncer) refuse.
+        let limit = format!(
+            "SET idle_in_transaction_session_timeout = {}",
+            IDLE_IN_TRANSACTION.as_millis()
+        );
         let pool = PgPoolOptions::new()
+            .after_connect(move |conn, _| {
+                let limit = limit.clone();
+                Box::pin(async move {
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(limit))
+                        .execute(conn)
+                        .await
+                        .map(|_| ())
+                })
+            })
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(30))
             .connect_lazy_with(options);
