@@ -73,7 +73,7 @@ pub struct Conn {
     /// sibling's (`tls::for_connection`).
     pub tls: Option<Arc<ClientConfig>>,
     /// On FTPS, that configuration's session store.
-    pub sessions: Option<Arc<tls::Sessions>>,
+    pub sessions: Option<Arc<super::sessions::Sessions>>,
     /// On FTPS, the leaf certificate the server presented (DER).
     pub certificate: Option<Vec<u8>>,
     /// The copy buffer, reused by every transfer on this connection:
@@ -248,7 +248,11 @@ async fn tcp_connect(addrs: &[SocketAddr], ctx: &str) -> Result<TcpStream> {
 fn own_config(
     shared: &Shared,
     ctx: &str,
-) -> Result<(Arc<ClientConfig>, tls::SeenCertificate, Arc<tls::Sessions>)> {
+) -> Result<(
+    Arc<ClientConfig>,
+    tls::SeenCertificate,
+    Arc<super::sessions::Sessions>,
+)> {
     match &shared.tls {
         Ok(Some(tls)) => Ok(tls::for_connection(&tls.config, &tls.verifier)),
         Ok(None) => Err(RemoteError::new(

@@ -17,6 +17,7 @@ mod ops;
 mod passive;
 mod relay;
 mod renames;
+mod sessions;
 mod tls;
 mod transfer;
 
@@ -134,7 +135,7 @@ impl FtpSession {
     /// The live connection, for an operation that opens a data
     /// connection: on FTPS, a new control connection when this one has no
     /// TLS session left for the data connection to resume
-    /// ([`tls::Sessions`]), which servers that demand resumption refuse.
+    /// ([`sessions::Sessions`]), which servers that demand resumption refuse.
     async fn data_conn(&mut self) -> Result<&mut Conn> {
         if self
             .conn
