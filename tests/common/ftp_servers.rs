@@ -525,6 +525,20 @@ pub fn proftpd_tls(dir: &Path, certs: &Certs) -> FtpServer {
 /// [`proftpd_tls`]; with `allow_overwrite` false, ProFTPD's own default:
 /// STOR and RNTO refuse an existing target.
 pub fn proftpd_tls_with(dir: &Path, certs: &Certs, allow_overwrite: bool) -> FtpServer {
+    proftpd_tls_versions(dir, certs, allow_overwrite, "TLSv1.2 TLSv1.3")
+}
+
+/// [`proftpd_tls`] that refuses every TLS version but 1.3.
+pub fn proftpd_tls13_only(dir: &Path, certs: &Certs) -> FtpServer {
+    proftpd_tls_versions(dir, certs, true, "TLSv1.3")
+}
+
+fn proftpd_tls_versions(
+    dir: &Path,
+    certs: &Certs,
+    allow_overwrite: bool,
+    versions: &str,
+) -> FtpServer {
     require_proftpd("mod_tls.so");
     let root = dir.join("root");
     std::fs::create_dir_all(root.join("pub")).unwrap();
@@ -533,7 +547,7 @@ pub fn proftpd_tls_with(dir: &Path, certs: &Certs, allow_overwrite: bool) -> Ftp
     let conf = format!(
         "{base}TransferLog {d}/proftpd.xferlog\nPassivePorts {pasv} {}\n\
          LoadModule mod_tls.c\nTLSEngine on\nTLSLog {d}/proftpd.tls.log\n\
-         TLSProtocol TLSv1.2 TLSv1.3\nTLSRSACertificateFile {cert}\nTLSRSACertificateKeyFile {key}\n\
+         TLSProtocol {versions}\nTLSRSACertificateFile {cert}\nTLSRSACertificateKeyFile {key}\n\
          TLSRequired on\nTLSVerifyClient off\n<Directory />\n  AllowOverwrite {overwrite}\n</Directory>\n",
         pasv + 40,
         base = proftpd_base_conf(dir, &root, port),

@@ -81,31 +81,58 @@ pub struct Conn {
     pub buf: Vec<u8>,
 }
 
+/// Connects and logs in. On FTPS, with the TLS versions the server's
+/// `sessions::Versions` says; when that is TLS 1.2 alone and it fails, once
+/// more with TLS 1.3 too, and a server that lets that one in refuses
+/// TLS 1.2 (it is not asked again).
 pub async fn open(shared: &Shared) -> Result<Conn> {
     let server = &shared.server;
     let ctx = format!("connect {}:{}", server.host, server.port);
-    match tokio::time::timeout(server.connect_timeout, open_untimed(shared, &ctx)).await {
-        Ok(r) => r,
-        Err(_) => Err(RemoteError::new(
-            ErrorKind::Timeout,
-            true,
-            ctx,
-            format!(
-                "not connected and logged in within {:?}",
-                server.connect_timeout
-            ),
-        )),
+    // `any`: TLS 1.3 or 1.2, whatever the server's versions say.
+    let attempt = |any: bool| {
+        let ctx = ctx.clone();
+        async move {
+            let connect = open_untimed(shared, &ctx, any);
+            match tokio::time::timeout(server.connect_timeout, connect).await {
+                Ok(r) => r,
+                Err(_) => Err(timed_out(&ctx, server.connect_timeout)),
+            }
+        }
+    };
+    let tls = match &shared.tls {
+        Ok(Some(tls)) if tls.versions.tls12_only() => tls,
+        _ => return attempt(false).await,
+    };
+    match attempt(false).await {
+        Ok(conn) => Ok(conn),
+        Err(e12) => match attempt(true).await {
+            Ok(conn) => {
+                tls.versions.tls12_refused(&server.name);
+                Ok(conn)
+            }
+            // Neither: the server is not there, or not letting us in.
+            Err(_) => Err(e12),
+        },
     }
 }
 
-async fn open_untimed(shared: &Shared, ctx: &str) -> Result<Conn> {
+fn timed_out(ctx: &str, limit: std::time::Duration) -> RemoteError {
+    RemoteError::new(
+        ErrorKind::Timeout,
+        true,
+        ctx,
+        format!("not connected and logged in within {limit:?}"),
+    )
+}
+
+async fn open_untimed(shared: &Shared, ctx: &str, any: bool) -> Result<Conn> {
     let server = &shared.server;
     if server.ftp.insecure_skip_verify {
         tracing::warn!(server = %server.name, "insecure_skip_verify = true: the server certificate is NOT verified");
     }
     let (tls, seen, sessions) = match server.protocol {
         Protocol::Ftps | Protocol::FtpsImplicit => {
-            let (config, seen, sessions) = own_config(shared, ctx)?;
+            let (config, seen, sessions) = own_config(shared, ctx, any)?;
             (Some(config), Some(seen), Some(sessions))
         }
         _ => (None, None, None),
@@ -248,13 +275,21 @@ async fn tcp_connect(addrs: &[SocketAddr], ctx: &str) -> Result<TcpStream> {
 fn own_config(
     shared: &Shared,
     ctx: &str,
+    any: bool,
 ) -> Result<(
     Arc<ClientConfig>,
     tls::SeenCertificate,
     Arc<super::sessions::Sessions>,
 )> {
     match &shared.tls {
-        Ok(Some(tls)) => Ok(tls::for_connection(&tls.config, &tls.verifier)),
+        Ok(Some(tls)) => {
+            let config = if !any && tls.versions.tls12_only() {
+                &tls.configs.tls12
+            } else {
+                &tls.configs.any
+            };
+            Ok(tls::for_connection(config, &tls.verifier))
+        }
         Ok(None) => Err(RemoteError::new(
             ErrorKind::Other,
             false,

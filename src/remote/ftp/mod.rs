@@ -26,7 +26,6 @@ use crate::config::{Protocol, Server};
 use crate::engine::digest::Expected;
 use async_trait::async_trait;
 use connect::Conn;
-use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -44,7 +43,9 @@ const KEEPALIVE_AFTER: Duration = Duration::from_secs(5);
 /// TLS settings of one server. Each control connection takes a copy of
 /// `config` with a session store of its own (`tls::for_connection`).
 pub(crate) struct TlsSetup {
-    pub config: Arc<ClientConfig>,
+    pub configs: tls::Configs,
+    /// Which of them a new control connection uses.
+    pub versions: sessions::Versions,
     pub verifier: tls::Verifier,
     pub name: ServerName<'static>,
 }
@@ -71,9 +72,10 @@ impl FtpTransport {
     pub fn new(server: Arc<Server>) -> Self {
         let tls = match server.protocol {
             Protocol::Ftps | Protocol::FtpsImplicit => {
-                tls::client_config(&server.ftp).and_then(|(config, verifier)| {
+                tls::client_config(&server.ftp).and_then(|(configs, verifier)| {
                     Ok(Some(TlsSetup {
-                        config,
+                        configs,
+                        versions: sessions::Versions::default(),
                         verifier,
                         name: tls::server_name(&server.host)?,
                     }))
@@ -144,6 +146,9 @@ impl FtpSession {
             .is_some_and(|s| s.ran_dry())
         {
             tracing::debug!(server = %self.shared.server.name, "no TLS session left to resume on a data connection; opening a new control connection");
+            if let Ok(Some(tls)) = &self.shared.tls {
+                tls.versions.ran_dry(&self.shared.server.name);
+            }
             // Dropped, it says QUIT on a task of its own.
             drop(self.conn.take().map(|conn| FtpSession {
                 shared: self.shared.clone(),
@@ -166,11 +171,15 @@ impl FtpSession {
     }
 
     /// A transfer that failed half-way may leave a reply or a data
-    /// connection pending: never reuse that control connection.
-    fn after_transfer<T>(&mut self, r: Result<T>) -> Result<T> {
-        if r.is_err() {
-            self.conn = None;
-        }
+    /// connection pending: that control connection is never reused. One
+    /// whose command the server refused outright is in step and goes on.
+    fn after_transfer<T>(&mut self, r: std::result::Result<T, transfer::Failed>) -> Result<T> {
+        let r = r.map_err(|f| {
+            if !f.in_step {
+                self.conn = None;
+            }
+            f.error
+        });
         self.after(r)
     }
 }

@@ -6,7 +6,7 @@ use rustls::client::{
     ClientSessionMemoryCache, ClientSessionStore, Tls12ClientSessionValue, Tls13ClientSessionValue,
 };
 use rustls::pki_types::ServerName;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 /// Tickets kept per control connection: rustls's in-memory store keeps at
 /// most 8 TLS 1.3 tickets per server name.
@@ -97,5 +97,68 @@ impl ClientSessionStore for Sessions {
                 });
         }
         ticket
+    }
+}
+
+/// Which TLS versions a server's new control connections offer. TLS 1.3
+/// or 1.2 at first. Once a control connection's TLS 1.3 tickets ran out
+/// (ProFTPD: two per control connection, none after), TLS 1.2 alone: a
+/// TLS 1.2 session resumes any number of data connections, where TLS 1.3
+/// needed a new control connection, with its login, every two transfers
+/// (ProFTPD's mod_delay makes a login take a while). rustls's TLS 1.2 is
+/// ECDHE with AEAD ciphers only. A server that refuses TLS 1.2 keeps
+/// TLS 1.3, and its new control connections.
+#[derive(Debug, Default)]
+pub struct Versions(AtomicU8);
+
+const ANY: u8 = 0;
+const TLS12: u8 = 1;
+const TLS12_REFUSED: u8 = 2;
+
+impl Versions {
+    /// Whether new control connections offer TLS 1.2 alone.
+    pub fn tls12_only(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == TLS12
+    }
+
+    /// A control connection's TLS 1.3 tickets ran out.
+    pub fn ran_dry(&self, server: &str) {
+        if self
+            .0
+            .compare_exchange(ANY, TLS12, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            tracing::info!(
+                server,
+                "the server gives each control connection's data connections two TLS 1.3 sessions to resume, no more; its control connections use TLS 1.2 from now on, whose session resumes them all"
+            );
+        }
+    }
+
+    /// A TLS 1.2 connection failed where TLS 1.3 then succeeded.
+    pub fn tls12_refused(&self, server: &str) {
+        self.0.store(TLS12_REFUSED, Ordering::Relaxed);
+        tracing::warn!(
+            server,
+            "the server refuses TLS 1.2: staying on TLS 1.3, with a new control connection whenever its sessions run out"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Versions;
+
+    #[test]
+    fn tls12_is_chosen_once_and_never_again_after_a_refusal() {
+        let v = Versions::default();
+        assert!(!v.tls12_only());
+        v.ran_dry("s");
+        assert!(v.tls12_only());
+        v.tls12_refused("s");
+        assert!(!v.tls12_only());
+        // Tickets that run out again change nothing now.
+        v.ran_dry("s");
+        assert!(!v.tls12_only());
     }
 }

@@ -27,9 +27,11 @@ pub type Verifier = Arc<dyn ServerCertVerifier>;
 /// for `ferry test-connection`.
 pub type SeenCertificate = Arc<Mutex<Option<Vec<u8>>>>;
 
-/// Builds the client configuration: TLS 1.2 or 1.3 only, certificates
-/// checked against `ca_file` or the system roots, or against a pin.
-pub fn client_config(opts: &FtpOptions) -> Result<(Arc<ClientConfig>, Verifier), String> {
+/// The server's client configurations: TLS 1.3 or 1.2, and TLS 1.2 alone
+/// (for a server whose TLS 1.3 tickets run out, `sessions::Versions`);
+/// certificates checked against `ca_file` or the system roots, or against
+/// a pin.
+pub fn client_config(opts: &FtpOptions) -> Result<(Configs, Verifier), String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let algorithms = provider.signature_verification_algorithms;
     let verifier: Arc<dyn ServerCertVerifier> = if opts.insecure_skip_verify {
@@ -48,13 +50,31 @@ pub fn client_config(opts: &FtpOptions) -> Result<(Arc<ClientConfig>, Verifier),
             .build()
             .map_err(|e| format!("cannot use the trusted certificates: {e}"))?
     };
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| format!("TLS setup: {e}"))?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier.clone())
-        .with_no_client_auth();
-    Ok((Arc::new(config), verifier))
+    let build = |versions: &[&'static rustls::SupportedProtocolVersion]| {
+        ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(versions)
+            .map_err(|e| format!("TLS setup: {e}"))
+            .map(|b| {
+                Arc::new(
+                    b.dangerous()
+                        .with_custom_certificate_verifier(verifier.clone())
+                        .with_no_client_auth(),
+                )
+            })
+    };
+    let configs = Configs {
+        any: build(&[&rustls::version::TLS13, &rustls::version::TLS12])?,
+        tls12: build(&[&rustls::version::TLS12])?,
+    };
+    Ok((configs, verifier))
+}
+
+/// A server's client configurations, by the versions they offer.
+pub struct Configs {
+    /// TLS 1.3 or 1.2: what every control connection offers first.
+    pub any: Arc<ClientConfig>,
+    /// TLS 1.2 only.
+    pub tls12: Arc<ClientConfig>,
 }
 
 /// The configuration for one control connection and its data connections:

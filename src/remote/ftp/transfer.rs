@@ -21,10 +21,55 @@ pub async fn read_into(
     offset: u64,
     limit: Option<u64>,
     sink: &mut (dyn AsyncWrite + Send + Unpin),
+) -> std::result::Result<u64, Failed> {
+    let cmd = format!("RETR {path}");
+    let stream = data::open(conn, shared, &cmd, offset)
+        .await
+        .map_err(Failed::refused)?;
+    receive(conn, shared, path, &cmd, stream, limit, sink)
+        .await
+        .map_err(Failed::broken)
+}
+
+/// Why a transfer failed, and whether its control connection is still in
+/// step: the server refusing the command itself (a 550 to STOR, a refused
+/// REST) leaves it so, with its reply read, and the session goes on (a
+/// batch whose remote directory is missing costs a round trip per file,
+/// not a new login: a full TLS handshake, and ProFTPD's mod_delay);
+/// anything after the data connection was used may leave a reply
+/// pending, and the session must go.
+pub struct Failed {
+    pub error: RemoteError,
+    pub in_step: bool,
+}
+
+impl Failed {
+    fn refused(error: RemoteError) -> Self {
+        // The data connection's own failures (EPSV, connecting to it) are
+        // Connection or Timeout errors, which end the session anyway.
+        let in_step = !error.breaks_session();
+        Failed { error, in_step }
+    }
+
+    fn broken(error: RemoteError) -> Self {
+        Failed {
+            error,
+            in_step: false,
+        }
+    }
+}
+
+/// The rest of [`read_into`], once the data connection is open.
+async fn receive(
+    conn: &mut Conn,
+    shared: &Shared,
+    path: &str,
+    cmd: &str,
+    mut stream: data::DataStream,
+    limit: Option<u64>,
+    sink: &mut (dyn AsyncWrite + Send + Unpin),
 ) -> Result<u64> {
     let io = shared.server.io_timeout;
-    let cmd = format!("RETR {path}");
-    let mut stream = data::open(conn, shared, &cmd, offset).await?;
     let mut buf = std::mem::take(&mut conn.buf);
     let copied = match limit {
         Some(limit) => pump(&mut (&mut stream).take(limit), sink, io, true, &mut buf).await,
@@ -34,12 +79,12 @@ pub async fn read_into(
     match copied {
         Ok(n) if limit == Some(n) => {
             drop(stream);
-            cut_short(conn, &cmd).await?;
+            cut_short(conn, cmd).await?;
             Ok(n)
         }
         Ok(n) => {
             drop(stream);
-            finish(conn, io, &cmd).await?;
+            finish(conn, io, cmd).await?;
             Ok(n)
         }
         Err(Broken::Local(e)) => Err(RemoteError::from_io(
@@ -48,8 +93,8 @@ pub async fn read_into(
         )),
         Err(Broken::Remote(e)) => {
             drop(stream);
-            let fallback = remote_io(&cmd, &e);
-            Err(data::reason(conn, &cmd, fallback).await)
+            let fallback = remote_io(cmd, &e);
+            Err(data::reason(conn, cmd, fallback).await)
         }
     }
 }
@@ -82,14 +127,28 @@ pub async fn write_from(
     path: &str,
     mode: WriteMode,
     source: &mut (dyn AsyncRead + Send + Unpin),
-) -> Result<u64> {
-    let io = shared.server.io_timeout;
+) -> std::result::Result<u64, Failed> {
+    let (cmd, stream) = open_write(conn, shared, path, mode)
+        .await
+        .map_err(Failed::refused)?;
+    send(conn, shared, path, &cmd, stream, source)
+        .await
+        .map_err(Failed::broken)
+}
+
+/// The data connection of an upload, and the command that opened it.
+async fn open_write(
+    conn: &mut Conn,
+    shared: &Shared,
+    path: &str,
+    mode: WriteMode,
+) -> Result<(String, data::DataStream)> {
     let (mut cmd, offset) = match mode {
         WriteMode::Replace => (format!("STOR {path}"), 0),
         WriteMode::Append => (format!("APPE {path}"), 0),
         WriteMode::At(n) => (format!("STOR {path}"), n),
     };
-    let mut stream = match data::open(conn, shared, &cmd, offset).await {
+    let stream = match data::open(conn, shared, &cmd, offset).await {
         // REST before STOR is optional (RFC 3659), and some servers take
         // the REST but refuse the STOR after it (ProFTPD without
         // AllowStoreRestart: "Overwrite permission denied"). The caller
@@ -115,6 +174,19 @@ pub async fn write_from(
         }
         r => r?,
     };
+    Ok((cmd, stream))
+}
+
+/// The rest of [`write_from`], once the data connection is open.
+async fn send(
+    conn: &mut Conn,
+    shared: &Shared,
+    path: &str,
+    cmd: &str,
+    mut stream: data::DataStream,
+    source: &mut (dyn AsyncRead + Send + Unpin),
+) -> Result<u64> {
+    let io = shared.server.io_timeout;
     let mut buf = std::mem::take(&mut conn.buf);
     let pumped = pump(source, &mut stream, io, false, &mut buf).await;
     conn.buf = buf;
@@ -129,14 +201,14 @@ pub async fn write_from(
     };
     drop(stream);
     match copied {
-        Ok(n) => finish(conn, io, &cmd).await.map(|_| n),
+        Ok(n) => finish(conn, io, cmd).await.map(|_| n),
         Err(Broken::Local(e)) => Err(RemoteError::from_io(
             format!("read the upload for {path}"),
             &e,
         )),
         Err(Broken::Remote(e)) => {
-            let fallback = remote_io(&cmd, &e);
-            Err(data::reason(conn, &cmd, fallback).await)
+            let fallback = remote_io(cmd, &e);
+            Err(data::reason(conn, cmd, fallback).await)
         }
     }
 }
