@@ -91,6 +91,18 @@ fn server_name(d: &Dest) -> &'static str {
 }
 
 /// A `[[send]]` table from `f.path("out/NAME")` to `dest` `remote_dir`.
+/// [`ftp_dest`] over explicit FTPS, the test user logged in, the server's
+/// self-signed certificate pinned.
+fn ftps_dest(f: &Fixture, srv: &FtpServer, certs: &Certs) -> Dest {
+    std::fs::write(f.path("ftp-password"), PY_PASSWORD).unwrap();
+    let mut d = ftp_dest(srv, Some((PY_USER, &f.path("ftp-password"))));
+    d.server_block = d
+        .server_block
+        .replace("protocol = \"ftp\"", "protocol = \"ftps\"")
+        + &format!("certificate_sha256 = \"{}\"\n", certs.sha256);
+    d
+}
+
 fn send_rule(f: &Fixture, d: &Dest, name: &str, remote_dir: &str, extra: &str) -> String {
     let outbox = f.path(&format!("out/{name}"));
     std::fs::create_dir_all(&outbox).unwrap();
@@ -344,12 +356,7 @@ fn policies_over_explicit_ftps_pyftpdlib() {
     std::fs::create_dir_all(f.path("srv")).unwrap();
     let certs = make_certs(&f.path("srv"));
     let srv = pyftpdlib(&f.path("srv"), PyTls::Explicit, Some(&certs));
-    std::fs::write(f.path("ftp-password"), PY_PASSWORD).unwrap();
-    let mut d = ftp_dest(&srv, Some((PY_USER, &f.path("ftp-password"))));
-    d.server_block = d
-        .server_block
-        .replace("protocol = \"ftp\"", "protocol = \"ftps\"")
-        + &format!("certificate_sha256 = \"{}\"\n", certs.sha256);
+    let d = ftps_dest(&f, &srv, &certs);
     policies(&f, &d);
 }
 
@@ -361,12 +368,7 @@ fn policies_over_ftps_proftpd_that_refuses_overwrites() {
     std::fs::create_dir_all(f.path("srv")).unwrap();
     let certs = make_certs(&f.path("srv"));
     let srv = proftpd_tls_with(&f.path("srv"), &certs, false);
-    std::fs::write(f.path("ftp-password"), PY_PASSWORD).unwrap();
-    let mut d = ftp_dest(&srv, Some((PY_USER, &f.path("ftp-password"))));
-    d.server_block = d
-        .server_block
-        .replace("protocol = \"ftp\"", "protocol = \"ftps\"")
-        + &format!("certificate_sha256 = \"{}\"\n", certs.sha256);
+    let d = ftps_dest(&f, &srv, &certs);
     policies_where(&f, &d, false);
 }
 
@@ -383,13 +385,10 @@ fn uploads_to_proftpd(n: usize, size: usize, sessions: u32, tls13_only: bool) ->
     } else {
         proftpd_tls(&f.path("srv"), &certs)
     };
-    std::fs::write(f.path("ftp-password"), PY_PASSWORD).unwrap();
-    let mut d = ftp_dest(&srv, Some((PY_USER, &f.path("ftp-password"))));
+    let mut d = ftps_dest(&f, &srv, &certs);
     d.server_block = d
         .server_block
-        .replace("protocol = \"ftp\"", "protocol = \"ftps\"")
-        .replace("max_sessions = 2", &format!("max_sessions = {sessions}"))
-        + &format!("certificate_sha256 = \"{}\"\n", certs.sha256);
+        .replace("max_sessions = 2", &format!("max_sessions = {sessions}"));
     let body = |i: usize| vec![b'a' + (i % 26) as u8; size];
     for i in 0..n {
         drop_file(&f, "many", &format!("f{i}.csv"), &body(i));
@@ -397,9 +396,8 @@ fn uploads_to_proftpd(n: usize, size: usize, sessions: u32, tls13_only: bool) ->
     let rule = send_rule(&f, &d, "many", "many", "after = { delete = true }");
     f.write_config(&(d.server_block.clone() + &rule));
     let log = f.once(0);
-    let refused = |l: &&str| l.contains(" 425 ") || l.contains(": 425");
     assert!(
-        !log.lines().any(|l| refused(&l)),
+        !data_connection_refused(&log),
         "a data connection was refused:\n{log}"
     );
     for i in 0..n {

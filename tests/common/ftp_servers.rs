@@ -599,3 +599,10 @@ pub fn proftpd_digest(dir: &Path) -> FtpServer {
     };
     server.wait_ready(false)
 }
+
+/// Whether ferry's log shows a data connection refused (425), as a reply
+/// code, not as digits inside a timestamp.
+pub fn data_connection_refused(log: &str) -> bool {
+    log.lines()
+        .any(|l| l.contains(" 425 ") || l.contains(": 425"))
+}

@@ -149,14 +149,20 @@ impl FtpSession {
             if let Ok(Some(tls)) = &self.shared.tls {
                 tls.versions.ran_dry(&self.shared.server.name);
             }
-            // Dropped, it says QUIT on a task of its own.
-            drop(self.conn.take().map(|conn| FtpSession {
-                shared: self.shared.clone(),
-                conn: Some(conn),
-                last_used: self.last_used,
-            }));
+            self.quit_in_background();
         }
         self.conn().await
+    }
+
+    /// Ends the control connection with QUIT on a task of its own, for
+    /// where the caller cannot wait (a drop) or need not.
+    fn quit_in_background(&mut self) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(connect::quit(conn));
+        }
     }
 
     /// Passes `r` through; drops the connection when the error broke it.
@@ -188,12 +194,7 @@ impl FtpSession {
 /// with it) says QUIT on a task of its own, since a drop cannot wait.
 impl Drop for FtpSession {
     fn drop(&mut self) {
-        let Some(conn) = self.conn.take() else {
-            return;
-        };
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(connect::quit(conn));
-        }
+        self.quit_in_background();
     }
 }
 
