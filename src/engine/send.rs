@@ -227,7 +227,7 @@ impl Engine {
                 row,
                 final_path,
                 done,
-                base + done,
+                upload::write_mode(base + done, false, to),
                 &dirs,
                 &mut hasher,
             )

@@ -17,7 +17,7 @@
 use super::error::FileError;
 use super::{Engine, Outcome, upload};
 use crate::config::{PostAction, Rule, SendIfExists, SendTo};
-use crate::remote::{self, Pool};
+use crate::remote::{self, Pool, WriteMode};
 use crate::state::{FileRow, FileState, now_ms};
 use futures::future::join_all;
 use std::io::Read;
@@ -166,7 +166,11 @@ impl Engine {
         let dest = self.pool_for(&to.server);
         let limit = self.rule_limit(rule);
         let answers = match dest.get().await {
-            Ok(session) => write_spread(&dest, &limit, session, &files).await,
+            Ok(session) => {
+                // Every row of a batch is new: its temporary name was never written.
+                let mode = upload::write_mode(0, true, to);
+                write_spread(&dest, &limit, session, &files, mode).await
+            }
             Err(e) => {
                 let failed = self
                     .fail_all(rule, source, items, FileState::Downloading, e.into())
@@ -360,16 +364,22 @@ impl Engine {
         outcomes
     }
 
-    /// A file the batch could not finish, through the single-file steps
-    /// (its row is claimed, and still counts as never attempted for the
-    /// temporary name: nothing of it is worth continuing).
+    /// A file the batch could not finish, through the single-file steps.
+    /// Its row is claimed, and its temporary name may hold what the batch
+    /// wrote: the row counts as attempted (`attempts`), so that name is
+    /// continued or replaced like any earlier attempt's, never written as
+    /// new ([`crate::remote::WriteMode::Fresh`] may append).
     async fn send_alone(&self, rule: &Arc<Rule>, source: &Arc<Pool>, it: Item) -> Outcome {
         let Some(to) = &rule.send else {
             return Outcome::Retrying;
         };
+        let row = FileRow {
+            attempts: it.attempt,
+            ..it.row.clone()
+        };
         let mut stage = FileState::Downloading;
         let r = self
-            .advance_send(rule, to, source, &it.row, &mut stage)
+            .advance_send(rule, to, source, &row, &mut stage)
             .instrument(it.span.clone())
             .await;
         match r {
@@ -399,6 +409,7 @@ async fn write_spread(
     limit: &Arc<crate::bandwidth::Limit>,
     first: remote::PooledSession,
     files: &[(String, Vec<u8>)],
+    mode: WriteMode,
 ) -> Vec<remote::Result<Option<u64>>> {
     let per = files.len().div_ceil(SESSIONS).max(1);
     let mut first = Some(first);
@@ -413,7 +424,7 @@ async fn write_spread(
                 },
             }
             .limited(limit.clone());
-            session.write_wholes(group).await
+            session.write_wholes(group, mode).await
         }
     });
     join_all(groups).await.into_iter().flatten().collect()

@@ -95,8 +95,8 @@ pub async fn remote_size(
     }
 }
 
-/// Writes the local file from byte `from` to `dest` at byte `at` (or
-/// replacing `dest` when `at` is 0). With `create_dirs`, a missing
+/// Writes the local file from byte `from` to `dest` as `mode` says
+/// ([`write_mode`]). With `create_dirs`, a missing
 /// directory is made and the write tried once more. A server that will
 /// not continue a file (FTP without REST + STOR or APPE) gets a temporary
 /// file again from its first byte; an append there fails for good.
@@ -110,10 +110,14 @@ pub async fn write(
     row: &FileRow,
     dest: &str,
     mut from: u64,
-    mut at: u64,
+    mut mode: WriteMode,
     dirs: &[&str],
     hasher: &mut Hasher,
 ) -> Result<u64, FileError> {
+    let at = match mode {
+        WriteMode::At(n) => n,
+        _ => 0,
+    };
     let temporary_file = from == at;
     let mut made_dirs = false;
     loop {
@@ -123,11 +127,6 @@ pub async fn write(
         let want = (row.size as u64).saturating_sub(from);
         let (ahead, hashed) = super::read_ahead::spawn(file, from, want, hasher.clone());
         let mut source = crate::progress::Counted(ahead);
-        let mode = if at == 0 {
-            WriteMode::Replace
-        } else {
-            WriteMode::At(at)
-        };
         let written = session.write_from(dest, mode, &mut source).await;
         drop(source);
         match written {
@@ -139,7 +138,7 @@ pub async fn write(
             }
             Err(e) if e.kind == ErrorKind::ResumeRefused && at > 0 && temporary_file => {
                 tracing::warn!(remote = %dest, error = %e, "cannot resume the upload; sending it from the start");
-                (from, at) = (0, 0);
+                (from, mode) = (0, WriteMode::Replace);
             }
             Err(e) if e.kind == ErrorKind::ResumeRefused => {
                 return Err(FileError::permanent(
@@ -161,6 +160,18 @@ pub async fn write(
             }
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// How a write at byte `at` of the remote file starts: `Fresh` for a
+/// temporary name no attempt wrote before (`fresh`) whose size is checked
+/// after the upload (which catches an append to a leftover file, see
+/// [`WriteMode::Fresh`]), `Replace` for another write from the start.
+pub fn write_mode(at: u64, fresh: bool, to: &SendTo) -> WriteMode {
+    match at {
+        0 if fresh && to.verify_size => WriteMode::Fresh,
+        0 => WriteMode::Replace,
+        n => WriteMode::At(n),
     }
 }
 
@@ -222,7 +233,7 @@ pub async fn to_temp(
             row,
             temp,
             offset,
-            offset,
+            write_mode(offset, fresh, to),
             &dirs,
             &mut hasher,
         )

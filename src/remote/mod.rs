@@ -110,6 +110,14 @@ pub fn escape_name(bytes: &[u8]) -> (String, bool) {
 pub enum WriteMode {
     /// Create the file, or empty an existing one first.
     Replace,
+    /// Create a file under a name no earlier attempt wrote (a new row's
+    /// temporary name). Where the file exists after all, a transport may
+    /// empty it or append to it: the caller checks the size afterwards.
+    /// FTP sends APPE, not STOR: vsftpd empties a STOR's file with
+    /// `ftruncate`, which makes ext4 allocate and start writing all of the
+    /// file in its `close`, and answers nothing until that is done (0.4-0.5
+    /// s per GiB; about 0.1 ms of server CPU per small file).
+    Fresh,
     /// After the current end of the file (created when missing).
     Append,
     /// From this offset, keeping what is before it: a resumed upload.
@@ -232,17 +240,19 @@ pub trait Session: Send {
         mode: WriteMode,
         source: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<u64>;
-    /// Writes several small files whole, each replacing what is at its
-    /// path, and returns for each the size the server reports afterwards
+    /// Writes several small files whole, each as `mode` says (`Replace` or
+    /// `Fresh`), and returns for each the size the server reports afterwards
     /// (`None`: it did not say), for the caller's size check; answers in
     /// order. Transports whose protocol can have many requests in flight on
     /// one session override this; the default writes one after another.
-    async fn write_wholes(&mut self, files: &[(String, Vec<u8>)]) -> Vec<Result<Option<u64>>> {
+    async fn write_wholes(
+        &mut self,
+        files: &[(String, Vec<u8>)],
+        mode: WriteMode,
+    ) -> Vec<Result<Option<u64>>> {
         let mut out = Vec::with_capacity(files.len());
         for (path, data) in files {
-            let written = self
-                .write_from(path, WriteMode::Replace, &mut &data[..])
-                .await;
+            let written = self.write_from(path, mode, &mut &data[..]).await;
             out.push(match written {
                 Ok(_) => self.file_size(path).await,
                 Err(e) => Err(e),

@@ -367,10 +367,14 @@ impl PooledSession {
         answers.into_iter().map(|r| self.noted(r)).collect()
     }
 
-    pub async fn write_wholes(&mut self, files: &[(String, Vec<u8>)]) -> Vec<Result<Option<u64>>> {
+    pub async fn write_wholes(
+        &mut self,
+        files: &[(String, Vec<u8>)],
+        mode: WriteMode,
+    ) -> Vec<Result<Option<u64>>> {
         let bytes = files.iter().map(|(_, d)| d.len() as u64).sum();
         self.throttle.acquire(bytes).await;
-        let answers = self.inner().write_wholes(files).await;
+        let answers = self.inner().write_wholes(files, mode).await;
         answers.into_iter().map(|r| self.noted(r)).collect()
     }
 

@@ -272,16 +272,26 @@ if sys.argv[10] == "nat":
     # as a server behind NAT does.
     Handler.proto_cmds = {k: v for k, v in Handler.proto_cmds.items() if k != "EPSV"}
     Handler.masquerade_address = "10.255.255.1"
-if sys.argv[10] == "nosize":
+if sys.argv[10] in ("nosize", "blind"):
     # MLSD and MLST without the size fact, as some servers send them.
     class NoSize(Handler):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self._current_facts = [f for f in self._current_facts if f != "size"]
     Handler = NoSize
+if sys.argv[10] == "blind":
+    # Nor SIZE: nothing tells a file's size but a listing.
+    Handler.proto_cmds = {k: v for k, v in Handler.proto_cmds.items() if k != "SIZE"}
 if sys.argv[10] == "norest":
     # No REST, as some appliances have: "500 Command not understood".
     Handler.proto_cmds = {k: v for k, v in Handler.proto_cmds.items() if k != "REST"}
+if sys.argv[10] == "noappe":
+    # APPE refused outright, as some servers are set up; each refusal logged.
+    class NoAppe(Handler):
+        def ftp_APPE(self, file):
+            self.log("APPE refused " + file)
+            self.respond("502 APPE not allowed here.")
+    Handler = NoAppe
 if sys.argv[10] == "badmlsd":
     # One MLSD line no parser reads (a size that is not a number).
     from pyftpdlib.filesystems import AbstractedFS
@@ -362,9 +372,19 @@ pub fn pyftpdlib_without_sizes(dir: &Path) -> FtpServer {
     pyftpdlib_with(dir, PyTls::None, None, "nosize")
 }
 
+/// [`pyftpdlib_without_sizes`] without SIZE either.
+pub fn pyftpdlib_blind_to_sizes(dir: &Path) -> FtpServer {
+    pyftpdlib_with(dir, PyTls::None, None, "blind")
+}
+
 /// pyftpdlib without REST: downloads cannot resume part-way.
 pub fn pyftpdlib_without_rest(dir: &Path) -> FtpServer {
     pyftpdlib_with(dir, PyTls::None, None, "norest")
+}
+
+/// pyftpdlib without APPE: files can only be sent with STOR.
+pub fn pyftpdlib_without_appe(dir: &Path) -> FtpServer {
+    pyftpdlib_with(dir, PyTls::None, None, "noappe")
 }
 
 /// pyftpdlib that offers `XSHA256` (the stored file's digest) but sends

@@ -43,6 +43,8 @@ pub(crate) use on_ctrl;
 pub struct Features {
     pub mlsd: bool,
     pub mdtm: bool,
+    /// SIZE (RFC 3659): an upload's size check always gets a number.
+    pub size: bool,
     /// MFMT: set a file's modification time.
     pub mfmt: bool,
     /// HASH with SHA-256 among its algorithms (draft-bryan-ftpext-hash).
@@ -324,6 +326,7 @@ async fn login(conn: &mut Conn, shared: &Shared, ctx: &str) -> Result<()> {
         conn.features = Features {
             mlsd: has("MLST"),
             mdtm: has("MDTM"),
+            size: has("SIZE"),
             mfmt: has("MFMT"),
             hash_sha256,
             xsha256: has("XSHA256"),

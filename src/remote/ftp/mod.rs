@@ -28,6 +28,7 @@ use async_trait::async_trait;
 use connect::Conn;
 use rustls::pki_types::ServerName;
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -62,6 +63,9 @@ pub(crate) struct Shared {
     /// Listing times refined with MDTM, so an unchanged file costs no MDTM
     /// at the next poll (see `ops::refine`).
     pub mdtm: Mutex<MdtmCache>,
+    /// The server refused APPE for a new file and took STOR instead: its
+    /// [`WriteMode::Fresh`] writes go as STOR from then on.
+    pub stor_for_new: AtomicBool,
 }
 
 pub struct FtpTransport {
@@ -87,6 +91,7 @@ impl FtpTransport {
             server,
             tls,
             mdtm: Mutex::new(HashMap::new()),
+            stor_for_new: AtomicBool::new(false),
         };
         Self {
             shared: Arc::new(shared),

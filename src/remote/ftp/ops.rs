@@ -365,7 +365,12 @@ fn bad(cmd: &str, reply: &str) -> RemoteError {
 /// `SIZE` gets the whole [`stat`] (which then lists the parent).
 pub async fn file_size(conn: &mut Conn, shared: &Shared, path: &str) -> Result<Option<u64>> {
     if conn.features.mlsd {
-        return stat(conn, shared, path).await.map(|e| e.size);
+        let listed = stat(conn, shared, path).await?.size;
+        // An MLST without the size fact: SIZE, where the server has it.
+        if listed.is_some() || !conn.features.size {
+            return Ok(listed);
+        }
+        return size(conn, shared, path).await.map(Some);
     }
     match size(conn, shared, path).await {
         Ok(n) => Ok(Some(n)),

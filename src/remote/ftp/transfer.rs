@@ -6,6 +6,7 @@ use super::Shared;
 use super::connect::{Conn, on_ctrl};
 use super::data::{self, finish, timeout};
 use crate::remote::{ErrorKind, RemoteError, Result, WriteMode};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use suppaftp::{FtpError, Status};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -143,12 +144,18 @@ async fn open_write(
     path: &str,
     mode: WriteMode,
 ) -> Result<(String, data::DataStream)> {
-    let (mut cmd, offset) = match mode {
+    let (cmd, offset) = match mode {
         WriteMode::Replace => (format!("STOR {path}"), 0),
+        // APPE appends to a file that exists after all, which only a size
+        // check catches: without SIZE the server may not say the size.
+        WriteMode::Fresh if !conn.features.size || shared.stor_for_new.load(Ordering::Relaxed) => {
+            (format!("STOR {path}"), 0)
+        }
+        WriteMode::Fresh => return open_fresh(conn, shared, path).await,
         WriteMode::Append => (format!("APPE {path}"), 0),
         WriteMode::At(n) => (format!("STOR {path}"), n),
     };
-    let stream = match data::open(conn, shared, &cmd, offset).await {
+    match data::open(conn, shared, &cmd, offset).await {
         // REST before STOR is optional (RFC 3659), and some servers take
         // the REST but refuse the STOR after it (ProFTPD without
         // AllowStoreRestart: "Overwrite permission denied"). The caller
@@ -156,10 +163,10 @@ async fn open_write(
         // same place.
         Err(e) if offset > 0 && (e.kind == ErrorKind::ResumeRefused || !e.temporary) => {
             tracing::debug!(error = %e, "STOR at an offset refused; appending instead");
-            cmd = format!("APPE {path}");
+            let cmd = format!("APPE {path}");
             match data::open(conn, shared, &cmd, 0).await {
                 Err(a) if a.kind != ErrorKind::Connection && a.kind != ErrorKind::Timeout => {
-                    return Err(RemoteError::new(
+                    Err(RemoteError::new(
                         ErrorKind::ResumeRefused,
                         false,
                         cmd,
@@ -167,14 +174,40 @@ async fn open_write(
                             "the server refuses to continue a file at byte {offset}: REST + STOR: {}; APPE: {}",
                             e.message, a.message
                         ),
-                    ));
+                    ))
                 }
-                r => r?,
+                r => Ok((cmd, r?)),
             }
         }
-        r => r?,
+        r => Ok((cmd, r?)),
+    }
+}
+
+/// A new file by APPE (see [`WriteMode::Fresh`]). A server that refuses
+/// it outright (pyftpdlib without the `a` permission) gets STOR, and if
+/// STOR is taken, STOR for every new file from then on; a refusal of both
+/// (a missing directory) is STOR's.
+async fn open_fresh(
+    conn: &mut Conn,
+    shared: &Shared,
+    path: &str,
+) -> Result<(String, data::DataStream)> {
+    let appe = format!("APPE {path}");
+    let refused = match data::open(conn, shared, &appe, 0).await {
+        Ok(stream) => return Ok((appe, stream)),
+        Err(e) if e.breaks_session() || e.temporary => return Err(e),
+        Err(e) => e,
     };
-    Ok((cmd, stream))
+    let stor = format!("STOR {path}");
+    let stream = data::open(conn, shared, &stor, 0).await?;
+    if !shared.stor_for_new.swap(true, Ordering::Relaxed) {
+        tracing::info!(
+            server = %shared.server.name,
+            appe = %refused,
+            "the server refuses APPE for new files; sending them with STOR"
+        );
+    }
+    Ok((stor, stream))
 }
 
 /// The rest of [`write_from`], once the data connection is open.

@@ -276,19 +276,16 @@ impl Session for SftpSession {
     /// All the files at once on this one session, like `read_wholes`: each
     /// is opened, written, closed and stat'ed with the others' requests in
     /// flight.
-    async fn write_wholes(&mut self, files: &[(String, Vec<u8>)]) -> Vec<Result<Option<u64>>> {
+    async fn write_wholes(
+        &mut self,
+        files: &[(String, Vec<u8>)],
+        mode: WriteMode,
+    ) -> Vec<Result<Option<u64>>> {
         let c = &self.c;
         let mut all = futures::stream::FuturesOrdered::new();
         for (path, data) in files {
             all.push_back(async move {
-                transfer::upload(
-                    c,
-                    path,
-                    WriteMode::Replace,
-                    &mut &data[..],
-                    Some(data.len() as u64),
-                )
-                .await?;
+                transfer::upload(c, path, mode, &mut &data[..], Some(data.len() as u64)).await?;
                 let a = c
                     .io(c.sftp.stat(path.as_bytes()))
                     .await

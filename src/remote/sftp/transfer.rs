@@ -216,7 +216,7 @@ pub async fn upload(
 ) -> Result<u64> {
     let sftp = &c.sftp;
     let mut flags = open::WRITE | open::CREATE;
-    if mode == WriteMode::Replace {
+    if matches!(mode, WriteMode::Replace | WriteMode::Fresh) {
         flags |= open::TRUNCATE;
     }
     let handle = c
@@ -226,7 +226,7 @@ pub async fn upload(
     // Append: from the size of the file as opened (SSH_FXF_APPEND is not
     // honoured the same way by every server; an explicit offset is).
     let start = match mode {
-        WriteMode::Replace => Ok(0),
+        WriteMode::Replace | WriteMode::Fresh => Ok(0),
         WriteMode::At(n) => Ok(n),
         WriteMode::Append => c
             .io(sftp.fstat(&handle))
