@@ -347,8 +347,7 @@ fn mdtm_value(cmd: &str, reply: &str) -> Result<i64> {
 async fn size(conn: &mut Conn, shared: &Shared, path: &str) -> Result<u64> {
     let cmd = format!("SIZE {path}");
     let reply = command(conn, shared.server.io_timeout, &cmd, &[Status::File]).await?;
-    let value = reply.get(4..).unwrap_or_default().trim();
-    value.parse().map_err(|_| bad(&cmd, &reply))
+    super::sizes::parse(&cmd, &reply)
 }
 
 fn bad(cmd: &str, reply: &str) -> RemoteError {

@@ -19,6 +19,9 @@ use suppaftp::Status;
 /// socket buffers of both sides.
 const WINDOW: usize = 32;
 
+/// What a failure of the whole run names.
+const RENAMES: &str = "rename (several at once)";
+
 /// Renames each `(from, to)` whose `to` does not exist, with one answer
 /// per pair in order (`AlreadyExists` for a taken name). `None` when the
 /// commands cannot be sent together on this connection (TLS): nothing was
@@ -39,7 +42,13 @@ pub async fn rename_to_free_names(
             if out.is_empty() && e.kind() != std::io::ErrorKind::TimedOut {
                 return None;
             }
-            fill(&mut out, pairs.len(), ErrorKind::Connection, &e.to_string());
+            fill(
+                &mut out,
+                pairs.len(),
+                RENAMES,
+                ErrorKind::Connection,
+                &e.to_string(),
+            );
             return Some(out);
         }
         // Which targets are free; a connection out of step ends everything.
@@ -62,7 +71,7 @@ pub async fn rename_to_free_names(
             }
         }
         if let Some(e) = lost {
-            fill(&mut out, pairs.len(), e.kind, &e.message);
+            fill(&mut out, pairs.len(), RENAMES, e.kind, &e.message);
             return Some(out);
         }
         let lines: Vec<String> = free
@@ -72,7 +81,13 @@ pub async fn rename_to_free_names(
         let mut renamed = Vec::with_capacity(free.len());
         if !lines.is_empty() {
             if let Err(e) = send_lines(conn, io, &lines).await {
-                fill(&mut out, pairs.len(), ErrorKind::Connection, &e.to_string());
+                fill(
+                    &mut out,
+                    pairs.len(),
+                    RENAMES,
+                    ErrorKind::Connection,
+                    &e.to_string(),
+                );
                 return Some(out);
             }
             for (from, to) in &free {
@@ -85,7 +100,7 @@ pub async fn rename_to_free_names(
                 if let Err(e) = &first
                     && breaks(e)
                 {
-                    fill(&mut out, pairs.len(), e.kind, &e.message);
+                    fill(&mut out, pairs.len(), RENAMES, e.kind, &e.message);
                     return Some(out);
                 }
                 let done = [Status::RequestedFileActionOk, Status::CommandOk];
@@ -93,7 +108,7 @@ pub async fn rename_to_free_names(
                 if let Err(e) = &second
                     && breaks(e)
                 {
-                    fill(&mut out, pairs.len(), e.kind, &e.message);
+                    fill(&mut out, pairs.len(), RENAMES, e.kind, &e.message);
                     return Some(out);
                 }
                 renamed.push(first.and(second.map(|_| ())));
@@ -128,19 +143,20 @@ fn taken(from: &str, to: &str) -> RemoteError {
 
 /// No reply, or not one we can place: the replies after it would be read
 /// against the wrong commands.
-fn breaks(e: &RemoteError) -> bool {
+pub(super) fn breaks(e: &RemoteError) -> bool {
     matches!(e.kind, ErrorKind::Timeout | ErrorKind::Connection)
 }
 
 /// Every pair not yet answered fails with the error that ended the run.
-fn fill(out: &mut Vec<Result<()>>, total: usize, kind: ErrorKind, message: &str) {
+pub(super) fn fill<T>(
+    out: &mut Vec<Result<T>>,
+    total: usize,
+    what: &str,
+    kind: ErrorKind,
+    message: &str,
+) {
     while out.len() < total {
-        out.push(Err(RemoteError::new(
-            kind,
-            true,
-            "rename (several at once)",
-            message,
-        )));
+        out.push(Err(RemoteError::new(kind, true, what, message)));
     }
 }
 
@@ -157,7 +173,7 @@ mod tests {
     #[test]
     fn fill_answers_every_remaining_pair() {
         let mut out = vec![Ok(())];
-        fill(&mut out, 3, ErrorKind::Timeout, "no reply");
+        fill(&mut out, 3, RENAMES, ErrorKind::Timeout, "no reply");
         assert_eq!(out.len(), 3);
         assert!(out[0].is_ok());
         assert!(
