@@ -557,6 +557,66 @@ async fn many_renames(s: &mut Box<dyn ferry::remote::Session>, srv: &FtpServer) 
     assert_eq!(gone.unwrap_err().kind, ErrorKind::NotFound);
 }
 
+/// A send batch's small files on one session: written one after another,
+/// then their size checks sent together (two windows here). A file the
+/// server refuses answers alone; the others get their sizes, in order,
+/// and the connection stays in step.
+async fn whole_writes(s: &mut Box<dyn ferry::remote::Session>, srv: &FtpServer) {
+    std::fs::create_dir_all(srv.root.join("pub/whole")).unwrap();
+    let mut files: Vec<(String, Vec<u8>)> = (0..70)
+        .map(|i| (srv.remote(&format!("pub/whole/f{i}")), data(100 + i)))
+        .collect();
+    files[5].0 = srv.remote("pub/no-such-dir/f5");
+    let answers = s.write_wholes(&files, WriteMode::Fresh).await;
+    assert_eq!(answers.len(), 70);
+    for (i, a) in answers.iter().enumerate() {
+        match i {
+            5 => assert!(a.is_err(), "written into a missing directory"),
+            _ => assert_eq!(a.as_ref().ok(), Some(&Some(100 + i as u64)), "f{i}"),
+        }
+    }
+    for i in (0..70).filter(|&i| i != 5) {
+        let got = std::fs::read(srv.root.join(format!("pub/whole/f{i}"))).unwrap();
+        assert!(got == data(100 + i), "f{i}");
+    }
+    let st = s.stat(&srv.remote("pub/whole/f7")).await.unwrap();
+    assert_eq!(st.size, Some(107), "still in step");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_writes_check_their_sizes_together_on_vsftpd() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = vsftpd(dir.path(), &Vsftpd::default());
+    let mut s = connect(&server(Protocol::Ftp, srv.port, FtpOptions::default())).await;
+    whole_writes(&mut s, &srv).await;
+    // Every SIZE came after the last upload.
+    let log = srv.log();
+    let commands: Vec<&str> = log.lines().filter(|l| l.contains("FTP command")).collect();
+    let last_upload = commands
+        .iter()
+        .rposition(|l| l.contains("\"APPE "))
+        .unwrap();
+    let first_size = commands.iter().position(|l| l.contains("\"SIZE ")).unwrap();
+    assert!(first_size > last_upload, "{log}");
+    assert_eq!(
+        commands.iter().filter(|l| l.contains("\"SIZE ")).count(),
+        69 + 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_writes_check_their_sizes_together_on_pyftpdlib() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = pyftpdlib(dir.path(), PyTls::None, None);
+    let mut s = connect(&py_user(server(
+        Protocol::Ftp,
+        srv.port,
+        FtpOptions::default(),
+    )))
+    .await;
+    whole_writes(&mut s, &srv).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_renames_in_flight_on_vsftpd() {
     let dir = tempfile::tempdir().unwrap();
