@@ -20,15 +20,18 @@
 # polled every 0.5 ms on this machine):
 #   event path:  rescan = "60s", LAT_FILES files renamed into the outbox
 #                one at a time, 200 ms apart: the watcher sends each at once;
-#   rescan path: rescan = "2s", RESCAN_FILES files hard-linked into the
-#                outbox (a link makes no move or close-after-write event, so
-#                only the rescan finds it), 0.2-2.2 s apart at random.
+#   rescan path: rescan = "2s", the outbox an sshfs mount of a directory
+#                on this machine (through the bench's sshd), RESCAN_FILES
+#                files renamed into that directory, 0.2-2.2 s apart at
+#                random: inotify sees nothing of what happens on the far
+#                side of a network file system (as with NFS), so only the
+#                rescan finds them.
 #
 # Prints every run, the medians, MB/s, files/s, ratios (reference time /
 # ferry time: above 1 means ferry is faster), ferry's peak RSS (GNU time)
 # and the latency median, p90 and maximum.
 # Needs root (sshd and a test user), openssh-server, openssh-client,
-# vsftpd, curl, lftp, python3, GNU time.
+# vsftpd, curl, lftp, python3, GNU time, sshfs (the latency's rescan path).
 #
 # Knobs: SIZE_MB (1024), SMALL (10000), RUNS (3), PARALLEL (lftp, 8),
 # SESSIONS (ferry's max_sessions and max_transfers, 8), LAT_FILES (50),
@@ -53,13 +56,18 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . bench/lib.sh
 bench_need_root "starts sshd and vsftpd, creates user $BENCH_USER"
 bench_need /usr/sbin/sshd /usr/bin/sftp /usr/bin/ssh /usr/bin/ssh-keygen /usr/sbin/vsftpd /usr/bin/curl /usr/bin/lftp /usr/bin/python3 \
-    -- openssh-server openssh-client vsftpd curl lftp python3 time
+    /usr/bin/sshfs /usr/bin/fusermount3 -- openssh-server openssh-client vsftpd curl lftp python3 time sshfs fuse3
 has() { [[ " $PARTS " == *" $1 "* ]]; }
 bench_build
 
 bench_workdir send
 RUN_PID=""
-bench_cleanup_hook() { [[ -z $RUN_PID ]] || kill "$RUN_PID" 2>/dev/null || true; }
+MOUNTS=()
+bench_cleanup_hook() {
+    [[ -z $RUN_PID ]] || kill "$RUN_PID" 2>/dev/null || true
+    local m
+    for m in "${MOUNTS[@]}"; do fusermount3 -u "$m" 2>/dev/null || true; done
+}
 
 # --- sshd, with a test user that owns the SFTP side ($W/sftp)
 bench_sshd
@@ -239,22 +247,34 @@ fi
 # latency PROTOCOL PATH(event|rescan): one `ferry run`, one file at a time
 latency() {
     local p=$1 path=$2 name="lat_$1_$2" ob="$W/ob/lat_$1_$2" stage="$W/ob/stage_$1_$2"
-    local remote n mode rescan pmin pmax
+    local remote n rescan pmin pmax arrive=$ob
     if [[ $p == sftp ]]; then remote="$W/sftp/$name"; else remote="$FTP_DIR/$name"; fi
-    if [[ $path == event ]]; then n=$LAT_FILES mode=rename rescan=60s pmin=0.2 pmax=0.2
-    else n=$RESCAN_FILES mode=link rescan=2s pmin=0.2 pmax=2.2; fi
     mkdir -p "$ob" "$stage"; mkremote "$remote"
+    if [[ $path == event ]]; then n=$LAT_FILES rescan=60s pmin=0.2 pmax=0.2
+    else
+        n=$RESCAN_FILES rescan=2s pmin=0.2 pmax=2.2
+        # Files arrive on the far side of the mount, which no event reports.
+        arrive="$W/sftp/far_$name"
+        mkremote "$arrive"
+        sshfs -p "$SPORT" -o "IdentityFile=$SSH_KEY,UserKnownHostsFile=$KNOWN_HOSTS,BatchMode=yes" \
+            -o dir_cache=no,attr_timeout=0,entry_timeout=0,negative_timeout=0 \
+            "$BENCH_USER@127.0.0.1:$arrive" "$ob"
+        MOUNTS+=("$ob")
+    fi
     config "$p" "$ob" "$remote" "$W/st/$name" "$rescan" > "$W/$name.toml"
     : > "$W/$name.ferry.log"
     "$FERRY" run -c "$W/$name.toml" 2>"$W/$name.ferry.log" &
     RUN_PID=$!
     for _ in $(seq 200); do grep -q "ferry started" "$W/$name.ferry.log" && break; sleep 0.05; done
-    sleep 1 # the first poll (of an empty outbox) is over
-    python3 - "$mode" "$stage" "$ob" "$remote" "$n" "$pmin" "$pmax" > "$W/$name.result" 2>"$W/$name.each" <<'PY'
+    sleep 1 # the rule's task (and its watch) is running
+    # The stage is on the arrival directory's file system: a rename.
+    [[ $path == event ]] || stage="$W/sftp/stage_$name"
+    mkdir -p "$stage"
+    python3 - "$stage" "$arrive" "$remote" "$n" "$pmin" "$pmax" > "$W/$name.result" 2>"$W/$name.each" <<'PY'
 import os, random, sys, time
-mode, stage, outbox, server = sys.argv[1:5]
-count, pmin, pmax = int(sys.argv[5]), float(sys.argv[6]), float(sys.argv[7])
-put = {"rename": os.rename, "link": os.link}[mode]
+stage, outbox, server = sys.argv[1:4]
+count, pmin, pmax = int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
+put = os.rename
 names = [f"lat{i:04d}.dat" for i in range(count)]
 block = os.urandom(4096)
 for n in names:
@@ -280,6 +300,7 @@ p90 = s[min(k - 1, -(-9 * k // 10) - 1)]
 print(f"{med:.0f} {p90:.0f} {s[-1]:.0f}")
 PY
     kill -TERM "$RUN_PID"; wait "$RUN_PID" || true; RUN_PID=""
+    if [[ $path == rescan ]]; then fusermount3 -u "$ob"; unset 'MOUNTS[-1]'; fi
     printf '  %-18s %3d files: median %5s ms  p90 %5s ms  max %5s ms\n' "$name" "$n" $(cat "$W/$name.result")
 }
 
@@ -343,7 +364,7 @@ if has latency; then
         read -r m9 p9 x9 < "$W/lat_${p}_event.result"
         echo "| ${p^^}, event path (rename into the outbox, rescan = \"60s\") | $LAT_FILES | $m9 ms | $p9 ms | $x9 ms |"
         read -r m9 p9 x9 < "$W/lat_${p}_rescan.result"
-        echo "| ${p^^}, rescan path (hard link, no event, rescan = \"2s\") | $RESCAN_FILES | $m9 ms | $p9 ms | $x9 ms |"
+        echo "| ${p^^}, rescan path (outbox on sshfs: no events, rescan = \"2s\") | $RESCAN_FILES | $m9 ms | $p9 ms | $x9 ms |"
         result_value "Send latency ${p^^}, event path (median of $LAT_FILES)" "$(awk -v m="$(cut -d' ' -f1 "$W/lat_${p}_event.result")" 'BEGIN {printf "%.3f", m / 1000}')"
         result_value "Send latency ${p^^}, rescan path (median of $RESCAN_FILES)" "$(awk -v m="$(cut -d' ' -f1 "$W/lat_${p}_rescan.result")" 'BEGIN {printf "%.3f", m / 1000}')"
     done
@@ -351,4 +372,4 @@ fi
 [[ -f $W/warnings ]] && { echo; cat "$W/warnings"; }
 echo
 echo "every run (seconds):"
-for f in "$W"/*.times; do printf '  %-18s %s\n' "$(basename "$f" .times)" "$(cut -d' ' -f1 "$f" | tr '\n' ' ')"; done
+for f in "$W"/*.times; do [[ -e $f ]] || continue; printf '  %-18s %s\n' "$(basename "$f" .times)" "$(cut -d' ' -f1 "$f" | tr '\n' ' ')"; done

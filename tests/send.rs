@@ -562,6 +562,44 @@ fn the_watcher_sends_moved_files_at_once_and_waits_for_writers() {
     assert_eq!(run.wait(Duration::from_secs(20)), Some(0));
 }
 
+/// The outbox is watched from the start: a file moved in before the rule's
+/// first poll (a start spreads first polls over 10 s) goes at once too.
+#[test]
+fn a_file_moved_in_before_the_first_poll_goes_at_once() {
+    let f = Fixture::new("");
+    let d = local_dest(&f);
+    // A rule whose first poll comes late in the spread.
+    let now = std::time::SystemTime::now();
+    let late = |name: &str| {
+        ferry::daemon::slots::first_poll(name, Duration::from_secs(60), now)
+            >= Duration::from_secs(6)
+    };
+    let name = (0..).map(|i| format!("late{i}")).find(|n| late(n)).unwrap();
+    let rule = send_rule(&f, &d, &name, "in", "").replace("rescan = \"300ms\"", "rescan = \"60s\"");
+    f.write_config(&rule);
+    let mut run = f.spawn_run();
+    wait_for(Duration::from_secs(10), "ferry started", || {
+        run.log().contains("ferry started")
+    });
+    std::fs::write(f.path("elsewhere.csv"), b"complete").unwrap();
+    let t0 = Instant::now();
+    std::fs::rename(
+        f.path("elsewhere.csv"),
+        f.path(&format!("out/{name}/early.csv")),
+    )
+    .unwrap();
+    wait_for(Duration::from_secs(12), "early.csv on the server", || {
+        d.local("in/early.csv").exists()
+    });
+    let took = t0.elapsed();
+    assert!(
+        took < Duration::from_millis(2500),
+        "early.csv took {took:?}"
+    );
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait(Duration::from_secs(20)), Some(0));
+}
+
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed)

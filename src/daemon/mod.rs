@@ -6,7 +6,7 @@ mod lock;
 mod node;
 mod retention;
 mod scheduler;
-mod slots;
+pub mod slots;
 mod status;
 mod watchdog;
 

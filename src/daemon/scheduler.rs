@@ -190,7 +190,10 @@ async fn rule_loop(
     };
     let mut due = Instant::now() + first;
     let mut failures = 0u32;
+    // Watched from the start, not from the first poll (up to 10 s later):
+    // a file moved into an outbox meanwhile goes at once, as any later one.
     let mut watch: Option<DirWatch> = None;
+    refresh_watch(&mut watch, &rx.borrow());
     loop {
         if !wait_for_turn(&mut rx, &stop, watch.as_ref(), &nudge, due).await {
             return;
