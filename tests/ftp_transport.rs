@@ -132,12 +132,7 @@ async fn passive_mode_falls_back_to_pasv_and_repairs_a_nat_address() {
     let dir = tempfile::tempdir().unwrap();
     let srv = pyftpdlib_nat(dir.path());
     std::fs::write(srv.root.join("a.bin"), data(50_000)).unwrap();
-    let mut s = connect(&py_user(server(
-        Protocol::Ftp,
-        srv.port,
-        FtpOptions::default(),
-    )))
-    .await;
+    let mut s = connect_py(srv.port).await;
     assert_eq!(s.list("/").await.unwrap().len(), 1);
     same(&read_all(&mut s, "/a.bin", 0).await, &data(50_000));
     let log = srv.log();
@@ -350,12 +345,7 @@ async fn a_server_without_rest_refuses_resuming_with_its_own_kind() {
     let dir = tempfile::tempdir().unwrap();
     let srv = pyftpdlib_without_rest(dir.path());
     std::fs::write(srv.root.join("f.bin"), data(5000)).unwrap();
-    let mut s = connect(&py_user(server(
-        Protocol::Ftp,
-        srv.port,
-        FtpOptions::default(),
-    )))
-    .await;
+    let mut s = connect_py(srv.port).await;
     let mut sink = Vec::new();
     let e = s
         .read_into("/f.bin", 1000, sized(5000), &mut sink)
@@ -608,12 +598,7 @@ async fn whole_writes_check_their_sizes_together_on_vsftpd() {
 async fn whole_writes_check_their_sizes_together_on_pyftpdlib() {
     let dir = tempfile::tempdir().unwrap();
     let srv = pyftpdlib(dir.path(), PyTls::None, None);
-    let mut s = connect(&py_user(server(
-        Protocol::Ftp,
-        srv.port,
-        FtpOptions::default(),
-    )))
-    .await;
+    let mut s = connect_py(srv.port).await;
     whole_writes(&mut s, &srv).await;
 }
 
@@ -629,12 +614,7 @@ async fn many_renames_in_flight_on_vsftpd() {
 async fn many_renames_in_flight_on_pyftpdlib() {
     let dir = tempfile::tempdir().unwrap();
     let srv = pyftpdlib(dir.path(), PyTls::None, None);
-    let mut s = connect(&py_user(server(
-        Protocol::Ftp,
-        srv.port,
-        FtpOptions::default(),
-    )))
-    .await;
+    let mut s = connect_py(srv.port).await;
     many_renames(&mut s, &srv).await;
 }
 
@@ -670,12 +650,7 @@ async fn a_large_mlsd_listing_comes_in_batches() {
     for i in 0..N {
         std::fs::write(many.join(format!("f{i:04}")), b"x").unwrap();
     }
-    let mut s = connect(&py_user(server(
-        Protocol::Ftp,
-        py.port,
-        FtpOptions::default(),
-    )))
-    .await;
+    let mut s = connect_py(py.port).await;
     let sizes = batches(&mut s, &py.remote("many"), usize::MAX).await;
     assert_eq!(sizes.iter().sum::<usize>(), N);
     assert!(

@@ -39,6 +39,11 @@ fn pyftpdlib_login(f: &Fixture) -> String {
     )
 }
 
+/// [`config`] to pyftpdlib's root, logged in as its test user.
+fn pyftpdlib_config(f: &Fixture, srv: &FtpServer) {
+    config(f, &ftp_block(srv, &pyftpdlib_login(f)), &srv.remote(""), "");
+}
+
 fn data(i: usize) -> Vec<u8> {
     (0..100_000 + i).map(|b| (b * 7 + i) as u8).collect()
 }
@@ -85,12 +90,7 @@ fn new_files_reach_vsftpd_by_appe() {
 fn a_server_refusing_appe_is_asked_once_then_gets_stor() {
     let f = Fixture::new("");
     let srv = pyftpdlib_without_appe(f.dir.path());
-    config(
-        &f,
-        &ftp_block(&srv, &pyftpdlib_login(&f)),
-        &srv.remote(""),
-        "",
-    );
+    pyftpdlib_config(&f, &srv);
     let log = send_files(&f, &srv.root, 6);
     let server_log = srv.log();
     assert_eq!(
@@ -171,12 +171,7 @@ fn a_leftover_temporary_file_never_reaches_the_final_name_unchecked() {
 fn a_leftover_temporary_file_never_reaches_the_final_name_over_pyftpdlib() {
     let f = Fixture::new("");
     let srv = pyftpdlib(f.dir.path(), PyTls::None, None);
-    config(
-        &f,
-        &ftp_block(&srv, &pyftpdlib_login(&f)),
-        &srv.remote(""),
-        "",
-    );
+    pyftpdlib_config(&f, &srv);
     leftover_never_delivered(&f, &srv.root);
 }
 
@@ -205,12 +200,7 @@ fn a_leftover_temporary_file_never_reaches_the_final_name_over_a_server_blind_to
     // so new files go by STOR there.
     let f = Fixture::new("");
     let srv = pyftpdlib_blind_to_sizes(f.dir.path());
-    config(
-        &f,
-        &ftp_block(&srv, &pyftpdlib_login(&f)),
-        &srv.remote(""),
-        "",
-    );
+    pyftpdlib_config(&f, &srv);
     leftover_never_delivered(&f, &srv.root);
     assert_eq!(part_commands(&srv.log(), "STOR"), 1, "{}", srv.log());
 }

@@ -42,6 +42,11 @@ pub async fn connect(s: &Arc<Server>) -> Box<dyn Session> {
     }
 }
 
+/// A plain FTP session to pyftpdlib on `port`, as its test user.
+pub async fn connect_py(port: u16) -> Box<dyn Session> {
+    connect(&py_user(server(Protocol::Ftp, port, FtpOptions::default()))).await
+}
+
 pub fn data(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 % 251) as u8).collect()
 }
