@@ -226,4 +226,5 @@ pub mod process;
 pub mod proxies;
 pub mod sftp_servers;
 pub mod sshd;
+pub mod sshfs;
 pub mod throttle;
