@@ -603,6 +603,14 @@ async fn whole_writes_check_their_sizes_together_on_pyftpdlib() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_writes_check_their_sizes_together_on_proftpd() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = proftpd_digest(dir.path());
+    let mut s = connect_py(srv.port).await;
+    whole_writes(&mut s, &srv).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_renames_in_flight_on_vsftpd() {
     let dir = tempfile::tempdir().unwrap();
     let srv = vsftpd(dir.path(), &Vsftpd::default());
