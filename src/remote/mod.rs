@@ -125,6 +125,14 @@ pub enum WriteMode {
     At(u64),
 }
 
+impl WriteMode {
+    /// Whether the file is emptied first where it exists: a transport that
+    /// does not append for [`WriteMode::Fresh`] writes it as `Replace`.
+    pub fn truncates(self) -> bool {
+        matches!(self, WriteMode::Replace | WriteMode::Fresh)
+    }
+}
+
 /// Opens sessions to one server.
 #[async_trait]
 pub trait Transport: Send + Sync {

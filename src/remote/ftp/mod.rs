@@ -171,7 +171,6 @@ impl FtpSession {
         }
     }
 
-    /// Passes `r` through; drops the connection when the error broke it.
     /// [`Session::file_size`] of each path, answers in order.
     async fn file_sizes(&mut self, paths: &[&str]) -> Vec<Result<Option<u64>>> {
         if paths.len() > 1 {
@@ -191,6 +190,7 @@ impl FtpSession {
         out
     }
 
+    /// Passes `r` through; drops the connection when the error broke it.
     fn after<T>(&mut self, r: Result<T>) -> Result<T> {
         self.last_used = Instant::now();
         if let Err(e) = &r

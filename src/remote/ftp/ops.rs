@@ -347,7 +347,14 @@ fn mdtm_value(cmd: &str, reply: &str) -> Result<i64> {
 async fn size(conn: &mut Conn, shared: &Shared, path: &str) -> Result<u64> {
     let cmd = format!("SIZE {path}");
     let reply = command(conn, shared.server.io_timeout, &cmd, &[Status::File]).await?;
-    super::sizes::parse(&cmd, &reply)
+    size_value(&cmd, &reply)
+}
+
+/// `213 N`: a reply that says anything else leaves the connection out of
+/// step with nothing to place it by.
+pub(super) fn size_value(cmd: &str, reply: &str) -> Result<u64> {
+    let value = reply.get(4..).unwrap_or_default().trim();
+    value.parse().map_err(|_| bad(cmd, reply))
 }
 
 fn bad(cmd: &str, reply: &str) -> RemoteError {
@@ -528,4 +535,18 @@ pub async fn set_mtime(conn: &mut Conn, shared: &Shared, path: &str, mtime: i64)
     let cmd = format!("MFMT {stamp} {path}");
     command(conn, shared.server.io_timeout, &cmd, &[Status::File]).await?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_read_from_213_replies() {
+        assert_eq!(size_value("SIZE /a", "213 4096\r\n").unwrap(), 4096);
+        assert_eq!(size_value("SIZE /a", "213 0").unwrap(), 0);
+        let bad = size_value("SIZE /a", "213 many").unwrap_err();
+        assert_eq!(bad.kind, ErrorKind::Connection);
+        assert!(bad.message.contains("213 many"), "{bad:?}");
+    }
 }

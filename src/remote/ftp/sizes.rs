@@ -7,8 +7,9 @@
 use super::Shared;
 use super::connect::Conn;
 use super::data::{reply, send_lines};
+use super::ops::size_value;
 use super::renames::{breaks, fill};
-use crate::remote::{ErrorKind, RemoteError, Result};
+use crate::remote::{ErrorKind, Result};
 use suppaftp::Status;
 
 /// Commands per round trip, as many as fit the socket buffers of both sides.
@@ -46,7 +47,7 @@ pub async fn sizes_together(
         }
         for line in &lines {
             let answer = match reply(conn, io, line, &[Status::File]).await {
-                Ok(text) => parse(line, &text),
+                Ok(text) => size_value(line, &text),
                 Err(e) if breaks(&e) => {
                     fill(&mut out, paths.len(), SIZES, e.kind, &e.message);
                     return Some(out);
@@ -57,32 +58,4 @@ pub async fn sizes_together(
         }
     }
     Some(out)
-}
-
-/// `213 N`: a reply that says anything else leaves the connection out of
-/// step with nothing to place it by.
-pub(super) fn parse(cmd: &str, reply: &str) -> Result<u64> {
-    let value = reply.get(4..).unwrap_or_default().trim();
-    value.parse().map_err(|_| {
-        RemoteError::new(
-            ErrorKind::Connection,
-            true,
-            cmd,
-            format!("unreadable reply: {}", reply.trim()),
-        )
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_are_read_from_213_replies() {
-        assert_eq!(parse("SIZE /a", "213 4096\r\n").unwrap(), 4096);
-        assert_eq!(parse("SIZE /a", "213 0").unwrap(), 0);
-        let bad = parse("SIZE /a", "213 many").unwrap_err();
-        assert_eq!(bad.kind, ErrorKind::Connection);
-        assert!(bad.message.contains("213 many"), "{bad:?}");
-    }
 }

@@ -211,7 +211,7 @@ impl Session for LocalSession {
             .write(true)
             .create(true)
             .append(mode == WriteMode::Append)
-            .truncate(matches!(mode, WriteMode::Replace | WriteMode::Fresh))
+            .truncate(mode.truncates())
             .open(path)
             .await
             .map_err(|e| RemoteError::from_io(ctx(), &e))?;

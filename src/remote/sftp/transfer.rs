@@ -216,7 +216,7 @@ pub async fn upload(
 ) -> Result<u64> {
     let sftp = &c.sftp;
     let mut flags = open::WRITE | open::CREATE;
-    if matches!(mode, WriteMode::Replace | WriteMode::Fresh) {
+    if mode.truncates() {
         flags |= open::TRUNCATE;
     }
     let handle = c
