@@ -15,6 +15,7 @@ cd "$(dirname "$0")"
 # command-or-check -> Debian package
 declare -A needs=(
     [/usr/sbin/sshd]=openssh-server
+    [/usr/lib/openssh/sftp-server]=openssh-sftp-server
     [/usr/bin/ssh-keygen]=openssh-client
     [/usr/sbin/vsftpd]=vsftpd
     [pyftpdlib]=python3-pyftpdlib

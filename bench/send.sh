@@ -36,8 +36,8 @@
 # Knobs: SIZE_MB (1024), SMALL (10000), RUNS (3), PARALLEL (lftp, 8),
 # SESSIONS (ferry's max_sessions and max_transfers, 8), LAT_FILES (50),
 # RESCAN_FILES (20), PARTS ("sftp ftp latency": which parts to run),
-# FERRY_B (a second ferry binary: each small-file run of ferry is followed
-# by one of it, and the table compares the two: an A/B of two builds in
+# FERRY_B (a second ferry binary: each run of ferry is followed by one of
+# it, and the table compares the two: an A/B of two builds in
 # the same minutes, which this machine's swings make the only fair one),
 # KEEP=1 (keep the work directory).
 set -euo pipefail
@@ -163,6 +163,11 @@ if has sftp; then
         mkdir -p "$W/ob/sb.$i"; ln "$W/src/big/big.bin" "$W/ob/sb.$i/big.bin"; mkremote "$W/sftp/fb.$i"; settle
         ferry_once ferry_sftp_big sftp "$W/ob/sb.$i" "$W/sftp/fb.$i"
         same_big "$W/sftp/fb.$i/big.bin"
+        if [[ -n ${FERRY_B:-} ]]; then
+            mkdir -p "$W/ob/sbb.$i"; ln "$W/src/big/big.bin" "$W/ob/sbb.$i/big.bin"; mkremote "$W/sftp/fbb.$i"; settle
+            BIN=$FERRY_B ferry_once ferry_b_sftp_big sftp "$W/ob/sbb.$i" "$W/sftp/fbb.$i"
+            same_big "$W/sftp/fbb.$i/big.bin"
+        fi
         mkremote "$W/sftp/ob.$i"; settle
         timed sftp_put_big "${SFTP[@]}" <<<"put $W/src/big/big.bin $W/sftp/ob.$i/big.bin"
         same_big "$W/sftp/ob.$i/big.bin"
@@ -210,6 +215,11 @@ if has ftp; then
         mkdir -p "$W/ob/fb.$i"; ln "$W/src/big/big.bin" "$W/ob/fb.$i/big.bin"; mkremote "$FTP_DIR/fb.$i"; settle
         ferry_once ferry_ftp_big ftp "$W/ob/fb.$i" "$FTP_DIR/fb.$i"
         same_big "$FTP_DIR/fb.$i/big.bin"
+        if [[ -n ${FERRY_B:-} ]]; then
+            mkdir -p "$W/ob/fbb.$i"; ln "$W/src/big/big.bin" "$W/ob/fbb.$i/big.bin"; mkremote "$FTP_DIR/fbb.$i"; settle
+            BIN=$FERRY_B ferry_once ferry_b_ftp_big ftp "$W/ob/fbb.$i" "$FTP_DIR/fbb.$i"
+            same_big "$FTP_DIR/fbb.$i/big.bin"
+        fi
         mkremote "$FTP_DIR/cb.$i"; settle
         timed curl_put_big curl -sS -T "$W/src/big/big.bin" "ftp://127.0.0.1:$FPORT/$FTP_REL/cb.$i/big.bin"
         same_big "$FTP_DIR/cb.$i/big.bin"
@@ -333,7 +343,10 @@ if has sftp; then
         line "SFTP $SIZE_MB MiB" ferry_sftp_big rclone_sftp_big big_rate ""
         line "SFTP $SMALL x 4 KiB" ferry_sftp_small rclone_sftp_small small_rate ""
     fi
-    [[ -z ${FERRY_B:-} ]] || line "SFTP $SMALL x 4 KiB, FERRY_B against FERRY" ferry_b_sftp_small ferry_sftp_small small_rate "A/B"
+    if [[ -n ${FERRY_B:-} ]]; then
+        line "SFTP $SIZE_MB MiB, FERRY_B against FERRY" ferry_b_sftp_big ferry_sftp_big big_rate "A/B"
+        line "SFTP $SMALL x 4 KiB, FERRY_B against FERRY" ferry_b_sftp_small ferry_sftp_small small_rate "A/B"
+    fi
     result "Send SFTP $SIZE_MB MiB" ferry_sftp_big sftp sftp_put_big 1.3
     result "Send SFTP $SIZE_MB MiB" ferry_sftp_big lftp lftp_sftp_big 1.0
     result "Send SFTP $SIZE_MB MiB" ferry_sftp_big rclone rclone_sftp_big
@@ -349,7 +362,10 @@ if has ftp; then
         line "FTP $SIZE_MB MiB" ferry_ftp_big rclone_ftp_big big_rate ""
         line "FTP $SMALL x 4 KiB" ferry_ftp_small rclone_ftp_small small_rate ""
     fi
-    [[ -z ${FERRY_B:-} ]] || line "FTP $SMALL x 4 KiB, FERRY_B against FERRY" ferry_b_ftp_small ferry_ftp_small small_rate "A/B"
+    if [[ -n ${FERRY_B:-} ]]; then
+        line "FTP $SIZE_MB MiB, FERRY_B against FERRY" ferry_b_ftp_big ferry_ftp_big big_rate "A/B"
+        line "FTP $SMALL x 4 KiB, FERRY_B against FERRY" ferry_b_ftp_small ferry_ftp_small small_rate "A/B"
+    fi
     result "Send FTP $SIZE_MB MiB" ferry_ftp_big curl curl_put_big
     result "Send FTP $SIZE_MB MiB" ferry_ftp_big lftp lftp_ftp_big 1.0
     result "Send FTP $SIZE_MB MiB" ferry_ftp_big rclone rclone_ftp_big

@@ -515,3 +515,62 @@ async fn reads_stop_one_byte_past_the_listed_size_and_odd_names_are_flagged() {
             .invalid_name
     );
 }
+
+/// A large upload's bytes are fsynced on the server along the way, on a
+/// second SFTP channel (on OpenSSH a second `sftp-server`, whose fsync
+/// does not hold up the writes), not only at its end: the disk writes
+/// while the rest arrives, and the final fsync has only the last stretch.
+#[tokio::test]
+async fn a_large_upload_is_fsynced_along_the_way_on_a_second_channel() {
+    let sshd = Sshd::start(
+        sshd::Options {
+            sftp_log: true,
+            ..Default::default()
+        },
+        &[],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    sshd::shared_dir(&data);
+    let s = server(
+        &sshd,
+        dir.path(),
+        &format!("{}\n{}", password_env(), pinned(&sshd)),
+    );
+    let mut session = Pool::new(s).get().await.unwrap();
+    let body: Vec<u8> = (0..150u32 << 20).map(|i| (i % 251) as u8).collect();
+    let path = format!("{}/big.bin", data.display());
+    let n = session
+        .write_from(&path, WriteMode::Replace, &mut &body[..])
+        .await
+        .unwrap();
+    assert_eq!(n, body.len() as u64);
+    assert!(std::fs::read(data.join("big.bin")).unwrap() == body);
+
+    let log = sshd.sftp_log();
+    let quoted = format!("\"{path}\"");
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(&quoted)).collect();
+    let closed = lines
+        .iter()
+        .position(|l| l.contains("close ") && l.contains(&format!("written {}", body.len())))
+        .unwrap_or_else(|| panic!("no close of the written file in the server's log:\n{log}"));
+    let fsyncs = lines[..closed]
+        .iter()
+        .filter(|l| l.contains("fsync "))
+        .count();
+    assert!(
+        fsyncs >= 2,
+        "one fsync along the way and the final one expected before the close, saw {fsyncs}:\n{log}"
+    );
+    assert!(
+        lines[..closed]
+            .iter()
+            .any(|l| l.contains("open ") && l.contains("flags READ ")),
+        "no second handle (read-only) opened for the early fsyncs:\n{log}"
+    );
+    let servers = log.lines().filter(|l| l.starts_with("pid ")).count();
+    assert_eq!(
+        servers, 2,
+        "two sftp-server processes, one per channel:\n{log}"
+    );
+}

@@ -320,6 +320,32 @@ fn operations_work(kind: Kind) {
 }
 on_each_server!(operations_work);
 
+/// An upload long enough for early fsyncs (past 64 MiB): where the server
+/// offers `fsync@openssh.com`, a second channel carries them (asyncssh
+/// serves it; ProFTPD may refuse or ignore it); without it, none are
+/// asked. Either way the file arrives whole, and the session goes on.
+fn a_large_upload_arrives_whole(kind: Kind) {
+    let s = Setup::new(kind, "", "");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let inbox = s.srv.join("inbox").display().to_string();
+    rt.block_on(async {
+        let mut session = s.pool().get().await.unwrap();
+        let body = pattern(70 << 20, 3);
+        for name in ["one.bin", "two.bin"] {
+            let p = format!("{inbox}/{name}");
+            let n = session
+                .write_from(&p, WriteMode::Replace, &mut &body[..])
+                .await
+                .unwrap_or_else(|e| panic!("{e}\n{}", s.server.log()));
+            assert_eq!(n, body.len() as u64);
+            assert!(std::fs::read(s.srv.join("inbox").join(name)).unwrap() == body);
+        }
+        let listed = session.list(&inbox).await.unwrap();
+        assert_eq!(listed.len(), 2, "{}", s.server.log());
+    });
+}
+on_each_server!(a_large_upload_arrives_whole);
+
 /// A large file through a link shaped per connection: the probe finds one
 /// stream slow, its read goes on as the first range and three more
 /// sessions fetch the rest at their offsets. Servers differ in how they

@@ -97,6 +97,10 @@ pub struct Options {
     /// `ForceCommand internal-sftp`, as SFTP-only accounts have: any exec
     /// request runs the SFTP server instead of the command.
     pub sftp_only: bool,
+    /// The SFTP subsystem is OpenSSH's `sftp-server` logging every request
+    /// it serves (`-l VERBOSE`) to `sftp.log` ([`Sshd::sftp_log`]): each
+    /// SFTP channel its own process, its lines prefixed with its pid.
+    pub sftp_log: bool,
 }
 
 impl Default for Options {
@@ -105,6 +109,7 @@ impl Default for Options {
             password: true,
             keyboard_interactive_only: false,
             sftp_only: false,
+            sftp_log: false,
         }
     }
 }
@@ -134,6 +139,11 @@ impl Sshd {
         world_readable(dir.path());
         world_readable(&ak);
         let port = free_port();
+        let subsystem = if opts.sftp_log {
+            sftp_server_logging(dir.path())
+        } else {
+            "internal-sftp".to_string()
+        };
         let (pam, password, kbd) = if opts.keyboard_interactive_only {
             ("yes", "no", "yes")
         } else {
@@ -143,7 +153,7 @@ impl Sshd {
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {d}/sshd.pid\n\
              AuthorizedKeysFile {ak}\nStrictModes no\nUsePAM {pam}\nPasswordAuthentication {password}\n\
              KbdInteractiveAuthentication {kbd}\nPubkeyAuthentication yes\nPermitRootLogin no\n\
-             AllowUsers {USER}\nSubsystem sftp internal-sftp\nLogLevel VERBOSE\nMaxStartups 200\n\
+             AllowUsers {USER}\nSubsystem sftp {subsystem}\nLogLevel VERBOSE\nMaxStartups 200\n\
              MaxSessions 200\nMaxAuthTries 10\n{force}",
             force = if opts.sftp_only {
                 "ForceCommand internal-sftp\n"
@@ -187,6 +197,11 @@ impl Sshd {
         self.proc.stderr()
     }
 
+    /// What `sftp-server` logged (with `Options::sftp_log`).
+    pub fn sftp_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sftp.log")).unwrap_or_default()
+    }
+
     /// A known_hosts file with this server's key for `[127.0.0.1]:port`.
     pub fn known_hosts(&self, dir: &Path, hashed: bool) -> PathBuf {
         let path = dir.join(if hashed {
@@ -213,6 +228,34 @@ impl Sshd {
         }
         path
     }
+}
+
+const SFTP_SERVER: &str = "/usr/lib/openssh/sftp-server";
+
+/// A subsystem command that runs `sftp-server` with its log (stderr, which
+/// sshd would send to the client) appended to `dir/sftp.log`.
+fn sftp_server_logging(dir: &Path) -> String {
+    require(SFTP_SERVER, "openssh-sftp-server");
+    let log = dir.join("sftp.log");
+    std::fs::write(&log, "").unwrap();
+    world_writable(&log);
+    let wrapper = dir.join("sftp-server-logging");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"pid $$\" >> '{log}'\nexec {SFTP_SERVER} -e -l VERBOSE 2>> '{log}'\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    wrapper.display().to_string()
+}
+
+fn world_writable(p: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o666)).unwrap();
 }
 
 /// Lets the test user reach files the tests (root) created.

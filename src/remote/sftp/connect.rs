@@ -19,6 +19,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::OnceCell;
 
 /// AES-GCM first: with AES-NI it is the cheapest authenticated cipher, and
 /// on loopback and LANs the cipher, not the network, bounds throughput.
@@ -36,6 +37,9 @@ const SAFE_CHUNK: u64 = 32 * 1024;
 /// and writes up to 255 KiB per request.
 const MAX_CHUNK: u64 = 255 * 1024;
 const LIMITS: &str = "limits@openssh.com";
+/// At most this long for a second SFTP channel (a few round trips): an
+/// upload that waits for it at its end waits no longer.
+const SECOND_CHANNEL_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Connected {
     pub ssh: Handle<Checker>,
@@ -50,6 +54,9 @@ pub struct Connected {
     /// When the SFTP channel last brought bytes: `io_timeout` is measured
     /// from there.
     pub watch: Watch,
+    /// A second SFTP channel for early fsyncs of large uploads
+    /// (`writeback.rs`), opened at first need; `None` once it failed.
+    pub second: OnceCell<Option<Arc<Client>>>,
 }
 
 impl Connected {
@@ -65,6 +72,28 @@ impl Connected {
     /// Whether the server announced the OpenSSH extension `name` (version "1").
     pub fn has(&self, name: &str) -> bool {
         self.extensions.get(name).is_some_and(|v| v == b"1")
+    }
+
+    /// Another SFTP channel on this connection: on OpenSSH a process of
+    /// its own on the server, so its requests never wait behind this
+    /// one's. Opened once; a server that refuses it is not asked again.
+    pub async fn second_channel(&self) -> Option<Arc<Client>> {
+        let open = async {
+            let channel = self.ssh.channel_open_session().await.ok()?;
+            channel.request_subsystem(true, "sftp").await.ok()?;
+            let (client, _) = Client::start(channel.into_stream()).await.ok()?;
+            Some(Arc::new(client))
+        };
+        let timeout = self.watch.io_timeout().min(SECOND_CHANNEL_TIMEOUT);
+        let opened = self
+            .second
+            .get_or_init(|| async move { tokio::time::timeout(timeout, open).await.ok().flatten() })
+            .await
+            .clone();
+        if opened.is_none() {
+            tracing::debug!("no second sftp channel: early fsyncs off for this session");
+        }
+        opened
     }
 }
 
@@ -163,6 +192,7 @@ async fn start_sftp(
         write_chunk: write_chunk as u32,
         host_key,
         watch,
+        second: OnceCell::new(),
     })
 }
 

@@ -10,6 +10,7 @@ mod hostkey;
 mod progress;
 mod transfer;
 mod wire;
+mod writeback;
 
 use super::{
     Entry, EntryKind, ErrorKind, RemoteError, Result, Session, Transport, Version, WriteMode,

@@ -9,6 +9,7 @@ use super::connect::Connected;
 use super::error;
 use super::progress::Window;
 use super::wire::{Attrs, Client, Handle, WriteBuf, open};
+use super::writeback::Writeback;
 use crate::remote::{RemoteError, Result, WriteMode};
 use futures::StreamExt;
 use futures::stream::{FuturesOrdered, FuturesUnordered};
@@ -261,6 +262,7 @@ async fn write_all(
     // uploads a quarter of their speed on loopback (bench/README.md).
     let mut unanswered = 0u64;
     let mut offset = start;
+    let mut writeback = Writeback::new(c, path, c.has(FSYNC));
     loop {
         // One byte more than the source should still hold, so its end is
         // seen in the same request; past the expected end, full chunks.
@@ -290,9 +292,15 @@ async fn write_all(
             let len = r.map_err(|e| error::sftp("write", path, e))?;
             unanswered -= len;
         }
+        if let Some(w) = &mut writeback {
+            w.acknowledged(offset - start - unanswered);
+        }
         if filled < chunk {
             break;
         }
+    }
+    if let Some(w) = writeback {
+        w.finish().await;
     }
     if c.has(FSYNC) {
         c.io(sftp.fsync(handle))
