@@ -310,24 +310,28 @@ async fn write_all(
     Ok(offset - start)
 }
 
-/// Reads up to `chunk` bytes of `source` straight into the request.
+/// Reads up to `chunk` bytes of `source` straight into the request, into
+/// its spare capacity. Zeroing a quarter megabyte per request first, only
+/// to read over it, cost a 1 GiB upload 1.9 % of the machine's samples in
+/// memset and 2.5 % in page faults (1.1 % without it).
 async fn fill(
     req: &mut WriteBuf,
     chunk: usize,
     source: &mut (dyn AsyncRead + Send + Unpin),
 ) -> std::io::Result<usize> {
     let buf = req.buffer();
-    let head = buf.len();
-    buf.resize(head + chunk, 0);
+    buf.reserve(chunk);
     let mut filled = 0;
     while filled < chunk {
-        let n = source.read(&mut buf[head + filled..]).await?;
+        let n = (&mut *source)
+            .take((chunk - filled) as u64)
+            .read_buf(buf)
+            .await?;
         if n == 0 {
             break;
         }
         filled += n;
     }
-    buf.truncate(head + filled);
     debug_assert_eq!(req.data_len(), filled);
     Ok(filled)
 }
