@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::cut::Relay;
 use common::sshd::{self, PASSWORD, Sshd, USER};
 use ferry::config::Server;
 use ferry::remote::{EntryKind, ErrorKind, Pool, Version, WriteMode};
@@ -24,10 +25,15 @@ fn sized(size: u64) -> Version {
 
 /// A server block for `sshd`, plus extra lines; parsed by ferry's own config.
 fn server(sshd: &Sshd, dir: &Path, extra: &str) -> Arc<Server> {
+    server_at(sshd.port, dir, extra)
+}
+
+/// As [`server`], through `port` (a relay in front of sshd).
+fn server_at(port: u16, dir: &Path, extra: &str) -> Arc<Server> {
     let text = format!(
         "[daemon]\nstate = \"{d}/state.db\"\n\n[servers.s]\nprotocol = \"sftp\"\nhost = \"127.0.0.1\"\nport = {p}\nuser = \"{USER}\"\nio_timeout = \"10s\"\n{extra}\n",
         d = dir.display(),
-        p = sshd.port
+        p = port
     );
     let path = dir.join("ferry.toml");
     std::fs::write(&path, &text).unwrap();
@@ -573,4 +579,61 @@ async fn a_large_upload_is_fsynced_along_the_way_on_a_second_channel() {
         servers, 2,
         "two sftp-server processes, one per channel:\n{log}"
     );
+}
+
+/// A connection cut while a large upload has early fsyncs going (past the
+/// first 64 MiB): the upload fails at once as a temporary connection
+/// error, nothing waits on the second channel, and a new session
+/// continues the file at the offset the server holds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_upload_cut_midway_fails_at_once_and_continues_at_its_offset() {
+    let sshd = Sshd::start(Default::default(), &[]);
+    let relay = std::sync::Arc::new(Relay::start(sshd.port));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    sshd::shared_dir(&data);
+    let s = server_at(
+        relay.port,
+        dir.path(),
+        &format!("{}\n{}", password_env(), pinned(&sshd)),
+    );
+    let body: Vec<u8> = (0..150u32 << 20).map(|i| (i % 241) as u8).collect();
+    let path = format!("{}/big.bin", data.display());
+    let file = data.join("big.bin");
+    let cutter = {
+        let (relay, file) = (relay.clone(), file.clone());
+        std::thread::spawn(move || {
+            let start = std::time::Instant::now();
+            while start.elapsed() < std::time::Duration::from_secs(60) {
+                if std::fs::metadata(&file).is_ok_and(|m| m.len() >= 100 << 20) {
+                    relay.cut_all();
+                    return true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            false
+        })
+    };
+    let mut session = Pool::new(s.clone()).get().await.unwrap();
+    let t = std::time::Instant::now();
+    let e = session
+        .write_from(&path, WriteMode::Replace, &mut &body[..])
+        .await
+        .unwrap_err();
+    let took = t.elapsed();
+    assert!(cutter.join().unwrap(), "the upload never reached 100 MiB");
+    assert!(e.temporary, "{e}");
+    assert!(
+        took < std::time::Duration::from_secs(8),
+        "failed after {took:?}: {e}"
+    );
+    let have = std::fs::metadata(&file).unwrap().len();
+    assert!(have >= 100 << 20 && have < body.len() as u64, "{have}");
+    drop(session);
+    let mut session = Pool::new(s).get().await.unwrap();
+    session
+        .write_from(&path, WriteMode::At(have), &mut &body[have as usize..])
+        .await
+        .unwrap();
+    assert!(std::fs::read(&file).unwrap() == body);
 }
