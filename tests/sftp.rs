@@ -637,3 +637,52 @@ async fn a_large_upload_cut_midway_fails_at_once_and_continues_at_its_offset() {
         .unwrap();
     assert!(std::fs::read(&file).unwrap() == body);
 }
+
+/// A server that allows one channel per connection (`MaxSessions 1`)
+/// refuses the second channel for early fsyncs: the upload goes on
+/// without them, whole, without waiting for the refusal's timeout, and
+/// the next large upload on the session does not ask again.
+#[tokio::test]
+async fn a_server_refusing_a_second_channel_gets_no_early_fsyncs_and_no_wait() {
+    let sshd = Sshd::start(
+        sshd::Options {
+            sftp_log: true,
+            max_sessions: Some(1),
+            ..Default::default()
+        },
+        &[],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    sshd::shared_dir(&data);
+    let s = server(
+        &sshd,
+        dir.path(),
+        &format!("{}\n{}", password_env(), pinned(&sshd)),
+    );
+    let mut session = Pool::new(s).get().await.unwrap();
+    let body: Vec<u8> = (0..100u32 << 20).map(|i| (i % 239) as u8).collect();
+    for name in ["one.bin", "two.bin"] {
+        let path = format!("{}/{name}", data.display());
+        let t = std::time::Instant::now();
+        session
+            .write_from(&path, WriteMode::Replace, &mut &body[..])
+            .await
+            .unwrap();
+        let took = t.elapsed();
+        assert!(took < std::time::Duration::from_secs(4), "{name}: {took:?}");
+        assert!(std::fs::read(data.join(name)).unwrap() == body);
+    }
+    let log = sshd.sftp_log();
+    let servers = log.lines().filter(|l| l.starts_with("pid ")).count();
+    assert_eq!(servers, 1, "one sftp-server, the writing one:\n{log}");
+    let fsyncs = log.lines().filter(|l| l.contains("fsync ")).count();
+    assert_eq!(fsyncs, 2, "only each file's final fsync:\n{log}");
+    let refused = sshd.log().matches("no more sessions").count();
+    assert_eq!(
+        refused,
+        1,
+        "the second channel asked for once:\n{}",
+        sshd.log()
+    );
+}

@@ -101,6 +101,8 @@ pub struct Options {
     /// it serves (`-l VERBOSE`) to `sftp.log` ([`Sshd::sftp_log`]): each
     /// SFTP channel its own process, its lines prefixed with its pid.
     pub sftp_log: bool,
+    /// `MaxSessions`: channels one connection may open (200 unless set).
+    pub max_sessions: Option<u32>,
 }
 
 impl Default for Options {
@@ -110,6 +112,7 @@ impl Default for Options {
             keyboard_interactive_only: false,
             sftp_only: false,
             sftp_log: false,
+            max_sessions: None,
         }
     }
 }
@@ -154,12 +157,13 @@ impl Sshd {
              AuthorizedKeysFile {ak}\nStrictModes no\nUsePAM {pam}\nPasswordAuthentication {password}\n\
              KbdInteractiveAuthentication {kbd}\nPubkeyAuthentication yes\nPermitRootLogin no\n\
              AllowUsers {USER}\nSubsystem sftp {subsystem}\nLogLevel VERBOSE\nMaxStartups 200\n\
-             MaxSessions 200\nMaxAuthTries 10\n{force}",
+             MaxSessions {max_sessions}\nMaxAuthTries 10\n{force}",
             force = if opts.sftp_only {
                 "ForceCommand internal-sftp\n"
             } else {
                 ""
             },
+            max_sessions = opts.max_sessions.unwrap_or(200),
             hk = host_key.display(),
             d = dir.path().display(),
             ak = ak.display(),
