@@ -7,7 +7,7 @@ use common::cut::Relay;
 use common::sshd::{self, PASSWORD, Sshd, USER};
 use ferry::config::Server;
 use ferry::remote::{EntryKind, ErrorKind, Pool, Version, WriteMode};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A read that expects no size in particular: to the end of the file.
@@ -49,6 +49,17 @@ fn password_env() -> &'static str {
 
 fn pinned(sshd: &Sshd) -> String {
     format!("host_key = \"{}\"", sshd.host_key_fingerprint)
+}
+
+/// A data directory the test user can write, and a password login to
+/// `sshd` through `port` (its own, or a relay's) with its key pinned.
+fn password_login(sshd: &Sshd, port: u16) -> (tempfile::TempDir, PathBuf, Arc<Server>) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    sshd::shared_dir(&data);
+    let extra = format!("{}\n{}", password_env(), pinned(sshd));
+    let s = server_at(port, dir.path(), &extra);
+    (dir, data, s)
 }
 
 async fn connect_err(s: Arc<Server>) -> ferry::remote::RemoteError {
@@ -535,14 +546,7 @@ async fn a_large_upload_is_fsynced_along_the_way_on_a_second_channel() {
         },
         &[],
     );
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    sshd::shared_dir(&data);
-    let s = server(
-        &sshd,
-        dir.path(),
-        &format!("{}\n{}", password_env(), pinned(&sshd)),
-    );
+    let (_dir, data, s) = password_login(&sshd, sshd.port);
     let mut session = Pool::new(s).get().await.unwrap();
     let body: Vec<u8> = (0..150u32 << 20).map(|i| (i % 251) as u8).collect();
     let path = format!("{}/big.bin", data.display());
@@ -589,14 +593,7 @@ async fn a_large_upload_is_fsynced_along_the_way_on_a_second_channel() {
 async fn a_large_upload_cut_midway_fails_at_once_and_continues_at_its_offset() {
     let sshd = Sshd::start(Default::default(), &[]);
     let relay = std::sync::Arc::new(Relay::start(sshd.port));
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    sshd::shared_dir(&data);
-    let s = server_at(
-        relay.port,
-        dir.path(),
-        &format!("{}\n{}", password_env(), pinned(&sshd)),
-    );
+    let (_dir, data, s) = password_login(&sshd, relay.port);
     let body: Vec<u8> = (0..150u32 << 20).map(|i| (i % 241) as u8).collect();
     let path = format!("{}/big.bin", data.display());
     let file = data.join("big.bin");
@@ -652,14 +649,7 @@ async fn a_server_refusing_a_second_channel_gets_no_early_fsyncs_and_no_wait() {
         },
         &[],
     );
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    sshd::shared_dir(&data);
-    let s = server(
-        &sshd,
-        dir.path(),
-        &format!("{}\n{}", password_env(), pinned(&sshd)),
-    );
+    let (_dir, data, s) = password_login(&sshd, sshd.port);
     let mut session = Pool::new(s).get().await.unwrap();
     let body: Vec<u8> = (0..100u32 << 20).map(|i| (i % 239) as u8).collect();
     for name in ["one.bin", "two.bin"] {

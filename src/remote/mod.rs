@@ -158,6 +158,20 @@ where
     listed.map(|()| all)
 }
 
+/// [`Session::file_size`] of each path in turn: the default of
+/// [`Session::file_sizes`], and what a transport falls back to where it
+/// cannot ask for several at once.
+pub async fn sizes_one_by_one<S: Session + ?Sized>(
+    s: &mut S,
+    paths: &[&str],
+) -> Vec<Result<Option<u64>>> {
+    let mut out = Vec::with_capacity(paths.len());
+    for path in paths {
+        out.push(s.file_size(path).await);
+    }
+    out
+}
+
 /// One open connection. Paths are absolute on the server, `/`-separated.
 /// Reads and writes push bytes through the caller's stream so each protocol
 /// can pipeline and finish its transfer in its own way.
@@ -252,7 +266,8 @@ pub trait Session: Send {
     /// `Fresh`), and returns for each the size the server reports afterwards
     /// (`None`: it did not say), for the caller's size check; answers in
     /// order. Transports whose protocol can have many requests in flight on
-    /// one session override this; the default writes one after another.
+    /// one session override this; the default writes one after another,
+    /// then asks the sizes of those written ([`Session::file_sizes`]).
     async fn write_wholes(
         &mut self,
         files: &[(String, Vec<u8>)],
@@ -261,12 +276,19 @@ pub trait Session: Send {
         let mut out = Vec::with_capacity(files.len());
         for (path, data) in files {
             let written = self.write_from(path, mode, &mut &data[..]).await;
-            out.push(match written {
-                Ok(_) => self.file_size(path).await,
-                Err(e) => Err(e),
-            });
+            out.push(written.map(|_| None));
+        }
+        let written: Vec<usize> = (0..out.len()).filter(|&i| out[i].is_ok()).collect();
+        let paths: Vec<&str> = written.iter().map(|&i| files[i].0.as_str()).collect();
+        for (i, size) in written.into_iter().zip(self.file_sizes(&paths).await) {
+            out[i] = size;
         }
         out
+    }
+    /// [`Session::file_size`] of each path, in order; transports that can
+    /// ask for several at once (FTP, `remote/ftp/sizes.rs`) override it.
+    async fn file_sizes(&mut self, paths: &[&str]) -> Vec<Result<Option<u64>>> {
+        sizes_one_by_one(self, paths).await
     }
     /// Sets the modification time (Unix seconds) of `path`. `Ok(false)`:
     /// the server offers no way to (FTP without `MFMT`).

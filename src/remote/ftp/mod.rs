@@ -171,25 +171,6 @@ impl FtpSession {
         }
     }
 
-    /// [`Session::file_size`] of each path, answers in order.
-    async fn file_sizes(&mut self, paths: &[&str]) -> Vec<Result<Option<u64>>> {
-        if paths.len() > 1 {
-            let shared = self.shared.clone();
-            let together = match self.conn().await {
-                Ok(conn) => sizes::sizes_together(conn, &shared, paths).await,
-                Err(e) => Some(paths.iter().map(|_| Err(e.clone())).collect()),
-            };
-            if let Some(answers) = together {
-                return answers.into_iter().map(|r| self.after(r)).collect();
-            }
-        }
-        let mut out = Vec::with_capacity(paths.len());
-        for path in paths {
-            out.push(self.file_size(path).await);
-        }
-        out
-    }
-
     /// Passes `r` through; drops the connection when the error broke it.
     fn after<T>(&mut self, r: Result<T>) -> Result<T> {
         self.last_used = Instant::now();
@@ -314,25 +295,21 @@ impl Session for FtpSession {
         self.after_transfer(r)
     }
 
-    /// The files one after another (a control connection sends one file
-    /// at a time), then the size checks of those written, together where
-    /// the connection allows ([`sizes::sizes_together`]).
-    async fn write_wholes(
-        &mut self,
-        files: &[(String, Vec<u8>)],
-        mode: WriteMode,
-    ) -> Vec<Result<Option<u64>>> {
-        let mut out = Vec::with_capacity(files.len());
-        for (path, data) in files {
-            let written = self.write_from(path, mode, &mut &data[..]).await;
-            out.push(written.map(|_| None));
+    /// Together where the connection allows ([`sizes::sizes_together`]):
+    /// a send batch's size checks, after the files of its session went one
+    /// after another (a control connection sends one file at a time).
+    async fn file_sizes(&mut self, paths: &[&str]) -> Vec<Result<Option<u64>>> {
+        if paths.len() > 1 {
+            let shared = self.shared.clone();
+            let together = match self.conn().await {
+                Ok(conn) => sizes::sizes_together(conn, &shared, paths).await,
+                Err(e) => Some(paths.iter().map(|_| Err(e.clone())).collect()),
+            };
+            if let Some(answers) = together {
+                return answers.into_iter().map(|r| self.after(r)).collect();
+            }
         }
-        let written: Vec<usize> = (0..out.len()).filter(|&i| out[i].is_ok()).collect();
-        let paths: Vec<&str> = written.iter().map(|&i| files[i].0.as_str()).collect();
-        for (i, size) in written.into_iter().zip(self.file_sizes(&paths).await) {
-            out[i] = size;
-        }
-        out
+        crate::remote::sizes_one_by_one(self, paths).await
     }
 
     async fn server_digest(&mut self, path: &str) -> Result<Option<Expected>> {

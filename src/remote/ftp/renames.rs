@@ -42,14 +42,7 @@ pub async fn rename_to_free_names(
             if out.is_empty() && e.kind() != std::io::ErrorKind::TimedOut {
                 return None;
             }
-            fill(
-                &mut out,
-                pairs.len(),
-                RENAMES,
-                ErrorKind::Connection,
-                &e.to_string(),
-            );
-            return Some(out);
+            return Some(unsent(out, pairs.len(), RENAMES, &e));
         }
         // Which targets are free; a connection out of step ends everything.
         let mut free = Vec::with_capacity(window.len());
@@ -81,14 +74,7 @@ pub async fn rename_to_free_names(
         let mut renamed = Vec::with_capacity(free.len());
         if !lines.is_empty() {
             if let Err(e) = send_lines(conn, io, &lines).await {
-                fill(
-                    &mut out,
-                    pairs.len(),
-                    RENAMES,
-                    ErrorKind::Connection,
-                    &e.to_string(),
-                );
-                return Some(out);
+                return Some(unsent(out, pairs.len(), RENAMES, &e));
             }
             for (from, to) in &free {
                 let rnfr = format!("RNFR {from}");
@@ -145,6 +131,18 @@ fn taken(from: &str, to: &str) -> RemoteError {
 /// against the wrong commands.
 pub(super) fn breaks(e: &RemoteError) -> bool {
     matches!(e.kind, ErrorKind::Timeout | ErrorKind::Connection)
+}
+
+/// Commands that could not be sent (some may have reached the server):
+/// every pair not yet answered fails as a connection error.
+pub(super) fn unsent<T>(
+    mut out: Vec<Result<T>>,
+    total: usize,
+    what: &str,
+    e: &std::io::Error,
+) -> Vec<Result<T>> {
+    fill(&mut out, total, what, ErrorKind::Connection, &e.to_string());
+    out
 }
 
 /// Every pair not yet answered fails with the error that ended the run.

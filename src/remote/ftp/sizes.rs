@@ -8,8 +8,8 @@ use super::Shared;
 use super::connect::Conn;
 use super::data::{reply, send_lines};
 use super::ops::size_value;
-use super::renames::{breaks, fill};
-use crate::remote::{ErrorKind, Result};
+use super::renames::{breaks, fill, unsent};
+use crate::remote::Result;
 use suppaftp::Status;
 
 /// Commands per round trip, as many as fit the socket buffers of both sides.
@@ -36,14 +36,7 @@ pub async fn sizes_together(
             if out.is_empty() && e.kind() != std::io::ErrorKind::TimedOut {
                 return None;
             }
-            fill(
-                &mut out,
-                paths.len(),
-                SIZES,
-                ErrorKind::Connection,
-                &e.to_string(),
-            );
-            return Some(out);
+            return Some(unsent(out, paths.len(), SIZES, &e));
         }
         for line in &lines {
             let answer = match reply(conn, io, line, &[Status::File]).await {

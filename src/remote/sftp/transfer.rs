@@ -15,7 +15,7 @@ use futures::StreamExt;
 use futures::stream::{FuturesOrdered, FuturesUnordered};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-const FSYNC: &str = "fsync@openssh.com";
+pub(super) const FSYNC: &str = "fsync@openssh.com";
 
 /// At most this many bytes requested but not yet answered, per transfer.
 const IN_FLIGHT_BYTES: u64 = 8 * 1024 * 1024;
@@ -262,7 +262,7 @@ async fn write_all(
     // uploads a quarter of their speed on loopback (bench/README.md).
     let mut unanswered = 0u64;
     let mut offset = start;
-    let mut writeback = Writeback::new(c, path, c.has(FSYNC));
+    let mut writeback = Writeback::new(c, path);
     loop {
         // One byte more than the source should still hold, so its end is
         // seen in the same request; past the expected end, full chunks.

@@ -12,6 +12,7 @@
 //! handle is still the guarantee.
 
 use super::connect::Connected;
+use super::transfer::FSYNC;
 use super::wire::{Attrs, Client, open};
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -37,8 +38,8 @@ pub struct Writeback<'c> {
 
 impl<'c> Writeback<'c> {
     /// `None` where the server offers no fsync to start early.
-    pub fn new(c: &'c Connected, path: &'c str, fsync: bool) -> Option<Self> {
-        fsync.then_some(Writeback {
+    pub fn new(c: &'c Connected, path: &'c str) -> Option<Self> {
+        c.has(FSYNC).then_some(Writeback {
             c,
             path,
             next: EVERY,
