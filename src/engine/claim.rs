@@ -11,6 +11,7 @@ use crate::config::Rule;
 use crate::remote::Pool;
 use crate::state::{Due, Error, FileRow, now_ms};
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -28,10 +29,15 @@ pub(super) const CHUNK: usize = 256;
 /// transfers run while the last one's commits finish.
 const IN_FLIGHT: usize = 2;
 
+/// The claimed chunks of one poll that are running. The lister's due loop
+/// keeps them going while it fetches and gates its next due rows, so the
+/// sessions do not idle at every [`super::DUE_CHUNK`] boundary.
+pub(super) type Running<'a> = FuturesUnordered<BoxFuture<'a, Vec<Outcome>>>;
+
 /// Awaits `step` while the chunks in `running` go on. A chunk not polled
 /// meanwhile can hold what `step` waits for (SQLite's one connection,
 /// taken by a commit that chunk started), and neither would move.
-async fn beside<T>(
+pub(super) async fn beside<T>(
     running: &mut FuturesUnordered<impl Future<Output = Vec<Outcome>>>,
     report: &mut PollReport,
     step: impl Future<Output = T>,
@@ -46,7 +52,7 @@ async fn beside<T>(
 }
 
 /// Waits until fewer than `most` chunks run, counting each that ends.
-async fn settle(
+pub(super) async fn settle(
     running: &mut FuturesUnordered<impl Future<Output = Vec<Outcome>>>,
     report: &mut PollReport,
     most: usize,
@@ -60,20 +66,20 @@ async fn settle(
 
 impl Engine {
     /// The lister's path: its due rows (gated, events and markers already
-    /// applied), claimed and run chunk by chunk. Rows another node holds
-    /// are left to it.
-    pub(super) async fn run_offered(
-        &self,
-        rule: &Arc<Rule>,
-        pool: &Arc<Pool>,
+    /// applied), claimed and added to `running` chunk by chunk, at most
+    /// [`IN_FLIGHT`] running at once; the caller settles them. Rows another
+    /// node holds are left to it.
+    pub(super) async fn run_offered<'a>(
+        &'a self,
+        rule: &'a Arc<Rule>,
+        pool: &'a Arc<Pool>,
         offered: Vec<FileRow>,
-        stop: &CancellationToken,
+        stop: &'a CancellationToken,
         report: &mut PollReport,
+        running: &mut Running<'a>,
     ) -> Result<(), Error> {
-        let mut running = FuturesUnordered::new();
-        let mut result = Ok(());
         for chunk in offered.chunks(CHUNK) {
-            settle(&mut running, report, IN_FLIGHT).await;
+            settle(running, report, IN_FLIGHT).await;
             // A rewind: the rest of `offered` is still due, and the due
             // loop fetches it again after the rows behind its cursor.
             if stop.is_cancelled() || self.rewinds.asked(&rule.name) {
@@ -81,16 +87,10 @@ impl Engine {
             }
             let ids: Vec<i64> = chunk.iter().map(|r| r.id).collect();
             let claim = self.state.claim_rows(&ids, now_ms());
-            match beside(&mut running, report, claim).await {
-                Ok(rows) => running.push(self.run_claimed(rule, pool, rows, stop)),
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
+            let rows = beside(running, report, claim).await?;
+            running.push(Box::pin(self.run_claimed(rule, pool, rows, stop)));
         }
-        settle(&mut running, report, 1).await;
-        result
+        Ok(())
     }
 
     /// Another node lists this rule: claim what is due and free, in id

@@ -31,6 +31,7 @@ mod upload;
 mod verify;
 mod walk;
 
+use claim::{beside, settle};
 pub use error::FileError;
 use error::Hold;
 pub use process::Outcome;
@@ -346,44 +347,70 @@ impl Engine {
             stable_for_ms: stable_for,
             min_age_ms: ms(rule.min_age),
         };
+        let mut running = claim::Running::new();
+        let r = self
+            .run_due_rows(
+                rule,
+                &pool,
+                watch,
+                &markers,
+                &due,
+                stop,
+                report,
+                &mut running,
+            )
+            .await;
+        settle(&mut running, report, 1).await;
+        drop(running);
+        r?;
+        pool.close_idle().await;
+        Ok(())
+    }
+
+    /// The lister's due rows, [`DUE_CHUNK`] at a time, through the gates
+    /// and into transfers. The next rows are fetched and gated while the
+    /// last ones' chunks run (`running`); only a rewind, or the end of the
+    /// due rows, waits for them all, since fetching again from the first
+    /// due row would offer rows that are still running.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_due_rows<'a>(
+        &'a self,
+        rule: &'a Arc<Rule>,
+        pool: &'a Arc<Pool>,
+        watch: Option<&DirWatch>,
+        markers: &HashSet<String>,
+        due: &Due,
+        stop: &'a CancellationToken,
+        report: &mut PollReport,
+        running: &mut claim::Running<'a>,
+    ) -> Result<(), FileError> {
         let mut after = 0;
         while !stop.is_cancelled() {
-            let chunk = self
-                .state
-                .due_after(&rule.name, &due, after, DUE_CHUNK)
-                .await?;
-            let Some(last) = chunk.last() else { break };
-            after = last.id;
+            let fetch = self.state.due_after(&rule.name, due, after, DUE_CHUNK);
+            let chunk = beside(running, report, fetch).await?;
             let more = chunk.len() == DUE_CHUNK;
-            let chunk = match watch {
-                Some(w) => by_events(w, rule, chunk, now, &mut report.next_ready),
-                None => chunk,
-            };
-            self.run_chunk(rule, &pool, chunk, &markers, stop, report)
-                .await?;
+            if let Some(last) = chunk.last() {
+                after = last.id;
+                let chunk = match watch {
+                    Some(w) => by_events(w, rule, chunk, due.now, &mut report.next_ready),
+                    None => chunk,
+                };
+                let gated = beside(running, report, self.gate(rule, chunk, markers)).await?;
+                self.run_offered(rule, pool, gated, stop, report, running)
+                    .await?;
+            }
+            if !more {
+                // What still runs may ask for a rewind.
+                settle(running, report, 1).await;
+            }
             if self.rewinds.take(&rule.name) {
                 tracing::debug!("taking over expired claims: back to the first due row");
+                settle(running, report, 1).await;
                 after = 0;
             } else if !more {
                 break;
             }
         }
-        pool.close_idle().await;
-        Ok(())
-    }
-
-    /// One chunk of due rows through the gates and into transfers.
-    async fn run_chunk(
-        &self,
-        rule: &Arc<Rule>,
-        pool: &Arc<crate::remote::Pool>,
-        due: Vec<FileRow>,
-        markers: &HashSet<String>,
-        stop: &CancellationToken,
-        report: &mut PollReport,
-    ) -> Result<(), FileError> {
-        let due = self.gate(rule, due, markers).await?;
-        self.run_offered(rule, pool, due, stop, report).await?;
         Ok(())
     }
 
