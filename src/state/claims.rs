@@ -403,6 +403,40 @@ mod tests {
         assert_eq!((nodes[0].name.as_str(), nodes[0].leases), ("a", 2));
     });
 
+    // A finished row needs no lease: its last step gives it back, so the
+    // chunk's release and the renewals have nothing of it to write.
+    state_test!(
+        a_finished_row_gives_its_lease_back_with_its_last_step,
+        |s| {
+            let ids = stable_files(&s, 3).await;
+            let a = node(&s, "a");
+            a.join(2_000).await.unwrap();
+            assert_eq!(claim(&a, 2_000).await, ids);
+            for &id in &ids[..2] {
+                a.claim(id, 2_001).await.unwrap();
+            }
+            a.mark_delivered(ids[0], "/out/f0", true, 2_002)
+                .await
+                .unwrap();
+            a.mark_delivered(ids[1], "/out/f1", false, 2_002)
+                .await
+                .unwrap();
+            let leases = |now| {
+                let a = a.clone();
+                async move { a.nodes(now).await.unwrap()[0].leases }
+            };
+            assert_eq!(
+                leases(2_500).await,
+                2,
+                "a post-action to go, and a row not started"
+            );
+            a.mark_done(ids[1], 2_003).await.unwrap();
+            assert_eq!(leases(2_500).await, 1);
+            assert!(a.heartbeat(4_000).await.unwrap());
+            assert_eq!(leases(6_500).await, 1, "only the unfinished row is renewed");
+        }
+    );
+
     state_test!(a_dead_nodes_expired_claims_name_their_rules, |s| {
         let ids = stable_files(&s, 2).await;
         let (a, b) = (node(&s, "a"), node(&s, "b"));

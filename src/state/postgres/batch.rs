@@ -86,7 +86,8 @@ impl Writer for Db {
             sqlx::query(
                 "UPDATE files SET state = CASE WHEN s.done THEN 'done' ELSE 'delivered' END,
                    local_path = s.local, delivered_at_ms = s.now,
-                   done_at_ms = CASE WHEN s.done THEN s.now END, last_error = NULL, updated_at_ms = s.now
+                   done_at_ms = CASE WHEN s.done THEN s.now END,
+                   lease_until_ms = CASE WHEN s.done THEN NULL ELSE lease_until_ms END, last_error = NULL, updated_at_ms = s.now
                  FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::bool[]) AS s(id, now, local, done)
                  WHERE files.id = s.id",
             )
@@ -100,7 +101,7 @@ impl Writer for Db {
         if !g.done.is_empty() {
             let (ids, nows): (Vec<i64>, Vec<i64>) = g.done.iter().copied().unzip();
             sqlx::query(
-                "UPDATE files SET state = 'done', done_at_ms = s.now, last_error = NULL, updated_at_ms = s.now
+                "UPDATE files SET state = 'done', done_at_ms = s.now, lease_until_ms = NULL, last_error = NULL, updated_at_ms = s.now
                  FROM UNNEST($1::bigint[], $2::bigint[]) AS s(id, now)
                  WHERE files.id = s.id",
             )

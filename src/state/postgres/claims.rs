@@ -175,7 +175,7 @@ impl Db {
     pub async fn release(&self, me: &Me, ids: &[i64]) -> Result<()> {
         sqlx::query(
             "UPDATE files SET lease_until_ms = NULL
-             WHERE id = ANY($1) AND owner_instance = $2",
+             WHERE id = ANY($1) AND owner_instance = $2 AND lease_until_ms IS NOT NULL",
         )
         .bind(ids)
         .bind(&me.instance)

@@ -62,7 +62,8 @@ impl Writer for Db {
             sqlx::query(
                 "UPDATE files SET state = CASE WHEN s.done THEN 'done' ELSE 'delivered' END,
                    local_path = s.local, delivered_at_ms = s.now,
-                   done_at_ms = CASE WHEN s.done THEN s.now END, last_error = NULL, updated_at_ms = s.now
+                   done_at_ms = CASE WHEN s.done THEN s.now END,
+                   lease_until_ms = CASE WHEN s.done THEN NULL ELSE lease_until_ms END, last_error = NULL, updated_at_ms = s.now
                  FROM (SELECT value ->> 0 AS id, value ->> 1 AS now, value ->> 2 AS local,
                               value ->> 3 AS done FROM json_each(?)) AS s
                  WHERE files.id = s.id",
@@ -73,7 +74,7 @@ impl Writer for Db {
         }
         if !g.done.is_empty() {
             sqlx::query(
-                "UPDATE files SET state = 'done', done_at_ms = s.now, last_error = NULL, updated_at_ms = s.now
+                "UPDATE files SET state = 'done', done_at_ms = s.now, lease_until_ms = NULL, last_error = NULL, updated_at_ms = s.now
                  FROM (SELECT value ->> 0 AS id, value ->> 1 AS now FROM json_each(?)) AS s
                  WHERE files.id = s.id",
             )

@@ -166,7 +166,8 @@ impl Db {
     pub async fn release(&self, me: &Me, ids: &[i64]) -> Result<()> {
         sqlx::query(
             "UPDATE files SET lease_until_ms = NULL
-             WHERE id IN (SELECT value FROM json_each(?1)) AND owner_instance = ?2",
+             WHERE id IN (SELECT value FROM json_each(?1)) AND owner_instance = ?2
+               AND lease_until_ms IS NOT NULL",
         )
         .bind(ids_json(ids))
         .bind(&me.instance)
