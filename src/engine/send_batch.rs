@@ -22,6 +22,7 @@ use crate::state::{FileRow, FileState, now_ms};
 use futures::future::join_all;
 use std::io::Read;
 use std::sync::Arc;
+use tokio::sync::Semaphore;
 use tracing::{Instrument, Span};
 
 /// Files up to this size go in batches.
@@ -64,9 +65,6 @@ impl Engine {
             return Vec::new();
         };
         let n = rows.len();
-        let Ok(_permit) = self.transfers.acquire().await else {
-            return Vec::new();
-        };
         tokio::select! {
             outcomes = self.send_batch_steps(rule, to, source, rows) => outcomes,
             _ = self.abort.cancelled() => {
@@ -165,11 +163,26 @@ impl Engine {
         }
         let dest = self.pool_for(&to.server);
         let limit = self.rule_limit(rule);
-        let answers = match dest.get().await {
-            Ok(session) => {
+        // The first share's slot and session first: a server that cannot
+        // be reached fails the batch once, not each file on its own.
+        let slot = self
+            .transfers
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("transfer semaphore is never closed");
+        let first = dest.get().await.map(|session| (slot, session));
+        let answers = match first {
+            Ok(first) => {
                 // Every row of a batch is new: its temporary name was never written.
                 let mode = upload::write_mode(0, true, to);
-                write_spread(&dest, &limit, session, &files, mode).await
+                let spread = Spread {
+                    transfers: self.transfers.clone(),
+                    dest: dest.clone(),
+                    limit,
+                    mode,
+                };
+                spread.write(first, files).await
             }
             Err(e) => {
                 let failed = self
@@ -179,7 +192,6 @@ impl Engine {
                 return outcomes;
             }
         };
-        drop(files);
         // Whole and of the right size: recorded `uploaded` together; the
         // rest continues alone.
         let mut uploaded = Vec::with_capacity(items.len());
@@ -400,34 +412,92 @@ impl Engine {
 /// on either side.
 const SESSIONS: usize = 4;
 
-/// Writes `files` in [`SESSIONS`] groups at once, `first` taking the
-/// first group and the pool giving the others; one answer per file, in
-/// order. A group that gets no session answers with that error, and its
-/// files go on alone.
-async fn write_spread(
-    dest: &Arc<Pool>,
-    limit: &Arc<crate::bandwidth::Limit>,
-    first: remote::PooledSession,
-    files: &[(String, Vec<u8>)],
+/// How a batch's files are written: in [`SESSIONS`] shares, each a task
+/// of its own holding one transfer slot (`max_transfers`) and one session
+/// while it writes, as the shares of a download batch do (`batch.rs`).
+/// A task each, so that the shares' protocol work (FTP data connections,
+/// TLS, SSH packets) spreads over the cores; a slot only while writing, so
+/// that a batch waiting for its commits holds no slot a writer could use.
+struct Spread {
+    transfers: Arc<Semaphore>,
+    dest: Arc<Pool>,
+    limit: Arc<crate::bandwidth::Limit>,
     mode: WriteMode,
-) -> Vec<remote::Result<Option<u64>>> {
-    let per = files.len().div_ceil(SESSIONS).max(1);
-    let mut first = Some(first);
-    let groups = files.chunks(per).map(|group| {
-        let session = first.take();
-        async move {
-            let mut session = match session {
-                Some(s) => s,
-                None => match dest.get().await {
-                    Ok(s) => s,
-                    Err(e) => return group.iter().map(|_| Err(e.clone())).collect(),
-                },
+}
+
+type Slot = tokio::sync::OwnedSemaphorePermit;
+
+impl Spread {
+    /// Writes `files`, the first share with `first` (a slot and a session
+    /// already taken), the others each taking a slot, then a session (in
+    /// that order, as every transfer does, so that no session waits idle
+    /// for a slot). One answer per file, in order; a share that gets no
+    /// session answers with that error, and its files go on alone.
+    async fn write(
+        self,
+        first: (Slot, remote::PooledSession),
+        files: Vec<(String, Vec<u8>)>,
+    ) -> Vec<remote::Result<Option<u64>>> {
+        let per = files.len().div_ceil(SESSIONS).max(1);
+        let mut first = Some(first);
+        let mut files = files.into_iter();
+        let mut shares = Vec::with_capacity(SESSIONS);
+        loop {
+            let group: Vec<(String, Vec<u8>)> = files.by_ref().take(per).collect();
+            if group.is_empty() {
+                break;
             }
-            .limited(limit.clone());
-            session.write_wholes(group, mode).await
+            let n = group.len();
+            let task = tokio::spawn(self.share(first.take(), group));
+            shares.push((n, task));
         }
-    });
-    join_all(groups).await.into_iter().flatten().collect()
+        let mut out = Vec::new();
+        for (n, task) in shares {
+            match task.await {
+                Ok(answers) => out.extend(answers),
+                Err(e) => {
+                    let e = remote::RemoteError::new(
+                        remote::ErrorKind::Other,
+                        true,
+                        "upload share",
+                        e.to_string(),
+                    );
+                    out.extend(std::iter::repeat_n(Err(e), n));
+                }
+            }
+        }
+        out
+    }
+
+    fn share(
+        &self,
+        taken: Option<(Slot, remote::PooledSession)>,
+        group: Vec<(String, Vec<u8>)>,
+    ) -> impl Future<Output = Vec<remote::Result<Option<u64>>>> + Send + 'static {
+        let (transfers, dest, limit, mode) = (
+            self.transfers.clone(),
+            self.dest.clone(),
+            self.limit.clone(),
+            self.mode,
+        );
+        async move {
+            let (_slot, session) = match taken {
+                Some(t) => t,
+                None => {
+                    let slot = transfers
+                        .acquire_owned()
+                        .await
+                        .expect("transfer semaphore is never closed");
+                    match dest.get().await {
+                        Ok(s) => (slot, s),
+                        Err(e) => return group.iter().map(|_| Err(e.clone())).collect(),
+                    }
+                }
+            };
+            let mut session = session.limited(limit);
+            session.write_wholes(&group, mode).await
+        }
+    }
 }
 
 /// Reads a small local file whole, checked to be the row's version
