@@ -247,7 +247,9 @@ impl Engine {
             }
         }
         let mut named = Vec::with_capacity(renaming.len());
-        let renaming = self.owned_items(renaming, &mut outcomes).await;
+        // No lease confirmation before the renames: the `uploaded` commit
+        // just now was fenced (a row another node took over answered
+        // `Lost` above) and renewed each row's lease.
         match dest.get().await {
             Ok(mut session) => {
                 // All renames at once; one the batch could not do (a name
@@ -338,25 +340,6 @@ impl Engine {
 
     /// Every item failed at `stage` with one error (no session to the
     /// server): each goes through [`Engine::failed`] in its own span.
-    /// Keeps the items this node still owns, right before their renames on
-    /// the server; the others were taken over while it was stalled.
-    async fn owned_items(&self, items: Vec<Item>, outcomes: &mut Vec<Outcome>) -> Vec<Item> {
-        let ids: Vec<i64> = items.iter().map(|i| i.row.id).collect();
-        match self.still_ours(&ids).await {
-            Ok(ours) => {
-                let (keep, lost): (Vec<Item>, Vec<Item>) =
-                    items.into_iter().partition(|i| ours.contains(&i.row.id));
-                outcomes.extend(lost.iter().map(|_| Outcome::Abandoned));
-                keep
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot confirm the leases before the renames");
-                outcomes.extend(items.iter().map(|_| Outcome::Retrying));
-                Vec::new()
-            }
-        }
-    }
-
     async fn fail_all(
         &self,
         rule: &Arc<Rule>,

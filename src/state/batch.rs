@@ -31,11 +31,16 @@ pub enum Step {
         sha256: Option<String>,
     },
     /// Send: the whole file is on the server under its temporary name,
-    /// its size checked, and `sent_to` is the name chosen for it.
+    /// its size checked, and `sent_to` is the name chosen for it. The
+    /// row's lease, where it holds one, runs until `lease_until` from
+    /// then: the rename follows at once, and this commit, fenced like
+    /// every step, says the row is still this instance's as a separate
+    /// confirmation would.
     Uploaded {
         bytes: i64,
         sent_to: String,
         sha256: Option<String>,
+        lease_until: i64,
     },
     /// The file is in place; `done` when no post-action follows.
     Delivered { local_path: String, done: bool },
@@ -54,6 +59,9 @@ struct Request {
     reply: oneshot::Sender<Result<i64>>,
 }
 
+/// (id, now, bytes, sent_to, sha256, lease_until) of an `uploaded` step.
+pub(super) type UploadedStep<'a> = (i64, i64, i64, &'a str, Option<&'a str>, i64);
+
 /// (id, now, bytes, local_path, local_inode, sha256) of a `downloaded` step.
 pub(super) type DownloadedStep<'a> = (i64, i64, i64, &'a str, Option<i64>, Option<&'a str>);
 
@@ -65,8 +73,8 @@ pub(super) struct Groups<'a> {
     pub claims: Vec<(i64, i64)>,
     /// (id, now, bytes, local_path, local_inode, sha256)
     pub downloaded: Vec<DownloadedStep<'a>>,
-    /// (id, now, bytes, sent_to, sha256)
-    pub uploaded: Vec<(i64, i64, i64, &'a str, Option<&'a str>)>,
+    /// (id, now, bytes, sent_to, sha256, lease_until)
+    pub uploaded: Vec<UploadedStep<'a>>,
     /// (id, now, local_path, done)
     pub delivered: Vec<(i64, i64, &'a str, bool)>,
     /// (id, now)
@@ -138,9 +146,15 @@ fn group(batch: &[Request]) -> Groups<'_> {
                 bytes,
                 sent_to,
                 sha256,
-            } => g
-                .uploaded
-                .push((id, now, *bytes, sent_to.as_str(), sha256.as_deref())),
+                lease_until,
+            } => g.uploaded.push((
+                id,
+                now,
+                *bytes,
+                sent_to.as_str(),
+                sha256.as_deref(),
+                *lease_until,
+            )),
             Step::Delivered { local_path, done } => {
                 g.delivered.push((id, now, local_path.as_str(), *done))
             }

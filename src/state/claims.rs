@@ -437,6 +437,26 @@ mod tests {
         }
     );
 
+    // The `uploaded` step stands in for a confirmation before the rename:
+    // fenced like every step, and renewing the lease it finds.
+    state_test!(an_uploaded_step_renews_its_rows_lease, |s| {
+        let ids = stable_files(&s, 2).await;
+        let (a, b) = (node(&s, "a"), node(&s, "b"));
+        a.join(2_000).await.unwrap();
+        assert_eq!(claim(&a, 2_000).await, ids);
+        a.claim(ids[0], 2_001).await.unwrap();
+        a.mark_uploaded_with(ids[0], 1, "/out/f0", None, 4_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            claim(&b, 6_000).await,
+            ids[1..],
+            "the uploaded row's lease runs until 7,000, the other's ran out at 5,000"
+        );
+        let c = node(&s, "c");
+        assert_eq!(claim(&c, 7_001).await, ids[..1], "then it runs out too");
+    });
+
     state_test!(a_dead_nodes_expired_claims_name_their_rules, |s| {
         let ids = stable_files(&s, 2).await;
         let (a, b) = (node(&s, "a"), node(&s, "b"));

@@ -114,6 +114,7 @@ impl State {
             bytes: bytes as i64,
             sent_to: sent_to.to_string(),
             sha256: sha256.map(str::to_string),
+            lease_until: self.me.lease_until(now),
         };
         self.batch
             .record(&self.owner, id, now, step)

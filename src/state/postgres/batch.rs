@@ -68,9 +68,10 @@ impl Writer for Db {
             let u = &g.uploaded;
             sqlx::query(
                 "UPDATE files SET state = 'downloaded', bytes_done = s.bytes, sent_to = s.sent_to,
-                   sha256 = coalesce(s.sha256, files.sha256), updated_at_ms = s.now
-                 FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[])
-                      AS s(id, now, bytes, sent_to, sha256)
+                   sha256 = coalesce(s.sha256, files.sha256), updated_at_ms = s.now,
+                   lease_until_ms = CASE WHEN files.lease_until_ms IS NULL THEN NULL ELSE s.lease END
+                 FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bigint[])
+                      AS s(id, now, bytes, sent_to, sha256, lease)
                  WHERE files.id = s.id",
             )
             .bind(u.iter().map(|r| r.0).collect::<Vec<_>>())
@@ -78,6 +79,7 @@ impl Writer for Db {
             .bind(u.iter().map(|r| r.2).collect::<Vec<_>>())
             .bind(u.iter().map(|r| r.3).collect::<Vec<_>>())
             .bind(u.iter().map(|r| r.4).collect::<Vec<_>>())
+            .bind(u.iter().map(|r| r.5).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await?;
         }

@@ -49,9 +49,11 @@ impl Writer for Db {
         if !g.uploaded.is_empty() {
             sqlx::query(
                 "UPDATE files SET state = 'downloaded', bytes_done = s.bytes, sent_to = s.sent_to,
-                   sha256 = coalesce(s.sha256, files.sha256), updated_at_ms = s.now
+                   sha256 = coalesce(s.sha256, files.sha256), updated_at_ms = s.now,
+                   lease_until_ms = CASE WHEN lease_until_ms IS NULL THEN NULL ELSE s.lease END
                  FROM (SELECT value ->> 0 AS id, value ->> 1 AS now, value ->> 2 AS bytes,
-                              value ->> 3 AS sent_to, value ->> 4 AS sha256 FROM json_each(?)) AS s
+                              value ->> 3 AS sent_to, value ->> 4 AS sha256, value ->> 5 AS lease
+                       FROM json_each(?)) AS s
                  WHERE files.id = s.id",
             )
             .bind(json!(g.uploaded).to_string())
