@@ -35,20 +35,23 @@ impl Engine {
         row: &FileRow,
     ) -> Result<(), FileError> {
         let one = [(row, row.attempts, Span::current())];
-        let mut answers = self.finish_rows(rule, pool, &one).await;
+        let mut answers = self.finish_rows(rule, pool, &one, false).await;
         answers.pop().expect("one answer per row")
     }
 
     /// [`Engine::finish_delivered`] for every row of `rows`, then each
     /// failure through [`Engine::failed`]: one outcome per row, in order.
-    /// A row another node has taken over is not touched.
+    /// A row another node has taken over is not touched. `renewed`: the
+    /// rows' `delivered` commit came right before (a batch), fenced and
+    /// renewing their leases, which stands for the confirmation.
     pub(super) async fn finish_all(
         &self,
         rule: &Rule,
         pool: &Arc<Pool>,
         rows: &[Finishing<'_>],
+        renewed: bool,
     ) -> Vec<Outcome> {
-        let answers = self.finish_rows(rule, pool, rows).await;
+        let answers = self.finish_rows(rule, pool, rows, renewed).await;
         let mut outcomes = Vec::with_capacity(rows.len());
         for ((row, attempt, span), answer) in rows.iter().zip(answers) {
             let o = match answer {
@@ -70,11 +73,12 @@ impl Engine {
         rule: &Rule,
         pool: &Arc<Pool>,
         rows: &[Finishing<'_>],
+        renewed: bool,
     ) -> Vec<Result<(), FileError>> {
         let mut answers: Vec<Result<(), FileError>> = if rule.after == PostAction::Keep {
             rows.iter().map(|_| Ok(())).collect()
         } else {
-            self.post_actions(rule, pool, rows).await
+            self.post_actions(rule, pool, rows, renewed).await
         };
         let now = now_ms();
         let marks = join_all(
@@ -98,16 +102,23 @@ impl Engine {
         answers
     }
 
-    /// Confirms every lease at once, then runs each owned row's
+    /// Confirms every lease at once (unless `renewed`: the caller's
+    /// `delivered` commit just did), then runs each owned row's
     /// post-action, `max_transfers` at a time.
     async fn post_actions(
         &self,
         rule: &Rule,
         pool: &Arc<Pool>,
         rows: &[Finishing<'_>],
+        renewed: bool,
     ) -> Vec<Result<(), FileError>> {
         let ids: Vec<i64> = rows.iter().map(|(r, _, _)| r.id).collect();
-        let lost: HashSet<i64> = match self.state.confirm(&ids, now_ms()).await {
+        let confirmed = if renewed {
+            Ok(())
+        } else {
+            self.state.confirm(&ids, now_ms()).await
+        };
+        let lost: HashSet<i64> = match confirmed {
             Ok(()) => HashSet::new(),
             Err(crate::state::Error::Lost(lost)) => lost.into_iter().collect(),
             Err(e) => {

@@ -330,7 +330,7 @@ impl Engine {
             .iter()
             .map(|it| (&it.row, it.attempt, it.span.clone()))
             .collect();
-        outcomes.extend(self.finish_all(rule, source, &rows).await);
+        outcomes.extend(self.finish_all(rule, source, &rows, true).await);
         for it in alone {
             let o = self.send_alone(rule, source, it).await;
             outcomes.push(o);

@@ -42,8 +42,15 @@ pub enum Step {
         sha256: Option<String>,
         lease_until: i64,
     },
-    /// The file is in place; `done` when no post-action follows.
-    Delivered { local_path: String, done: bool },
+    /// The file is in place; `done` when no post-action follows. A row
+    /// with a post-action to go keeps its lease, renewed until
+    /// `lease_until` (it stands for the confirmation before that
+    /// post-action); a `done` one gives it back.
+    Delivered {
+        local_path: String,
+        done: bool,
+        lease_until: i64,
+    },
     /// The post-action is done too.
     Done,
 }
@@ -75,8 +82,8 @@ pub(super) struct Groups<'a> {
     pub downloaded: Vec<DownloadedStep<'a>>,
     /// (id, now, bytes, sent_to, sha256, lease_until)
     pub uploaded: Vec<UploadedStep<'a>>,
-    /// (id, now, local_path, done)
-    pub delivered: Vec<(i64, i64, &'a str, bool)>,
+    /// (id, now, local_path, done, lease_until)
+    pub delivered: Vec<(i64, i64, &'a str, bool, i64)>,
     /// (id, now)
     pub done: Vec<(i64, i64)>,
     /// (id, owner instance) of every step: a backend first finds the rows
@@ -155,9 +162,13 @@ fn group(batch: &[Request]) -> Groups<'_> {
                 sha256.as_deref(),
                 *lease_until,
             )),
-            Step::Delivered { local_path, done } => {
-                g.delivered.push((id, now, local_path.as_str(), *done))
-            }
+            Step::Delivered {
+                local_path,
+                done,
+                lease_until,
+            } => g
+                .delivered
+                .push((id, now, local_path.as_str(), *done, *lease_until)),
             Step::Done => g.done.push((id, now)),
         }
     }

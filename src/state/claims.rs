@@ -457,6 +457,29 @@ mod tests {
         assert_eq!(claim(&c, 7_001).await, ids[..1], "then it runs out too");
     });
 
+    // Likewise `delivered` with a post-action to go: the confirmation
+    // before that post-action.
+    state_test!(a_delivered_step_renews_the_lease_of_a_row_not_done, |s| {
+        let ids = stable_files(&s, 2).await;
+        let (a, b) = (node(&s, "a"), node(&s, "b"));
+        a.join(2_000).await.unwrap();
+        assert_eq!(claim(&a, 2_000).await, ids);
+        for &id in &ids {
+            a.claim(id, 2_001).await.unwrap();
+        }
+        a.mark_delivered(ids[0], "/out/f0", false, 4_000)
+            .await
+            .unwrap();
+        a.mark_delivered(ids[1], "/out/f1", true, 4_000)
+            .await
+            .unwrap();
+        assert!(
+            claim(&b, 6_000).await.is_empty(),
+            "the delivered row's lease runs until 7,000; the done one is not due"
+        );
+        assert_eq!(a.nodes(6_500).await.unwrap()[0].leases, 1);
+    });
+
     state_test!(a_dead_nodes_expired_claims_name_their_rules, |s| {
         let ids = stable_files(&s, 2).await;
         let (a, b) = (node(&s, "a"), node(&s, "b"));

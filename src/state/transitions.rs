@@ -66,6 +66,7 @@ impl State {
         let step = Step::Delivered {
             local_path: local_path.to_string(),
             done,
+            lease_until: self.me.lease_until(now),
         };
         self.batch
             .record(&self.owner, id, now, step)

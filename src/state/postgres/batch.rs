@@ -89,14 +89,17 @@ impl Writer for Db {
                 "UPDATE files SET state = CASE WHEN s.done THEN 'done' ELSE 'delivered' END,
                    local_path = s.local, delivered_at_ms = s.now,
                    done_at_ms = CASE WHEN s.done THEN s.now END,
-                   lease_until_ms = CASE WHEN s.done THEN NULL ELSE lease_until_ms END, last_error = NULL, updated_at_ms = s.now
-                 FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::bool[]) AS s(id, now, local, done)
+                   lease_until_ms = CASE WHEN s.done OR files.lease_until_ms IS NULL THEN NULL ELSE s.lease END,
+                   last_error = NULL, updated_at_ms = s.now
+                 FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::bool[], $5::bigint[])
+                      AS s(id, now, local, done, lease)
                  WHERE files.id = s.id",
             )
             .bind(d.iter().map(|r| r.0).collect::<Vec<_>>())
             .bind(d.iter().map(|r| r.1).collect::<Vec<_>>())
             .bind(d.iter().map(|r| r.2).collect::<Vec<_>>())
             .bind(d.iter().map(|r| r.3).collect::<Vec<_>>())
+            .bind(d.iter().map(|r| r.4).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await?;
         }

@@ -65,9 +65,10 @@ impl Writer for Db {
                 "UPDATE files SET state = CASE WHEN s.done THEN 'done' ELSE 'delivered' END,
                    local_path = s.local, delivered_at_ms = s.now,
                    done_at_ms = CASE WHEN s.done THEN s.now END,
-                   lease_until_ms = CASE WHEN s.done THEN NULL ELSE lease_until_ms END, last_error = NULL, updated_at_ms = s.now
+                   lease_until_ms = CASE WHEN s.done OR lease_until_ms IS NULL THEN NULL ELSE s.lease END,
+                   last_error = NULL, updated_at_ms = s.now
                  FROM (SELECT value ->> 0 AS id, value ->> 1 AS now, value ->> 2 AS local,
-                              value ->> 3 AS done FROM json_each(?)) AS s
+                              value ->> 3 AS done, value ->> 4 AS lease FROM json_each(?)) AS s
                  WHERE files.id = s.id",
             )
             .bind(json!(g.delivered).to_string())
