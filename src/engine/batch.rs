@@ -407,7 +407,7 @@ impl Engine {
             .iter()
             .map(|i| (&i.row, i.attempt, i.span.clone()))
             .collect();
-        outcomes.extend(self.finish_all(rule, pool, &rows, true).await);
+        outcomes.extend(self.finish_all(rule, pool, &rows).await);
     }
 
     /// Logs the state change of each item whose record committed (in its

@@ -41,17 +41,17 @@ impl Engine {
 
     /// [`Engine::finish_delivered`] for every row of `rows`, then each
     /// failure through [`Engine::failed`]: one outcome per row, in order.
-    /// A row another node has taken over is not touched. `renewed`: the
-    /// rows' `delivered` commit came right before (a batch), fenced and
-    /// renewing their leases, which stands for the confirmation.
+    /// A row another node has taken over is not touched. A batch calls it
+    /// right after the rows' `delivered` commit, which (fenced, renewing
+    /// the leases of rows with a post-action to go) stands for the
+    /// confirmation of their leases.
     pub(super) async fn finish_all(
         &self,
         rule: &Rule,
         pool: &Arc<Pool>,
         rows: &[Finishing<'_>],
-        renewed: bool,
     ) -> Vec<Outcome> {
-        let answers = self.finish_rows(rule, pool, rows, renewed).await;
+        let answers = self.finish_rows(rule, pool, rows, true).await;
         let mut outcomes = Vec::with_capacity(rows.len());
         for ((row, attempt, span), answer) in rows.iter().zip(answers) {
             let o = match answer {

@@ -361,7 +361,6 @@ impl Engine {
             )
             .await;
         settle(&mut running, report, 1).await;
-        drop(running);
         r?;
         pool.close_idle().await;
         Ok(())

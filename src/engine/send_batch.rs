@@ -162,28 +162,17 @@ impl Engine {
             return outcomes;
         }
         let dest = self.pool_for(&to.server);
-        let limit = self.rule_limit(rule);
+        let spread = Spread {
+            transfers: self.transfers.clone(),
+            dest: dest.clone(),
+            limit: self.rule_limit(rule),
+            // Every row of a batch is new: its temporary name was never written.
+            mode: upload::write_mode(0, true, to),
+        };
         // The first share's slot and session first: a server that cannot
         // be reached fails the batch once, not each file on its own.
-        let slot = self
-            .transfers
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("transfer semaphore is never closed");
-        let first = dest.get().await.map(|session| (slot, session));
-        let answers = match first {
-            Ok(first) => {
-                // Every row of a batch is new: its temporary name was never written.
-                let mode = upload::write_mode(0, true, to);
-                let spread = Spread {
-                    transfers: self.transfers.clone(),
-                    dest: dest.clone(),
-                    limit,
-                    mode,
-                };
-                spread.write(first, files).await
-            }
+        let answers = match spread.take().await {
+            Ok(first) => spread.write(first, files).await,
             Err(e) => {
                 let failed = self
                     .fail_all(rule, source, items, FileState::Downloading, e.into())
@@ -330,7 +319,7 @@ impl Engine {
             .iter()
             .map(|it| (&it.row, it.attempt, it.span.clone()))
             .collect();
-        outcomes.extend(self.finish_all(rule, source, &rows, true).await);
+        outcomes.extend(self.finish_all(rule, source, &rows).await);
         for it in alone {
             let o = self.send_alone(rule, source, it).await;
             outcomes.push(o);
@@ -401,6 +390,7 @@ const SESSIONS: usize = 4;
 /// A task each, so that the shares' protocol work (FTP data connections,
 /// TLS, SSH packets) spreads over the cores; a slot only while writing, so
 /// that a batch waiting for its commits holds no slot a writer could use.
+#[derive(Clone)]
 struct Spread {
     transfers: Arc<Semaphore>,
     dest: Arc<Pool>,
@@ -417,7 +407,7 @@ impl Spread {
     /// for a slot). One answer per file, in order; a share that gets no
     /// session answers with that error, and its files go on alone.
     async fn write(
-        self,
+        &self,
         first: (Slot, remote::PooledSession),
         files: Vec<(String, Vec<u8>)>,
     ) -> Vec<remote::Result<Option<u64>>> {
@@ -452,33 +442,34 @@ impl Spread {
         out
     }
 
+    /// A transfer slot, then a session.
+    async fn take(&self) -> remote::Result<(Slot, remote::PooledSession)> {
+        let slot = self
+            .transfers
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("transfer semaphore is never closed");
+        self.dest.get().await.map(|session| (slot, session))
+    }
+
     fn share(
         &self,
         taken: Option<(Slot, remote::PooledSession)>,
         group: Vec<(String, Vec<u8>)>,
     ) -> impl Future<Output = Vec<remote::Result<Option<u64>>>> + Send + 'static {
-        let (transfers, dest, limit, mode) = (
-            self.transfers.clone(),
-            self.dest.clone(),
-            self.limit.clone(),
-            self.mode,
-        );
+        let spread = self.clone();
         async move {
-            let (_slot, session) = match taken {
-                Some(t) => t,
-                None => {
-                    let slot = transfers
-                        .acquire_owned()
-                        .await
-                        .expect("transfer semaphore is never closed");
-                    match dest.get().await {
-                        Ok(s) => (slot, s),
-                        Err(e) => return group.iter().map(|_| Err(e.clone())).collect(),
-                    }
-                }
+            let taken = match taken {
+                Some(t) => Ok(t),
+                None => spread.take().await,
             };
-            let mut session = session.limited(limit);
-            session.write_wholes(&group, mode).await
+            let (_slot, session) = match taken {
+                Ok(t) => t,
+                Err(e) => return group.iter().map(|_| Err(e.clone())).collect(),
+            };
+            let mut session = session.limited(spread.limit);
+            session.write_wholes(&group, spread.mode).await
         }
     }
 }

@@ -173,27 +173,25 @@ impl Db {
 mod tests {
     use super::Db;
 
+    /// A pragma's value on a freshly opened database.
+    async fn pragma(name: &str) -> i64 {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("s.db")).await.unwrap();
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("PRAGMA {name}")))
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+    }
+
     /// Durable before irreversible: every commit is fsynced (FULL = 2).
     #[tokio::test]
     async fn commits_are_synchronous_full() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("s.db")).await.unwrap();
-        let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
-        assert_eq!(level, 2);
+        assert_eq!(pragma("synchronous").await, 2);
     }
 
     /// No temporary files: MEMORY = 2.
     #[tokio::test]
     async fn temporary_storage_is_in_memory() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("s.db")).await.unwrap();
-        let store: i64 = sqlx::query_scalar("PRAGMA temp_store")
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
-        assert_eq!(store, 2);
+        assert_eq!(pragma("temp_store").await, 2);
     }
 }
