@@ -135,6 +135,9 @@ bench_sshd() {
     fi
     local d=$W/sshd
     id "$USER_NAME" >/dev/null 2>&1 || useradd -m -s /bin/sh "$USER_NAME"
+    # useradd leaves the account locked ("!"), and sshd without PAM then
+    # refuses even a key: "*" allows keys and still no password.
+    [[ $(getent shadow "$USER_NAME" | cut -d: -f2) != '!'* ]] || usermod -p '*' "$USER_NAME"
     mkdir -p /run/sshd "$d"
     ssh-keygen -q -t ed25519 -N '' -f "$d/host" -C host
     ssh-keygen -q -t ed25519 -N '' -f "$d/user" -C user
