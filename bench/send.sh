@@ -14,7 +14,10 @@
 #   FTP   10,000 x 4 KiB:  `ferry once` vs `lftp mirror -R --parallel=8`
 # ferry's rule: stable_for = "0s", after = { delete = true } (the outbox
 # holds hard links to the source data, so the delete costs an unlink);
-# every run writes into a server directory of its own.
+# every run writes into a server directory of its own. Over SFTP ferry
+# has the server fsync each upload before its rename (the server's
+# `fsync`, default true); `sftp` and lftp leave theirs in the server's
+# page cache, so ferry also runs with `fsync = false` (NOFSYNC).
 #
 # Latency under `ferry run` (a 4 KiB file at a time, the server directory
 # polled every 0.5 ms on this machine):
@@ -39,7 +42,9 @@
 # FERRY_B (a second ferry binary: each run of ferry is followed by one of
 # it, and the table compares the two: an A/B of two builds in
 # the same minutes, which this machine's swings make the only fair one),
-# KEEP=1 (keep the work directory).
+# NOFSYNC ("1": ferry's SFTP runs once more with the server's `fsync =
+# false`, which the reference clients never ask for either, for a like
+# for like row; NOFSYNC= leaves them out), KEEP=1 (keep the work directory).
 set -euo pipefail
 
 SIZE_MB=${SIZE_MB:-1024}
@@ -50,6 +55,7 @@ SESSIONS=${SESSIONS:-8}
 LAT_FILES=${LAT_FILES:-50}
 RESCAN_FILES=${RESCAN_FILES:-20}
 PARTS=${PARTS:-sftp ftp latency}
+NOFSYNC=${NOFSYNC-1}
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=bench/lib.sh
@@ -111,6 +117,7 @@ user = "$BENCH_USER"
 private_key = "$SSH_KEY"
 known_hosts = "$KNOWN_HOSTS"
 max_sessions = $SESSIONS
+${SERVER_EXTRA:-}
 CONF
     else cat <<CONF
 [servers.d]
@@ -163,6 +170,11 @@ if has sftp; then
         mkdir -p "$W/ob/sb.$i"; ln "$W/src/big/big.bin" "$W/ob/sb.$i/big.bin"; mkremote "$W/sftp/fb.$i"; settle
         ferry_once ferry_sftp_big sftp "$W/ob/sb.$i" "$W/sftp/fb.$i"
         same_big "$W/sftp/fb.$i/big.bin"
+        if [[ -n $NOFSYNC ]]; then
+            mkdir -p "$W/ob/sbn.$i"; ln "$W/src/big/big.bin" "$W/ob/sbn.$i/big.bin"; mkremote "$W/sftp/fbn.$i"; settle
+            SERVER_EXTRA="fsync = false" ferry_once ferry_nofsync_sftp_big sftp "$W/ob/sbn.$i" "$W/sftp/fbn.$i"
+            same_big "$W/sftp/fbn.$i/big.bin"
+        fi
         if [[ -n ${FERRY_B:-} ]]; then
             mkdir -p "$W/ob/sbb.$i"; ln "$W/src/big/big.bin" "$W/ob/sbb.$i/big.bin"; mkremote "$W/sftp/fbb.$i"; settle
             BIN=$FERRY_B ferry_once ferry_b_sftp_big sftp "$W/ob/sbb.$i" "$W/sftp/fbb.$i"
@@ -190,6 +202,11 @@ if has sftp; then
         cp -al "$W/src/small" "$W/ob/ss.$i"; mkremote "$W/sftp/fs.$i"; sync
         ferry_once ferry_sftp_small sftp "$W/ob/ss.$i" "$W/sftp/fs.$i"
         [[ -n $(ls -A "$W/ob/ss.$i") ]] || count_is "$W/sftp/fs.$i"
+        if [[ -n $NOFSYNC ]]; then
+            cp -al "$W/src/small" "$W/ob/ssn.$i"; mkremote "$W/sftp/fsn.$i"; sync
+            SERVER_EXTRA="fsync = false" ferry_once ferry_nofsync_sftp_small sftp "$W/ob/ssn.$i" "$W/sftp/fsn.$i"
+            [[ -n $(ls -A "$W/ob/ssn.$i") ]] || count_is "$W/sftp/fsn.$i"
+        fi
         if [[ -n ${FERRY_B:-} ]]; then
             cp -al "$W/src/small" "$W/ob/ssb.$i"; mkremote "$W/sftp/fsb.$i"; sync
             BIN=$FERRY_B ferry_once ferry_b_sftp_small sftp "$W/ob/ssb.$i" "$W/sftp/fsb.$i"
@@ -342,6 +359,12 @@ if has sftp; then
     if [[ -n $HAVE_RCLONE ]]; then
         line "SFTP $SIZE_MB MiB" ferry_sftp_big rclone_sftp_big big_rate ""
         line "SFTP $SMALL x 4 KiB" ferry_sftp_small rclone_sftp_small small_rate ""
+    fi
+    if [[ -n $NOFSYNC ]]; then
+        line "SFTP $SIZE_MB MiB, \`fsync = false\` (no fsync, as the references)" ferry_nofsync_sftp_big sftp_put_big big_rate "like for like"
+        line "SFTP $SIZE_MB MiB, \`fsync = false\`" ferry_nofsync_sftp_big lftp_sftp_big big_rate "like for like"
+        line "SFTP $SMALL x 4 KiB, \`fsync = false\` (no fsync, as the references)" ferry_nofsync_sftp_small sftp_put_small small_rate "like for like"
+        line "SFTP $SMALL x 4 KiB, \`fsync = false\`" ferry_nofsync_sftp_small lftp_sftp_small small_rate "like for like"
     fi
     if [[ -n ${FERRY_B:-} ]]; then
         line "SFTP $SIZE_MB MiB, FERRY_B against FERRY" ferry_b_sftp_big ferry_sftp_big big_rate "A/B"

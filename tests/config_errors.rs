@@ -1492,6 +1492,27 @@ exec_checksum = true
 }
 
 #[test]
+fn fsync_on_an_ftp_server_is_refused() {
+    // FTP has no fsync command: a `fsync = false` there would promise a
+    // choice that does not exist.
+    let fx = Fx::new();
+    fx.expect_one(
+        r#"[daemon]
+state = "$T/state.db"
+
+[servers.partner]
+protocol = "ftp"
+host = "ftp.example.com"
+fsync = false
+"#,
+        7,
+        9,
+        "false",
+        &["servers.partner.fsync", "applies only to sftp"],
+    );
+}
+
+#[test]
 fn a_bandwidth_in_bits_or_without_a_unit_is_refused() {
     let fx = Fx::new();
     fx.expect_one(

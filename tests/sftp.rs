@@ -585,6 +585,53 @@ async fn a_large_upload_is_fsynced_along_the_way_on_a_second_channel() {
     );
 }
 
+/// `fsync = false` on the server: neither the final fsync of an upload
+/// nor the early ones of a large upload are asked for (no fsync in the
+/// server's log, no second `sftp-server`), and the files arrive whole.
+/// The test above shows both with the default.
+#[tokio::test]
+async fn with_fsync_false_no_upload_asks_the_server_for_an_fsync() {
+    let sshd = Sshd::start(
+        sshd::Options {
+            sftp_log: true,
+            ..Default::default()
+        },
+        &[],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    sshd::shared_dir(&data);
+    let extra = format!("{}\n{}\nfsync = false", password_env(), pinned(&sshd));
+    let s = server_at(sshd.port, dir.path(), &extra);
+    assert!(s.sftp.skip_fsync, "fsync = false was not read");
+    let mut session = Pool::new(s).get().await.unwrap();
+    let small: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
+    let big: Vec<u8> = (0..70u32 << 20).map(|i| (i % 239) as u8).collect();
+    for (name, body) in [("small.bin", &small), ("big.bin", &big)] {
+        let path = format!("{}/{name}", data.display());
+        let n = session
+            .write_from(&path, WriteMode::Replace, &mut &body[..])
+            .await
+            .unwrap();
+        assert_eq!(n, body.len() as u64);
+        assert!(std::fs::read(data.join(name)).unwrap() == *body);
+    }
+
+    let log = sshd.sftp_log();
+    for (name, len) in [("small.bin", small.len()), ("big.bin", big.len())] {
+        assert!(
+            log.lines().any(|l| l.contains(name)
+                && l.contains("close ")
+                && l.contains(&format!("written {len}"))),
+            "no close of {name} in the server's log:\n{log}"
+        );
+    }
+    let fsyncs = log.lines().filter(|l| l.contains("fsync ")).count();
+    assert_eq!(fsyncs, 0, "fsync = false, yet the server was asked:\n{log}");
+    let servers = log.lines().filter(|l| l.starts_with("pid ")).count();
+    assert_eq!(servers, 1, "no second channel without early fsyncs:\n{log}");
+}
+
 /// A connection cut while a large upload has early fsyncs going (past the
 /// first 64 MiB): the upload fails at once as a temporary connection
 /// error, nothing waits on the second channel, and a new session

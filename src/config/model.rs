@@ -229,6 +229,10 @@ pub struct SftpOptions {
     /// channel when a rule verifies with the server (many chrooted servers
     /// refuse exec, so it is asked for, not tried).
     pub exec_checksum: bool,
+    /// `fsync = false`: uploads are not fsynced on the server before their
+    /// rename (nor along the way). Named for what it skips, so that the
+    /// default is the durable one.
+    pub skip_fsync: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -105,6 +105,8 @@ pub struct RawServer {
     pub follow_symlinks: Option<Spanned<bool>>,
     /// Ask the server for `sha256sum` over an SSH exec channel (`verify = "server"`).
     pub exec_checksum: Option<Spanned<bool>>,
+    /// `false`: uploads are not fsynced on the server.
+    pub fsync: Option<Spanned<bool>>,
     // FTP / FTPS
     pub mode: Option<Spanned<String>>,
     pub active_ports: Option<Spanned<String>>,

@@ -203,6 +203,7 @@ impl Resolver<'_> {
         );
         self.only_for(name, "follow_symlinks", &raw.follow_symlinks, is, "sftp");
         self.only_for(name, "exec_checksum", &raw.exec_checksum, is, "sftp");
+        self.only_for(name, "fsync", &raw.fsync, is, "sftp");
         if !is {
             return Some(SftpOptions::default());
         }
@@ -222,6 +223,7 @@ impl Resolver<'_> {
             host_keys,
             follow_symlinks: raw.follow_symlinks.as_ref().is_some_and(|f| *f.get_ref()),
             exec_checksum: raw.exec_checksum.as_ref().is_some_and(|f| *f.get_ref()),
+            skip_fsync: raw.fsync.as_ref().is_some_and(|f| !*f.get_ref()),
         })
     }
 

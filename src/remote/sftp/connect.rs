@@ -9,6 +9,7 @@
 use super::error;
 use super::hostkey::{Checker, HandshakeError};
 use super::progress::Watch;
+use super::transfer::FSYNC;
 use super::wire::{self, Client};
 use crate::config::Server;
 use crate::remote::{ErrorKind, RemoteError, Result, proxy};
@@ -57,6 +58,8 @@ pub struct Connected {
     /// A second SFTP channel for early fsyncs of large uploads
     /// (`writeback.rs`), opened at first need; `None` once it failed.
     pub second: OnceCell<Option<Arc<Client>>>,
+    /// The server's `fsync = false`: uploads are not fsynced.
+    pub skip_fsync: bool,
 }
 
 impl Connected {
@@ -72,6 +75,12 @@ impl Connected {
     /// Whether the server announced the OpenSSH extension `name` (version "1").
     pub fn has(&self, name: &str) -> bool {
         self.extensions.get(name).is_some_and(|v| v == b"1")
+    }
+
+    /// Whether uploads are fsynced on the server: offered
+    /// (`fsync@openssh.com`) and not turned off (`fsync = false`).
+    pub fn fsyncs(&self) -> bool {
+        !self.skip_fsync && self.has(FSYNC)
     }
 
     /// Another SFTP channel on this connection: on OpenSSH a process of
@@ -193,6 +202,7 @@ async fn start_sftp(
         host_key,
         watch,
         second: OnceCell::new(),
+        skip_fsync: server.sftp.skip_fsync,
     })
 }
 

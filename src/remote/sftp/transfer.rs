@@ -302,7 +302,7 @@ async fn write_all(
     if let Some(w) = writeback {
         w.finish().await;
     }
-    if c.has(FSYNC) {
+    if c.fsyncs() {
         c.io(sftp.fsync(handle))
             .await
             .map_err(|e| error::sftp("fsync", path, e))?;

@@ -12,7 +12,6 @@
 //! handle is still the guarantee.
 
 use super::connect::Connected;
-use super::transfer::FSYNC;
 use super::wire::{Attrs, Client, open};
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -39,7 +38,7 @@ pub struct Writeback<'c> {
 impl<'c> Writeback<'c> {
     /// `None` where the server offers no fsync to start early.
     pub fn new(c: &'c Connected, path: &'c str) -> Option<Self> {
-        c.has(FSYNC).then_some(Writeback {
+        c.fsyncs().then_some(Writeback {
             c,
             path,
             next: EVERY,
