@@ -7,7 +7,8 @@
 #   bench/send.sh                          # 1 GiB, 10,000 x 4 KiB, 3 runs each
 #   SIZE_MB=512 RUNS=3 SMALL=3000 bench/send.sh
 #
-# Throughput (alternating, RUNS each, medians):
+# Throughput (RUNS rounds, each tool in turn, every round starting one
+# place later, medians):
 #   SFTP  1 GiB:           `ferry once` vs `sftp -b` put, `lftp mirror -R --parallel=8`
 #   SFTP  10,000 x 4 KiB:  `ferry once` vs `sftp -b` put -r, `lftp mirror -R --parallel=8`
 #   FTP   1 GiB:           `ferry once` vs `curl -T`, `lftp mirror -R --parallel=8`
@@ -164,111 +165,126 @@ ferry_once() { # CASE PROTOCOL OUTBOX REMOTE
     fi
 }
 
+# rotated I STEP...: runs the steps from the I-th on, wrapping round, so
+# that every tool takes every place in turn. The same binary ran up to
+# 1.5x slower in the first place of a round than in the second on this
+# machine (bench/README.md, "Send, 2026-12-03 (evening)").
+rotated() {
+    local i=$1 k idx
+    shift
+    for ((k = 0; k < $#; k++)); do
+        idx=$(((i - 1 + k) % $# + 1))
+        "${!idx}"
+    done
+}
+# steps BASE OTHER...: the steps of a round: BASE (ferry's step) and the
+# others, then BASE_nofsync (SFTP, ferry with the server's `fsync =
+# false`), BASE_b (FERRY_B) and rclone's step where asked for.
+steps() {
+    local base=$1 s
+    for s in "$@"; do echo "$s"; done
+    [[ $base != *sftp* || -z $NOFSYNC ]] || echo "${base}_nofsync"
+    [[ -z ${FERRY_B:-} ]] || echo "${base}_b"
+    [[ -z $HAVE_RCLONE ]] || echo "${base%_ferry}_rclone"
+}
+
+# One step each: a fresh outbox (hard links) or source, a server directory
+# of its own, the run, its check. The 1 GiB steps settle first (sync, 2 s).
+ferry_big() { # CASE PROTOCOL TAG REMOTE_ROOT
+    mkdir -p "$W/ob/$3.$i"; ln "$W/src/big/big.bin" "$W/ob/$3.$i/big.bin"; mkremote "$4/$3.$i"; settle
+    ferry_once "$1" "$2" "$W/ob/$3.$i" "$4/$3.$i"
+    same_big "$4/$3.$i/big.bin"
+}
+ferry_small() { # CASE PROTOCOL TAG REMOTE_ROOT
+    cp -al "$W/src/small" "$W/ob/$3.$i"; mkremote "$4/$3.$i"; sync
+    ferry_once "$1" "$2" "$W/ob/$3.$i" "$4/$3.$i"
+    [[ -n $(ls -A "$W/ob/$3.$i") ]] || count_is "$4/$3.$i"
+}
+sftp_big_ferry() { ferry_big ferry_sftp_big sftp sb "$W/sftp"; }
+sftp_big_ferry_nofsync() { SERVER_EXTRA="fsync = false" ferry_big ferry_nofsync_sftp_big sftp sbn "$W/sftp"; }
+sftp_big_ferry_b() { BIN=$FERRY_B ferry_big ferry_b_sftp_big sftp sbb "$W/sftp"; }
+sftp_big_sftp() {
+    mkremote "$W/sftp/ob.$i"; settle
+    timed sftp_put_big "${SFTP[@]}" <<<"put $W/src/big/big.bin $W/sftp/ob.$i/big.bin"
+    same_big "$W/sftp/ob.$i/big.bin"
+}
+sftp_big_lftp() {
+    mkremote "$W/sftp/lb.$i"; settle
+    timed lftp_sftp_big lftp -c "$LFTP_SFTP; mirror -R --parallel=$PARALLEL $W/src/big $W/sftp/lb.$i"
+    same_big "$W/sftp/lb.$i/big.bin"
+}
+sftp_big_rclone() {
+    mkremote "$W/sftp/rb.$i"; settle
+    timed rclone_sftp_big rclone copy "$W/src/big" "$RCLONE_SFTP$W/sftp/rb.$i"
+    same_big "$W/sftp/rb.$i/big.bin"
+}
+# Every small-file run writes into a directory of its own and nothing is
+# deleted until the end: on ext4 without a journal, creating files just
+# after deleting thousands makes the inode allocator skip every recently
+# freed inode (bench/README.md), which swings times by 2x.
+sftp_small_ferry() { ferry_small ferry_sftp_small sftp ss "$W/sftp"; }
+sftp_small_ferry_nofsync() { SERVER_EXTRA="fsync = false" ferry_small ferry_nofsync_sftp_small sftp ssn "$W/sftp"; }
+sftp_small_ferry_b() { BIN=$FERRY_B ferry_small ferry_b_sftp_small sftp ssb "$W/sftp"; }
+sftp_small_sftp() {
+    mkremote "$W/sftp/os.$i"; sync
+    timed sftp_put_small "${SFTP[@]}" <<<"put -r $W/src/small $W/sftp/os.$i"
+    count_is "$W/sftp/os.$i"
+}
+sftp_small_lftp() {
+    mkremote "$W/sftp/ls.$i"; sync
+    timed lftp_sftp_small lftp -c "$LFTP_SFTP; mirror -R --parallel=$PARALLEL $W/src/small $W/sftp/ls.$i"
+    count_is "$W/sftp/ls.$i"
+}
+sftp_small_rclone() {
+    mkremote "$W/sftp/rs.$i"; sync
+    timed rclone_sftp_small rclone copy --transfers="$PARALLEL" "$W/src/small" "$RCLONE_SFTP$W/sftp/rs.$i"
+    count_is "$W/sftp/rs.$i"
+}
+ftp_big_ferry() { ferry_big ferry_ftp_big ftp fb "$FTP_DIR"; }
+ftp_big_ferry_b() { BIN=$FERRY_B ferry_big ferry_b_ftp_big ftp fbb "$FTP_DIR"; }
+ftp_big_curl() {
+    mkremote "$FTP_DIR/cb.$i"; settle
+    timed curl_put_big curl -sS -T "$W/src/big/big.bin" "ftp://127.0.0.1:$FPORT/$FTP_REL/cb.$i/big.bin"
+    same_big "$FTP_DIR/cb.$i/big.bin"
+}
+ftp_big_lftp() {
+    mkremote "$FTP_DIR/lb.$i"; settle
+    timed lftp_ftp_big lftp -c "$LFTP_FTP; mirror -R --parallel=$PARALLEL $W/src/big $FTP_REL/lb.$i"
+    same_big "$FTP_DIR/lb.$i/big.bin"
+}
+ftp_big_rclone() {
+    mkremote "$FTP_DIR/rb.$i"; settle
+    timed rclone_ftp_big rclone copy "$W/src/big" "$RCLONE_FTP$FTP_REL/rb.$i"
+    same_big "$FTP_DIR/rb.$i/big.bin"
+}
+ftp_small_ferry() { ferry_small ferry_ftp_small ftp fs "$FTP_DIR"; }
+ftp_small_ferry_b() { BIN=$FERRY_B ferry_small ferry_b_ftp_small ftp fsb "$FTP_DIR"; }
+ftp_small_lftp() {
+    mkremote "$FTP_DIR/ls.$i"; sync
+    timed lftp_ftp_small lftp -c "$LFTP_FTP; mirror -R --parallel=$PARALLEL $W/src/small $FTP_REL/ls.$i"
+    count_is "$FTP_DIR/ls.$i"
+}
+ftp_small_rclone() {
+    mkremote "$FTP_DIR/rs.$i"; sync
+    timed rclone_ftp_small rclone copy --transfers="$PARALLEL" "$W/src/small" "$RCLONE_FTP$FTP_REL/rs.$i"
+    count_is "$FTP_DIR/rs.$i"
+}
+
+round() { # TITLE BASE OTHER...: RUNS rounds of the steps, each rotated
+    local title=$1 s all=()
+    shift
+    while read -r s; do all+=("$s"); done < <(steps "$@")
+    echo "== $title, $RUNS runs each, in turn (each round starts one place later)"
+    for i in $(seq "$RUNS"); do rotated "$i" "${all[@]}"; done
+}
+
 if has sftp; then
-    echo "== SFTP ${SIZE_MB} MiB, $RUNS runs each, alternating"
-    for i in $(seq "$RUNS"); do
-        mkdir -p "$W/ob/sb.$i"; ln "$W/src/big/big.bin" "$W/ob/sb.$i/big.bin"; mkremote "$W/sftp/fb.$i"; settle
-        ferry_once ferry_sftp_big sftp "$W/ob/sb.$i" "$W/sftp/fb.$i"
-        same_big "$W/sftp/fb.$i/big.bin"
-        if [[ -n $NOFSYNC ]]; then
-            mkdir -p "$W/ob/sbn.$i"; ln "$W/src/big/big.bin" "$W/ob/sbn.$i/big.bin"; mkremote "$W/sftp/fbn.$i"; settle
-            SERVER_EXTRA="fsync = false" ferry_once ferry_nofsync_sftp_big sftp "$W/ob/sbn.$i" "$W/sftp/fbn.$i"
-            same_big "$W/sftp/fbn.$i/big.bin"
-        fi
-        if [[ -n ${FERRY_B:-} ]]; then
-            mkdir -p "$W/ob/sbb.$i"; ln "$W/src/big/big.bin" "$W/ob/sbb.$i/big.bin"; mkremote "$W/sftp/fbb.$i"; settle
-            BIN=$FERRY_B ferry_once ferry_b_sftp_big sftp "$W/ob/sbb.$i" "$W/sftp/fbb.$i"
-            same_big "$W/sftp/fbb.$i/big.bin"
-        fi
-        mkremote "$W/sftp/ob.$i"; settle
-        timed sftp_put_big "${SFTP[@]}" <<<"put $W/src/big/big.bin $W/sftp/ob.$i/big.bin"
-        same_big "$W/sftp/ob.$i/big.bin"
-        mkremote "$W/sftp/lb.$i"; settle
-        timed lftp_sftp_big lftp -c "$LFTP_SFTP; mirror -R --parallel=$PARALLEL $W/src/big $W/sftp/lb.$i"
-        same_big "$W/sftp/lb.$i/big.bin"
-        if [[ -n $HAVE_RCLONE ]]; then
-            mkremote "$W/sftp/rb.$i"; settle
-            timed rclone_sftp_big rclone copy "$W/src/big" "$RCLONE_SFTP$W/sftp/rb.$i"
-            same_big "$W/sftp/rb.$i/big.bin"
-        fi
-    done
-
-    echo "== SFTP $SMALL x 4 KiB, $RUNS runs each, alternating"
-    # Every run writes into a directory of its own and nothing is deleted
-    # until the end: on ext4 without a journal, creating files just after
-    # deleting thousands makes the inode allocator skip every recently freed
-    # inode (bench/README.md), which swings times by 2x.
-    for i in $(seq "$RUNS"); do
-        cp -al "$W/src/small" "$W/ob/ss.$i"; mkremote "$W/sftp/fs.$i"; sync
-        ferry_once ferry_sftp_small sftp "$W/ob/ss.$i" "$W/sftp/fs.$i"
-        [[ -n $(ls -A "$W/ob/ss.$i") ]] || count_is "$W/sftp/fs.$i"
-        if [[ -n $NOFSYNC ]]; then
-            cp -al "$W/src/small" "$W/ob/ssn.$i"; mkremote "$W/sftp/fsn.$i"; sync
-            SERVER_EXTRA="fsync = false" ferry_once ferry_nofsync_sftp_small sftp "$W/ob/ssn.$i" "$W/sftp/fsn.$i"
-            [[ -n $(ls -A "$W/ob/ssn.$i") ]] || count_is "$W/sftp/fsn.$i"
-        fi
-        if [[ -n ${FERRY_B:-} ]]; then
-            cp -al "$W/src/small" "$W/ob/ssb.$i"; mkremote "$W/sftp/fsb.$i"; sync
-            BIN=$FERRY_B ferry_once ferry_b_sftp_small sftp "$W/ob/ssb.$i" "$W/sftp/fsb.$i"
-            [[ -n $(ls -A "$W/ob/ssb.$i") ]] || count_is "$W/sftp/fsb.$i"
-        fi
-        mkremote "$W/sftp/os.$i"; sync
-        timed sftp_put_small "${SFTP[@]}" <<<"put -r $W/src/small $W/sftp/os.$i"
-        count_is "$W/sftp/os.$i"
-        mkremote "$W/sftp/ls.$i"; sync
-        timed lftp_sftp_small lftp -c "$LFTP_SFTP; mirror -R --parallel=$PARALLEL $W/src/small $W/sftp/ls.$i"
-        count_is "$W/sftp/ls.$i"
-        if [[ -n $HAVE_RCLONE ]]; then
-            mkremote "$W/sftp/rs.$i"; sync
-            timed rclone_sftp_small rclone copy --transfers="$PARALLEL" "$W/src/small" "$RCLONE_SFTP$W/sftp/rs.$i"
-            count_is "$W/sftp/rs.$i"
-        fi
-    done
+    round "SFTP ${SIZE_MB} MiB" sftp_big_ferry sftp_big_sftp sftp_big_lftp
+    round "SFTP $SMALL x 4 KiB" sftp_small_ferry sftp_small_sftp sftp_small_lftp
 fi
-
 if has ftp; then
-    echo "== FTP ${SIZE_MB} MiB, $RUNS runs each, alternating"
-    for i in $(seq "$RUNS"); do
-        mkdir -p "$W/ob/fb.$i"; ln "$W/src/big/big.bin" "$W/ob/fb.$i/big.bin"; mkremote "$FTP_DIR/fb.$i"; settle
-        ferry_once ferry_ftp_big ftp "$W/ob/fb.$i" "$FTP_DIR/fb.$i"
-        same_big "$FTP_DIR/fb.$i/big.bin"
-        if [[ -n ${FERRY_B:-} ]]; then
-            mkdir -p "$W/ob/fbb.$i"; ln "$W/src/big/big.bin" "$W/ob/fbb.$i/big.bin"; mkremote "$FTP_DIR/fbb.$i"; settle
-            BIN=$FERRY_B ferry_once ferry_b_ftp_big ftp "$W/ob/fbb.$i" "$FTP_DIR/fbb.$i"
-            same_big "$FTP_DIR/fbb.$i/big.bin"
-        fi
-        mkremote "$FTP_DIR/cb.$i"; settle
-        timed curl_put_big curl -sS -T "$W/src/big/big.bin" "ftp://127.0.0.1:$FPORT/$FTP_REL/cb.$i/big.bin"
-        same_big "$FTP_DIR/cb.$i/big.bin"
-        mkremote "$FTP_DIR/lb.$i"; settle
-        timed lftp_ftp_big lftp -c "$LFTP_FTP; mirror -R --parallel=$PARALLEL $W/src/big $FTP_REL/lb.$i"
-        same_big "$FTP_DIR/lb.$i/big.bin"
-        if [[ -n $HAVE_RCLONE ]]; then
-            mkremote "$FTP_DIR/rb.$i"; settle
-            timed rclone_ftp_big rclone copy "$W/src/big" "$RCLONE_FTP$FTP_REL/rb.$i"
-            same_big "$FTP_DIR/rb.$i/big.bin"
-        fi
-    done
-
-    echo "== FTP $SMALL x 4 KiB, $RUNS runs each, alternating"
-    for i in $(seq "$RUNS"); do
-        cp -al "$W/src/small" "$W/ob/fs.$i"; mkremote "$FTP_DIR/fs.$i"; sync
-        ferry_once ferry_ftp_small ftp "$W/ob/fs.$i" "$FTP_DIR/fs.$i"
-        [[ -n $(ls -A "$W/ob/fs.$i") ]] || count_is "$FTP_DIR/fs.$i"
-        if [[ -n ${FERRY_B:-} ]]; then
-            cp -al "$W/src/small" "$W/ob/fsb.$i"; mkremote "$FTP_DIR/fsb.$i"; sync
-            BIN=$FERRY_B ferry_once ferry_b_ftp_small ftp "$W/ob/fsb.$i" "$FTP_DIR/fsb.$i"
-            [[ -n $(ls -A "$W/ob/fsb.$i") ]] || count_is "$FTP_DIR/fsb.$i"
-        fi
-        mkremote "$FTP_DIR/ls.$i"; sync
-        timed lftp_ftp_small lftp -c "$LFTP_FTP; mirror -R --parallel=$PARALLEL $W/src/small $FTP_REL/ls.$i"
-        count_is "$FTP_DIR/ls.$i"
-        if [[ -n $HAVE_RCLONE ]]; then
-            mkremote "$FTP_DIR/rs.$i"; sync
-            timed rclone_ftp_small rclone copy --transfers="$PARALLEL" "$W/src/small" "$RCLONE_FTP$FTP_REL/rs.$i"
-            count_is "$FTP_DIR/rs.$i"
-        fi
-    done
+    round "FTP ${SIZE_MB} MiB" ftp_big_ferry ftp_big_curl ftp_big_lftp
+    round "FTP $SMALL x 4 KiB" ftp_small_ferry ftp_small_lftp
 fi
 
 # latency PROTOCOL PATH(event|rescan): one `ferry run`, one file at a time
