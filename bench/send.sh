@@ -200,75 +200,45 @@ ferry_small() { # CASE PROTOCOL TAG REMOTE_ROOT
     ferry_once "$1" "$2" "$W/ob/$3.$i" "$4/$3.$i"
     [[ -n $(ls -A "$W/ob/$3.$i") ]] || count_is "$4/$3.$i"
 }
-sftp_big_ferry() { ferry_big ferry_sftp_big sftp sb "$W/sftp"; }
-sftp_big_ferry_nofsync() { SERVER_EXTRA="fsync = false" ferry_big ferry_nofsync_sftp_big sftp sbn "$W/sftp"; }
-sftp_big_ferry_b() { BIN=$FERRY_B ferry_big ferry_b_sftp_big sftp sbb "$W/sftp"; }
-sftp_big_sftp() {
-    mkremote "$W/sftp/ob.$i"; settle
-    timed sftp_put_big "${SFTP[@]}" <<<"put $W/src/big/big.bin $W/sftp/ob.$i/big.bin"
-    same_big "$W/sftp/ob.$i/big.bin"
-}
-sftp_big_lftp() {
-    mkremote "$W/sftp/lb.$i"; settle
-    timed lftp_sftp_big lftp -c "$LFTP_SFTP; mirror -R --parallel=$PARALLEL $W/src/big $W/sftp/lb.$i"
-    same_big "$W/sftp/lb.$i/big.bin"
-}
-sftp_big_rclone() {
-    mkremote "$W/sftp/rb.$i"; settle
-    timed rclone_sftp_big rclone copy "$W/src/big" "$RCLONE_SFTP$W/sftp/rb.$i"
-    same_big "$W/sftp/rb.$i/big.bin"
+ref_big() { # CASE REMOTE CMD...: a reference tool's run into REMOTE
+    local case=$1 dir=$2
+    shift 2
+    mkremote "$dir"; settle
+    timed "$case" "$@"
+    same_big "$dir/big.bin"
 }
 # Every small-file run writes into a directory of its own and nothing is
 # deleted until the end: on ext4 without a journal, creating files just
 # after deleting thousands makes the inode allocator skip every recently
 # freed inode (bench/README.md), which swings times by 2x.
+ref_small() { # CASE REMOTE CMD...
+    local case=$1 dir=$2
+    shift 2
+    mkremote "$dir"; sync
+    timed "$case" "$@"
+    count_is "$dir"
+}
+sftp_big_ferry() { ferry_big ferry_sftp_big sftp sb "$W/sftp"; }
+sftp_big_ferry_nofsync() { SERVER_EXTRA="fsync = false" ferry_big ferry_nofsync_sftp_big sftp sbn "$W/sftp"; }
+sftp_big_ferry_b() { BIN=$FERRY_B ferry_big ferry_b_sftp_big sftp sbb "$W/sftp"; }
+sftp_big_sftp() { ref_big sftp_put_big "$W/sftp/ob.$i" "${SFTP[@]}" <<<"put $W/src/big/big.bin $W/sftp/ob.$i/big.bin"; }
+sftp_big_lftp() { ref_big lftp_sftp_big "$W/sftp/lb.$i" lftp -c "$LFTP_SFTP; mirror -R --parallel=$PARALLEL $W/src/big $W/sftp/lb.$i"; }
+sftp_big_rclone() { ref_big rclone_sftp_big "$W/sftp/rb.$i" rclone copy "$W/src/big" "$RCLONE_SFTP$W/sftp/rb.$i"; }
 sftp_small_ferry() { ferry_small ferry_sftp_small sftp ss "$W/sftp"; }
 sftp_small_ferry_nofsync() { SERVER_EXTRA="fsync = false" ferry_small ferry_nofsync_sftp_small sftp ssn "$W/sftp"; }
 sftp_small_ferry_b() { BIN=$FERRY_B ferry_small ferry_b_sftp_small sftp ssb "$W/sftp"; }
-sftp_small_sftp() {
-    mkremote "$W/sftp/os.$i"; sync
-    timed sftp_put_small "${SFTP[@]}" <<<"put -r $W/src/small $W/sftp/os.$i"
-    count_is "$W/sftp/os.$i"
-}
-sftp_small_lftp() {
-    mkremote "$W/sftp/ls.$i"; sync
-    timed lftp_sftp_small lftp -c "$LFTP_SFTP; mirror -R --parallel=$PARALLEL $W/src/small $W/sftp/ls.$i"
-    count_is "$W/sftp/ls.$i"
-}
-sftp_small_rclone() {
-    mkremote "$W/sftp/rs.$i"; sync
-    timed rclone_sftp_small rclone copy --transfers="$PARALLEL" "$W/src/small" "$RCLONE_SFTP$W/sftp/rs.$i"
-    count_is "$W/sftp/rs.$i"
-}
+sftp_small_sftp() { ref_small sftp_put_small "$W/sftp/os.$i" "${SFTP[@]}" <<<"put -r $W/src/small $W/sftp/os.$i"; }
+sftp_small_lftp() { ref_small lftp_sftp_small "$W/sftp/ls.$i" lftp -c "$LFTP_SFTP; mirror -R --parallel=$PARALLEL $W/src/small $W/sftp/ls.$i"; }
+sftp_small_rclone() { ref_small rclone_sftp_small "$W/sftp/rs.$i" rclone copy --transfers="$PARALLEL" "$W/src/small" "$RCLONE_SFTP$W/sftp/rs.$i"; }
 ftp_big_ferry() { ferry_big ferry_ftp_big ftp fb "$FTP_DIR"; }
 ftp_big_ferry_b() { BIN=$FERRY_B ferry_big ferry_b_ftp_big ftp fbb "$FTP_DIR"; }
-ftp_big_curl() {
-    mkremote "$FTP_DIR/cb.$i"; settle
-    timed curl_put_big curl -sS -T "$W/src/big/big.bin" "ftp://127.0.0.1:$FPORT/$FTP_REL/cb.$i/big.bin"
-    same_big "$FTP_DIR/cb.$i/big.bin"
-}
-ftp_big_lftp() {
-    mkremote "$FTP_DIR/lb.$i"; settle
-    timed lftp_ftp_big lftp -c "$LFTP_FTP; mirror -R --parallel=$PARALLEL $W/src/big $FTP_REL/lb.$i"
-    same_big "$FTP_DIR/lb.$i/big.bin"
-}
-ftp_big_rclone() {
-    mkremote "$FTP_DIR/rb.$i"; settle
-    timed rclone_ftp_big rclone copy "$W/src/big" "$RCLONE_FTP$FTP_REL/rb.$i"
-    same_big "$FTP_DIR/rb.$i/big.bin"
-}
+ftp_big_curl() { ref_big curl_put_big "$FTP_DIR/cb.$i" curl -sS -T "$W/src/big/big.bin" "ftp://127.0.0.1:$FPORT/$FTP_REL/cb.$i/big.bin"; }
+ftp_big_lftp() { ref_big lftp_ftp_big "$FTP_DIR/lb.$i" lftp -c "$LFTP_FTP; mirror -R --parallel=$PARALLEL $W/src/big $FTP_REL/lb.$i"; }
+ftp_big_rclone() { ref_big rclone_ftp_big "$FTP_DIR/rb.$i" rclone copy "$W/src/big" "$RCLONE_FTP$FTP_REL/rb.$i"; }
 ftp_small_ferry() { ferry_small ferry_ftp_small ftp fs "$FTP_DIR"; }
 ftp_small_ferry_b() { BIN=$FERRY_B ferry_small ferry_b_ftp_small ftp fsb "$FTP_DIR"; }
-ftp_small_lftp() {
-    mkremote "$FTP_DIR/ls.$i"; sync
-    timed lftp_ftp_small lftp -c "$LFTP_FTP; mirror -R --parallel=$PARALLEL $W/src/small $FTP_REL/ls.$i"
-    count_is "$FTP_DIR/ls.$i"
-}
-ftp_small_rclone() {
-    mkremote "$FTP_DIR/rs.$i"; sync
-    timed rclone_ftp_small rclone copy --transfers="$PARALLEL" "$W/src/small" "$RCLONE_FTP$FTP_REL/rs.$i"
-    count_is "$FTP_DIR/rs.$i"
-}
+ftp_small_lftp() { ref_small lftp_ftp_small "$FTP_DIR/ls.$i" lftp -c "$LFTP_FTP; mirror -R --parallel=$PARALLEL $W/src/small $FTP_REL/ls.$i"; }
+ftp_small_rclone() { ref_small rclone_ftp_small "$FTP_DIR/rs.$i" rclone copy --transfers="$PARALLEL" "$W/src/small" "$RCLONE_FTP$FTP_REL/rs.$i"; }
 
 round() { # TITLE BASE OTHER...: RUNS rounds of the steps, each rotated
     local title=$1 s all=()
