@@ -36,7 +36,8 @@ pub struct Writeback<'c> {
 }
 
 impl<'c> Writeback<'c> {
-    /// `None` where the server offers no fsync to start early.
+    /// `None` where there is no fsync to start early (not offered, or the
+    /// server's `fsync = false`).
     pub fn new(c: &'c Connected, path: &'c str) -> Option<Self> {
         c.fsyncs().then_some(Writeback {
             c,
