@@ -54,10 +54,19 @@ fn pinned(sshd: &Sshd) -> String {
 /// A data directory the test user can write, and a password login to
 /// `sshd` through `port` (its own, or a relay's) with its key pinned.
 fn password_login(sshd: &Sshd, port: u16) -> (tempfile::TempDir, PathBuf, Arc<Server>) {
+    password_login_with(sshd, port, "")
+}
+
+/// [`password_login`] with `more` lines in the server's table.
+fn password_login_with(
+    sshd: &Sshd,
+    port: u16,
+    more: &str,
+) -> (tempfile::TempDir, PathBuf, Arc<Server>) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     sshd::shared_dir(&data);
-    let extra = format!("{}\n{}", password_env(), pinned(sshd));
+    let extra = format!("{}\n{}\n{more}", password_env(), pinned(sshd));
     let s = server_at(port, dir.path(), &extra);
     (dir, data, s)
 }
@@ -598,11 +607,7 @@ async fn with_fsync_false_no_upload_asks_the_server_for_an_fsync() {
         },
         &[],
     );
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    sshd::shared_dir(&data);
-    let extra = format!("{}\n{}\nfsync = false", password_env(), pinned(&sshd));
-    let s = server_at(sshd.port, dir.path(), &extra);
+    let (_dir, data, s) = password_login_with(&sshd, sshd.port, "fsync = false");
     assert!(s.sftp.skip_fsync, "fsync = false was not read");
     let mut session = Pool::new(s).get().await.unwrap();
     let small: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
