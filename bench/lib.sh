@@ -244,8 +244,11 @@ rclone_note() {
 settle() { sync; sleep 2; }
 
 # timed LABEL CMD...: runs CMD under GNU time (its output kept in
-# $W/LABEL.log), appends "seconds peak_kib" to $W/LABEL.times and prints
-# the run; a failing CMD ends the script.
+# $W/LABEL.log), appends "seconds peak_kib machine_cpu own_cpu" to
+# $W/LABEL.times (own: user + system time of CMD and its children, e.g.
+# the ssh under `sftp`; machine: every process's) and prints
+# the run; a failing CMD ends the script. With UNCOUNTED set, the run is
+# printed and not recorded (a warm-up).
 timed() {
     timed_try "$@" || exit 1
 }
@@ -256,17 +259,22 @@ timed() {
 timed_try() {
     local label=$1 busy0; shift
     busy0=$(busy_ticks)
-    /usr/bin/time -f '%e %M' -o "$W/t" "$@" >"$W/last.out" 2>"$W/last.log" || {
+    /usr/bin/time -f '%e %M %U %S' -o "$W/t" "$@" >"$W/last.out" 2>"$W/last.log" || {
         echo "$label failed: $*" >&2
         tail -n 20 "$W/last.out" "$W/last.log" >&2
         return 1
     }
-    local cpu
+    local cpu secs kib user sys
     cpu=$(awk -v a="$busy0" -v b="$(busy_ticks)" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", (b - a) / hz}')
-    echo "$(tail -n 1 "$W/t") $cpu" >>"$W/$label.times"
+    read -r secs kib user sys < <(tail -n 1 "$W/t")
+    if [[ -n ${UNCOUNTED:-} ]]; then
+        printf '  %-18s %7.2f s  (warm-up, not counted)\n' "$label" "$secs"
+        return 0
+    fi
+    echo "$secs $kib $cpu $(awk -v u="$user" -v s="$sys" 'BEGIN {printf "%.2f", u + s}')" >>"$W/$label.times"
     cp "$W/last.log" "$W/$label.log"
     # shellcheck disable=SC2046
-    printf '  %-18s %7.2f s  %8d KiB peak RSS  %6.2f s machine CPU\n' "$label" $(tail -n 1 "$W/$label.times")
+    printf '  %-18s %7.2f s  %8d KiB peak RSS  %6.2f s machine CPU  %6.2f s its own\n' "$label" $(tail -n 1 "$W/$label.times")
 }
 
 # busy_ticks: CPU time of the whole machine so far (every process, the

@@ -7,8 +7,8 @@
 #   bench/send.sh                          # 1 GiB, 10,000 x 4 KiB, 3 runs each
 #   SIZE_MB=512 RUNS=3 SMALL=3000 bench/send.sh
 #
-# Throughput (RUNS rounds, each tool in turn, every round starting one
-# place later, medians):
+# Throughput (a warm-up run of ferry, then RUNS rounds, each tool in
+# turn, every round starting one place later, medians):
 #   SFTP  1 GiB:           `ferry once` vs `sftp -b` put, `lftp mirror -R --parallel=8`
 #   SFTP  10,000 x 4 KiB:  `ferry once` vs `sftp -b` put -r, `lftp mirror -R --parallel=8`
 #   FTP   1 GiB:           `ferry once` vs `curl -T`, `lftp mirror -R --parallel=8`
@@ -240,11 +240,16 @@ ftp_small_ferry_b() { BIN=$FERRY_B ferry_small ferry_b_ftp_small ftp fsb "$FTP_D
 ftp_small_lftp() { ref_small lftp_ftp_small "$FTP_DIR/ls.$i" lftp -c "$LFTP_FTP; mirror -R --parallel=$PARALLEL $W/src/small $FTP_REL/ls.$i"; }
 ftp_small_rclone() { ref_small rclone_ftp_small "$FTP_DIR/rs.$i" rclone copy --transfers="$PARALLEL" "$W/src/small" "$RCLONE_FTP$FTP_REL/rs.$i"; }
 
-round() { # TITLE BASE OTHER...: RUNS rounds of the steps, each rotated
+# round TITLE BASE OTHER...: a warm-up run of BASE (printed, not counted),
+# then RUNS rounds of the steps, each rotated. The first run of each case
+# was the slowest of its tool's runs in every sitting of 2026-12-03
+# (night), by up to 2x, and the first run of a case was always ferry's.
+round() {
     local title=$1 s all=()
     shift
     while read -r s; do all+=("$s"); done < <(steps "$@")
     echo "== $title, $RUNS runs each, in turn (each round starts one place later)"
+    i=0 UNCOUNTED=1 "${all[0]}"
     for i in $(seq "$RUNS"); do rotated "$i" "${all[@]}"; done
 }
 
