@@ -265,12 +265,12 @@ timed_try() {
         return 1
     }
     local cpu secs kib user sys
-    cpu=$(awk -v a="$busy0" -v b="$(busy_ticks)" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", (b - a) / hz}')
     read -r secs kib user sys < <(tail -n 1 "$W/t")
     if [[ -n ${UNCOUNTED:-} ]]; then
         printf '  %-18s %7.2f s  (warm-up, not counted)\n' "$label" "$secs"
         return 0
     fi
+    cpu=$(awk -v a="$busy0" -v b="$(busy_ticks)" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", (b - a) / hz}')
     echo "$secs $kib $cpu $(awk -v u="$user" -v s="$sys" 'BEGIN {printf "%.2f", u + s}')" >>"$W/$label.times"
     cp "$W/last.log" "$W/$label.log"
     # shellcheck disable=SC2046

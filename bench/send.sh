@@ -243,7 +243,7 @@ ftp_small_rclone() { ref_small rclone_ftp_small "$FTP_DIR/rs.$i" rclone copy --t
 # round TITLE BASE OTHER...: a warm-up run of BASE (printed, not counted),
 # then RUNS rounds of the steps, each rotated. The first run of each case
 # was the slowest of its tool's runs in every sitting of 2026-12-03
-# (night), by up to 2x, and the first run of a case was always ferry's.
+# (night), up to 2.6x its tool's median, and it was always ferry's.
 round() {
     local title=$1 s all=()
     shift
