@@ -8,7 +8,7 @@
 use super::connect::Connected;
 use super::error;
 use super::progress::Window;
-use super::wire::{Attrs, Client, Handle, WriteBuf, open};
+use super::wire::{Attrs, Handle, WriteBuf, open};
 use super::writeback::Writeback;
 use crate::remote::{RemoteError, Result, WriteMode};
 use futures::StreamExt;
@@ -270,7 +270,7 @@ async fn write_all(
             Some(e) if offset - start <= e => full.min((e - (offset - start)) as usize + 1),
             _ => full,
         };
-        let mut req = Client::write_buf(handle, offset, chunk);
+        let mut req = sftp.write_buf(handle, offset, chunk);
         let filled = fill(&mut req, chunk, source)
             .await
             .map_err(|e| RemoteError::from_io(format!("read local data for {path}"), &e))?;

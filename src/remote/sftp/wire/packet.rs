@@ -106,9 +106,16 @@ impl Frame {
     }
 
     pub fn with_capacity(kind: u8, capacity: usize) -> Self {
-        let mut v = Vec::with_capacity(capacity.max(9));
-        v.extend_from_slice(&[0, 0, 0, 0, kind, 0, 0, 0, 0]);
-        Frame(v)
+        Self::in_buffer(kind, Vec::new(), capacity)
+    }
+
+    /// As [`Frame::with_capacity`], built in `buf` (emptied first): a
+    /// buffer an earlier request used, whose memory is already mapped.
+    pub fn in_buffer(kind: u8, mut buf: Vec<u8>, capacity: usize) -> Self {
+        buf.clear();
+        buf.reserve(capacity.max(9));
+        buf.extend_from_slice(&[0, 0, 0, 0, kind, 0, 0, 0, 0]);
+        Frame(buf)
     }
 
     pub fn u32(mut self, n: u32) -> Self {
