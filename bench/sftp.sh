@@ -4,7 +4,12 @@
 #
 #   bench/sftp.sh                    # 1 GiB, 3 runs each, 10000 small files
 #   SIZE_MB=256 RUNS=3 SMALL=2000 bench/sftp.sh
+#   FERRY_B=/path/to/other/ferry bench/sftp.sh   # A/B of two builds
 #
+# FERRY_B: a second ferry binary whose `ferry once` runs after each of
+# FERRY's, for the download and the small files; the ratios then compare
+# the two builds in the same minutes (this machine's swings make that the
+# only fair comparison).
 # Prints the median seconds of each side, MB/s, files/s, ratios
 # (OpenSSH time / ferry time: above 1 means ferry is faster) and ferry's peak RSS.
 # Needs root (sshd and a test user), openssh-server, openssh-client, GNU time.
@@ -71,6 +76,10 @@ echo "== download ${SIZE_MB} MiB, $RUNS runs each, alternating"
 for i in $(seq "$RUNS"); do
     rm -rf "$W/out" "$W/st"; mkdir -p "$W/out"
     timed ferry_once "$FERRY" once -c "$W/big.toml"
+    if [[ -n ${FERRY_B:-} ]]; then
+        rm -rf "$W/out" "$W/st"; mkdir -p "$W/out"
+        timed ferry_b_once "$FERRY_B" once -c "$W/big.toml"
+    fi
     rm -rf "$W/out"; mkdir -p "$W/out"
     timed ferry_get "$TRANSFER" -c "$W/big.toml" s get "$W/remote/big/big.bin" "$W/out/big.bin"
     rm -rf "$W/out"; mkdir -p "$W/out"
@@ -102,6 +111,12 @@ for i in $(seq "$RUNS"); do
     mkdir -p "$W/small.f$i" "$W/small.s$i"; sync
     timed ferry_small "$FERRY" once -c "$W/small.$i.toml"
     [[ $(ls "$W/small.f$i" | wc -l) -eq $SMALL ]] || { echo "ferry delivered $(ls "$W/small.f$i" | wc -l) of $SMALL" >&2; exit 1; }
+    if [[ -n ${FERRY_B:-} ]]; then
+        config "$W/remote/small" "$W/st.b$i" "$W/small.b$i" > "$W/small.b$i.toml"
+        mkdir -p "$W/small.b$i"; sync
+        timed ferry_b_small "$FERRY_B" once -c "$W/small.b$i.toml"
+        [[ $(ls "$W/small.b$i" | wc -l) -eq $SMALL ]] || { echo "FERRY_B delivered $(ls "$W/small.b$i" | wc -l) of $SMALL" >&2; exit 1; }
+    fi
     sync
     timed sftp_small "${SFTP[@]}" <<<"get -r $W/remote/small $W/small.s$i"
     [[ $(ls "$W/small.s$i"/*/ | wc -l) -eq $SMALL ]] || { echo "sftp fetched $(ls "$W/small.s$i"/*/ | wc -l) of $SMALL" >&2; exit 1; }
@@ -117,10 +132,10 @@ fs() { awk -v s="$(med "$1")" -v n="$SMALL" 'BEGIN {printf "%.0f f/s", n / s}'; 
 
 echo
 printf '%-44s %9s %9s %14s\n' "case (median of $RUNS)" seconds MB/s "peak RSS KiB"
-for c in ferry_once ferry_get sftp_get ${HAVE_RCLONE:+rclone_get} ferry_put sftp_put; do
+for c in ferry_once ${FERRY_B:+ferry_b_once} ferry_get sftp_get ${HAVE_RCLONE:+rclone_get} ferry_put sftp_put; do
     printf '%-44s %9s %9s %14s\n' "$c" "$(med $c)" "$(mb $c)" "$(rss_kib $c)"
 done
-for c in ferry_small sftp_small ${HAVE_RCLONE:+rclone_small}; do
+for c in ferry_small ${FERRY_B:+ferry_b_small} sftp_small ${HAVE_RCLONE:+rclone_small}; do
     printf '%-44s %9s %9s %14s\n' "$c ($SMALL files)" "$(med $c)" "$(fs $c)" "$(rss_kib $c)"
 done
 echo
@@ -128,6 +143,10 @@ echo "download: ferry once (list, fetch, fsync, rename, state) vs sftp get: $(ra
 echo "download: ferry transport alone vs sftp get:                        $(ratio sftp_get ferry_get)"
 echo "upload:   ferry transport vs sftp put:                              $(ratio sftp_put ferry_put)"
 echo "small files: ferry once vs sftp get -r:                             $(ratio sftp_small ferry_small)"
+if [[ -n ${FERRY_B:-} ]]; then
+    echo "download: FERRY_B once vs FERRY once (A/B):                        $(ratio ferry_once ferry_b_once)"
+    echo "small files: FERRY_B once vs FERRY once (A/B):                     $(ratio ferry_small ferry_b_small)"
+fi
 if [[ -n $HAVE_RCLONE ]]; then
     echo "download: ferry once vs rclone copy:                                $(ratio rclone_get ferry_once)"
     echo "small files: ferry once vs rclone copy --transfers=8:               $(ratio rclone_small ferry_small)"

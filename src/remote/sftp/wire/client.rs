@@ -4,6 +4,7 @@
 //! can start many before awaiting any.
 
 use super::packet::{self, Attrs, Data, Frame, Handle, NameEntry, Reply};
+use super::spare::{LARGE, Spares};
 use super::{Error, status};
 use std::collections::HashMap;
 use std::future::Future;
@@ -18,14 +19,6 @@ use tokio::task::JoinHandle;
 const MAX_PACKET: usize = 4 * 1024 * 1024;
 /// Queued requests joined into one write of the channel, at most this much.
 const BATCH: usize = 256 * 1024;
-/// A frame this long (a WRITE's data) is written on its own, never copied
-/// into a batch, and its buffer is kept for the next WRITE.
-const LARGE: usize = 64 * 1024;
-/// Buffers of written WRITE frames kept per session. Each new 255 KiB
-/// buffer cost page faults and zeroed pages as the data was copied in (5 %
-/// of ferry's samples on a 1 GiB upload); a few are enough, since the
-/// writer hands each back as soon as the channel took it.
-const SPARES: usize = 4;
 
 type Waiter = oneshot::Sender<Result<Reply, Error>>;
 
@@ -38,8 +31,9 @@ struct Pending {
 struct Shared {
     pending: Mutex<Pending>,
     next_id: AtomicU32,
-    /// Buffers of WRITE frames already written, for the next ones.
-    spare: Mutex<Vec<Vec<u8>>>,
+    /// Buffers of large frames written and DATA replies read, for the
+    /// next ones.
+    spare: Spares,
 }
 
 impl Shared {
@@ -57,17 +51,6 @@ impl Shared {
         let why = self.reason();
         for (_, w) in waiting {
             let _ = w.send(Err(Error::Closed(why.clone())));
-        }
-    }
-
-    /// Keeps the buffer of a written frame for a later WRITE, if it is
-    /// one's and the spares are not full.
-    fn recycle(&self, frame: Vec<u8>) {
-        if frame.capacity() >= LARGE {
-            let mut spare = self.spare.lock().expect("sftp spare lock");
-            if spare.len() < SPARES {
-                spare.push(frame);
-            }
         }
     }
 
@@ -117,7 +100,9 @@ impl Client {
         let mut r = BufReader::with_capacity(64 * 1024, r);
         w.write_all(&Frame::init(3)).await.map_err(gone)?;
         w.flush().await.map_err(gone)?;
-        let body = read_packet(&mut r).await.map_err(Error::Closed)?;
+        let body = read_packet(&mut r, &Spares::default())
+            .await
+            .map_err(Error::Closed)?;
         let (version, extensions) = packet::decode_version(&body)?;
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending {
@@ -125,7 +110,7 @@ impl Client {
                 closed: None,
             }),
             next_id: AtomicU32::new(1),
-            spare: Mutex::new(Vec::new()),
+            spare: Spares::default(),
         });
         let (out, rx) = mpsc::unbounded_channel();
         tokio::spawn(write_requests(w, rx, shared.clone()));
@@ -236,13 +221,7 @@ impl Client {
     /// A WRITE request whose data the caller appends: the bytes go from
     /// the caller's reads into the packet with no copy in between.
     pub fn write_buf(&self, h: &Handle, offset: u64, capacity: usize) -> WriteBuf {
-        let buf = self
-            .shared
-            .spare
-            .lock()
-            .expect("sftp spare lock")
-            .pop()
-            .unwrap_or_default();
+        let buf = self.shared.spare.take();
         let frame = Frame::in_buffer(packet::WRITE, buf, 30 + h.0.len() + capacity)
             .string(&h.0)
             .u64(offset)
@@ -440,7 +419,7 @@ fn gone(e: std::io::Error) -> Error {
     Error::Closed(e.to_string())
 }
 
-async fn read_packet<R: AsyncRead + Unpin>(r: &mut R) -> Result<Vec<u8>, String> {
+async fn read_packet<R: AsyncRead + Unpin>(r: &mut R, spare: &Spares) -> Result<Vec<u8>, String> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len).await.map_err(|e| match e.kind() {
         std::io::ErrorKind::UnexpectedEof => "the server ended the session".to_string(),
@@ -450,21 +429,24 @@ async fn read_packet<R: AsyncRead + Unpin>(r: &mut R) -> Result<Vec<u8>, String>
     if !(5..=MAX_PACKET).contains(&len) {
         return Err(format!("the server sent a packet of {len} bytes"));
     }
-    let mut body = vec![0u8; len];
+    let mut body = spare.take_len(len);
     r.read_exact(&mut body).await.map_err(|e| e.to_string())?;
     Ok(body)
 }
 
 async fn read_replies<R: AsyncRead + Unpin>(mut r: R, shared: Arc<Shared>) {
     let why = loop {
-        let body = match read_packet(&mut r).await {
+        let body = match read_packet(&mut r, &shared.spare).await {
             Ok(b) => b,
             Err(why) => break why,
         };
         let Some(id) = packet::reply_id(&body) else {
             continue;
         };
-        let reply = packet::decode(body);
+        let reply = packet::decode(body).map(|r| match r {
+            Reply::Data(d) => Reply::Data(d.returning_to(&shared.spare)),
+            other => other,
+        });
         let waiter = shared.pending().waiting.remove(&id);
         if let Some(w) = waiter {
             let _ = w.send(reply);
@@ -526,7 +508,7 @@ async fn write_requests<W: AsyncWrite + Unpin>(
             shared.close(format!("write failed: {e}"));
             return;
         }
-        shared.recycle(first);
+        shared.spare.put(first);
         if ending {
             break;
         }
@@ -545,7 +527,7 @@ mod tests {
                 closed: None,
             }),
             next_id: AtomicU32::new(1),
-            spare: Mutex::new(Vec::new()),
+            spare: Spares::default(),
         })
     }
 
@@ -576,17 +558,24 @@ mod tests {
         let mut got = Vec::new();
         far.read_to_end(&mut got).await.unwrap();
         assert_eq!(got, frames.concat());
-        assert_eq!(s.spare.lock().unwrap().len(), 2);
+        assert_eq!(s.spare.count(), 2);
     }
 
+    /// A DATA reply's frame is a spare again once its reader drops it.
     #[test]
-    fn spares_are_large_buffers_and_few() {
-        let s = shared();
-        s.recycle(Vec::with_capacity(100));
-        assert!(s.spare.lock().unwrap().is_empty());
-        for _ in 0..SPARES + 3 {
-            s.recycle(Vec::with_capacity(LARGE));
-        }
-        assert_eq!(s.spare.lock().unwrap().len(), SPARES);
+    fn a_data_reply_gives_its_frame_back_when_dropped() {
+        let spare = Spares::default();
+        // DATA (103), id 1, a string of LARGE bytes.
+        let mut body = vec![103u8, 0, 0, 0, 1];
+        body.extend_from_slice(&(LARGE as u32).to_be_bytes());
+        body.resize(9 + LARGE, 5);
+        let Ok(Reply::Data(d)) = packet::decode(body) else {
+            panic!("not decoded as DATA");
+        };
+        let d = d.returning_to(&spare);
+        assert_eq!(d.bytes(), vec![5u8; LARGE].as_slice());
+        assert_eq!(spare.count(), 0);
+        drop(d);
+        assert_eq!(spare.count(), 1);
     }
 }

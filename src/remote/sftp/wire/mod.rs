@@ -15,6 +15,7 @@
 
 mod client;
 mod packet;
+mod spare;
 
 pub use client::{Client, WriteBuf};
 pub use packet::{Attrs, Handle, NameEntry};

@@ -4,6 +4,7 @@
 //! handles are 4-byte counters, file names need not be UTF-8).
 
 use super::Error;
+use super::spare::Spares;
 
 pub const INIT: u8 = 1;
 pub const VERSION: u8 = 2;
@@ -67,13 +68,35 @@ pub struct NameEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Handle(pub Vec<u8>);
 
-/// The bytes of a DATA reply, kept in the frame they arrived in.
-#[derive(Debug, Default)]
+/// The bytes of a DATA reply, kept in the frame they arrived in. The
+/// frame goes back to its session's spares when the reply is dropped.
+#[derive(Default)]
 pub struct Data {
     frame: Vec<u8>,
+    spare: Option<Spares>,
+}
+
+impl std::fmt::Debug for Data {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Data({} bytes)", self.len())
+    }
+}
+
+impl Drop for Data {
+    fn drop(&mut self) {
+        if let Some(spare) = self.spare.take() {
+            spare.put(std::mem::take(&mut self.frame));
+        }
+    }
 }
 
 impl Data {
+    /// This reply's frame goes back to `spare` once the reply is dropped.
+    pub fn returning_to(mut self, spare: &Spares) -> Self {
+        self.spare = Some(spare.clone());
+        self
+    }
+
     pub fn bytes(&self) -> &[u8] {
         self.frame.get(DATA_START..).unwrap_or_default()
     }
@@ -208,7 +231,10 @@ pub fn decode(body: Vec<u8>) -> Result<Reply, Error> {
         if body.len() != DATA_START + len {
             return Err(bad("DATA length does not match its packet"));
         }
-        return Ok(Reply::Data(Data { frame: body }));
+        return Ok(Reply::Data(Data {
+            frame: body,
+            spare: None,
+        }));
     }
     let mut c = Cursor::new(body.get(5..).ok_or_else(|| bad("short packet"))?);
     let reply = match kind {
