@@ -110,7 +110,7 @@ impl Client {
                 closed: None,
             }),
             next_id: AtomicU32::new(1),
-            spare: Spares::default(),
+            spare: Spares::shared(),
         });
         let (out, rx) = mpsc::unbounded_channel();
         tokio::spawn(write_requests(w, rx, shared.clone()));
