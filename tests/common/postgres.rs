@@ -66,6 +66,10 @@ impl Postgres {
             "synchronous_commit=off".into(),
             "full_page_writes=off".into(),
             "max_connections=300".into(),
+            // Dynamic shared memory in files of the data directory, not
+            // in /dev/shm: a server killed with its test process leaves
+            // nothing behind that the directory's removal does not take.
+            "dynamic_shared_memory_type=mmap".into(),
         ];
         if let Some((cert, key)) = tls {
             // The server refuses a key others can read; it must own it.
