@@ -145,6 +145,11 @@ impl Scheduler {
     fn spawn(&self, rule: Arc<Rule>) -> RuleTask {
         let life = self.liveness.add(&rule.name);
         let nudge = self.nudges.add(&rule.name);
+        // Watched from the start, not from the first poll (up to 10 s
+        // later), and before the task runs: a file moved into an outbox
+        // once `ferry run` said it started goes at once, as any later one.
+        let mut dir_watch = None;
+        refresh_watch(&mut dir_watch, &rule);
         let (tx, rx) = watch::channel(rule);
         let stop = self.stop.child_token();
         let handle = tokio::spawn(rule_loop(
@@ -154,6 +159,7 @@ impl Scheduler {
             life,
             self.status.clone(),
             nudge,
+            dir_watch,
         ));
         RuleTask {
             rule: tx,
@@ -182,6 +188,7 @@ async fn rule_loop(
     life: Arc<RuleLife>,
     status: Arc<StatusBoard>,
     nudge: Arc<Notify>,
+    mut watch: Option<DirWatch>,
 ) {
     let _alive = AliveGuard::new(life.clone());
     let first = {
@@ -190,10 +197,6 @@ async fn rule_loop(
     };
     let mut due = Instant::now() + first;
     let mut failures = 0u32;
-    // Watched from the start, not from the first poll (up to 10 s later):
-    // a file moved into an outbox meanwhile goes at once, as any later one.
-    let mut watch: Option<DirWatch> = None;
-    refresh_watch(&mut watch, &rx.borrow());
     loop {
         if !wait_for_turn(&mut rx, &stop, watch.as_ref(), &nudge, due).await {
             return;
