@@ -478,27 +478,9 @@ async fn write_requests<W: AsyncWrite + Unpin>(
         if first.is_empty() {
             break;
         }
-        let mut ending = false;
         batch.clear();
-        if first.len() < LARGE {
-            loop {
-                match rx.try_recv() {
-                    Ok(f) if f.is_empty() => ending = true,
-                    Ok(f) if f.len() >= LARGE || batch.len().max(first.len()) + f.len() > BATCH => {
-                        next = Some(f)
-                    }
-                    Ok(f) => {
-                        if batch.is_empty() {
-                            batch.extend_from_slice(&first);
-                        }
-                        batch.extend_from_slice(&f);
-                        continue;
-                    }
-                    Err(_) => {}
-                }
-                break;
-            }
-        }
+        let ending;
+        (ending, next) = gather(&first, &mut rx, &mut batch);
         let bytes = if batch.is_empty() { &first } else { &batch };
         let sent = async {
             w.write_all(bytes).await?;
@@ -514,6 +496,35 @@ async fn write_requests<W: AsyncWrite + Unpin>(
         }
     }
     let _ = w.shutdown().await;
+}
+
+/// Joins the small frames queued behind a small `first` into `batch` (left
+/// empty when `first` goes alone). Returns whether the end marker came, and
+/// the frame that stopped the gathering (a large one, or one that would
+/// pass [`BATCH`]), which goes next.
+fn gather(
+    first: &[u8],
+    rx: &mut mpsc::UnboundedReceiver<Vec<u8>>,
+    batch: &mut Vec<u8>,
+) -> (bool, Option<Vec<u8>>) {
+    if first.len() >= LARGE {
+        return (false, None);
+    }
+    loop {
+        match rx.try_recv() {
+            Ok(f) if f.is_empty() => return (true, None),
+            Ok(f) if f.len() >= LARGE || batch.len().max(first.len()) + f.len() > BATCH => {
+                return (false, Some(f));
+            }
+            Ok(f) => {
+                if batch.is_empty() {
+                    batch.extend_from_slice(first);
+                }
+                batch.extend_from_slice(&f);
+            }
+            Err(_) => return (false, None),
+        }
+    }
 }
 
 #[cfg(test)]
