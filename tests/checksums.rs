@@ -506,6 +506,57 @@ fn uploads_over_ftp_write_a_sidecar_vsftpd() {
     sends_with_sidecars(&f, &srv.root.join("pub"));
 }
 
+/// The default records the SHA-256 of the bytes sent; `digest = false`
+/// sends the same way and records none, not even an earlier version's.
+/// Over vsftpd: a file past the batch size (read ahead and hashed on a
+/// thread) and a small one (a batch, hashed in memory).
+#[test]
+fn uploads_record_their_digest_unless_told_not_to_vsftpd() {
+    let f = Fixture::new("");
+    let srv = vsftpd(f.dir.path(), &Vsftpd::default());
+    let outbox = f.path("out");
+    std::fs::create_dir_all(&outbox).unwrap();
+    let config = |extra: &str| {
+        format!(
+            "[servers.s]\nprotocol = \"ftp\"\nhost = \"127.0.0.1\"\nport = {}\nio_timeout = \"10s\"\n\n\
+             [[send]]\nname = \"up\"\nserver = \"s\"\nlocal_dir = \"{}\"\nremote_dir = \"{}\"\n\
+             stable_for = \"0s\"\nif_exists = \"overwrite\"\n{extra}\n",
+            srv.port,
+            outbox.display(),
+            srv.remote("pub"),
+        )
+    };
+    let dest = srv.root.join("pub");
+    let send = |extra: &str, seed: u32, len: u32| {
+        let big: Vec<u8> = (0..len).map(|i| ((i * 7 + seed) % 251) as u8).collect();
+        std::fs::write(outbox.join("big.dat"), &big).unwrap();
+        std::fs::write(outbox.join("small.txt"), format!("small {seed}")).unwrap();
+        f.write_config(&config(extra));
+        f.once(0);
+        assert_eq!(std::fs::read(dest.join("big.dat")).unwrap(), big);
+        f.files(None)
+    };
+    let rows = send("", 1, 500_000);
+    for name in ["big.dat", "small.txt"] {
+        assert_eq!(row(&rows, name)["state"], "done");
+        assert_eq!(
+            row(&rows, name)["sha256"],
+            sha256sum(&dest.join(name)).as_str()
+        );
+    }
+    // New versions (other sizes), sent without a digest.
+    let rows = send("digest = false", 22, 600_000);
+    assert_eq!(std::fs::read(dest.join("small.txt")).unwrap(), b"small 22");
+    for name in ["big.dat", "small.txt"] {
+        assert_eq!(row(&rows, name)["state"], "done");
+        assert_eq!(
+            row(&rows, name)["size"],
+            if name == "big.dat" { 600_000 } else { 8 }
+        );
+        assert!(row(&rows, name)["sha256"].is_null(), "{}", row(&rows, name));
+    }
+}
+
 #[test]
 fn uploads_over_ftp_verify_with_proftpd_mod_digest() {
     let f = Fixture::new("");

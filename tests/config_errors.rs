@@ -1473,6 +1473,23 @@ fn append_with_a_checksum_file_is_refused() {
 }
 
 #[test]
+fn no_digest_with_a_checksum_file_is_refused() {
+    // The sidecar is the digest of the bytes sent: without one there is
+    // nothing to write.
+    let fx = Fx::new();
+    let out = fx.root();
+    fx.expect_one(
+        &format!(
+            "{VALID}\n[[send]]\nname = \"out\"\nserver = \"local\"\nlocal_dir = \"{out}/outbox\"\nremote_dir = \"{out}/remote\"\ndigest = false\nwrite_checksum_file = true\n"
+        ),
+        14,
+        10,
+        "false",
+        &["send \"out\": digest", "write_checksum_file", "need the digest"],
+    );
+}
+
+#[test]
 fn exec_checksum_on_an_ftp_server_is_refused() {
     let fx = Fx::new();
     fx.expect_one(

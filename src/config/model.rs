@@ -403,6 +403,9 @@ pub struct SendTo {
     /// `write_checksum_file`: a `NAME.sha256` (sha256sum format) is
     /// written beside the file after its rename.
     pub write_checksum_file: bool,
+    /// `digest`: the SHA-256 of the bytes sent is computed as they are
+    /// read and recorded in the state database. `false` saves its CPU.
+    pub digest: bool,
 }
 
 /// Where an upload is written until its rename. The temporary name always

@@ -199,6 +199,8 @@ pub struct RawSend {
     pub verify: Option<Spanned<String>>,
     /// Write `NAME.sha256` beside each uploaded file.
     pub write_checksum_file: Option<bool>,
+    /// Compute and record the SHA-256 of the bytes sent (default true).
+    pub digest: Option<Spanned<bool>>,
     pub after: Option<Spanned<RawSendAfter>>,
     pub retry: Option<Spanned<RawRetry>>,
     pub bandwidth: Option<Spanned<String>>,

@@ -53,11 +53,11 @@ impl Engine {
                     row.id,
                     row.size as u64,
                     &chosen,
-                    Some(&digests.sha256),
+                    digests.sha256_hex(),
                     now_ms(),
                 )
                 .await?;
-            sha256 = Some(digests.sha256);
+            sha256 = digests.sha256_hex().map(str::to_string);
             tracing::info!(
                 state = "uploaded",
                 bytes,
@@ -218,7 +218,10 @@ impl Engine {
             ));
         }
         let dirs = [remote::parent(final_path)];
-        let mut hasher = Hasher::new(false);
+        let mut hasher = match to.digest {
+            true => Hasher::new(false),
+            false => Hasher::none(),
+        };
         let sent = if done < size || now.is_none() {
             upload::write(
                 session,

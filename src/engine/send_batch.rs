@@ -50,8 +50,8 @@ struct Item {
     span: Span,
     temp: String,
     final_path: String,
-    /// SHA-256 of the bytes read, hashed in memory.
-    sha256: String,
+    /// SHA-256 of the bytes read, hashed in memory (`None`: `digest = false`).
+    sha256: Option<String>,
 }
 
 impl Engine {
@@ -138,7 +138,7 @@ impl Engine {
                 Ok(data) => {
                     let final_path = remote::join(&to.remote_dir, &row.path);
                     let temp = upload::temp_path(to, &row, &final_path);
-                    let sha256 = super::digest::sha256_hex(&data);
+                    let sha256 = to.digest.then(|| super::digest::sha256_hex(&data));
                     files.push((temp.clone(), data));
                     items.push(Item {
                         row,
@@ -207,7 +207,7 @@ impl Engine {
                 it.row.id,
                 it.row.size as u64,
                 &it.final_path,
-                Some(&it.sha256),
+                it.sha256.as_deref(),
                 now,
             )
         }))

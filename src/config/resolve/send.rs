@@ -79,6 +79,17 @@ impl Resolver<'_> {
             );
             self.c.at(v.span(), msg);
         }
+        let digest = raw.digest.as_ref().is_none_or(|d| *d.get_ref());
+        if let Some(d) = &raw.digest
+            && !digest
+            && (write_checksum_file || verify_server == Some(true))
+        {
+            let msg = format!(
+                "{}: false cannot be combined with write_checksum_file or verify = \"server\": both need the digest of the bytes sent",
+                field("digest")
+            );
+            self.c.at(d.span(), msg);
+        }
         let (after, failed_move_to) = self.send_after(&field("after."), &raw, outbox.as_deref())?;
         let retry = self.retry(&field("retry"), raw.retry.as_ref());
         let bandwidth = self.bandwidth(
@@ -117,6 +128,7 @@ impl Resolver<'_> {
                 verify_size: verify_size?,
                 verify_server: verify_server?,
                 write_checksum_file,
+                digest,
             }),
             bandwidth: bandwidth?,
         })
