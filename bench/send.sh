@@ -17,8 +17,10 @@
 # holds hard links to the source data, so the delete costs an unlink);
 # every run writes into a server directory of its own. Over SFTP ferry
 # has the server fsync each upload before its rename (the server's
-# `fsync`, default true); `sftp` and lftp leave theirs in the server's
-# page cache, so ferry also runs with `fsync = false` (NOFSYNC).
+# `fsync`, default true), and over both it records the SHA-256 of every
+# file sent (the rule's `digest`, default true); `sftp`, curl and lftp
+# do neither, so ferry also runs bare, with `fsync = false` and `digest =
+# false` (BARE), for a like for like row.
 #
 # Latency under `ferry run` (a 4 KiB file at a time, the server directory
 # polled every 0.5 ms on this machine):
@@ -43,9 +45,10 @@
 # FERRY_B (a second ferry binary: each run of ferry is followed by one of
 # it, and the table compares the two: an A/B of two builds in
 # the same minutes, which this machine's swings make the only fair one),
-# NOFSYNC ("1": ferry's SFTP runs once more with the server's `fsync =
-# false`, which the reference clients never ask for either, for a like
-# for like row; NOFSYNC= leaves them out), KEEP=1 (keep the work directory).
+# BARE ("1": ferry runs once more per round with the rule's `digest =
+# false` and, over SFTP, the server's `fsync = false`: neither a digest
+# nor a server fsync, as the reference clients; BARE= leaves them out),
+# KEEP=1 (keep the work directory).
 set -euo pipefail
 
 SIZE_MB=${SIZE_MB:-1024}
@@ -56,7 +59,7 @@ SESSIONS=${SESSIONS:-8}
 LAT_FILES=${LAT_FILES:-50}
 RESCAN_FILES=${RESCAN_FILES:-20}
 PARTS=${PARTS:-sftp ftp latency}
-NOFSYNC=${NOFSYNC-1}
+BARE=${BARE-1}
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=bench/lib.sh
@@ -138,6 +141,7 @@ remote_dir = "$3"
 stable_for = "0s"
 rescan = "$5"
 after = { delete = true }
+${RULE_EXTRA:-}
 CONF
 }
 
@@ -178,12 +182,12 @@ rotated() {
     done
 }
 # steps BASE OTHER...: the steps of a round: BASE (ferry's step) and the
-# others, then BASE_nofsync (SFTP, ferry with the server's `fsync =
-# false`), BASE_b (FERRY_B) and rclone's step where asked for.
+# others, then BASE_bare (ferry without digest or server fsync), BASE_b
+# (FERRY_B) and rclone's step where asked for.
 steps() {
     local base=$1 s
     for s in "$@"; do echo "$s"; done
-    [[ $base != *sftp* || -z $NOFSYNC ]] || echo "${base}_nofsync"
+    [[ -z $BARE ]] || echo "${base}_bare"
     [[ -z ${FERRY_B:-} ]] || echo "${base}_b"
     [[ -z $HAVE_RCLONE ]] || echo "${base%_ferry}_rclone"
 }
@@ -219,23 +223,25 @@ ref_small() { # CASE REMOTE CMD...
     count_is "$dir"
 }
 sftp_big_ferry() { ferry_big ferry_sftp_big sftp sb "$W/sftp"; }
-sftp_big_ferry_nofsync() { SERVER_EXTRA="fsync = false" ferry_big ferry_nofsync_sftp_big sftp sbn "$W/sftp"; }
+sftp_big_ferry_bare() { SERVER_EXTRA="fsync = false" RULE_EXTRA="digest = false" ferry_big ferry_bare_sftp_big sftp sbn "$W/sftp"; }
 sftp_big_ferry_b() { BIN=$FERRY_B ferry_big ferry_b_sftp_big sftp sbb "$W/sftp"; }
 sftp_big_sftp() { ref_big sftp_put_big "$W/sftp/ob.$i" "${SFTP[@]}" <<<"put $W/src/big/big.bin $W/sftp/ob.$i/big.bin"; }
 sftp_big_lftp() { ref_big lftp_sftp_big "$W/sftp/lb.$i" lftp -c "$LFTP_SFTP; mirror -R --parallel=$PARALLEL $W/src/big $W/sftp/lb.$i"; }
 sftp_big_rclone() { ref_big rclone_sftp_big "$W/sftp/rb.$i" rclone copy "$W/src/big" "$RCLONE_SFTP$W/sftp/rb.$i"; }
 sftp_small_ferry() { ferry_small ferry_sftp_small sftp ss "$W/sftp"; }
-sftp_small_ferry_nofsync() { SERVER_EXTRA="fsync = false" ferry_small ferry_nofsync_sftp_small sftp ssn "$W/sftp"; }
+sftp_small_ferry_bare() { SERVER_EXTRA="fsync = false" RULE_EXTRA="digest = false" ferry_small ferry_bare_sftp_small sftp ssn "$W/sftp"; }
 sftp_small_ferry_b() { BIN=$FERRY_B ferry_small ferry_b_sftp_small sftp ssb "$W/sftp"; }
 sftp_small_sftp() { ref_small sftp_put_small "$W/sftp/os.$i" "${SFTP[@]}" <<<"put -r $W/src/small $W/sftp/os.$i"; }
 sftp_small_lftp() { ref_small lftp_sftp_small "$W/sftp/ls.$i" lftp -c "$LFTP_SFTP; mirror -R --parallel=$PARALLEL $W/src/small $W/sftp/ls.$i"; }
 sftp_small_rclone() { ref_small rclone_sftp_small "$W/sftp/rs.$i" rclone copy --transfers="$PARALLEL" "$W/src/small" "$RCLONE_SFTP$W/sftp/rs.$i"; }
 ftp_big_ferry() { ferry_big ferry_ftp_big ftp fb "$FTP_DIR"; }
+ftp_big_ferry_bare() { RULE_EXTRA="digest = false" ferry_big ferry_bare_ftp_big ftp fbn "$FTP_DIR"; }
 ftp_big_ferry_b() { BIN=$FERRY_B ferry_big ferry_b_ftp_big ftp fbb "$FTP_DIR"; }
 ftp_big_curl() { ref_big curl_put_big "$FTP_DIR/cb.$i" curl -sS -T "$W/src/big/big.bin" "ftp://127.0.0.1:$FPORT/$FTP_REL/cb.$i/big.bin"; }
 ftp_big_lftp() { ref_big lftp_ftp_big "$FTP_DIR/lb.$i" lftp -c "$LFTP_FTP; mirror -R --parallel=$PARALLEL $W/src/big $FTP_REL/lb.$i"; }
 ftp_big_rclone() { ref_big rclone_ftp_big "$FTP_DIR/rb.$i" rclone copy "$W/src/big" "$RCLONE_FTP$FTP_REL/rb.$i"; }
 ftp_small_ferry() { ferry_small ferry_ftp_small ftp fs "$FTP_DIR"; }
+ftp_small_ferry_bare() { RULE_EXTRA="digest = false" ferry_small ferry_bare_ftp_small ftp fsn "$FTP_DIR"; }
 ftp_small_ferry_b() { BIN=$FERRY_B ferry_small ferry_b_ftp_small ftp fsb "$FTP_DIR"; }
 ftp_small_lftp() { ref_small lftp_ftp_small "$FTP_DIR/ls.$i" lftp -c "$LFTP_FTP; mirror -R --parallel=$PARALLEL $W/src/small $FTP_REL/ls.$i"; }
 ftp_small_rclone() { ref_small rclone_ftp_small "$FTP_DIR/rs.$i" rclone copy --transfers="$PARALLEL" "$W/src/small" "$RCLONE_FTP$FTP_REL/rs.$i"; }
@@ -351,11 +357,11 @@ if has sftp; then
         line "SFTP $SIZE_MB MiB" ferry_sftp_big rclone_sftp_big big_rate ""
         line "SFTP $SMALL x 4 KiB" ferry_sftp_small rclone_sftp_small small_rate ""
     fi
-    if [[ -n $NOFSYNC ]]; then
-        line "SFTP $SIZE_MB MiB, \`fsync = false\` (no fsync, as the references)" ferry_nofsync_sftp_big sftp_put_big big_rate "like for like"
-        line "SFTP $SIZE_MB MiB, \`fsync = false\`" ferry_nofsync_sftp_big lftp_sftp_big big_rate "like for like"
-        line "SFTP $SMALL x 4 KiB, \`fsync = false\` (no fsync, as the references)" ferry_nofsync_sftp_small sftp_put_small small_rate "like for like"
-        line "SFTP $SMALL x 4 KiB, \`fsync = false\`" ferry_nofsync_sftp_small lftp_sftp_small small_rate "like for like"
+    if [[ -n $BARE ]]; then
+        line "SFTP $SIZE_MB MiB, bare (no digest, no server fsync, as the references)" ferry_bare_sftp_big sftp_put_big big_rate "like for like"
+        line "SFTP $SIZE_MB MiB, bare" ferry_bare_sftp_big lftp_sftp_big big_rate "like for like"
+        line "SFTP $SMALL x 4 KiB, bare (no digest, no server fsync, as the references)" ferry_bare_sftp_small sftp_put_small small_rate "like for like"
+        line "SFTP $SMALL x 4 KiB, bare" ferry_bare_sftp_small lftp_sftp_small small_rate "like for like"
     fi
     if [[ -n ${FERRY_B:-} ]]; then
         line "SFTP $SIZE_MB MiB, FERRY_B against FERRY" ferry_b_sftp_big ferry_sftp_big big_rate "A/B"
@@ -372,6 +378,10 @@ if has ftp; then
     line "FTP $SIZE_MB MiB" ferry_ftp_big curl_put_big big_rate ""
     line "FTP $SIZE_MB MiB" ferry_ftp_big lftp_ftp_big big_rate "ahead: $(goal lftp_ftp_big ferry_ftp_big 1.0)"
     line "FTP $SMALL x 4 KiB" ferry_ftp_small lftp_ftp_small small_rate "ahead: $(goal lftp_ftp_small ferry_ftp_small 1.0)"
+    if [[ -n $BARE ]]; then
+        line "FTP $SIZE_MB MiB, bare (no digest, as the references)" ferry_bare_ftp_big lftp_ftp_big big_rate "like for like"
+        line "FTP $SMALL x 4 KiB, bare (no digest, as the references)" ferry_bare_ftp_small lftp_ftp_small small_rate "like for like"
+    fi
     if [[ -n $HAVE_RCLONE ]]; then
         line "FTP $SIZE_MB MiB" ferry_ftp_big rclone_ftp_big big_rate ""
         line "FTP $SMALL x 4 KiB" ferry_ftp_small rclone_ftp_small small_rate ""
