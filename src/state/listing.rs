@@ -408,6 +408,30 @@ mod tests {
         assert_eq!(due.len(), 2);
     });
 
+    state_test!(a_changed_file_forgets_the_old_versions_digest, |s| {
+        s.record_listing("r", &[f("a", 1, 10)], 1000).await.unwrap();
+        let all = crate::state::FileFilter::default();
+        let id = s.files(&all).await.unwrap()[0].id;
+        s.claim(id, 2000).await.unwrap();
+        let old = "ab".repeat(32);
+        s.mark_downloaded_with(id, 1, "/o/a", None, Some(&old), 3000)
+            .await
+            .unwrap();
+        assert_eq!(s.files(&all).await.unwrap()[0].sha256, Some(old));
+        // Sent back to fetch (or send) it again, as when its temporary
+        // file was lost, and the file changed before the retry: the
+        // digest was the old bytes'.
+        s.restart_download(id, 3000).await.unwrap();
+        s.schedule_retry(id, "temporary file lost", 3500, 0, 3000)
+            .await
+            .unwrap();
+        let out = s.record_listing("r", &[f("a", 5, 11)], 4000).await.unwrap();
+        assert_eq!(out.changed, vec![f("a", 5, 11)]);
+        let rows = s.files(&all).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].sha256, None);
+    });
+
     state_test!(due_rows_come_in_chunks_after_the_last_id, |s| {
         let listing: Vec<Listed> = (0..10).map(|i| f(&format!("p{i}"), 1, 10)).collect();
         s.record_listing("r", &listing, 1000).await.unwrap();

@@ -228,7 +228,7 @@ async fn write_plan(
         sqlx::query(
             "UPDATE files SET size = $1, mtime = $2, state = 'seen', stable_since_ms = $3,
              attempts = 0, failures = 0, held = NULL, next_attempt_ms = NULL, bytes_done = 0,
-             last_error = NULL, local_path = NULL, local_inode = NULL,
+             last_error = NULL, local_path = NULL, local_inode = NULL, sha256 = NULL,
              updated_at_ms = $3 WHERE id = $4",
         )
         .bind(f.size)

@@ -245,7 +245,7 @@ async fn write_plan(
         sqlx::query(
             "UPDATE files SET size = ?, mtime = ?, state = 'seen', stable_since_ms = ?,
              attempts = 0, failures = 0, held = NULL, next_attempt_ms = NULL, bytes_done = 0,
-             last_error = NULL, local_path = NULL, local_inode = NULL,
+             last_error = NULL, local_path = NULL, local_inode = NULL, sha256 = NULL,
              updated_at_ms = ? WHERE id = ?",
         )
         .bind(f.size)
