@@ -78,6 +78,15 @@ impl Hasher {
         }
     }
 
+    /// [`Hasher::new`] when `digest` (a send rule's choice), else
+    /// [`Hasher::none`].
+    pub fn unless_off(digest: bool, md5: bool) -> Self {
+        match digest {
+            true => Hasher::new(md5),
+            false => Hasher::none(),
+        }
+    }
+
     /// Whether any digest is computed: a hasher that computes none needs
     /// no bytes read for it.
     pub fn is_on(&self) -> bool {
@@ -95,10 +104,7 @@ impl Hasher {
 
     /// Starts again from no bytes (a download restarted from byte 0).
     pub fn reset(&mut self) {
-        *self = match self.is_on() {
-            true => Hasher::new(self.md5.is_some()),
-            false => Hasher::none(),
-        };
+        *self = Hasher::unless_off(self.is_on(), self.md5.is_some());
     }
 
     pub fn finish(self) -> Digests {

@@ -218,10 +218,7 @@ impl Engine {
             ));
         }
         let dirs = [remote::parent(final_path)];
-        let mut hasher = match to.digest {
-            true => Hasher::new(false),
-            false => Hasher::none(),
-        };
+        let mut hasher = Hasher::unless_off(to.digest, false);
         let sent = if done < size || now.is_none() {
             upload::write(
                 session,

@@ -221,10 +221,7 @@ pub async fn to_temp(
         tracing::info!(remote = %temp, offset, "resuming the upload");
     }
     let dirs = [remote::parent(temp), remote::parent(final_path)];
-    let mut hasher = match to.digest {
-        true => Hasher::new(to.verify_server),
-        false => Hasher::none(),
-    };
+    let mut hasher = Hasher::unless_off(to.digest, to.verify_server);
     let sent = if offset == size && size > 0 {
         hash_local(&mut hasher, local, size).await?;
         0
