@@ -508,17 +508,14 @@ fn uploads_over_ftp_write_a_sidecar_vsftpd() {
 
 /// The default records the SHA-256 of the bytes sent; `digest = false`
 /// sends the same way and records none, not even an earlier version's.
-/// Over vsftpd: a file past the batch size (read ahead and hashed on a
-/// thread) and a small one (a batch, hashed in memory).
-#[test]
-fn uploads_record_their_digest_unless_told_not_to_vsftpd() {
-    let f = Fixture::new("");
-    let srv = vsftpd(f.dir.path(), &Vsftpd::default());
+/// A file past the batch size (read ahead and hashed on a thread) and a
+/// small one (a batch, hashed in memory), to `srv`'s `pub` with `login`.
+fn uploads_record_their_digest_unless_told_not_to(f: &Fixture, srv: &FtpServer, login: &str) {
     let outbox = f.path("out");
     std::fs::create_dir_all(&outbox).unwrap();
     let config = |extra: &str| {
         format!(
-            "[servers.s]\nprotocol = \"ftp\"\nhost = \"127.0.0.1\"\nport = {}\nio_timeout = \"10s\"\n\n\
+            "[servers.s]\nprotocol = \"ftp\"\nhost = \"127.0.0.1\"\nport = {}\nio_timeout = \"10s\"\n{login}\n\
              [[send]]\nname = \"up\"\nserver = \"s\"\nlocal_dir = \"{}\"\nremote_dir = \"{}\"\n\
              stable_for = \"0s\"\nif_exists = \"overwrite\"\n{extra}\n",
             srv.port,
@@ -527,6 +524,7 @@ fn uploads_record_their_digest_unless_told_not_to_vsftpd() {
         )
     };
     let dest = srv.root.join("pub");
+    std::fs::create_dir_all(&dest).unwrap();
     let send = |extra: &str, seed: u32, len: u32| {
         let big: Vec<u8> = (0..len).map(|i| ((i * 7 + seed) % 251) as u8).collect();
         std::fs::write(outbox.join("big.dat"), &big).unwrap();
@@ -555,6 +553,25 @@ fn uploads_record_their_digest_unless_told_not_to_vsftpd() {
         );
         assert!(row(&rows, name)["sha256"].is_null(), "{}", row(&rows, name));
     }
+}
+
+#[test]
+fn uploads_record_their_digest_unless_told_not_to_vsftpd() {
+    let f = Fixture::new("");
+    let srv = vsftpd(f.dir.path(), &Vsftpd::default());
+    uploads_record_their_digest_unless_told_not_to(&f, &srv, "");
+}
+
+#[test]
+fn uploads_record_their_digest_unless_told_not_to_pyftpdlib() {
+    let f = Fixture::new("");
+    let srv = pyftpdlib(f.dir.path(), PyTls::None, None);
+    std::fs::write(f.path("ftp-pw"), PY_PASSWORD).unwrap();
+    let login = format!(
+        "user = \"{PY_USER}\"\npassword = {{ file = \"{}\" }}\n",
+        f.path("ftp-pw").display()
+    );
+    uploads_record_their_digest_unless_told_not_to(&f, &srv, &login);
 }
 
 #[test]

@@ -749,6 +749,17 @@ fn small_files_exactly_once_over_ftp() {
 /// holds the whole file.
 #[test]
 fn a_cut_ftp_upload_resumes() {
+    cut_ftp_upload_resumes("");
+}
+
+/// The same without a digest: the resume reads no prefix back to hash.
+#[test]
+fn a_cut_ftp_upload_without_digest_resumes() {
+    cut_ftp_upload_resumes("digest = false\n");
+}
+
+/// [`a_cut_ftp_upload_resumes`] with `extra` in the rule.
+fn cut_ftp_upload_resumes(extra: &str) {
     let f = Fixture::new("");
     let srv = vsftpd(
         f.dir.path(),
@@ -758,8 +769,8 @@ fn a_cut_ftp_upload_resumes() {
         },
     );
     let d = ftp_dest(&srv, None);
-    let text =
-        d.server_block.clone() + &send_rule(&f, &d, "big", "in", "temp_extension = \".part\"");
+    let rule = format!("temp_extension = \".part\"\n{extra}");
+    let text = d.server_block.clone() + &send_rule(&f, &d, "big", "in", &rule);
     f.write_config(&text);
     let big = pattern(3_000_000, 9);
     drop_file(&f, "big", "a.bin", &big);
