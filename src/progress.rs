@@ -103,6 +103,15 @@ impl Tally {
     }
 }
 
+/// Bytes of an upload that left for the server: into the tally, and a
+/// progress beat.
+pub fn sent(n: u64) {
+    if n > 0 {
+        TALLY.bytes(n);
+        moved();
+    }
+}
+
 /// A reader that counts what passes through it into the tally: an upload's
 /// bytes, as they leave for the server.
 pub struct Counted<R>(pub R);
@@ -115,11 +124,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for Counted<R> {
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.0).poll_read(cx, buf);
-        let n = buf.filled().len() - before;
-        if n > 0 {
-            TALLY.bytes(n as u64);
-            moved();
-        }
+        sent((buf.filled().len() - before) as u64);
         r
     }
 }

@@ -79,6 +79,54 @@ pub fn spawn(
     (reader, handle)
 }
 
+/// The digest of a file's bytes taken on a blocking thread while the
+/// kernel sends them (sendfile): the same bytes, read a second time from
+/// the page cache, since none pass through ferry. Dropped before it is
+/// done, the thread stops at its next chunk.
+pub struct HashBehind {
+    handle: JoinHandle<io::Result<Hasher>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Starts hashing `len` bytes of `file` from byte `from` into `hasher`
+/// (nothing to read when the hasher computes nothing).
+pub fn hash_behind(file: std::fs::File, from: u64, len: u64, mut hasher: Hasher) -> HashBehind {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    let handle = tokio::task::spawn_blocking(move || {
+        if !hasher.is_on() {
+            return Ok(hasher);
+        }
+        let mut buf = vec![0u8; CHUNK];
+        let (mut at, end) = (from, from.saturating_add(len));
+        while at < end && !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            let want = usize::try_from(end - at).unwrap_or(CHUNK).min(CHUNK);
+            let got = fill(&file, &mut buf[..want], at)?;
+            if got == 0 {
+                // Shorter than its row said: the size check tells.
+                break;
+            }
+            hasher.update(&buf[..got]);
+            at += got as u64;
+        }
+        Ok(hasher)
+    });
+    HashBehind { handle, stop }
+}
+
+impl HashBehind {
+    /// The hasher, once every byte was hashed.
+    pub async fn done(mut self) -> io::Result<Hasher> {
+        (&mut self.handle).await.map_err(io::Error::other)?
+    }
+}
+
+impl Drop for HashBehind {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Reads into `buf` at `offset` until it is full or the file ends.
 fn fill(file: &std::fs::File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let mut got = 0;

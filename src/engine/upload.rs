@@ -123,19 +123,18 @@ pub async fn write(
     loop {
         hasher.reset();
         hash_local(hasher, local, from).await?;
-        let file = open_source_now(local, row)?;
-        let want = (row.size as u64).saturating_sub(from);
-        let (ahead, hashed) = super::read_ahead::spawn(file, from, want, hasher.clone());
-        let mut source = crate::progress::Counted(ahead);
-        let written = session.write_from(dest, mode, &mut source).await;
-        drop(source);
+        let part = Part {
+            local,
+            file: open_source_now(local, row)?,
+            from,
+            len: (row.size as u64).saturating_sub(from),
+        };
+        let written = match session.splices() {
+            true => spliced(session, dest, mode, part, hasher).await?,
+            false => copied(session, dest, mode, part, hasher).await?,
+        };
         match written {
-            Ok(n) => {
-                *hasher = hashed.await.map_err(|e| {
-                    FileError::local(format!("read {local}"), &std::io::Error::other(e))
-                })?;
-                return Ok(n);
-            }
+            Ok(n) => return Ok(n),
             Err(e) if e.kind == ErrorKind::ResumeRefused && at > 0 && temporary_file => {
                 tracing::warn!(remote = %dest, error = %e, "cannot resume the upload; sending it from the start");
                 (from, mode) = (0, WriteMode::Replace);
@@ -161,6 +160,56 @@ pub async fn write(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// The bytes of a local file a write sends: `len` from byte `from`.
+struct Part<'a> {
+    local: &'a str,
+    file: std::fs::File,
+    from: u64,
+    len: u64,
+}
+
+/// Sends `part` by sendfile while a thread hashes the same bytes into
+/// `hasher`. The outer error is the local file's, the inner the server's.
+async fn spliced(
+    session: &mut PooledSession,
+    dest: &str,
+    mode: WriteMode,
+    part: Part<'_>,
+    hasher: &mut Hasher,
+) -> Result<remote::Result<u64>, FileError> {
+    let read_error = |e: std::io::Error| FileError::local(format!("read {}", part.local), &e);
+    let copy = part.file.try_clone().map_err(read_error)?;
+    let behind = super::read_ahead::hash_behind(copy, part.from, part.len, hasher.clone());
+    let written = session
+        .write_file(dest, mode, &part.file, part.from, part.len)
+        .await;
+    if written.is_ok() {
+        *hasher = behind.done().await.map_err(read_error)?;
+    }
+    Ok(written)
+}
+
+/// Sends `part` through ferry's buffers, read ahead and hashed into
+/// `hasher` on a thread ([`super::read_ahead`]).
+async fn copied(
+    session: &mut PooledSession,
+    dest: &str,
+    mode: WriteMode,
+    part: Part<'_>,
+    hasher: &mut Hasher,
+) -> Result<remote::Result<u64>, FileError> {
+    let (ahead, hashed) = super::read_ahead::spawn(part.file, part.from, part.len, hasher.clone());
+    let mut source = crate::progress::Counted(ahead);
+    let written = session.write_from(dest, mode, &mut source).await;
+    drop(source);
+    if written.is_ok() {
+        *hasher = hashed.await.map_err(|e| {
+            FileError::local(format!("read {}", part.local), &std::io::Error::other(e))
+        })?;
+    }
+    Ok(written)
 }
 
 /// How a write at byte `at` of the remote file starts: `Fresh` for a

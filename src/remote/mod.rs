@@ -262,6 +262,31 @@ pub trait Session: Send {
         mode: WriteMode,
         source: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<u64>;
+    /// Whether [`Session::write_file`] works here: a local file's bytes go
+    /// to the server without passing through ferry's buffers.
+    fn splices(&self) -> bool {
+        false
+    }
+    /// [`Session::write_from`] for `len` bytes of a local `file` from byte
+    /// `offset`, moved by the kernel (sendfile), under `throttle`. Only
+    /// where [`Session::splices`] says so.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_file(
+        &mut self,
+        path: &str,
+        _mode: WriteMode,
+        _file: &std::fs::File,
+        _offset: u64,
+        _len: u64,
+        _throttle: &crate::bandwidth::Throttle,
+    ) -> Result<u64> {
+        Err(RemoteError::new(
+            ErrorKind::Other,
+            false,
+            format!("write {path}"),
+            "this transport cannot send a file by sendfile",
+        ))
+    }
     /// Writes several small files whole, each as `mode` says (`Replace` or
     /// `Fresh`), and returns for each the size the server reports afterwards
     /// (`None`: it did not say), for the caller's size check; answers in

@@ -391,6 +391,30 @@ impl PooledSession {
         self.noted(r)
     }
 
+    /// [`Session::splices`]: whether [`PooledSession::write_file`] works.
+    pub fn splices(&self) -> bool {
+        self.session.as_deref().is_some_and(|s| s.splices())
+    }
+
+    /// [`Session::write_file`], under this session's throttle.
+    pub async fn write_file(
+        &mut self,
+        path: &str,
+        mode: WriteMode,
+        file: &std::fs::File,
+        offset: u64,
+        len: u64,
+    ) -> Result<u64> {
+        let throttle = self.throttle.clone();
+        let t0 = Instant::now();
+        let r = self
+            .inner()
+            .write_file(path, mode, file, offset, len, &throttle)
+            .await;
+        self.streaming += t0.elapsed();
+        self.noted(r)
+    }
+
     pub async fn set_mtime(&mut self, path: &str, mtime: i64) -> Result<bool> {
         let r = self.inner().set_mtime(path, mtime).await;
         self.noted(r)

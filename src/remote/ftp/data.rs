@@ -25,9 +25,18 @@ pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {
     fn close_notify(&mut self) -> bool {
         false
     }
+    /// The socket itself when the bytes go on it as they are (plain TCP),
+    /// for an upload by sendfile ([`super::splice`]).
+    fn tcp(&self) -> Option<&TcpStream> {
+        None
+    }
 }
 
-impl Io for TcpStream {}
+impl Io for TcpStream {
+    fn tcp(&self) -> Option<&TcpStream> {
+        Some(self)
+    }
+}
 
 impl Io for TlsData {
     fn close_notify(&mut self) -> bool {

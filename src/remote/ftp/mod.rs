@@ -19,6 +19,7 @@ mod relay;
 mod renames;
 mod sessions;
 mod sizes;
+mod splice;
 mod tls;
 mod transfer;
 
@@ -292,6 +293,27 @@ impl Session for FtpSession {
     ) -> Result<u64> {
         let shared = self.shared.clone();
         let r = transfer::write_from(self.data_conn().await?, &shared, path, mode, source).await;
+        self.after_transfer(r)
+    }
+
+    /// Plain FTP: its data connections carry the file's bytes as they are.
+    fn splices(&self) -> bool {
+        matches!(self.shared.tls, Ok(None))
+    }
+
+    async fn write_file(
+        &mut self,
+        path: &str,
+        mode: WriteMode,
+        file: &std::fs::File,
+        offset: u64,
+        len: u64,
+        throttle: &crate::bandwidth::Throttle,
+    ) -> Result<u64> {
+        let shared = self.shared.clone();
+        let conn = self.data_conn().await?;
+        let r =
+            transfer::write_file(conn, &shared, path, mode, file, offset, len, throttle).await;
         self.after_transfer(r)
     }
 

@@ -9,6 +9,7 @@ use crate::remote::{ErrorKind, RemoteError, Result, WriteMode};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use suppaftp::{FtpError, Status};
+use crate::bandwidth::Throttle;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// RETR from `offset`, taking at most `limit` bytes (`None`: to the end).
@@ -137,6 +138,35 @@ pub async fn write_from(
         .map_err(Failed::broken)
 }
 
+/// [`write_from`] for `len` bytes of a local file from byte `offset`, by
+/// sendfile on a plain data connection ([`super::splice`]).
+#[allow(clippy::too_many_arguments)]
+pub async fn write_file(
+    conn: &mut Conn,
+    shared: &Shared,
+    path: &str,
+    mode: WriteMode,
+    file: &std::fs::File,
+    offset: u64,
+    len: u64,
+    throttle: &Throttle,
+) -> std::result::Result<u64, Failed> {
+    let (cmd, stream) = open_write(conn, shared, path, mode)
+        .await
+        .map_err(Failed::refused)?;
+    let io = shared.server.io_timeout;
+    let sent = match stream.tcp() {
+        Some(tcp) => super::splice::send(tcp, file, offset, len, io, throttle).await,
+        // Plain FTP's data connections are plain TCP (`data::open`).
+        None => Err(Broken::Local(std::io::Error::other(
+            "sendfile needs a plain data connection",
+        ))),
+    };
+    settle(conn, shared, path, &cmd, stream, sent)
+        .await
+        .map_err(Failed::broken)
+}
+
 /// The data connection of an upload, and the command that opened it.
 async fn open_write(
     conn: &mut Conn,
@@ -223,9 +253,21 @@ async fn send(
     let mut buf = std::mem::take(&mut conn.buf);
     let pumped = pump(source, &mut stream, io, false, &mut buf).await;
     conn.buf = buf;
+    settle(conn, shared, path, cmd, stream, pumped).await
+}
+
+/// Ends an upload whose bytes went (`pumped`): the data connection's end
+/// is the file's end, and only then does the server answer 226.
+async fn settle(
+    conn: &mut Conn,
+    shared: &Shared,
+    path: &str,
+    cmd: &str,
+    mut stream: data::DataStream,
+    pumped: std::result::Result<u64, Broken>,
+) -> Result<u64> {
+    let io = shared.server.io_timeout;
     let copied = match pumped {
-        // The end of the file is the end of the data connection; only
-        // then does the server answer 226.
         Ok(n) => data::end_upload(&mut stream, io)
             .await
             .map(|()| n)
