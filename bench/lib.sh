@@ -290,6 +290,14 @@ med() { cut -d' ' -f1 "$W/$1.times" | median; }
 rss_kib() { cut -d' ' -f2 "$W/$1.times" | sort -n | tail -n 1; }
 rss() { rss_kib "$1" | awk '{printf "%.1f MiB", $1 / 1024}'; }
 ratio() { awk -v r="$(med "$1")" -v f="$(med "$2")" 'BEGIN {if (f > 0) printf "%.2fx", r / f; else print "n/a"}'; }
+# paired REF FERRY: the median of the rounds' own ratios (REF's run i /
+# ferry's run i). The runs of one round are a minute or two apart, so a
+# machine that changes pace between rounds moves both sides of a round's
+# ratio alike, where it moves only one side of the ratio of medians.
+paired() {
+    paste -d' ' <(cut -d' ' -f1 "$W/$1.times") <(cut -d' ' -f1 "$W/$2.times") |
+        awk 'NF == 2 && $2 > 0 {print $1 / $2}' | median | awk '{printf "%.2fx", $1}'
+}
 goal() { awk -v r="$(med "$1")" -v f="$(med "$2")" -v g="$3" 'BEGIN {print (f > 0 && r / f >= g ? "met" : "NOT met")}'; }
 mbs() { awk -v s="$(med "$1")" -v m="$2" 'BEGIN {if (s > 0) printf "%.0f MB/s", m * 1.048576 / s; else print "inf"}'; }
 fps() { awk -v s="$(med "$1")" -v n="$2" 'BEGIN {if (s > 0) printf "%.0f files/s", n / s; else print "inf"}'; }

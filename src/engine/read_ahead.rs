@@ -217,4 +217,25 @@ mod tests {
             .expect("the reading thread ends")
             .unwrap();
     }
+
+    #[tokio::test]
+    async fn hashes_behind_the_range_across_chunks() {
+        let data: Vec<u8> = (0..3 * CHUNK + 17).map(|i| (i % 251) as u8).collect();
+        let (_dir, file) = file_of(&data);
+        let mut prefix = Hasher::new(false);
+        prefix.update(&data[..5]);
+        let behind = hash_behind(file, 5, data.len() as u64 - 5, prefix);
+        let mut want = Hasher::new(false);
+        want.update(&data);
+        assert_eq!(behind.done().await.unwrap().finish(), want.finish());
+    }
+
+    #[tokio::test]
+    async fn hashing_behind_with_the_hasher_off_reads_nothing() {
+        // A directory cannot be read: any read would fail.
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::File::open(dir.path()).unwrap();
+        let behind = hash_behind(file, 0, 1 << 20, Hasher::none());
+        assert!(!behind.done().await.unwrap().is_on());
+    }
 }

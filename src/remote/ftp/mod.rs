@@ -312,8 +312,7 @@ impl Session for FtpSession {
     ) -> Result<u64> {
         let shared = self.shared.clone();
         let conn = self.data_conn().await?;
-        let r =
-            transfer::write_file(conn, &shared, path, mode, file, offset, len, throttle).await;
+        let r = transfer::write_file(conn, &shared, path, mode, file, offset, len, throttle).await;
         self.after_transfer(r)
     }
 

@@ -81,3 +81,111 @@ fn side(e: io::Error) -> Broken {
         _ => Broken::Local(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bandwidth::{Bandwidth, Limit};
+    use std::io::Write;
+    use std::time::Instant;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    /// A file of `len` bytes that differ from their neighbours, and a
+    /// connected pair of loopback sockets.
+    async fn setup(len: usize) -> (tempfile::TempDir, File, Vec<u8>, TcpStream, TcpStream) {
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        File::create(&path).unwrap().write_all(&data).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (tx, rx) = tokio::join!(
+            TcpStream::connect(listener.local_addr().unwrap()),
+            listener.accept()
+        );
+        (
+            dir,
+            File::open(&path).unwrap(),
+            data,
+            tx.unwrap(),
+            rx.unwrap().0,
+        )
+    }
+
+    async fn received(mut rx: TcpStream) -> Vec<u8> {
+        let mut got = Vec::new();
+        rx.read_to_end(&mut got).await.unwrap();
+        got
+    }
+
+    #[tokio::test]
+    async fn a_range_of_the_file_arrives_whole_and_in_order() {
+        // Larger than a socket buffer, so sendfile returns short and waits.
+        let (_d, file, data, tx, rx) = setup(9 * 1024 * 1024 + 7).await;
+        let reader = tokio::spawn(received(rx));
+        let io = Duration::from_secs(10);
+        let sent = send(&tx, &file, 1000, 8 * 1024 * 1024, io, &Throttle::default()).await;
+        assert_eq!(sent.ok(), Some(8 * 1024 * 1024));
+        drop(tx);
+        assert!(reader.await.unwrap() == data[1000..1000 + 8 * 1024 * 1024]);
+    }
+
+    #[tokio::test]
+    async fn a_file_shorter_than_its_row_sends_what_it_has() {
+        let (_d, file, data, tx, rx) = setup(5000).await;
+        let reader = tokio::spawn(received(rx));
+        let sent = send(
+            &tx,
+            &file,
+            0,
+            9000,
+            Duration::from_secs(5),
+            &Throttle::default(),
+        )
+        .await;
+        assert_eq!(sent.ok(), Some(5000));
+        drop(tx);
+        assert_eq!(reader.await.unwrap(), data);
+    }
+
+    #[tokio::test]
+    async fn the_throttle_paces_it() {
+        let (_d, file, data, tx, rx) = setup(300_000).await;
+        let reader = tokio::spawn(received(rx));
+        let throttle = Throttle::of(Limit::new("t", Bandwidth::constant(Some(1_000_000))));
+        let t0 = Instant::now();
+        let sent = send(&tx, &file, 0, 300_000, Duration::from_secs(10), &throttle).await;
+        let took = t0.elapsed();
+        assert_eq!(sent.ok(), Some(300_000));
+        drop(tx);
+        assert_eq!(reader.await.unwrap(), data);
+        // 300 kB at 1 MB/s, less the limit's first burst: well over 100 ms
+        // (the upper bound only says it is not stuck).
+        assert!(
+            took >= Duration::from_millis(100) && took < Duration::from_secs(10),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reset_connection_is_the_servers_fault() {
+        let (_d, file, _data, tx, rx) = setup(4 * 1024 * 1024).await;
+        // The peer gone: the kernel answers further data with RST, and the
+        // next sendfile fails with EPIPE or ECONNRESET.
+        drop(rx);
+        let sent = send(
+            &tx,
+            &file,
+            0,
+            4 * 1024 * 1024,
+            Duration::from_secs(5),
+            &Throttle::default(),
+        )
+        .await;
+        assert!(
+            matches!(sent, Err(Broken::Remote(_))),
+            "{:?}",
+            sent.map_err(|_| ())
+        );
+    }
+}

@@ -5,11 +5,11 @@
 use super::Shared;
 use super::connect::{Conn, on_ctrl};
 use super::data::{self, finish, timeout};
+use crate::bandwidth::Throttle;
 use crate::remote::{ErrorKind, RemoteError, Result, WriteMode};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use suppaftp::{FtpError, Status};
-use crate::bandwidth::Throttle;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// RETR from `offset`, taking at most `limit` bytes (`None`: to the end).
