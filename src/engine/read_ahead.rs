@@ -8,6 +8,8 @@ use super::digest::Hasher;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::mpsc;
@@ -31,15 +33,10 @@ pub struct ReadAhead {
 }
 
 /// Reads `len` bytes of `file` from byte `from` on a blocking thread,
-/// feeding them to `hasher` as they are read. The handle gives the hasher
-/// back once every byte was read (or the reader was dropped: the thread
-/// then stops at its next chunk).
-pub fn spawn(
-    file: std::fs::File,
-    from: u64,
-    len: u64,
-    mut hasher: Hasher,
-) -> (ReadAhead, JoinHandle<Hasher>) {
+/// feeding them to `hasher` as they are read. [`Hashing::done`] gives the
+/// hasher back once every byte was read (a dropped reader stops the
+/// thread at its next chunk).
+pub fn spawn(file: std::fs::File, from: u64, len: u64, mut hasher: Hasher) -> (ReadAhead, Hashing) {
     let (tx, rx) = mpsc::channel(AHEAD);
     let (spent, reuse) = std::sync::mpsc::channel::<Vec<u8>>();
     let handle = tokio::task::spawn_blocking(move || {
@@ -68,7 +65,7 @@ pub fn spawn(
                 break;
             }
         }
-        hasher
+        Ok(hasher)
     });
     let reader = ReadAhead {
         rx,
@@ -76,22 +73,38 @@ pub fn spawn(
         at: 0,
         spent,
     };
-    (reader, handle)
+    // The reader's drop stops this thread: the flag is for `hash_behind`.
+    let stop = Arc::default();
+    (reader, Hashing { handle, stop })
 }
 
-/// The digest of a file's bytes taken on a blocking thread while the
-/// kernel sends them (sendfile): the same bytes, read a second time from
-/// the page cache, since none pass through ferry. Dropped before it is
-/// done, the thread stops at its next chunk.
-pub struct HashBehind {
+/// The thread that hashes an upload's bytes, and gives the hasher back
+/// once it read them all. Dropping it stops a [`hash_behind`] thread at
+/// its next chunk (a [`spawn`] thread stops when its reader is dropped).
+pub struct Hashing {
     handle: JoinHandle<io::Result<Hasher>>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: Arc<AtomicBool>,
 }
 
-/// Starts hashing `len` bytes of `file` from byte `from` into `hasher`
-/// (nothing to read when the hasher computes nothing).
-pub fn hash_behind(file: std::fs::File, from: u64, len: u64, mut hasher: Hasher) -> HashBehind {
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+impl Hashing {
+    /// The hasher, once every byte was read.
+    pub async fn done(mut self) -> io::Result<Hasher> {
+        (&mut self.handle).await.map_err(io::Error::other)?
+    }
+}
+
+impl Drop for Hashing {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Hashes `len` bytes of `file` from byte `from` into `hasher` on a
+/// blocking thread, while the kernel sends them (sendfile): the same
+/// bytes, read a second time from the page cache, since none pass through
+/// ferry. Reads nothing when the hasher computes nothing.
+pub fn hash_behind(file: std::fs::File, from: u64, len: u64, mut hasher: Hasher) -> Hashing {
+    let stop = Arc::new(AtomicBool::new(false));
     let stopped = stop.clone();
     let handle = tokio::task::spawn_blocking(move || {
         if !hasher.is_on() {
@@ -99,7 +112,7 @@ pub fn hash_behind(file: std::fs::File, from: u64, len: u64, mut hasher: Hasher)
         }
         let mut buf = vec![0u8; CHUNK];
         let (mut at, end) = (from, from.saturating_add(len));
-        while at < end && !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+        while at < end && !stopped.load(Ordering::Relaxed) {
             let want = usize::try_from(end - at).unwrap_or(CHUNK).min(CHUNK);
             let got = fill(&file, &mut buf[..want], at)?;
             if got == 0 {
@@ -111,20 +124,7 @@ pub fn hash_behind(file: std::fs::File, from: u64, len: u64, mut hasher: Hasher)
         }
         Ok(hasher)
     });
-    HashBehind { handle, stop }
-}
-
-impl HashBehind {
-    /// The hasher, once every byte was hashed.
-    pub async fn done(mut self) -> io::Result<Hasher> {
-        (&mut self.handle).await.map_err(io::Error::other)?
-    }
-}
-
-impl Drop for HashBehind {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
+    Hashing { handle, stop }
 }
 
 /// Reads into `buf` at `offset` until it is full or the file ends.
@@ -193,7 +193,7 @@ mod tests {
         assert!(got == data[5..], "the bytes from the offset, in order");
         let mut want = Hasher::new(false);
         want.update(&data[5..]);
-        assert_eq!(hashed.await.unwrap().finish(), want.finish());
+        assert_eq!(hashed.done().await.unwrap().finish(), want.finish());
     }
 
     #[tokio::test]
@@ -212,7 +212,7 @@ mod tests {
         let (r, hashed) = spawn(file, 0, data.len() as u64, Hasher::new(false));
         drop(r);
         // Ends instead of blocking on a full channel for ever.
-        tokio::time::timeout(std::time::Duration::from_secs(10), hashed)
+        tokio::time::timeout(std::time::Duration::from_secs(10), hashed.done())
             .await
             .expect("the reading thread ends")
             .unwrap();

@@ -129,11 +129,7 @@ pub async fn write(
             from,
             len: (row.size as u64).saturating_sub(from),
         };
-        let written = match session.splices() {
-            true => spliced(session, dest, mode, part, hasher).await?,
-            false => copied(session, dest, mode, part, hasher).await?,
-        };
-        match written {
+        match send_part(session, dest, mode, part, hasher).await? {
             Ok(n) => return Ok(n),
             Err(e) if e.kind == ErrorKind::ResumeRefused && at > 0 && temporary_file => {
                 tracing::warn!(remote = %dest, error = %e, "cannot resume the upload; sending it from the start");
@@ -170,9 +166,12 @@ struct Part<'a> {
     len: u64,
 }
 
-/// Sends `part` by sendfile while a thread hashes the same bytes into
-/// `hasher`. The outer error is the local file's, the inner the server's.
-async fn spliced(
+/// Sends `part`, its digest taken into `hasher` on a thread: by sendfile
+/// where the session can (the thread reads the same bytes beside it),
+/// else through ferry's buffers, read ahead and hashed by the thread
+/// ([`super::read_ahead`]). The outer error is the local file's, the
+/// inner the server's.
+async fn send_part(
     session: &mut PooledSession,
     dest: &str,
     mode: WriteMode,
@@ -180,34 +179,22 @@ async fn spliced(
     hasher: &mut Hasher,
 ) -> Result<remote::Result<u64>, FileError> {
     let read_error = |e: std::io::Error| FileError::local(format!("read {}", part.local), &e);
-    let copy = part.file.try_clone().map_err(read_error)?;
-    let behind = super::read_ahead::hash_behind(copy, part.from, part.len, hasher.clone());
-    let written = session
-        .write_file(dest, mode, &part.file, part.from, part.len)
-        .await;
+    let (from, len) = (part.from, part.len);
+    let (written, hashing) = match session.splices() {
+        true => {
+            let copy = part.file.try_clone().map_err(read_error)?;
+            let hashing = super::read_ahead::hash_behind(copy, from, len, hasher.clone());
+            let written = session.write_file(dest, mode, &part.file, from, len).await;
+            (written, hashing)
+        }
+        false => {
+            let (ahead, hashing) = super::read_ahead::spawn(part.file, from, len, hasher.clone());
+            let mut source = crate::progress::Counted(ahead);
+            (session.write_from(dest, mode, &mut source).await, hashing)
+        }
+    };
     if written.is_ok() {
-        *hasher = behind.done().await.map_err(read_error)?;
-    }
-    Ok(written)
-}
-
-/// Sends `part` through ferry's buffers, read ahead and hashed into
-/// `hasher` on a thread ([`super::read_ahead`]).
-async fn copied(
-    session: &mut PooledSession,
-    dest: &str,
-    mode: WriteMode,
-    part: Part<'_>,
-    hasher: &mut Hasher,
-) -> Result<remote::Result<u64>, FileError> {
-    let (ahead, hashed) = super::read_ahead::spawn(part.file, part.from, part.len, hasher.clone());
-    let mut source = crate::progress::Counted(ahead);
-    let written = session.write_from(dest, mode, &mut source).await;
-    drop(source);
-    if written.is_ok() {
-        *hasher = hashed.await.map_err(|e| {
-            FileError::local(format!("read {}", part.local), &std::io::Error::other(e))
-        })?;
+        *hasher = hashing.done().await.map_err(read_error)?;
     }
     Ok(written)
 }
