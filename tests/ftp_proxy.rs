@@ -93,6 +93,9 @@ fn round_trip(f: &Fixture, srv: &FtpServer, server: &str, via: &Via) {
     put(&srv.root, "pub/in/small.csv", b"a,b\n1,2\n");
     put(&srv.root, "pub/in/big.bin", &big);
     std::fs::write(outbox.join("sent.csv"), b"sent through the proxy").unwrap();
+    // Above the small-file batches' 64 KiB: on plain FTP, sent by sendfile.
+    let big_up: Vec<u8> = (0..400_000u32).map(|i| (i % 241) as u8).collect();
+    std::fs::write(outbox.join("sent.bin"), &big_up).unwrap();
     let log = f.once(0);
     let proxy_log = via.proxy.logs();
     let context = || format!("ferry:\n{log}\nproxy:\n{proxy_log}\nserver:\n{}", srv.log());
@@ -113,11 +116,16 @@ fn round_trip(f: &Fixture, srv: &FtpServer, server: &str, via: &Via) {
         "{}",
         context()
     );
+    assert!(
+        std::fs::read(srv.root.join("pub/up/sent.bin")).ok() == Some(big_up),
+        "{}",
+        context()
+    );
     // The control connection, and every data port the server offered.
     assert!(mentions(&proxy_log, srv.port), "{}", context());
     let ports = offered_ports(&srv.log());
-    // At least: a listing, two downloads, one upload.
-    assert!(ports.len() >= 4, "passive ports {ports:?}\n{}", context());
+    // At least: a listing, two downloads, two uploads.
+    assert!(ports.len() >= 5, "passive ports {ports:?}\n{}", context());
     for p in ports {
         assert!(
             mentions(&proxy_log, p),
