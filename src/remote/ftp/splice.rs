@@ -4,7 +4,8 @@
 //! of one. Over loopback or a fast link those copies were a third of
 //! ferry's CPU for a large file, on a machine whose cores the server and
 //! the digest share. TLS data connections encrypt in ferry, so they take
-//! the copy loop ([`super::transfer::pump`]).
+//! the copy loop ([`super::transfer::pump`]); a file whose file system
+//! cannot splice goes by reads and writes here.
 
 use super::transfer::{Broken, stalled};
 use crate::bandwidth::Throttle;
@@ -30,9 +31,24 @@ pub async fn send(
     io: Duration,
     throttle: &Throttle,
 ) -> Result<u64, Broken> {
+    send_from(tcp, file, (offset, len), io, throttle, true).await
+}
+
+/// [`send`], by sendfile while `splice` holds: a file its file system
+/// cannot splice from (sendfile's EINVAL, ENOSYS or EOPNOTSUPP: nothing
+/// was sent by the failed call) goes on by reads and writes instead.
+async fn send_from(
+    tcp: &TcpStream,
+    file: &File,
+    (offset, len): (u64, u64),
+    io: Duration,
+    throttle: &Throttle,
+    mut splice: bool,
+) -> Result<u64, Broken> {
     let end = offset.saturating_add(len);
     let mut at = offset;
     let mut credit = 0u64;
+    let mut buf = Vec::new();
     while at < end {
         let mut want = (end - at).min(CHUNK);
         if let Some(chunk) = throttle.chunk() {
@@ -42,18 +58,74 @@ pub async fn send(
             }
             want = want.min(credit);
         }
-        let once = tcp.async_io(Interest::WRITABLE, || sendfile(tcp, file, at, want));
-        let n = match tokio::time::timeout(io, once).await {
-            Ok(Ok(0)) => break,
-            Ok(Ok(n)) => n,
-            Ok(Err(e)) => return Err(side(e)),
-            Err(_) => return Err(Broken::Remote(stalled(io))),
+        let n = if splice {
+            let once = tcp.async_io(Interest::WRITABLE, || sendfile(tcp, file, at, want));
+            match tokio::time::timeout(io, once).await {
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) if unspliceable(&e) => {
+                    tracing::info!(error = %e, "the file system cannot sendfile this file; reading and writing it instead");
+                    splice = false;
+                    continue;
+                }
+                Ok(Err(e)) => return Err(side(e)),
+                Err(_) => return Err(Broken::Remote(stalled(io))),
+            }
+        } else {
+            copy_once(tcp, file, at, want, io, &mut buf).await?
         };
+        if n == 0 {
+            break;
+        }
         at += n;
         credit = credit.saturating_sub(n);
         crate::progress::sent(n);
     }
     Ok(at - offset)
+}
+
+/// sendfile's answers for a file it cannot splice from.
+fn unspliceable(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
+    )
+}
+
+/// Up to `want` bytes (1 MiB at most) of `file` from byte `at`, read on a
+/// blocking thread into `buf`, then written to `tcp`; 0 at the file's end.
+async fn copy_once(
+    tcp: &TcpStream,
+    file: &File,
+    at: u64,
+    want: u64,
+    io: Duration,
+    buf: &mut Vec<u8>,
+) -> Result<u64, Broken> {
+    use std::os::unix::fs::FileExt;
+    let copy = file.try_clone().map_err(Broken::Local)?;
+    let mut b = std::mem::take(buf);
+    b.resize(want.min(1024 * 1024) as usize, 0);
+    let read = tokio::task::spawn_blocking(move || {
+        let r = copy.read_at(&mut b, at);
+        (b, r)
+    });
+    let (b, got) = read.await.map_err(|e| Broken::Local(io::Error::other(e)))?;
+    *buf = b;
+    let got = got.map_err(Broken::Local)?;
+    let mut sent = 0;
+    while sent < got {
+        match tokio::time::timeout(io, tcp.writable()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(side(e)),
+            Err(_) => return Err(Broken::Remote(stalled(io))),
+        }
+        match tcp.try_write(&buf[sent..got]) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(side(e)),
+        }
+    }
+    Ok(got as u64)
 }
 
 /// One sendfile call: up to `want` bytes of `file` from byte `at`.
@@ -128,6 +200,28 @@ mod tests {
         assert_eq!(sent.ok(), Some(8 * 1024 * 1024));
         drop(tx);
         assert!(reader.await.unwrap() == data[1000..1000 + 8 * 1024 * 1024]);
+    }
+
+    #[tokio::test]
+    async fn without_sendfile_the_same_bytes_go_by_reads_and_writes() {
+        let (_d, file, data, tx, rx) = setup(3 * 1024 * 1024 + 11).await;
+        let reader = tokio::spawn(received(rx));
+        let io = Duration::from_secs(10);
+        let range = (5, data.len() as u64 - 5 + 100);
+        let sent = send_from(&tx, &file, range, io, &Throttle::default(), false).await;
+        assert_eq!(sent.ok(), Some(data.len() as u64 - 5), "to the file's end");
+        drop(tx);
+        assert!(reader.await.unwrap() == data[5..]);
+    }
+
+    #[test]
+    fn only_a_file_sendfile_cannot_splice_goes_by_reads() {
+        for errno in [libc::EINVAL, libc::ENOSYS, libc::EOPNOTSUPP] {
+            assert!(unspliceable(&io::Error::from_raw_os_error(errno)));
+        }
+        for errno in [libc::EPIPE, libc::ECONNRESET, libc::EIO, libc::EAGAIN] {
+            assert!(!unspliceable(&io::Error::from_raw_os_error(errno)));
+        }
     }
 
     #[tokio::test]
