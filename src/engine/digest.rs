@@ -10,6 +10,7 @@
 use md5::Md5;
 use sha2::{Digest as _, Sha256};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
 
@@ -118,18 +119,8 @@ impl Hasher {
     /// Feeds the first `len` bytes of a local file: the part of a resumed
     /// transfer that an earlier attempt moved. Blocking.
     pub fn feed_file(&mut self, path: &std::path::Path, len: u64) -> std::io::Result<()> {
-        use std::io::Read;
-        let mut file = std::fs::File::open(path)?.take(len);
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut fed = 0;
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            self.update(&buf[..n]);
-            fed += n as u64;
-        }
+        let file = std::fs::File::open(path)?;
+        let fed = self.feed_range(&file, 0, len, &AtomicBool::new(false))?;
         if fed != len {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
@@ -137,6 +128,34 @@ impl Hasher {
             ));
         }
         Ok(())
+    }
+
+    /// Feeds up to `len` bytes of `file` from byte `from`, until the file
+    /// ends or `stop` is set (checked between reads). Returns the bytes
+    /// fed. Blocking.
+    pub fn feed_range(
+        &mut self,
+        file: &std::fs::File,
+        from: u64,
+        len: u64,
+        stop: &AtomicBool,
+    ) -> std::io::Result<u64> {
+        use std::os::unix::fs::FileExt;
+        const READ: u64 = 256 * 1024;
+        let mut buf = vec![0u8; READ.min(len) as usize];
+        let mut fed = 0;
+        while fed < len && !stop.load(Ordering::Relaxed) {
+            let want = (len - fed).min(READ) as usize;
+            let n = match file.read_at(&mut buf[..want], from + fed) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.update(&buf[..n]);
+            fed += n as u64;
+        }
+        Ok(fed)
     }
 }
 

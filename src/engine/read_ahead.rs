@@ -73,9 +73,8 @@ pub fn spawn(file: std::fs::File, from: u64, len: u64, mut hasher: Hasher) -> (R
         at: 0,
         spent,
     };
-    // The reader's drop stops this thread: the flag is for `hash_behind`.
-    let stop = Arc::default();
-    (reader, Hashing { handle, stop })
+    // The reader's drop stops this thread.
+    (reader, Hashing { handle, stop: None })
 }
 
 /// The thread that hashes an upload's bytes, and gives the hasher back
@@ -83,7 +82,8 @@ pub fn spawn(file: std::fs::File, from: u64, len: u64, mut hasher: Hasher) -> (R
 /// its next chunk (a [`spawn`] thread stops when its reader is dropped).
 pub struct Hashing {
     handle: JoinHandle<io::Result<Hasher>>,
-    stop: Arc<AtomicBool>,
+    /// Set on drop: a [`hash_behind`] thread's signal to stop.
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl Hashing {
@@ -95,7 +95,9 @@ impl Hashing {
 
 impl Drop for Hashing {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        if let Some(stop) = &self.stop {
+            stop.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -107,24 +109,16 @@ pub fn hash_behind(file: std::fs::File, from: u64, len: u64, mut hasher: Hasher)
     let stop = Arc::new(AtomicBool::new(false));
     let stopped = stop.clone();
     let handle = tokio::task::spawn_blocking(move || {
-        if !hasher.is_on() {
-            return Ok(hasher);
-        }
-        let mut buf = vec![0u8; CHUNK];
-        let (mut at, end) = (from, from.saturating_add(len));
-        while at < end && !stopped.load(Ordering::Relaxed) {
-            let want = usize::try_from(end - at).unwrap_or(CHUNK).min(CHUNK);
-            let got = fill(&file, &mut buf[..want], at)?;
-            if got == 0 {
-                // Shorter than its row said: the size check tells.
-                break;
-            }
-            hasher.update(&buf[..got]);
-            at += got as u64;
+        if hasher.is_on() {
+            // Shorter than its row said: the size check after the upload tells.
+            hasher.feed_range(&file, from, len, &stopped)?;
         }
         Ok(hasher)
     });
-    Hashing { handle, stop }
+    Hashing {
+        handle,
+        stop: Some(stop),
+    }
 }
 
 /// Reads into `buf` at `offset` until it is full or the file ends.

@@ -3,9 +3,9 @@
 //! buffer of ferry's: no read into one, no copy between two, no write out
 //! of one. Over loopback those copies were a quarter of ferry's CPU for a
 //! large file (half without the digest), on a machine whose cores the
-//! server and the digest share. TLS data connections encrypt in ferry, so they take
-//! the copy loop ([`super::transfer::pump`]); a file whose file system
-//! cannot splice goes by reads and writes here.
+//! server and the digest share. TLS data connections encrypt in ferry, so
+//! they take the copy loop ([`super::transfer::pump`]); a file whose file
+//! system cannot splice goes by reads and writes here.
 
 use super::transfer::{Broken, stalled};
 use crate::bandwidth::Throttle;
