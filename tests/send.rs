@@ -804,6 +804,82 @@ fn cut_ftp_upload_resumes(extra: &str) {
     assert_no_temp(&d.local("in"), &log);
 }
 
+/// SIGKILL in the middle of a large plain-FTP upload (by sendfile), then
+/// a restart: the upload continues from the temporary file's size, and
+/// the final name never shows a partial file.
+#[test]
+fn a_killed_ftp_upload_resumes_vsftpd() {
+    let f = Fixture::new("");
+    let srv = vsftpd(
+        f.dir.path(),
+        &Vsftpd {
+            max_rate: 1_000_000,
+            ..Default::default()
+        },
+    );
+    let d = ftp_dest(&srv, None);
+    killed_ftp_upload_resumes(&f, &srv, &d, 800_000);
+}
+
+/// The same against pyftpdlib, paced at 1 MB/s after a 2 MB burst.
+#[test]
+fn a_killed_ftp_upload_resumes_pyftpdlib() {
+    let f = Fixture::new("");
+    let srv = pyftpdlib_paced(&f.path("srv"));
+    std::fs::write(f.path("ftp-password"), PY_PASSWORD).unwrap();
+    let d = ftp_dest(&srv, Some((PY_USER, &f.path("ftp-password"))));
+    killed_ftp_upload_resumes(&f, &srv, &d, 2_500_000);
+}
+
+/// Kills `ferry run` once the temporary file holds `killed_at` bytes.
+fn killed_ftp_upload_resumes(f: &Fixture, srv: &FtpServer, d: &Dest, killed_at: u64) {
+    let text = d.server_block.clone() + &send_rule(f, d, "big", "in", "temp_extension = \".part\"");
+    f.write_config(&text);
+    let big = pattern(5_000_000, 11);
+    drop_file(f, "big", "a.bin", &big);
+    let final_path = d.local("in/a.bin");
+    let watch_final = || {
+        if let Ok(m) = std::fs::metadata(&final_path) {
+            assert_eq!(
+                m.len(),
+                big.len() as u64,
+                "a partial file under its final name"
+            );
+        }
+    };
+    let mut run = f.spawn_run();
+    let in_dir = d.local("in");
+    wait_for_or(
+        Duration::from_secs(30),
+        "part of the upload",
+        || {
+            watch_final();
+            names(&in_dir).iter().any(|n| {
+                n.ends_with(".part")
+                    && std::fs::metadata(in_dir.join(n)).is_ok_and(|m| m.len() > killed_at)
+            })
+        },
+        || format!("{:?}\n{}\n{}", names(&in_dir), run.log(), srv.log()),
+    );
+    run.kill9();
+    watch_final();
+    let mut run = f.spawn_run();
+    wait_for(Duration::from_secs(40), "the whole file", || {
+        watch_final();
+        final_path.exists()
+    });
+    wait_for(Duration::from_secs(10), "done", || {
+        run.log().contains("state=\"done\"")
+    });
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait(Duration::from_secs(20)), Some(0));
+    let log = run.log();
+    assert_eq!(read(&final_path), big);
+    assert!(log.contains("resuming the upload"), "{log}");
+    assert_no_temp(&d.local("in"), &log);
+    assert_eq!(state_of(f, "big", "a.bin"), "done");
+}
+
 /// SIGKILL again and again while many files go out, and while pieces are
 /// appended to one remote file: every file exactly once and whole, and the
 /// appended file holds each piece exactly once, in order.
