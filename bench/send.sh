@@ -49,7 +49,9 @@
 # BARE ("1": ferry runs once more per round with the rule's `digest =
 # false` and, over SFTP, the server's `fsync = false`: neither a digest
 # nor a server fsync, as the reference clients; BARE= leaves them out),
-# KEEP=1 (keep the work directory).
+# LFTP_TMP ("1": lftp also runs the small files with `set
+# xfer:use-temp-file yes`, a temporary name then a rename per file, as
+# ferry; LFTP_TMP= leaves it out), KEEP=1 (keep the work directory).
 set -euo pipefail
 
 SIZE_MB=${SIZE_MB:-1024}
@@ -61,6 +63,7 @@ LAT_FILES=${LAT_FILES:-50}
 RESCAN_FILES=${RESCAN_FILES:-20}
 PARTS=${PARTS:-sftp ftp latency}
 BARE=${BARE-1}
+LFTP_TMP=${LFTP_TMP-1}
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=bench/lib.sh
@@ -234,6 +237,9 @@ sftp_small_ferry_bare() { SERVER_EXTRA="fsync = false" RULE_EXTRA="digest = fals
 sftp_small_ferry_b() { BIN=$FERRY_B ferry_small ferry_b_sftp_small sftp ssb "$W/sftp"; }
 sftp_small_sftp() { ref_small sftp_put_small "$W/sftp/os.$i" "${SFTP[@]}" <<<"put -r $W/src/small $W/sftp/os.$i"; }
 sftp_small_lftp() { ref_small lftp_sftp_small "$W/sftp/ls.$i" lftp -c "$LFTP_SFTP; mirror -R --parallel=$PARALLEL $W/src/small $W/sftp/ls.$i"; }
+# lftp with `xfer:use-temp-file`: each file under a temporary name (`.in.NAME`)
+# then renamed, as ferry sends: the reference for what the renames cost.
+sftp_small_lftp_tmp() { ref_small lftp_tmp_sftp_small "$W/sftp/lt.$i" lftp -c "set xfer:use-temp-file yes; $LFTP_SFTP; mirror -R --parallel=$PARALLEL $W/src/small $W/sftp/lt.$i"; }
 sftp_small_rclone() { ref_small rclone_sftp_small "$W/sftp/rs.$i" rclone copy --transfers="$PARALLEL" "$W/src/small" "$RCLONE_SFTP$W/sftp/rs.$i"; }
 ftp_big_ferry() { ferry_big ferry_ftp_big ftp fb "$FTP_DIR"; }
 ftp_big_ferry_bare() { RULE_EXTRA="digest = false" ferry_big ferry_bare_ftp_big ftp fbn "$FTP_DIR"; }
@@ -245,6 +251,7 @@ ftp_small_ferry() { ferry_small ferry_ftp_small ftp fs "$FTP_DIR"; }
 ftp_small_ferry_bare() { RULE_EXTRA="digest = false" ferry_small ferry_bare_ftp_small ftp fsn "$FTP_DIR"; }
 ftp_small_ferry_b() { BIN=$FERRY_B ferry_small ferry_b_ftp_small ftp fsb "$FTP_DIR"; }
 ftp_small_lftp() { ref_small lftp_ftp_small "$FTP_DIR/ls.$i" lftp -c "$LFTP_FTP; mirror -R --parallel=$PARALLEL $W/src/small $FTP_REL/ls.$i"; }
+ftp_small_lftp_tmp() { ref_small lftp_tmp_ftp_small "$FTP_DIR/lt.$i" lftp -c "set xfer:use-temp-file yes; $LFTP_FTP; mirror -R --parallel=$PARALLEL $W/src/small $FTP_REL/lt.$i"; }
 ftp_small_rclone() { ref_small rclone_ftp_small "$FTP_DIR/rs.$i" rclone copy --transfers="$PARALLEL" "$W/src/small" "$RCLONE_FTP$FTP_REL/rs.$i"; }
 
 # round TITLE BASE OTHER...: a warm-up run of BASE (printed, not counted),
@@ -262,11 +269,11 @@ round() {
 
 if has sftp; then
     round "SFTP ${SIZE_MB} MiB" sftp_big_ferry sftp_big_sftp sftp_big_lftp
-    round "SFTP $SMALL x 4 KiB" sftp_small_ferry sftp_small_sftp sftp_small_lftp
+    round "SFTP $SMALL x 4 KiB" sftp_small_ferry sftp_small_sftp sftp_small_lftp $([[ -z $LFTP_TMP ]] || echo sftp_small_lftp_tmp)
 fi
 if has ftp; then
     round "FTP ${SIZE_MB} MiB" ftp_big_ferry ftp_big_curl ftp_big_lftp
-    round "FTP $SMALL x 4 KiB" ftp_small_ferry ftp_small_lftp
+    round "FTP $SMALL x 4 KiB" ftp_small_ferry ftp_small_lftp $([[ -z $LFTP_TMP ]] || echo ftp_small_lftp_tmp)
 fi
 
 # latency PROTOCOL PATH(event|rescan): one `ferry run`, one file at a time
@@ -355,6 +362,7 @@ if has sftp; then
     line "SFTP $SIZE_MB MiB" ferry_sftp_big lftp_sftp_big big_rate "ahead: $(goal lftp_sftp_big ferry_sftp_big 1.0)"
     line "SFTP $SMALL x 4 KiB" ferry_sftp_small sftp_put_small small_rate "2x: $(goal sftp_put_small ferry_sftp_small 2.0)"
     line "SFTP $SMALL x 4 KiB" ferry_sftp_small lftp_sftp_small small_rate "ahead: $(goal lftp_sftp_small ferry_sftp_small 1.0)"
+    [[ -z $LFTP_TMP ]] || line "SFTP $SMALL x 4 KiB, lftp through temporary names" ferry_sftp_small lftp_tmp_sftp_small small_rate "like for like"
     if [[ -n $HAVE_RCLONE ]]; then
         line "SFTP $SIZE_MB MiB" ferry_sftp_big rclone_sftp_big big_rate ""
         line "SFTP $SMALL x 4 KiB" ferry_sftp_small rclone_sftp_small small_rate ""
@@ -380,6 +388,7 @@ if has ftp; then
     line "FTP $SIZE_MB MiB" ferry_ftp_big curl_put_big big_rate ""
     line "FTP $SIZE_MB MiB" ferry_ftp_big lftp_ftp_big big_rate "ahead: $(goal lftp_ftp_big ferry_ftp_big 1.0)"
     line "FTP $SMALL x 4 KiB" ferry_ftp_small lftp_ftp_small small_rate "ahead: $(goal lftp_ftp_small ferry_ftp_small 1.0)"
+    [[ -z $LFTP_TMP ]] || line "FTP $SMALL x 4 KiB, lftp through temporary names" ferry_ftp_small lftp_tmp_ftp_small small_rate "like for like"
     if [[ -n $BARE ]]; then
         line "FTP $SIZE_MB MiB, bare (no digest, as the references)" ferry_bare_ftp_big lftp_ftp_big big_rate "like for like"
         line "FTP $SMALL x 4 KiB, bare (no digest, as the references)" ferry_bare_ftp_small lftp_ftp_small small_rate "like for like"

@@ -2,7 +2,8 @@
 //! to a local directory, real sshd (SFTP), vsftpd and pyftpdlib (FTP):
 //! every `if_exists` policy, staging and temporary-extension modes, the
 //! local after-actions, the watcher (moves go at once, files written in
-//! place wait for their close), resume after a cut and after SIGKILL, and
+//! place wait for their close), resume after a cut and after SIGKILL (a
+//! campaign of kills on each server), and
 //! a two-stage gateway (SFTP in, FTP out).
 
 mod common;
@@ -882,73 +883,205 @@ fn killed_ftp_upload_resumes(f: &Fixture, srv: &FtpServer, d: &Dest, killed_at: 
 
 /// SIGKILL again and again while many files go out, and while pieces are
 /// appended to one remote file: every file exactly once and whole, and the
-/// appended file holds each piece exactly once, in order.
+/// appended file holds each piece exactly once, in order. Over SFTP
+/// through a 2 MB/s link, so kills land mid-transfer.
 #[test]
-fn sigkill_campaign_sends_everything_exactly_once() {
+fn sigkill_campaign_sends_everything_exactly_once_sftp() {
     let sshd = Sshd::start(Default::default(), &[]);
     let throttle = Throttle::start(sshd.port, 2_000_000);
     let f = Fixture::new("");
     let d = sftp_dest(&f, &sshd, Some(throttle.port));
+    sigkill_campaign(&f, &d, String::new);
+}
+
+/// The same against vsftpd, each transfer limited to 1 MB/s: medium files
+/// by sendfile, small ones in batches with their renames sent together.
+#[test]
+fn sigkill_campaign_sends_everything_exactly_once_vsftpd() {
+    let f = Fixture::new("");
+    let srv = vsftpd(
+        f.dir.path(),
+        &Vsftpd {
+            max_rate: 1_000_000,
+            ..Default::default()
+        },
+    );
+    let d = ftp_dest(&srv, None);
+    sigkill_campaign(&f, &d, || srv.log());
+}
+
+/// The same against pyftpdlib (another server's replies, listing format
+/// and rename rules), each data connection paced after a first burst.
+#[test]
+fn sigkill_campaign_sends_everything_exactly_once_pyftpdlib() {
+    let f = Fixture::new("");
+    let srv = pyftpdlib_paced(&f.path("srv"));
+    std::fs::write(f.path("ftp-password"), PY_PASSWORD).unwrap();
+    let d = ftp_dest(&srv, Some((PY_USER, &f.path("ftp-password"))));
+    sigkill_campaign(&f, &d, || srv.log());
+}
+
+/// The campaign, in rounds of SIGKILL and restart. Every six rounds a
+/// new generation of files lands in the outbox: 16 of 150-450 kB (each
+/// on its own) and 160 of 1-3 kB (in batches). Each round appends one
+/// piece to one remote file and kills ferry twice: once while the
+/// generation goes out (in even rounds once about another eighth of it is
+/// on the server, in odd ones at a random moment after the start), once
+/// after the piece is appended. Meanwhile the final names on the server
+/// are watched: a name that shows up holds its whole file, never part of
+/// it. ./test.sh runs 6 rounds, `faults/run` (FERRY_FAULTS=long) 30.
+/// `server_log` goes into failure messages.
+fn sigkill_campaign(f: &Fixture, d: &Dest, server_log: impl Fn() -> String) {
     let text = d.server_block.clone()
-        + &send_rule(&f, &d, "many", "in", "after = { delete = true }")
+        + &send_rule(f, d, "many", "in", "after = { delete = true }")
         + &send_rule(
-            &f,
-            &d,
+            f,
+            d,
             "log",
             "log",
             "if_exists = \"append\"\nafter = { delete = true }",
         );
     f.write_config(&text);
-    let files: Vec<(String, Vec<u8>)> = (0..24)
-        .map(|i| {
-            (
-                format!("f{i:02}.bin"),
-                pattern(150_000 + i * 20_000, i as u8),
-            )
-        })
-        .collect();
-    for (n, data) in &files {
-        drop_file(&f, "many", n, data);
-    }
+    let long = std::env::var("FERRY_FAULTS").is_ok_and(|v| v == "long");
+    let rounds: u8 = if long { 30 } else { 6 };
+    let in_dir = d.local("in");
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     let mut expected_log = Vec::new();
-    for round in 0..6u8 {
+    let (mut kills, mut busy, mut temps) = (0, 0, 0);
+    for round in 0..rounds {
+        let generation = round / 6;
+        let prefix = format!("g{generation}-");
+        if round % 6 == 0 {
+            let seed = generation.wrapping_mul(37);
+            let medium = (0..16).map(|i| {
+                let data = pattern(150_000 + i * 20_000, seed.wrapping_add(i as u8));
+                (format!("{prefix}f{i:02}.bin"), data)
+            });
+            let small = (0..160).map(|i| {
+                let data = pattern(1000 + i * 13, seed.wrapping_add(i as u8));
+                (format!("{prefix}s{i:03}.txt"), data)
+            });
+            let new: Vec<_> = medium.chain(small).collect();
+            for (n, data) in &new {
+                drop_file(f, "many", n, data);
+            }
+            files.extend(new);
+        }
         let piece = pattern(1_000_000 + round as usize * 1000, 100 + round);
-        drop_file(&f, "log", "day.log", &piece);
+        drop_file(f, "log", "day.log", &piece);
         expected_log.extend_from_slice(&piece);
         let mut run = f.spawn_run();
-        std::thread::sleep(Duration::from_millis(300 + fastrand_ms(500)));
+        let share = (round as usize % 6 + 2) * 176 / 8 - fastrand_ms(10) as usize;
+        let sent = || {
+            names(&in_dir)
+                .iter()
+                .filter(|n| n.starts_with(&prefix) && !n.ends_with(".ferry-part"))
+                .count()
+        };
+        let wait = if round % 2 == 0 {
+            Duration::from_secs(60)
+        } else {
+            Duration::from_millis(100 + fastrand_ms(700))
+        };
+        let t0 = Instant::now();
+        while t0.elapsed() < wait && sent() < share {
+            whole_or_absent(&in_dir, &files);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if !names(&f.path("out/many")).is_empty() {
+            busy += 1;
+        }
+        temps += names(&in_dir)
+            .iter()
+            .filter(|n| n.ends_with(".ferry-part"))
+            .count();
         run.kill9();
+        kills += 1;
         // The next start finishes the piece before another is dropped.
         let mut run = f.spawn_run();
-        wait_for(Duration::from_secs(60), "the piece appended", || {
-            names(&f.path("out/log")).is_empty()
-        });
+        wait_for_or(
+            Duration::from_secs(60),
+            "the piece appended",
+            || {
+                whole_or_absent(&in_dir, &files);
+                names(&f.path("out/log")).is_empty()
+            },
+            || format!("{}\n{}", run.log(), server_log()),
+        );
         run.kill9();
+        kills += 1;
     }
+    // The last start finishes everything: the outbox empties, and every
+    // row ends `done` (a kill right after a local delete leaves its row
+    // `delivered` for this start to finish).
     let mut run = f.spawn_run();
-    wait_for(Duration::from_secs(120), "every file sent", || {
-        names(&f.path("out/many")).is_empty()
-    });
+    let rows = files.len() + rounds as usize;
+    wait_for_or(
+        Duration::from_secs(120),
+        "every file sent and every row done",
+        || {
+            whole_or_absent(&in_dir, &files);
+            names(&f.path("out/many")).is_empty() && f.files(Some("done")).len() == rows
+        },
+        || {
+            let open: Vec<_> = f
+                .files(None)
+                .into_iter()
+                .filter(|r| r["state"] != "done")
+                .collect();
+            format!(
+                "{:?}\n{open:#?}\n{}\n{}",
+                names(&f.path("out/many")),
+                run.log(),
+                server_log()
+            )
+        },
+    );
     wait_for(Duration::from_secs(20), "ferry to be up", || {
         run.log().contains("ferry started")
     });
     run.signal(libc::SIGTERM);
     assert_eq!(run.wait(Duration::from_secs(20)), Some(0));
+    let log = run.log();
     for (n, data) in &files {
-        assert_eq!(&read(&d.local(&format!("in/{n}"))), data, "{n}");
+        assert!(
+            &read(&in_dir.join(n)) == data,
+            "{n} differs from the file sent"
+        );
     }
-    assert_eq!(
-        names(&d.local("in")).len(),
-        files.len(),
-        "{:?}",
-        names(&d.local("in"))
-    );
+    // Nothing twice (a second copy would be `NAME.<time>.EXT`), nothing
+    // left under a temporary name.
+    assert_eq!(names(&in_dir).len(), files.len(), "{:?}", names(&in_dir));
+    assert_no_temp(&in_dir, &log);
     let got = read(&d.local("log/day.log"));
     assert_eq!(got.len(), expected_log.len(), "appended bytes");
     assert!(
         got == expected_log,
         "the appended file differs from the pieces in order"
     );
+    let pieces = rounds as usize;
+    eprintln!(
+        "send campaign: {kills} kills ({busy} with files still in the outbox, {temps} temporary files \
+         on the server at them), {} files and {pieces} appended pieces: lost 0 duplicated 0 partial 0",
+        files.len()
+    );
+    assert!(
+        busy >= rounds / 2,
+        "too few kills interrupted the work: the campaign proved little"
+    );
+}
+
+/// A final name on the server holds its whole file, or is not there yet.
+fn whole_or_absent(dir: &Path, files: &[(String, Vec<u8>)]) {
+    for (n, data) in files {
+        if let Ok(m) = std::fs::metadata(dir.join(n)) {
+            assert_eq!(
+                m.len(),
+                data.len() as u64,
+                "{n}: part of a file under its final name"
+            );
+        }
+    }
 }
 
 fn fastrand_ms(max: u64) -> u64 {
