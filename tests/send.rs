@@ -762,14 +762,7 @@ fn a_cut_ftp_upload_without_digest_resumes() {
 /// [`a_cut_ftp_upload_resumes`] with `extra` in the rule.
 fn cut_ftp_upload_resumes(extra: &str) {
     let f = Fixture::new("");
-    let srv = vsftpd(
-        f.dir.path(),
-        &Vsftpd {
-            max_rate: 1_000_000,
-            ..Default::default()
-        },
-    );
-    let d = ftp_dest(&srv, None);
+    let (srv, d) = slow_vsftpd(&f);
     let rule = format!("temp_extension = \".part\"\n{extra}");
     let text = d.server_block.clone() + &send_rule(&f, &d, "big", "in", &rule);
     f.write_config(&text);
@@ -811,14 +804,7 @@ fn cut_ftp_upload_resumes(extra: &str) {
 #[test]
 fn a_killed_ftp_upload_resumes_vsftpd() {
     let f = Fixture::new("");
-    let srv = vsftpd(
-        f.dir.path(),
-        &Vsftpd {
-            max_rate: 1_000_000,
-            ..Default::default()
-        },
-    );
-    let d = ftp_dest(&srv, None);
+    let (srv, d) = slow_vsftpd(&f);
     killed_ftp_upload_resumes(&f, &srv, &d, 800_000);
 }
 
@@ -826,10 +812,29 @@ fn a_killed_ftp_upload_resumes_vsftpd() {
 #[test]
 fn a_killed_ftp_upload_resumes_pyftpdlib() {
     let f = Fixture::new("");
+    let (srv, d) = paced_pyftpdlib(&f);
+    killed_ftp_upload_resumes(&f, &srv, &d, 2_500_000);
+}
+
+/// vsftpd with each transfer limited to 1 MB/s (`anon_max_rate`), so that
+/// a kill or a cut lands in the middle of an upload.
+fn slow_vsftpd(f: &Fixture) -> (FtpServer, Dest) {
+    let opts = Vsftpd {
+        max_rate: 1_000_000,
+        ..Default::default()
+    };
+    let srv = vsftpd(f.dir.path(), &opts);
+    let d = ftp_dest(&srv, None);
+    (srv, d)
+}
+
+/// pyftpdlib pacing each data connection at 1 MB/s after a 2 MB burst,
+/// with the test user logged in.
+fn paced_pyftpdlib(f: &Fixture) -> (FtpServer, Dest) {
     let srv = pyftpdlib_paced(&f.path("srv"));
     std::fs::write(f.path("ftp-password"), PY_PASSWORD).unwrap();
     let d = ftp_dest(&srv, Some((PY_USER, &f.path("ftp-password"))));
-    killed_ftp_upload_resumes(&f, &srv, &d, 2_500_000);
+    (srv, d)
 }
 
 /// Kills `ferry run` once the temporary file holds `killed_at` bytes.
@@ -899,14 +904,7 @@ fn sigkill_campaign_sends_everything_exactly_once_sftp() {
 #[test]
 fn sigkill_campaign_sends_everything_exactly_once_vsftpd() {
     let f = Fixture::new("");
-    let srv = vsftpd(
-        f.dir.path(),
-        &Vsftpd {
-            max_rate: 1_000_000,
-            ..Default::default()
-        },
-    );
-    let d = ftp_dest(&srv, None);
+    let (srv, d) = slow_vsftpd(&f);
     sigkill_campaign(&f, &d, || srv.log());
 }
 
@@ -915,9 +913,7 @@ fn sigkill_campaign_sends_everything_exactly_once_vsftpd() {
 #[test]
 fn sigkill_campaign_sends_everything_exactly_once_pyftpdlib() {
     let f = Fixture::new("");
-    let srv = pyftpdlib_paced(&f.path("srv"));
-    std::fs::write(f.path("ftp-password"), PY_PASSWORD).unwrap();
-    let d = ftp_dest(&srv, Some((PY_USER, &f.path("ftp-password"))));
+    let (srv, d) = paced_pyftpdlib(&f);
     sigkill_campaign(&f, &d, || srv.log());
 }
 
