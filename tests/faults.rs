@@ -14,10 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn long() -> bool {
-    std::env::var("FERRY_FAULTS").is_ok_and(|v| v == "long")
-}
-
 /// What a campaign counts. Every field must be 0.
 #[derive(Debug, Default)]
 struct Tally {
@@ -177,7 +173,7 @@ fn all_done(f: &Fixture, produced: usize) -> bool {
 
 #[test]
 fn sigkill_campaign_with_names_sent_again() {
-    let kills = if long() { 120 } else { 20 };
+    let kills = if long_faults() { 120 } else { 20 };
     let f = Fixture::new("exclude = [\".*\"]");
     configure(
         &f,
@@ -290,7 +286,7 @@ impl Drop for Tmpfs {
 
 #[test]
 fn full_disk_campaign_fails_nothing_and_loses_nothing() {
-    let outage = if long() {
+    let outage = if long_faults() {
         Duration::from_secs(180)
     } else {
         Duration::from_secs(4)
@@ -385,7 +381,7 @@ fn full_disk_campaign_fails_nothing_and_loses_nothing() {
 
 #[test]
 fn failing_handler_campaign_retry_brings_every_file_back() {
-    let n = if long() { 200 } else { 40 };
+    let n = if long_faults() { 200 } else { 40 };
     let f = Fixture::new("exclude = [\".*\"]");
     let up = f.path("backend-up");
     let ran = f.path("handled");

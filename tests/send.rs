@@ -938,10 +938,10 @@ fn sigkill_campaign(f: &Fixture, d: &Dest, server_log: impl Fn() -> String) {
             "if_exists = \"append\"\nafter = { delete = true }",
         );
     f.write_config(&text);
-    let long = std::env::var("FERRY_FAULTS").is_ok_and(|v| v == "long");
-    let rounds: u8 = if long { 30 } else { 6 };
+    let rounds: u8 = if long_faults() { 30 } else { 6 };
     let in_dir = d.local("in");
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut generation_size = 0;
     let mut expected_log = Vec::new();
     let (mut kills, mut busy, mut temps) = (0, 0, 0);
     for round in 0..rounds {
@@ -961,13 +961,14 @@ fn sigkill_campaign(f: &Fixture, d: &Dest, server_log: impl Fn() -> String) {
             for (n, data) in &new {
                 drop_file(f, "many", n, data);
             }
+            generation_size = new.len();
             files.extend(new);
         }
         let piece = pattern(1_000_000 + round as usize * 1000, 100 + round);
         drop_file(f, "log", "day.log", &piece);
         expected_log.extend_from_slice(&piece);
         let mut run = f.spawn_run();
-        let share = (round as usize % 6 + 2) * 176 / 8 - fastrand_ms(10) as usize;
+        let share = (round as usize % 6 + 2) * generation_size / 8 - fastrand_ms(10) as usize;
         let sent = || {
             names(&in_dir)
                 .iter()
@@ -1055,10 +1056,9 @@ fn sigkill_campaign(f: &Fixture, d: &Dest, server_log: impl Fn() -> String) {
         got == expected_log,
         "the appended file differs from the pieces in order"
     );
-    let pieces = rounds as usize;
     eprintln!(
         "send campaign: {kills} kills ({busy} with files still in the outbox, {temps} temporary files \
-         on the server at them), {} files and {pieces} appended pieces: lost 0 duplicated 0 partial 0",
+         on the server at them), {} files and {rounds} appended pieces: lost 0 duplicated 0 partial 0",
         files.len()
     );
     assert!(

@@ -490,7 +490,7 @@ fn insecure_accept_any_host_key_warns_at_every_connect() {
 /// `FERRY_FAULTS=long` (faults/run) runs it at 150 KB/s.
 #[test]
 fn slow_link_and_random_cuts_campaign() {
-    let long = std::env::var("FERRY_FAULTS").is_ok_and(|v| v == "long");
+    let long = long_faults();
     let (files, rate) = if long { (60, 150_000) } else { (50, 3_000_000) };
     let s = sftp_fixture(None);
     let slow = Throttle::start(s.sshd.port, rate);

@@ -197,6 +197,12 @@ pub fn part_of(dir: &Path, row: &serde_json::Value) -> PathBuf {
     dir.join(part_name(name, int("id"), int("mtime"), int("size") as u64))
 }
 
+/// Whether the fault campaigns run long (`faults/run` sets
+/// `FERRY_FAULTS=long`); `./test.sh` runs them short.
+pub fn long_faults() -> bool {
+    std::env::var("FERRY_FAULTS").is_ok_and(|v| v == "long")
+}
+
 /// Names of regular files directly in `dir`, sorted.
 pub fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = match std::fs::read_dir(dir) {
