@@ -298,6 +298,15 @@ paired() {
     paste -d' ' <(cut -d' ' -f1 "$W/$1.times") <(cut -d' ' -f1 "$W/$2.times") |
         awk 'NF == 2 && $2 > 0 {print $1 / $2}' | median | awk '{printf "%.2fx", $1}'
 }
+# wins REF FERRY: in how many rounds ferry's run was the faster of the
+# pair, as "k of n". On a machine whose pace swings by half between
+# minutes, a median ratio near 1 says little by itself; ferry faster in
+# 12 or more of 15 rounds would happen by chance under 2 % of the time
+# if the two were alike (a sign test), 8 of 15 about half of the time.
+wins() {
+    paste -d' ' <(cut -d' ' -f1 "$W/$1.times") <(cut -d' ' -f1 "$W/$2.times") |
+        awk 'NF == 2 {n++; if ($2 < $1) k++} END {printf "%d of %d", k, n}'
+}
 goal() { awk -v r="$(med "$1")" -v f="$(med "$2")" -v g="$3" 'BEGIN {print (f > 0 && r / f >= g ? "met" : "NOT met")}'; }
 mbs() { awk -v s="$(med "$1")" -v m="$2" 'BEGIN {if (s > 0) printf "%.0f MB/s", m * 1.048576 / s; else print "inf"}'; }
 fps() { awk -v s="$(med "$1")" -v n="$2" 'BEGIN {if (s > 0) printf "%.0f files/s", n / s; else print "inf"}'; }

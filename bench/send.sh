@@ -348,15 +348,16 @@ fi
 big_rate() { mbs "$1" "$SIZE_MB"; }
 small_rate() { fps "$1" "$SMALL"; }
 line() { # CASE FERRY REFERENCE RATE GOAL
-    printf '| %s | %s s, %s, %s | %s %s s, %s | %s | %s | %s |\n' "$1" "$(med "$2")" "$($4 "$2")" "$(rss "$2")" \
-        "$3" "$(med "$3")" "$($4 "$3")" "$(ratio "$3" "$2")" "$(paired "$3" "$2")" "$5"
+    printf '| %s | %s s, %s, %s | %s %s s, %s | %s | %s | %s | %s |\n' "$1" "$(med "$2")" "$($4 "$2")" "$(rss "$2")" \
+        "$3" "$(med "$3")" "$($4 "$3")" "$(ratio "$3" "$2")" "$(paired "$3" "$2")" "$(wins "$3" "$2")" "$5"
 }
 echo
 echo "medians of $RUNS runs; ratio = reference time / ferry time (above 1: ferry faster);"
-echo "paired = the median of each round's own ratio (both runs minutes apart)"
+echo "paired = the median of each round's own ratio (both runs minutes apart);"
+echo "rounds = in how many rounds ferry's run was the faster of the two"
 echo
-echo "| case | ferry (seconds, rate, peak RSS) | reference | ratio | paired | goal |"
-echo "| --- | --- | --- | --- | --- | --- |"
+echo "| case | ferry (seconds, rate, peak RSS) | reference | ratio | paired | rounds | goal |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
 if has sftp; then
     line "SFTP $SIZE_MB MiB" ferry_sftp_big sftp_put_big big_rate "1.3x: $(goal sftp_put_big ferry_sftp_big 1.3)"
     line "SFTP $SIZE_MB MiB" ferry_sftp_big lftp_sftp_big big_rate "ahead: $(goal lftp_sftp_big ferry_sftp_big 1.0)"
