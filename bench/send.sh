@@ -51,7 +51,10 @@
 # nor a server fsync, as the reference clients; BARE= leaves them out),
 # LFTP_TMP ("1": lftp also runs the small files with `set
 # xfer:use-temp-file yes`, a temporary name then a rename per file, as
-# ferry; LFTP_TMP= leaves it out), KEEP=1 (keep the work directory).
+# ferry; LFTP_TMP= leaves it out), SFTP_F ("1": `sftp` also runs with
+# `put -f` / `put -rf`, which has the server fsync each file
+# (`fsync@openssh.com`) as ferry's default does, for a like for like
+# row; SFTP_F= leaves it out), KEEP=1 (keep the work directory).
 set -euo pipefail
 
 SIZE_MB=${SIZE_MB:-1024}
@@ -64,6 +67,7 @@ RESCAN_FILES=${RESCAN_FILES:-20}
 PARTS=${PARTS:-sftp ftp latency}
 BARE=${BARE-1}
 LFTP_TMP=${LFTP_TMP-1}
+SFTP_F=${SFTP_F-1}
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=bench/lib.sh
@@ -235,6 +239,10 @@ sftp_big_rclone() { ref_big rclone_sftp_big "$W/sftp/rb.$i" rclone copy "$W/src/
 sftp_small_ferry() { ferry_small ferry_sftp_small sftp ss "$W/sftp"; }
 sftp_small_ferry_bare() { SERVER_EXTRA="fsync = false" RULE_EXTRA="digest = false" ferry_small ferry_bare_sftp_small sftp ssn "$W/sftp"; }
 sftp_small_ferry_b() { BIN=$FERRY_B ferry_small ferry_b_sftp_small sftp ssb "$W/sftp"; }
+# `sftp` with `-f`: the server fsyncs each file before the next, as
+# ferry's server `fsync` (default true) has it do before each rename.
+sftp_big_sftp_f() { ref_big sftp_put_f_big "$W/sftp/of.$i" "${SFTP[@]}" <<<"put -f $W/src/big/big.bin $W/sftp/of.$i/big.bin"; }
+sftp_small_sftp_f() { ref_small sftp_put_f_small "$W/sftp/ofs.$i" "${SFTP[@]}" <<<"put -rf $W/src/small $W/sftp/ofs.$i"; }
 sftp_small_sftp() { ref_small sftp_put_small "$W/sftp/os.$i" "${SFTP[@]}" <<<"put -r $W/src/small $W/sftp/os.$i"; }
 sftp_small_lftp() { ref_small lftp_sftp_small "$W/sftp/ls.$i" lftp -c "$LFTP_SFTP; mirror -R --parallel=$PARALLEL $W/src/small $W/sftp/ls.$i"; }
 # lftp with `xfer:use-temp-file`: each file under a temporary name (`.in.NAME`)
@@ -268,8 +276,9 @@ round() {
 }
 
 if has sftp; then
-    round "SFTP ${SIZE_MB} MiB" sftp_big_ferry sftp_big_sftp sftp_big_lftp
-    round "SFTP $SMALL x 4 KiB" sftp_small_ferry sftp_small_sftp sftp_small_lftp $([[ -z $LFTP_TMP ]] || echo sftp_small_lftp_tmp)
+    round "SFTP ${SIZE_MB} MiB" sftp_big_ferry sftp_big_sftp sftp_big_lftp $([[ -z $SFTP_F ]] || echo sftp_big_sftp_f)
+    round "SFTP $SMALL x 4 KiB" sftp_small_ferry sftp_small_sftp sftp_small_lftp $([[ -z $LFTP_TMP ]] || echo sftp_small_lftp_tmp) \
+        $([[ -z $SFTP_F ]] || echo sftp_small_sftp_f)
 fi
 if has ftp; then
     round "FTP ${SIZE_MB} MiB" ftp_big_ferry ftp_big_curl ftp_big_lftp
@@ -364,6 +373,10 @@ if has sftp; then
     line "SFTP $SMALL x 4 KiB" ferry_sftp_small sftp_put_small small_rate "2x: $(goal sftp_put_small ferry_sftp_small 2.0)"
     line "SFTP $SMALL x 4 KiB" ferry_sftp_small lftp_sftp_small small_rate "ahead: $(goal lftp_sftp_small ferry_sftp_small 1.0)"
     [[ -z $LFTP_TMP ]] || line "SFTP $SMALL x 4 KiB, lftp through temporary names" ferry_sftp_small lftp_tmp_sftp_small small_rate "like for like"
+    if [[ -n $SFTP_F ]]; then
+        line "SFTP $SIZE_MB MiB, \`sftp put -f\` (the server fsyncs, as ferry's default)" ferry_sftp_big sftp_put_f_big big_rate "like for like"
+        line "SFTP $SMALL x 4 KiB, \`sftp put -rf\` (the server fsyncs each file, as ferry's default)" ferry_sftp_small sftp_put_f_small small_rate "like for like"
+    fi
     if [[ -n $HAVE_RCLONE ]]; then
         line "SFTP $SIZE_MB MiB" ferry_sftp_big rclone_sftp_big big_rate ""
         line "SFTP $SMALL x 4 KiB" ferry_sftp_small rclone_sftp_small small_rate ""
