@@ -290,12 +290,14 @@ med() { cut -d' ' -f1 "$W/$1.times" | median; }
 rss_kib() { cut -d' ' -f2 "$W/$1.times" | sort -n | tail -n 1; }
 rss() { rss_kib "$1" | awk '{printf "%.1f MiB", $1 / 1024}'; }
 ratio() { awk -v r="$(med "$1")" -v f="$(med "$2")" 'BEGIN {if (f > 0) printf "%.2fx", r / f; else print "n/a"}'; }
+# pairs REF FERRY: each round's two times, "REF FERRY", a line a round.
+pairs() { paste -d' ' <(cut -d' ' -f1 "$W/$1.times") <(cut -d' ' -f1 "$W/$2.times"); }
 # paired REF FERRY: the median of the rounds' own ratios (REF's run i /
 # ferry's run i). The runs of one round are a minute or two apart, so a
 # machine that changes pace between rounds moves both sides of a round's
 # ratio alike, where it moves only one side of the ratio of medians.
 paired() {
-    paste -d' ' <(cut -d' ' -f1 "$W/$1.times") <(cut -d' ' -f1 "$W/$2.times") |
+    pairs "$1" "$2" |
         awk 'NF == 2 && $2 > 0 {print $1 / $2}' | median | awk '{printf "%.2fx", $1}'
 }
 # wins REF FERRY: in how many rounds ferry's run was the faster of the
@@ -304,7 +306,7 @@ paired() {
 # 12 or more of 15 rounds would happen by chance under 2 % of the time
 # if the two were alike (a sign test), 8 of 15 about half of the time.
 wins() {
-    paste -d' ' <(cut -d' ' -f1 "$W/$1.times") <(cut -d' ' -f1 "$W/$2.times") |
+    pairs "$1" "$2" |
         awk 'NF == 2 {n++; if ($2 < $1) k++} END {printf "%d of %d", k, n}'
 }
 goal() { awk -v r="$(med "$1")" -v f="$(med "$2")" -v g="$3" 'BEGIN {print (f > 0 && r / f >= g ? "met" : "NOT met")}'; }

@@ -152,12 +152,17 @@ fn state_of(f: &Fixture, rule: &str, path: &str) -> String {
     row["state"].as_str().unwrap().to_string()
 }
 
+/// ferry's own temporary name for an upload (`common::part_name`).
+fn is_temp(name: &str) -> bool {
+    name.ends_with(".ferry-part")
+}
+
 /// No temporary name left anywhere under `dir`; `log` (ferry's) goes in
 /// the failure message.
 fn assert_no_temp(dir: &Path, log: &str) {
     for n in names(dir) {
         assert!(
-            !n.ends_with(".ferry-part") && !n.ends_with(".part"),
+            !is_temp(&n) && !n.ends_with(".part"),
             "temporary file left in {}: {n}; log:\n{log}",
             dir.display()
         );
@@ -972,7 +977,7 @@ fn sigkill_campaign(f: &Fixture, d: &Dest, server_log: impl Fn() -> String) {
         let sent = || {
             names(&in_dir)
                 .iter()
-                .filter(|n| n.starts_with(&prefix) && !n.ends_with(".ferry-part"))
+                .filter(|n| n.starts_with(&prefix) && !is_temp(n))
                 .count()
         };
         let wait = if round % 2 == 0 {
@@ -988,10 +993,7 @@ fn sigkill_campaign(f: &Fixture, d: &Dest, server_log: impl Fn() -> String) {
         if !names(&f.path("out/many")).is_empty() {
             busy += 1;
         }
-        temps += names(&in_dir)
-            .iter()
-            .filter(|n| n.ends_with(".ferry-part"))
-            .count();
+        temps += names(&in_dir).iter().filter(|n| is_temp(n)).count();
         run.kill9();
         kills += 1;
         // The next start finishes the piece before another is dropped.
